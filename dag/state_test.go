@@ -1,0 +1,163 @@
+package dag_test
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cemaf-go/cemaf/dag"
+)
+
+func TestMemoryStateAccounting(t *testing.T) {
+	var s dag.MemoryState // the zero value is usable
+	_, err := s.Get("missing")
+	require.ErrorIs(t, err, dag.ErrNotFound)
+	assert.Contains(t, err.Error(), `"missing"`)
+
+	buf := []byte("hello")
+	require.NoError(t, s.Put("a", buf))
+	buf[0] = 'J' // Put copied the value
+	v, err := s.Get("a")
+	require.NoError(t, err)
+	assert.Equal(t, "hello", string(v))
+
+	require.NoError(t, s.Put("b", make([]byte, 1000)))
+	require.NoError(t, s.Put("a", []byte("hi"))) // replace shrinks
+	assert.EqualValues(t, 1002, s.Size())
+	size, ok := s.SizeOf("b")
+	assert.True(t, ok)
+	assert.EqualValues(t, 1000, size)
+	_, ok = s.SizeOf("zzz")
+	assert.False(t, ok)
+
+	require.NoError(t, s.Put("empty", nil))
+	size, ok = s.SizeOf("empty")
+	assert.True(t, ok)
+	assert.Zero(t, size)
+	assert.Equal(t, []string{"a", "b", "empty"}, s.Keys())
+
+	require.NoError(t, s.Delete("b"))
+	require.NoError(t, s.Delete("b")) // deleting twice is fine
+	assert.EqualValues(t, 2, s.Size())
+	assert.Equal(t, []string{"a", "empty"}, s.Keys())
+}
+
+func TestMemoryStateConcurrent(t *testing.T) {
+	s := dag.NewMemoryState()
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for i := range 500 {
+				key := fmt.Sprintf("k%d", i%50)
+				_ = s.Put(key, make([]byte, w+1))
+				_, _ = s.Get(key)
+				if i%7 == 0 {
+					_ = s.Delete(key)
+				}
+				_ = s.Keys()
+			}
+		})
+	}
+	wg.Wait()
+	var total int64
+	for _, k := range s.Keys() {
+		n, _ := s.SizeOf(k)
+		total += n
+	}
+	assert.Equal(t, total, s.Size(), "Size must equal the sum of SizeOf")
+}
+
+type doc struct {
+	Title  string   `json:"title"`
+	Chunks []string `json:"chunks"`
+}
+
+func TestJSONHelpers(t *testing.T) {
+	s := dag.NewMemoryState()
+	require.NoError(t, dag.PutJSON(s, "doc", doc{Title: "t", Chunks: []string{"a", "b"}}))
+	got, err := dag.GetJSON[doc](s, "doc")
+	require.NoError(t, err)
+	assert.Equal(t, doc{Title: "t", Chunks: []string{"a", "b"}}, got)
+
+	_, err = dag.GetJSON[doc](s, "none")
+	assert.ErrorIs(t, err, dag.ErrNotFound)
+
+	require.NoError(t, s.Put("bad", []byte("{not json")))
+	_, err = dag.GetJSON[doc](s, "bad")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `decode "bad"`)
+
+	err = dag.PutJSON(s, "fn", func() {})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `encode "fn"`)
+}
+
+// rangeState is a State that records ReadAt calls, standing in for a pager.
+type rangeState struct {
+	*dag.MemoryState
+	reads int
+}
+
+func (r *rangeState) ReadAt(key string, p []byte, off int64) (int, error) {
+	r.reads++
+	v, err := r.Get(key)
+	if err != nil {
+		return 0, err
+	}
+	if off >= int64(len(v)) {
+		return 0, io.EOF
+	}
+	n := copy(p, v[off:])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+func TestNewValueReader(t *testing.T) {
+	mem := dag.NewMemoryState()
+	want := strings.Repeat("0123456789", 10000)
+	require.NoError(t, mem.Put("big", []byte(want)))
+
+	r, err := dag.NewValueReader(mem, "big")
+	require.NoError(t, err)
+	got, err := io.ReadAll(r)
+	require.NoError(t, err)
+	assert.Equal(t, want, string(got))
+
+	rs := &rangeState{MemoryState: mem}
+	r, err = dag.NewValueReader(rs, "big")
+	require.NoError(t, err)
+	got, err = io.ReadAll(r)
+	require.NoError(t, err)
+	assert.Equal(t, want, string(got))
+	assert.Greater(t, rs.reads, 1, "a RangeReader State is read incrementally")
+
+	_, err = dag.NewValueReader(mem, "absent")
+	assert.ErrorIs(t, err, dag.ErrNotFound)
+}
+
+func TestRetryBackoff(t *testing.T) {
+	p := dag.RetryPolicy{InitialBackoff: 100, MaxBackoff: 1000, Multiplier: 3, Jitter: -1}
+	assert.EqualValues(t, 100, p.Backoff(1, 0.9))
+	assert.EqualValues(t, 300, p.Backoff(2, 0.1))
+	assert.EqualValues(t, 900, p.Backoff(3, 0.5))
+	assert.EqualValues(t, 1000, p.Backoff(4, 0.5))
+	assert.EqualValues(t, 1000, p.Backoff(400, 0.5), "large attempt counts stay capped")
+
+	j := dag.RetryPolicy{InitialBackoff: 1000, Jitter: 0.5}
+	assert.EqualValues(t, 500, j.Backoff(1, 0))
+	assert.EqualValues(t, 1000, j.Backoff(1, 0.5))
+	assert.EqualValues(t, 1499, j.Backoff(1, 0.999))
+
+	assert.Nil(t, dag.Permanent(nil))
+	err := dag.Permanent(io.ErrUnexpectedEOF)
+	assert.True(t, dag.IsPermanent(fmt.Errorf("wrapped: %w", err)))
+	assert.ErrorIs(t, err, io.ErrUnexpectedEOF)
+	assert.False(t, dag.IsPermanent(io.ErrUnexpectedEOF))
+}

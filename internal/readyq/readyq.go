@@ -1,0 +1,68 @@
+// Package readyq is the priority queue of node indices shared by dag's
+// topological sort and the executor's scheduler: higher priority first, then
+// lower index (the order nodes were given in). It is a plain binary heap with
+// no interface dispatch, because it sits on the scheduler's hot path.
+package readyq
+
+// Queue holds node indices ordered by (priority desc, index asc). The zero
+// value is not usable; make one with New. Not safe for concurrent use.
+type Queue struct {
+	items []int32
+	prio  []int
+}
+
+// New returns an empty queue over nodes whose priorities are prio[i]. The
+// queue keeps prio; it must not change while the queue is in use.
+func New(prio []int, capacity int) *Queue {
+	return &Queue{items: make([]int32, 0, capacity), prio: prio}
+}
+
+// Len returns the number of queued indices.
+func (q *Queue) Len() int { return len(q.items) }
+
+func (q *Queue) less(a, b int32) bool {
+	pa, pb := q.prio[a], q.prio[b]
+	if pa != pb {
+		return pa > pb
+	}
+	return a < b
+}
+
+// Push adds node index i.
+func (q *Queue) Push(i int32) {
+	q.items = append(q.items, i)
+	j := len(q.items) - 1
+	for j > 0 {
+		p := (j - 1) / 2
+		if !q.less(q.items[j], q.items[p]) {
+			break
+		}
+		q.items[j], q.items[p] = q.items[p], q.items[j]
+		j = p
+	}
+}
+
+// Pop removes and returns the first index. It panics on an empty queue.
+func (q *Queue) Pop() int32 {
+	top := q.items[0]
+	n := len(q.items) - 1
+	q.items[0] = q.items[n]
+	q.items = q.items[:n]
+	j := 0
+	for {
+		l := 2*j + 1
+		if l >= n {
+			break
+		}
+		m := l
+		if r := l + 1; r < n && q.less(q.items[r], q.items[l]) {
+			m = r
+		}
+		if !q.less(q.items[m], q.items[j]) {
+			break
+		}
+		q.items[j], q.items[m] = q.items[m], q.items[j]
+		j = m
+	}
+	return top
+}
