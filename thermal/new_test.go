@@ -49,10 +49,10 @@ func TestNewBoards(t *testing.T) {
 		},
 		{
 			name: "explicit thresholds win", fixture: "jetson-orin",
-			opts:  thermal.Options{WarningC: 60, CriticalC: 70},
-			board: thermal.BoardJetsonOrin,
+			opts:    thermal.Options{WarningC: 60, CriticalC: 70},
+			board:   thermal.BoardJetsonOrin,
 			sensors: []string{"cpu-thermal", "gpu-thermal", "soc0-thermal", "soc1-thermal", "soc2-thermal", "tj-thermal"},
-			warn: 60, crit: 70, hottest: 47, hottestName: "tj-thermal",
+			warn:    60, crit: 70, hottest: 47, hottestName: "tj-thermal",
 		},
 		{
 			name: "explicit sensors", fixture: "jetson-nano",
