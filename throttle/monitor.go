@@ -89,10 +89,10 @@ type Monitor struct {
 	maxExport   int64
 	log         *slog.Logger
 
-	latest atomic.Pointer[Snapshot]           // Age unset; Snapshot fills it
-	next   atomic.Pointer[chan struct{}]      // closed on the next publish
-	subs   atomic.Pointer[[]subscription]     // copy-on-write view of subList
-	hist   *history                           // has its own lock
+	latest atomic.Pointer[Snapshot]       // Age unset; Snapshot fills it
+	next   atomic.Pointer[chan struct{}]  // closed on the next publish
+	subs   atomic.Pointer[[]subscription] // copy-on-write view of subList
+	hist   *history                       // has its own lock
 	stats  struct{ samples, failures atomic.Uint64 }
 	exp    struct{ errors atomic.Uint64 }
 
