@@ -1,13 +1,15 @@
 // Package readyq is the priority queue of node indices shared by dag's
 // topological sort and the executor's scheduler: higher priority first, then
 // lower index (the order nodes were given in). It is a plain binary heap with
-// no interface dispatch, because it sits on the scheduler's hot path.
+// no interface dispatch, because it sits on the scheduler's hot path, plus a
+// sorted base run (typically the graph's roots) that is consumed in O(1).
 package readyq
 
 // Queue holds node indices ordered by (priority desc, index asc). The zero
 // value is not usable; make one with New. Not safe for concurrent use.
 type Queue struct {
-	items []int32
+	base  []int32 // sorted by (priority desc, index asc); consumed from the front
+	items []int32 // binary heap
 	prio  []int
 }
 
@@ -18,7 +20,7 @@ func New(prio []int, capacity int) *Queue {
 }
 
 // Len returns the number of queued indices.
-func (q *Queue) Len() int { return len(q.items) }
+func (q *Queue) Len() int { return len(q.base) + len(q.items) }
 
 func (q *Queue) less(a, b int32) bool {
 	pa, pb := q.prio[a], q.prio[b]
@@ -27,6 +29,14 @@ func (q *Queue) less(a, b int32) bool {
 	}
 	return a < b
 }
+
+// Less reports whether index a is ordered before index b.
+func (q *Queue) Less(a, b int32) bool { return q.less(a, b) }
+
+// SetBase replaces the base run with sorted, which must already be in queue
+// order (see Less) and must not be modified while queued. Pushes may
+// interleave with it freely.
+func (q *Queue) SetBase(sorted []int32) { q.base = sorted }
 
 // Push adds node index i.
 func (q *Queue) Push(i int32) {
@@ -44,6 +54,11 @@ func (q *Queue) Push(i int32) {
 
 // Pop removes and returns the first index. It panics on an empty queue.
 func (q *Queue) Pop() int32 {
+	if len(q.base) > 0 && (len(q.items) == 0 || q.less(q.base[0], q.items[0])) {
+		top := q.base[0]
+		q.base = q.base[1:]
+		return top
+	}
 	top := q.items[0]
 	n := len(q.items) - 1
 	q.items[0] = q.items[n]

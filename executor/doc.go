@@ -1,0 +1,56 @@
+// Package executor runs dag graphs: each node starts once its dependencies
+// have finished, at most MaxParallel at a time, with per-node timeouts,
+// retries with exponential backoff and jitter, a failure policy, a Gate that
+// pauses the run while a resource is over its limit, and events for
+// observers.
+//
+// # Model
+//
+// An Executor holds options and two run-time knobs, MaxParallel and
+// InterNodeDelay, which SetMaxParallel and SetInterNodeDelay change for the
+// runs in progress (the adaptive executor turns them under pressure). Run and
+// RunWith execute one graph over one dag.State and return a *Result with the
+// status, attempts, start and end time and error of every node. One Executor
+// may run many graphs concurrently.
+//
+// Scheduling: ready nodes are taken by priority, then graph order. Node
+// functions run on worker goroutines owned by the run; a worker that finishes
+// a node records it and runs the next ready node itself, so a run needs about
+// MaxParallel goroutines and no hand-off per node. The goroutine that called
+// Run coordinates what needs waiting: retry and timeout timers, the gate,
+// cancellation, and event delivery. Observers are called from that goroutine,
+// in order, never while the executor holds a lock.
+//
+// Time: a node's timeout (Node.Timeout, else Options.NodeTimeout) is a
+// context deadline for one attempt. A node that returns after its deadline is
+// TimedOut; one that ignores its context is given AbandonAfter more, then
+// reported TimedOut and abandoned: its goroutine is left running (counted in
+// Result.Abandoned) and the run goes on. Backoff delays, timeouts and the
+// inter-node delay use the time package, so tests drive them with
+// testing/synctest.
+//
+// Failure: under FailFast (the default) the first failure of a non-optional
+// node cancels the nodes in flight, with the failure as the context's cause,
+// and skips the rest; under Continue only its descendants are skipped. A
+// panic in a node becomes a *PanicError carrying the value and stack; it is
+// never retried. Errors wrapped with dag.Permanent are never retried either.
+// When the caller's context ends, nothing more starts, running nodes are
+// cancelled, and Run returns an error wrapping context.Cause.
+//
+// The Gate: before each node starts the run consults Options.Gate. While it
+// is closed no new node starts; nodes in flight continue. Each pause is a
+// Paused event (with the reason, when the gate implements Checker) and a
+// Resumed event with its duration. The guards of packages throttle, thermal
+// and disk implement Gate and Checker.
+//
+// Goroutines: no goroutine started by a run outlives it, except abandoned
+// node goroutines.
+//
+// # Caveats
+//
+// An abandoned node keeps running and may still write to the State; it is
+// never retried, to avoid two copies running at once. Observers must be
+// quick: they run on the coordinator, which also fires timers. A Gate that
+// does not implement Checker is waited on inline by the coordinator, which
+// then serialises node starts; implement Checker for a cheap fast path.
+package executor

@@ -1,0 +1,81 @@
+package executor_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/cemaf-go/cemaf/dag"
+	"github.com/cemaf-go/cemaf/executor"
+)
+
+func Example() {
+	upper := func(ctx context.Context, s dag.State) error {
+		in, err := s.Get("text")
+		if err != nil {
+			return err
+		}
+		return s.Put("upper", []byte(strings.ToUpper(string(in))))
+	}
+	count := func(ctx context.Context, s dag.State) error {
+		in, err := s.Get("text")
+		if err != nil {
+			return err
+		}
+		return dag.PutJSON(s, "words", len(strings.Fields(string(in))))
+	}
+	report := func(ctx context.Context, s dag.State) error {
+		u, _ := s.Get("upper")
+		n, err := dag.GetJSON[int](s, "words")
+		if err != nil {
+			return err
+		}
+		return s.Put("report", fmt.Appendf(nil, "%s (%d words)", u, n))
+	}
+	g, err := dag.New(
+		dag.Node{ID: "upper", Run: upper},
+		dag.Node{ID: "count", Run: count},
+		dag.Node{ID: "report", Run: report, DependsOn: []string{"upper", "count"}},
+	)
+	if err != nil {
+		panic(err)
+	}
+
+	e, err := executor.New(executor.Options{MaxParallel: 2})
+	if err != nil {
+		panic(err)
+	}
+	state := dag.NewMemoryState()
+	_ = state.Put("text", []byte("pause not crash"))
+	res, err := e.Run(context.Background(), g, state)
+	if err != nil {
+		panic(err)
+	}
+	out, _ := state.Get("report")
+	fmt.Println(string(out))
+	fmt.Println(res.Count(executor.Succeeded), "nodes succeeded")
+	// Output:
+	// PAUSE NOT CRASH (3 words)
+	// 3 nodes succeeded
+}
+
+func ExampleExecutor_RunWith_continue() {
+	broken := errors.New("tool unavailable")
+	g, _ := dag.New(
+		dag.Node{ID: "search", Run: func(context.Context, dag.State) error { return broken }},
+		dag.Node{ID: "summarise", DependsOn: []string{"search"}, Run: func(context.Context, dag.State) error { return nil }},
+		dag.Node{ID: "weather", Run: func(context.Context, dag.State) error { return nil }},
+	)
+	e, _ := executor.New(executor.Options{FailurePolicy: executor.Continue})
+	res, err := e.RunWith(context.Background(), g, dag.NewMemoryState(), executor.RunOptions{ID: "demo"})
+	fmt.Println(errors.Is(err, broken))
+	for _, n := range res.Nodes {
+		fmt.Println(n.ID, n.Status)
+	}
+	// Output:
+	// true
+	// search failed
+	// summarise skipped
+	// weather succeeded
+}

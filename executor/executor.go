@@ -1,0 +1,239 @@
+package executor
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cemaf-go/cemaf/dag"
+)
+
+// FailurePolicy decides what a run does when a node fails.
+type FailurePolicy uint8
+
+const (
+	// FailFast cancels the nodes in flight and skips every node not yet
+	// started. It is the default.
+	FailFast FailurePolicy = iota
+	// Continue skips only the failed node's descendants; independent
+	// branches run to completion.
+	Continue
+)
+
+// String returns "fail_fast" or "continue".
+func (p FailurePolicy) String() string {
+	switch p {
+	case FailFast:
+		return "fail_fast"
+	case Continue:
+		return "continue"
+	}
+	return fmt.Sprintf("policy(%d)", uint8(p))
+}
+
+// DefaultAbandonAfter is the default grace period a node gets to return
+// after its context ends (timeout or cancellation) before it is abandoned.
+const DefaultAbandonAfter = time.Second
+
+// Options configures an Executor. The zero value is valid: host-derived
+// parallelism, no timeouts, no retries, fail-fast, no gate.
+type Options struct {
+	// MaxParallel bounds how many nodes run at once. 0 means
+	// runtime.GOMAXPROCS(0): the CPUs this process may use, which honours
+	// CPU affinity and the cgroup CPU quota (4 on a Raspberry Pi 4). Nodes
+	// that mostly wait on the network (LLM calls) can use a higher value.
+	MaxParallel int
+	// NodeTimeout bounds each attempt of nodes that set no Timeout of their
+	// own. 0 means no timeout.
+	NodeTimeout time.Duration
+	// AbandonAfter is how long a node may keep running after its context
+	// ended (its timeout, or the run stopping) before the executor stops
+	// waiting for it, reports it, and leaves its goroutine behind
+	// (Result.Abandoned). 0 means DefaultAbandonAfter.
+	AbandonAfter time.Duration
+	// Retry is the retry policy of nodes that set none. nil means no retry.
+	Retry *dag.RetryPolicy
+	// FailurePolicy is FailFast (the default) or Continue.
+	FailurePolicy FailurePolicy
+	// Gate, if set, is consulted before every node starts; while it blocks
+	// no new node starts. If it also implements Checker, the executor waits
+	// for it without blocking its own bookkeeping and reports each pause
+	// with its reason; otherwise Wait is called inline.
+	Gate Gate
+	// InterNodeDelay is the minimum time between two node starts of a run.
+	InterNodeDelay time.Duration
+	// Observers receive the events of every run.
+	Observers []Observer
+	// Logger receives the executor's own diagnostics (a panicking
+	// observer). nil discards them. Use NewLogObserver to log events.
+	Logger *slog.Logger
+}
+
+// Executor runs graphs. It is safe for concurrent use: several graphs may run
+// at once, each with its own goroutines and state. Its run-time knobs
+// (SetMaxParallel, SetInterNodeDelay) apply to every run in progress from the
+// next node they start.
+type Executor struct {
+	opts   Options
+	logger *slog.Logger
+
+	maxParallel atomic.Int64
+	delay       atomic.Int64 // time.Duration
+
+	// mu serialises knob changes, which close and replace changed.
+	mu      sync.Mutex
+	changed atomic.Pointer[chan struct{}]
+}
+
+// New returns an Executor. It fails, naming the field, when an option is out
+// of range.
+func New(opts Options) (*Executor, error) {
+	var errs []error
+	bad := func(field string, v any, want string) {
+		errs = append(errs, fmt.Errorf("executor: Options.%s = %v: %s", field, v, want))
+	}
+	if opts.MaxParallel < 0 {
+		bad("MaxParallel", opts.MaxParallel, "must be ≥ 0 (0 = number of usable CPUs)")
+	}
+	if opts.NodeTimeout < 0 {
+		bad("NodeTimeout", opts.NodeTimeout, "must be ≥ 0 (0 = no timeout)")
+	}
+	if opts.AbandonAfter < 0 {
+		bad("AbandonAfter", opts.AbandonAfter, "must be ≥ 0 (0 = 1s)")
+	}
+	if opts.InterNodeDelay < 0 {
+		bad("InterNodeDelay", opts.InterNodeDelay, "must be ≥ 0")
+	}
+	if opts.FailurePolicy > Continue {
+		bad("FailurePolicy", opts.FailurePolicy, "must be FailFast or Continue")
+	}
+	if opts.Retry != nil {
+		if err := opts.Retry.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("executor: Options.%w", err))
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if opts.MaxParallel == 0 {
+		opts.MaxParallel = runtime.GOMAXPROCS(0)
+	}
+	if opts.AbandonAfter == 0 {
+		opts.AbandonAfter = DefaultAbandonAfter
+	}
+	e := &Executor{opts: opts, logger: opts.Logger}
+	if e.logger == nil {
+		e.logger = slog.New(slog.DiscardHandler)
+	}
+	e.maxParallel.Store(int64(opts.MaxParallel))
+	e.delay.Store(int64(opts.InterNodeDelay))
+	ch := make(chan struct{})
+	e.changed.Store(&ch)
+	return e, nil
+}
+
+// MaxParallel returns the current bound on concurrently running nodes.
+func (e *Executor) MaxParallel() int { return int(e.maxParallel.Load()) }
+
+// SetMaxParallel changes the bound on concurrently running nodes, for runs in
+// progress too: from the next node they start. Values below 1 mean 1. Nodes
+// already running are not interrupted when the bound drops.
+func (e *Executor) SetMaxParallel(n int) {
+	e.maxParallel.Store(int64(max(n, 1)))
+	e.notify()
+}
+
+// InterNodeDelay returns the current minimum time between node starts.
+func (e *Executor) InterNodeDelay() time.Duration { return time.Duration(e.delay.Load()) }
+
+// SetInterNodeDelay changes the minimum time between two node starts of a
+// run, for runs in progress too. Negative values mean 0.
+func (e *Executor) SetInterNodeDelay(d time.Duration) {
+	e.delay.Store(int64(max(d, 0)))
+	e.notify()
+}
+
+// notify wakes the schedulers of runs in progress so they apply new knobs.
+func (e *Executor) notify() {
+	e.mu.Lock()
+	old := e.changed.Load()
+	ch := make(chan struct{})
+	e.changed.Store(&ch)
+	e.mu.Unlock()
+	close(*old)
+}
+
+// RunOptions are the per-run settings of RunWith.
+type RunOptions struct {
+	// ID names the run. Empty means a new, time-ordered unique ID. With a
+	// checkpoint store, the ID of an unfinished run resumes it: completed
+	// nodes are skipped and the State they produced is restored.
+	ID string
+	// Observers receive this run's events in addition to the executor's.
+	Observers []Observer
+}
+
+// Run runs g over s with a new run ID; see RunWith.
+func (e *Executor) Run(ctx context.Context, g *dag.Graph, s dag.State) (*Result, error) {
+	return e.RunWith(ctx, g, s, RunOptions{})
+}
+
+// RunWith runs g over s and returns when every node has finished, been
+// skipped or been abandoned, or promptly after ctx ends.
+//
+// Each node starts once all its dependencies have finished (succeeded, or
+// failed while optional), at most MaxParallel at a time, ready nodes taken by
+// priority then graph order. The Result is always returned, with the outcome
+// of every node. The error is nil when every non-optional node succeeded;
+// otherwise it is the *NodeError of the failure (errors.Join of all of them
+// under the Continue policy), or, when ctx ended, an error wrapping
+// context.Cause(ctx).
+//
+// No goroutine started by RunWith outlives it, except the goroutines of nodes
+// that ignored their context past AbandonAfter (counted in
+// Result.Abandoned).
+func (e *Executor) RunWith(ctx context.Context, g *dag.Graph, s dag.State, ro RunOptions) (*Result, error) {
+	if g == nil {
+		return nil, errors.New("executor: nil graph")
+	}
+	if s == nil {
+		return nil, errors.New("executor: nil state")
+	}
+	id := ro.ID
+	if id == "" {
+		id = NewRunID(time.Now())
+	}
+	observers := e.opts.Observers
+	if len(ro.Observers) > 0 {
+		observers = append(append([]Observer(nil), e.opts.Observers...), ro.Observers...)
+	}
+	runCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	r := newRun(runCtx, e, g, s, id, observers, cancel)
+	r.res.Start = time.Now()
+	if err := r.prepare(); err != nil {
+		r.res.End = time.Now()
+		return r.res, err
+	}
+	r.notify(Event{Kind: RunStarted, Time: r.res.Start})
+	r.loop(ctx)
+	r.res.End = time.Now()
+	err := r.err(ctx)
+	r.notify(Event{Kind: RunFinished, Time: r.res.End, Duration: r.res.End.Sub(r.res.Start), Err: err})
+	return r.res, err
+}
+
+// NewRunID returns a unique run ID that sorts by its start time, such as
+// "20261122T142530Z-3f9a1c0b".
+func NewRunID(now time.Time) string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+}

@@ -1,0 +1,172 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Status is the outcome of one node in a run.
+type Status uint8
+
+// Node statuses. Pending is only seen while a run is in progress.
+const (
+	Pending   Status = iota
+	Succeeded        // the node returned nil
+	Failed           // the node returned an error (or panicked) and will not be retried
+	Skipped          // the node never ran: a dependency failed, or the run stopped first
+	Cancelled        // the run was cancelled while the node was running or waiting
+	TimedOut         // the node's last attempt exceeded its timeout
+)
+
+var statusNames = [...]string{"pending", "succeeded", "failed", "skipped", "cancelled", "timed_out"}
+
+// String returns the status in snake_case, as used in logs and JSON.
+func (s Status) String() string {
+	if int(s) < len(statusNames) {
+		return statusNames[s]
+	}
+	return fmt.Sprintf("status(%d)", uint8(s))
+}
+
+// MarshalText encodes the status as its name.
+func (s Status) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// NodeResult is the record of one node in a run.
+type NodeResult struct {
+	ID       string    `json:"id"`
+	Status   Status    `json:"status"`
+	Attempts int       `json:"attempts"`
+	Start    time.Time `json:"start,omitzero"` // first attempt started
+	End      time.Time `json:"end,omitzero"`   // last attempt ended
+	Err      error     `json:"-"`
+	// Optional copies the node's setting: its failure did not fail the run.
+	Optional bool `json:"optional,omitempty"`
+	// Restored is set when the node's completion came from a checkpoint of
+	// an earlier, interrupted run instead of running now.
+	Restored bool `json:"restored,omitempty"`
+	// Abandoned is set when the node ignored its context past its timeout
+	// (or past the run's cancellation) and its goroutine was left running.
+	Abandoned bool `json:"abandoned,omitempty"`
+}
+
+// Duration is End − Start (zero if the node never ran).
+func (r *NodeResult) Duration() time.Duration {
+	if r.Start.IsZero() || r.End.IsZero() {
+		return 0
+	}
+	return r.End.Sub(r.Start)
+}
+
+// Result is the record of a run. It is returned by Run even when Run also
+// returns an error.
+type Result struct {
+	RunID string       `json:"run_id"`
+	Start time.Time    `json:"start"`
+	End   time.Time    `json:"end"`
+	Nodes []NodeResult `json:"nodes"` // in the order the graph's nodes were given
+	// Abandoned counts node goroutines that ignored their context past a
+	// timeout or cancellation and were left running when Run returned.
+	Abandoned int `json:"abandoned"`
+	// Pauses counts the times the Gate held the run; Paused is their total
+	// duration.
+	Pauses int           `json:"pauses"`
+	Paused time.Duration `json:"paused_ns"`
+
+	index map[string]int
+}
+
+// Node returns the result of the node with the given ID.
+func (r *Result) Node(id string) (*NodeResult, bool) {
+	if r.index == nil {
+		r.index = make(map[string]int, len(r.Nodes))
+		for i := range r.Nodes {
+			r.index[r.Nodes[i].ID] = i
+		}
+	}
+	i, ok := r.index[id]
+	if !ok {
+		return nil, false
+	}
+	return &r.Nodes[i], true
+}
+
+// Count returns how many nodes ended with status s.
+func (r *Result) Count(s Status) int {
+	n := 0
+	for i := range r.Nodes {
+		if r.Nodes[i].Status == s {
+			n++
+		}
+	}
+	return n
+}
+
+// Errors returned by Run and recorded in NodeResult.Err.
+var (
+	// ErrTimeout is matched (errors.Is) by the error of a node whose attempt
+	// exceeded its timeout.
+	ErrTimeout = errors.New("node timed out")
+	// ErrUpstream is the error of a node skipped because a dependency failed.
+	ErrUpstream = errors.New("dependency failed")
+	// ErrRunStopped is the error of a node skipped because the run stopped
+	// (fail-fast or cancellation) before it could start.
+	ErrRunStopped = errors.New("run stopped before the node started")
+)
+
+// NodeError is the error of a node that failed, timed out or panicked.
+type NodeError struct {
+	Node     string
+	Attempts int
+	Err      error
+}
+
+func (e *NodeError) Error() string {
+	return fmt.Sprintf("executor: node %q failed after %d attempt(s): %v", e.Node, e.Attempts, e.Err)
+}
+
+func (e *NodeError) Unwrap() error { return e.Err }
+
+// PanicError is the error of a node whose function panicked. Panics are
+// never retried.
+type PanicError struct {
+	Value any
+	Stack []byte
+}
+
+func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v", e.Value) }
+
+// TimeoutError is the error of an attempt that exceeded its timeout. It
+// matches ErrTimeout and context.DeadlineExceeded with errors.Is.
+type TimeoutError struct {
+	Timeout time.Duration
+	// Abandoned is set when the node did not return within the executor's
+	// AbandonAfter grace period and its goroutine was left running.
+	Abandoned bool
+}
+
+func (e *TimeoutError) Error() string {
+	if e.Abandoned {
+		return fmt.Sprintf("node timed out after %v and ignored its context; goroutine abandoned", e.Timeout)
+	}
+	return fmt.Sprintf("node timed out after %v", e.Timeout)
+}
+
+// Is matches ErrTimeout.
+func (e *TimeoutError) Is(target error) bool { return target == ErrTimeout }
+
+// Unwrap returns context.DeadlineExceeded.
+func (e *TimeoutError) Unwrap() error { return context.DeadlineExceeded }
+
+// UpstreamError is the error of a node skipped because a dependency failed.
+type UpstreamError struct {
+	Dependency string
+}
+
+func (e *UpstreamError) Error() string {
+	return fmt.Sprintf("dependency %q failed", e.Dependency)
+}
+
+// Is matches ErrUpstream.
+func (e *UpstreamError) Is(target error) bool { return target == ErrUpstream }
