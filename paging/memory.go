@@ -1,0 +1,220 @@
+package paging
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/cemaf-go/cemaf/internal/limit"
+)
+
+// reserveLocked accounts n more resident bytes, first making room when the
+// budget would be exceeded: clean pages are dropped and dirty ones written
+// back, least recently used first, down to the low watermark (so that the
+// next writes do not each pay for an eviction). Called and returns with
+// p.mu held; it releases p.mu while writing back or waiting.
+func (p *Pager) reserveLocked(n int64) error {
+	for {
+		if p.closed {
+			return ErrClosed
+		}
+		if p.resident+n <= p.limit {
+			p.resident += n
+			return nil
+		}
+		victims := p.selectVictimsLocked(p.low - n)
+		if len(victims) > 0 {
+			if err := p.writeBackLocked(victims); err != nil {
+				return err
+			}
+			continue
+		}
+		if p.resident+n <= p.limit {
+			continue
+		}
+		if p.evicting > 0 || p.loading > 0 {
+			// Others' write-backs or page-ins will free or settle bytes.
+			p.cond.Wait()
+			continue
+		}
+		return &limit.Error{Kind: limit.Memory, Subject: "pager", Current: float64(p.resident + n), Limit: float64(p.limit),
+			Unit: "bytes", Detail: fmt.Sprintf("no evictable page: %d bytes pinned", p.pinned+p.pinPending)}
+	}
+}
+
+// unreserveLocked returns a reservation that was not used.
+func (p *Pager) unreserveLocked(n int64) {
+	p.resident -= n
+	p.cond.Broadcast()
+}
+
+// reserveCleanLocked reserves n bytes if that needs at most dropping clean
+// pages from the cold end of the LRU (no write-back): the rule for
+// read-ahead and prefetch.
+func (p *Pager) reserveCleanLocked(n int64) bool {
+	for p.resident+n > p.limit {
+		pg, _, ok := p.lru.GetOldest()
+		if !ok || pg.flags&fDirty != 0 {
+			if ok {
+				p.wakeReclaimerLocked()
+			}
+			return false
+		}
+		p.lru.RemoveOldest()
+		pg.flags &^= fInLRU
+		p.evictCleanLocked(pg)
+	}
+	p.resident += n
+	return true
+}
+
+// selectVictimsLocked takes pages from the cold end of the LRU until the
+// resident bytes not already being evicted are at most target. Clean
+// pages are dropped at once; dirty ones are claimed for write-back
+// (returned, at most about one batch) and dropped when it commits.
+func (p *Pager) selectVictimsLocked(target int64) []*page {
+	var victims []*page
+	var claimed int64
+	for p.resident-p.evicting > target && claimed < p.batchBytes {
+		pg, _, ok := p.lru.RemoveOldest()
+		if !ok {
+			break
+		}
+		pg.flags &^= fInLRU
+		if pg.flags&fDirty == 0 {
+			p.evictCleanLocked(pg)
+			continue
+		}
+		n := int64(len(pg.buf))
+		pg.flags |= fEvictOnClean
+		p.evicting += n
+		if pg.flags&fInflight == 0 {
+			pg.flags |= fInflight
+			pg.e.touchedDisk = true
+			victims = append(victims, pg)
+			claimed += n
+		}
+	}
+	return victims
+}
+
+// evictCleanLocked drops a clean resident page that is not in the LRU.
+func (p *Pager) evictCleanLocked(pg *page) {
+	n := int64(len(pg.buf))
+	p.resident -= n
+	p.residentPages--
+	if pg.flags&fEvictOnClean != 0 {
+		p.evicting -= n
+	}
+	if pg.flags&fPrefetched != 0 {
+		p.c.prefetchWasted++
+	}
+	pg.flags &^= fEvictOnClean | fPrefetched
+	pg.buf = nil
+	p.c.evictions++
+}
+
+// reclaimLocked evicts until the resident bytes are at most target.
+// Called and returns with p.mu held.
+func (p *Pager) reclaimLocked(target int64) error {
+	for p.resident > target {
+		victims := p.selectVictimsLocked(target)
+		if len(victims) > 0 {
+			if err := p.writeBackLocked(victims); err != nil {
+				return err
+			}
+			continue
+		}
+		if p.resident <= target {
+			break
+		}
+		if p.evicting > 0 || p.loading > 0 {
+			p.cond.Wait()
+			continue
+		}
+		break
+	}
+	return nil
+}
+
+// Evict pages out about n bytes, least recently used first, writing dirty
+// pages back, and returns how many resident bytes were freed. It does not
+// change the memory limit: later writes may fill the budget again. Pinned
+// values are never evicted, so freed may be less than n. Evict blocks for
+// the write-back; the error is a write failure (then freed counts what was
+// freed before it). This is the method a memory guard calls under pressure.
+func (p *Pager) Evict(n int64) (freed int64, err error) {
+	if n <= 0 {
+		return 0, nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return 0, ErrClosed
+	}
+	before := p.resident
+	err = p.reclaimLocked(max(0, p.resident-n))
+	return max(0, before-p.resident), err
+}
+
+// SetMemoryLimit changes the budget to bytes and, when it shrinks, evicts
+// synchronously down to the new low watermark before returning. It fails
+// with a *limit.Error (Kind limit.Memory) when bytes is below four pages or
+// below twice the pinned bytes, and with the write-back error if dirty
+// pages cannot be written; the limit is then left at bytes only in the
+// latter case.
+func (p *Pager) SetMemoryLimit(bytes int64) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return ErrClosed
+	}
+	if minimum := max(4*p.cfg.pageSize, 2*(p.pinned+p.pinPending)); bytes < minimum {
+		return &limit.Error{Kind: limit.Memory, Subject: "pager memory limit", Current: float64(minimum), Limit: float64(bytes),
+			Unit: "bytes", Detail: "the limit must hold four pages and twice the pinned bytes"}
+	}
+	p.setLimitLocked(bytes)
+	if p.resident <= p.limit {
+		return nil
+	}
+	if err := p.reclaimLocked(p.low); err != nil {
+		return fmt.Errorf("paging: set memory limit: %w", err)
+	}
+	return nil
+}
+
+// MemoryLimit returns the current budget in bytes.
+func (p *Pager) MemoryLimit() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.limit
+}
+
+// ResidentBytes returns the value bytes held in RAM now (plus page-ins in
+// progress). It never exceeds MemoryLimit once a Put has returned.
+func (p *Pager) ResidentBytes() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.resident
+}
+
+// AccessCount returns the number of Get, ReadAt, Put and Delete calls so
+// far.
+func (p *Pager) AccessCount() uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.c.accesses
+}
+
+// LastAccess returns when the pager was last accessed. To keep the hit path
+// free of clock reads, accesses are stamped lazily: the result is the time
+// of the first LastAccess call that observed the latest access (or of Wrap
+// when there was none), so its resolution is the caller's polling interval.
+func (p *Pager) LastAccess() time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.c.accesses != p.stampedSeq {
+		p.stampedSeq = p.c.accesses
+		p.lastAccess = time.Now()
+	}
+	return p.lastAccess
+}

@@ -1,0 +1,600 @@
+package paging
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/cemaf-go/cemaf/internal/limit"
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// Layout of the page file (a bbolt database):
+//
+//	meta/format  = formatID
+//	meta/state   = "open" while a Pager has it open, "clean" after Close
+//	values/'k'+key = header (blob id, size, page size, CRC-32C)
+//	pages/blob(8 BE)+index(4 BE) = record (LZ4 frame or raw page)
+//
+// A value's header is committed in the same transaction as its last page
+// (or later), and the pages of the blob it replaces are deleted in that same
+// transaction, so every committed header points at a complete set of pages.
+const (
+	fileName = "pages.db"
+	formatID = "cemaf-paging/1"
+
+	stateOpen  = "open"
+	stateClean = "clean"
+)
+
+var (
+	bucketMeta   = []byte("meta")
+	bucketValues = []byte("values")
+	bucketPages  = []byte("pages")
+	keyFormat    = []byte("format")
+	keyState     = []byte("state")
+)
+
+// lockTimeout is how long Wrap waits for another process's lock on the
+// page file before failing with ErrLocked.
+const lockTimeout = 100 * time.Millisecond
+
+// compactTxBytes bounds each transaction of a compaction: bbolt buffers a
+// transaction's dirty pages in the heap until it commits.
+const compactTxBytes = 4 << 20
+
+// store owns the bbolt file.
+type store struct {
+	path    string
+	mode    Mode
+	maxFile int64
+	logger  *slog.Logger
+	faults  *faults
+
+	// mu guards db: readers hold it shared for the length of a read
+	// transaction; compaction and close take it exclusively to swap or
+	// release the handle.
+	mu sync.RWMutex
+	db *bolt.DB
+}
+
+func (s *store) boltOptions() *bolt.Options {
+	return &bolt.Options{
+		Timeout:        lockTimeout,
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+		MaxSize:        int(s.maxFile),
+		NoSync:         s.mode == ModeCache,
+		NoGrowSync:     s.mode == ModeCache,
+	}
+}
+
+// recovery describes what opening the file found.
+type recovery struct {
+	unclean   bool // the previous owner did not Close
+	discarded bool // the whole file was replaced by an empty one
+	orphans   int  // page records of no value, deleted
+	dropped   []string
+	broken    []string // durable mode: values whose pages are missing, kept
+}
+
+// openStore opens (or creates) the page file in dir and leaves it marked
+// open. A file that is not a page file is reported with ErrForeignFile and
+// left untouched.
+func openStore(c *config) (*store, recovery, error) {
+	s := &store{path: filepath.Join(c.dir, fileName), mode: c.mode, maxFile: c.maxFile, logger: c.logger, faults: &c.faults}
+	var rec recovery
+	if err := os.MkdirAll(c.dir, 0o700); err != nil {
+		return nil, rec, fmt.Errorf("paging: storage path: %w", err)
+	}
+	// Leftovers of an interrupted create or compaction are ours by name.
+	for _, suffix := range []string{".new", ".compact"} {
+		if err := os.Remove(s.path + suffix); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, rec, fmt.Errorf("paging: remove leftover: %w", err)
+		}
+	}
+	st, err := os.Stat(s.path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		if err := s.create(); err != nil {
+			return nil, rec, err
+		}
+	case err != nil:
+		return nil, rec, fmt.Errorf("paging: page file: %w", err)
+	case !st.Mode().IsRegular():
+		return nil, rec, fmt.Errorf("paging: %s: %w (not a regular file)", s.path, ErrForeignFile)
+	}
+	state, err := s.probe()
+	if err != nil {
+		return nil, rec, err
+	}
+	if err := s.open(); err != nil {
+		return nil, rec, err
+	}
+	if state != stateClean {
+		rec.unclean = true
+		if err := s.recover(&rec); err != nil {
+			s.closeDB()
+			return nil, rec, err
+		}
+	}
+	if err := s.setState(stateOpen); err != nil {
+		s.closeDB()
+		return nil, rec, err
+	}
+	return s, rec, nil
+}
+
+// create writes a new, empty page file atomically (temp file + rename).
+func (s *store) create() error {
+	tmp := s.path + ".new"
+	db, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: lockTimeout, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
+	if err != nil {
+		return fmt.Errorf("paging: create page file: %w", err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		meta, err := tx.CreateBucket(bucketMeta)
+		if err != nil {
+			return err
+		}
+		if err := meta.Put(keyFormat, []byte(formatID)); err != nil {
+			return err
+		}
+		if err := meta.Put(keyState, []byte(stateClean)); err != nil {
+			return err
+		}
+		if _, err := tx.CreateBucket(bucketValues); err != nil {
+			return err
+		}
+		_, err = tx.CreateBucket(bucketPages)
+		return err
+	})
+	if err == nil {
+		err = db.Sync()
+	}
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, s.path)
+	}
+	if err == nil {
+		err = syncDir(filepath.Dir(s.path))
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("paging: create page file %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// probe opens the file read-only to check that it is a page file and to
+// read its state, without writing a byte to it.
+func (s *store) probe() (state string, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("paging: %s: %w: %v", s.path, ErrCorrupt, r)
+		}
+	}()
+	db, err := bolt.Open(s.path, 0o600, &bolt.Options{Timeout: lockTimeout, ReadOnly: true})
+	if err != nil {
+		return "", s.openError(err)
+	}
+	defer db.Close()
+	err = db.View(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if meta == nil || !bytes.Equal(meta.Get(keyFormat), []byte(formatID)) {
+			return fmt.Errorf("paging: %s: %w (bbolt database without the pager's format mark)", s.path, ErrForeignFile)
+		}
+		if tx.Bucket(bucketValues) == nil || tx.Bucket(bucketPages) == nil {
+			return fmt.Errorf("paging: %s: %w: buckets missing", s.path, ErrCorrupt)
+		}
+		state = string(meta.Get(keyState))
+		return nil
+	})
+	return state, err
+}
+
+func (s *store) openError(err error) error {
+	switch {
+	case errors.Is(err, berrors.ErrTimeout):
+		return fmt.Errorf("paging: %s: %w", s.path, ErrLocked)
+	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch):
+		return fmt.Errorf("paging: %s: %w: %w", s.path, ErrForeignFile, err)
+	default:
+		return fmt.Errorf("paging: open %s: %w: %w", s.path, ErrCorrupt, err)
+	}
+}
+
+func (s *store) open() (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("paging: %s: %w: %v", s.path, ErrCorrupt, r)
+		}
+	}()
+	db, err := bolt.Open(s.path, 0o600, s.boltOptions())
+	if err != nil {
+		return s.openError(err)
+	}
+	s.db = db
+	return nil
+}
+
+func (s *store) closeDB() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.db == nil {
+		return nil
+	}
+	err := s.db.Close()
+	s.db = nil
+	return err
+}
+
+func (s *store) setState(state string) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(keyState, []byte(state))
+	})
+	if err == nil && s.mode == ModeCache {
+		err = s.db.Sync()
+	}
+	if err != nil {
+		return fmt.Errorf("paging: mark page file %s: %w", state, err)
+	}
+	return nil
+}
+
+// recover verifies a file that was not closed cleanly. bbolt's own
+// consistency check runs first; if it fails, a cache-mode file is replaced
+// by an empty one and a durable-mode file is reported as corrupt. Then
+// orphan page records (of values whose header never committed) are deleted
+// and values with missing pages are dropped (cache) or reported (durable).
+// In cache mode every page is also decoded and checksummed, and values with
+// a bad page are dropped.
+func (s *store) recover(rec *recovery) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("paging: verify %s: %w: %v", s.path, ErrCorrupt, r)
+		}
+	}()
+	var checkErr error
+	_ = s.db.View(func(tx *bolt.Tx) error {
+		for e := range tx.Check() {
+			if checkErr == nil {
+				checkErr = e
+			}
+		}
+		return nil
+	})
+	if checkErr != nil {
+		if s.mode == ModeDurable {
+			return fmt.Errorf("paging: verify %s: %w: %w", s.path, ErrCorrupt, checkErr)
+		}
+		s.logger.Warn("paging: page file failed verification after an unclean shutdown; discarding it", "path", s.path, "err", checkErr)
+		if err := s.closeDB(); err != nil {
+			return fmt.Errorf("paging: discard %s: %w", s.path, err)
+		}
+		if err := os.Remove(s.path); err != nil {
+			return fmt.Errorf("paging: discard %s: %w", s.path, err)
+		}
+		if err := s.create(); err != nil {
+			return err
+		}
+		rec.discarded = true
+		return s.open()
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		values, pages := tx.Bucket(bucketValues), tx.Bucket(bucketPages)
+		type hinfo struct {
+			key   []byte
+			h     header
+			found int64
+			bad   bool
+		}
+		byBlob := map[uint64]*hinfo{}
+		var badHeaders [][]byte
+		if err := values.ForEach(func(k, v []byte) error {
+			h, err := decodeHeader(v)
+			if err != nil {
+				badHeaders = append(badHeaders, bytes.Clone(k))
+				return nil
+			}
+			byBlob[h.blob] = &hinfo{key: bytes.Clone(k), h: h}
+			return nil
+		}); err != nil {
+			return err
+		}
+		var orphans [][]byte
+		c := pages.Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			blob, idx, ok := parsePageKey(k)
+			hi := byBlob[blob]
+			if !ok || hi == nil || idx >= hi.h.npages() {
+				orphans = append(orphans, bytes.Clone(k))
+				continue
+			}
+			hi.found++
+			if s.mode == ModeCache && !hi.bad {
+				n := hi.h.psize
+				if idx == hi.h.npages()-1 {
+					n = hi.h.size - idx*hi.h.psize
+				}
+				if decodePage(v, make([]byte, n)) != nil {
+					hi.bad = true
+				}
+			}
+		}
+		for _, k := range orphans {
+			if err := pages.Delete(k); err != nil {
+				return err
+			}
+		}
+		rec.orphans = len(orphans)
+		for _, k := range badHeaders {
+			rec.dropped = append(rec.dropped, string(k[1:]))
+			if err := values.Delete(k); err != nil {
+				return err
+			}
+		}
+		for blob, hi := range byBlob {
+			if hi.found == hi.h.npages() && !hi.bad {
+				continue
+			}
+			if s.mode == ModeDurable {
+				rec.broken = append(rec.broken, string(hi.key[1:]))
+				continue
+			}
+			rec.dropped = append(rec.dropped, string(hi.key[1:]))
+			if err := values.Delete(hi.key); err != nil {
+				return err
+			}
+			if err := deleteBlob(pages, blob); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// deleteBlob deletes every page record of blob.
+func deleteBlob(pages *bolt.Bucket, blob uint64) error {
+	prefix := pageKey(blob, 0)[:8]
+	c := pages.Cursor()
+	var keys [][]byte
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		keys = append(keys, bytes.Clone(k))
+	}
+	for _, k := range keys {
+		if err := pages.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// loadedValue is one value found in the file at open.
+type loadedValue struct {
+	key    string
+	h      header
+	stored []int32 // stored record length of each page
+}
+
+// load reads every header and the stored size of every page.
+func (s *store) load() (vals []loadedValue, maxBlob uint64, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		byBlob := map[uint64]int{}
+		if err := tx.Bucket(bucketValues).ForEach(func(k, v []byte) error {
+			h, err := decodeHeader(v)
+			if err != nil {
+				return fmt.Errorf("paging: value %q: %w", k[1:], err)
+			}
+			byBlob[h.blob] = len(vals)
+			vals = append(vals, loadedValue{key: string(k[1:]), h: h, stored: make([]int32, h.npages())})
+			maxBlob = max(maxBlob, h.blob)
+			return nil
+		}); err != nil {
+			return err
+		}
+		c := tx.Bucket(bucketPages).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			blob, idx, ok := parsePageKey(k)
+			if !ok {
+				continue
+			}
+			maxBlob = max(maxBlob, blob)
+			if i, ok := byBlob[blob]; ok && idx < int64(len(vals[i].stored)) {
+				vals[i].stored[idx] = int32(len(v))
+			}
+		}
+		return nil
+	})
+	return vals, maxBlob, err
+}
+
+// view runs fn in a read transaction; it fails with ErrClosed once the
+// store is closed.
+func (s *store) view(fn func(tx *bolt.Tx) error) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.db == nil {
+		return ErrClosed
+	}
+	return s.db.View(fn)
+}
+
+// readPage decodes page idx of blob into dst (exactly the page's length).
+func (s *store) readPage(blob uint64, idx int64, dst []byte) error {
+	return s.view(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketPages).Get(pageKey(blob, idx))
+		if v == nil {
+			return corruptf("page record missing")
+		}
+		return decodePage(v, dst)
+	})
+}
+
+// update runs fn in a write transaction. The caller serialises writers.
+// Failures are mapped to the module's limit error: a full page file is
+// Kind limit.FileSize, a full disk Kind limit.Disk.
+func (s *store) update(fn func(tx *bolt.Tx) error) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.db == nil {
+		return ErrClosed
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		if err := fn(tx); err != nil {
+			return err
+		}
+		if s.faults.beforeCommit != nil {
+			return s.faults.beforeCommit()
+		}
+		return nil
+	})
+	return s.writeError(err)
+}
+
+// sync flushes the file to stable storage. In ModeDurable every commit is
+// already synced and sync does nothing.
+func (s *store) sync() error {
+	if s.mode == ModeDurable {
+		return nil
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.db == nil {
+		return ErrClosed
+	}
+	return s.writeError(s.db.Sync())
+}
+
+func (s *store) writeError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, berrors.ErrMaxSizeReached):
+		size, _ := s.fileSize()
+		return fmt.Errorf("paging: write page file: %w: %w", &limit.Error{Kind: limit.FileSize, Subject: s.path,
+			Current: float64(size), Limit: float64(s.maxFile), Unit: "bytes",
+			Detail: "the page file is full (Options.MaxFileBytes)"}, err)
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		size, _ := s.fileSize()
+		return fmt.Errorf("paging: write page file: %w: %w", &limit.Error{Kind: limit.Disk, Subject: filepath.Dir(s.path),
+			Current: float64(size), Limit: float64(size), Unit: "bytes", Detail: "no space left on the device"}, err)
+	default:
+		return fmt.Errorf("paging: write page file: %w", err)
+	}
+}
+
+func (s *store) fileSize() (int64, error) {
+	st, err := os.Stat(s.path)
+	if err != nil {
+		return 0, err
+	}
+	return st.Size(), nil
+}
+
+// freeBytes is the space inside the file that holds no live data.
+func (s *store) freeBytes() int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.db == nil {
+		return 0
+	}
+	return int64(s.db.Stats().FreeAlloc)
+}
+
+// compact copies the live data into a new file and swaps it in. The caller
+// must keep writers out; readers continue until the swap.
+func (s *store) compact() error {
+	tmp := s.path + ".compact"
+	_ = os.Remove(tmp)
+	dst, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: lockTimeout, NoFreelistSync: true, FreelistType: bolt.FreelistMapType,
+		NoSync: true, MaxSize: int(s.maxFile)})
+	if err != nil {
+		return fmt.Errorf("paging: compact: %w", err)
+	}
+	s.mu.RLock()
+	if s.db == nil {
+		s.mu.RUnlock()
+		dst.Close()
+		os.Remove(tmp)
+		return ErrClosed
+	}
+	err = bolt.Compact(dst, s.db, compactTxBytes)
+	s.mu.RUnlock()
+	if err == nil {
+		err = dst.Sync()
+	}
+	if cerr := dst.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("paging: compact: %w", s.writeError(err))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.db.Close(); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("paging: compact: %w", err)
+	}
+	s.db = nil
+	renameErr := os.Rename(tmp, s.path)
+	if renameErr == nil {
+		renameErr = syncDir(filepath.Dir(s.path))
+	} else {
+		os.Remove(tmp)
+	}
+	db, err := bolt.Open(s.path, 0o600, s.boltOptions())
+	if err != nil {
+		return fmt.Errorf("paging: compact: reopen %s: %w", s.path, err)
+	}
+	s.db = db
+	if renameErr != nil {
+		return fmt.Errorf("paging: compact: %w", renameErr)
+	}
+	return nil
+}
+
+// close marks the file clean (when clean is true) and releases it.
+func (s *store) close(clean bool) error {
+	s.mu.Lock()
+	db := s.db
+	s.mu.Unlock()
+	if db == nil {
+		return nil
+	}
+	var err error
+	if clean {
+		err = db.Update(func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketMeta).Put(keyState, []byte(stateClean))
+		})
+		if err == nil {
+			err = db.Sync()
+		}
+	}
+	if cerr := s.closeDB(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
