@@ -6,3 +6,9 @@ var (
 	ParseModel        = parseModel
 	Backoff           = backoff
 )
+
+// Name parsers of the zone scan.
+var (
+	ZoneNumber = zoneNumber
+	TripIndex  = tripIndex
+)

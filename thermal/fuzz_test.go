@@ -92,3 +92,21 @@ func TestThrottleFlags(t *testing.T) {
 		}
 	}
 }
+
+func FuzzSysfsNames(f *testing.F) {
+	for _, s := range []string{"thermal_zone0", "thermal_zone10", "thermal_zone", "thermal_zone-1", "cooling_device0", "trip_point_0_type", "trip_point_12_type", "trip_point__type", "trip_point_0_temp", "trip_point_+1_type"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		if n, ok := thermal.ZoneNumber(name); ok {
+			if n < 0 || "thermal_zone"+strconv.Itoa(n) != name && !strings.HasPrefix(name, "thermal_zone") {
+				t.Fatalf("ZoneNumber(%q) = %d", name, n)
+			}
+		}
+		if k, ok := thermal.TripIndex(name); ok {
+			if k < 0 || !strings.HasPrefix(name, "trip_point_") || !strings.HasSuffix(name, "_type") {
+				t.Fatalf("TripIndex(%q) = %d", name, k)
+			}
+		}
+	})
+}
