@@ -196,7 +196,8 @@ func BenchmarkGuardCheck(b *testing.B) {
 			}
 		}
 	})
-	b.Run("temperature", func(b *testing.B) {
+	// Baseline: TemperatureC, a bare atomic load of the snapshot.
+	b.Run("baseline", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			if _, ok := m.TemperatureC(); !ok {
