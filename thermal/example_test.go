@@ -33,7 +33,7 @@ func ExampleNew() {
 	// Output:
 	// board: jetson-nano
 	// sensors: [AO-therm CPU-therm GPU-therm]
-	// warning 75 °C, critical 92 °C
+	// warning 75 °C, critical 93.5 °C
 	// hottest 38 °C (CPU-therm), state normal
 }
 

@@ -35,7 +35,7 @@ func TestNewBoards(t *testing.T) {
 		{
 			name: "jetson nano ignores PMIC-Die", fixture: "jetson-nano",
 			board: thermal.BoardJetsonNano, sensors: []string{"AO-therm", "CPU-therm", "GPU-therm"},
-			warn: 75, crit: 92, // lowest hot/critical trip of the chosen zones: AO-therm 97 − 5
+			warn: 75, crit: 93.5, // lowest hot/critical trip of the chosen zones: CPU-therm hot 98.5 − 5
 			hottest: 38, hottestName: "CPU-therm",
 			skipped: map[string]string{"PMIC-Die": "ignored on jetson-nano", "thermal-fan-est": "ignored", "PLL-therm": "not in the jetson-nano sensor table"},
 		},
@@ -65,7 +65,7 @@ func TestNewBoards(t *testing.T) {
 			name: "forced generic board still ignores PMIC-Die", fixture: "jetson-nano",
 			opts:  thermal.Options{Board: thermal.BoardGeneric},
 			board: thermal.BoardGeneric, sensors: []string{"AO-therm", "CPU-therm", "GPU-therm", "PLL-therm"},
-			warn: 75, crit: 92, hottest: 38, hottestName: "CPU-therm",
+			warn: 75, crit: 93.5, hottest: 38, hottestName: "CPU-therm",
 			skipped: map[string]string{"PMIC-Die": "ignored on generic"},
 		},
 		{
