@@ -222,7 +222,7 @@ func TestMonitorHistory(t *testing.T) {
 		if err := m.Start(); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(24 * time.Second) // 25 samples in all
+		time.Sleep(24500 * time.Millisecond) // 25 samples in all
 		if err := m.Close(); err != nil {
 			t.Fatal(err)
 		}
@@ -257,7 +257,7 @@ func TestMonitorHistoryDefaultSize(t *testing.T) {
 		if err := m.Start(); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(25 * time.Hour)
+		time.Sleep(25*time.Hour + time.Second)
 		if err := m.Close(); err != nil {
 			t.Fatal(err)
 		}
