@@ -34,8 +34,11 @@ type CPUThrottlerOptions struct {
 
 // CPUThrottler keeps this process's CPU use at or under a target over a
 // sliding window by delaying operations: before each one it computes, from
-// the process's CPU time history, how long to wait for the window's usage to
-// fall back to the budget, and sleeps that long.
+// the process's CPU time history, how long to wait for the window's usage
+// plus the expected cost of the operation to fit in the budget, and sleeps
+// that long. The expected cost is a moving average of the CPU time the
+// process used during the previous operations run by Do (or Call); an
+// operation costing more than the whole budget runs alone in its window.
 //
 // The measure is the whole process's CPU time, not only the throttled
 // operations', so other work of the process counts against the budget.
@@ -53,7 +56,8 @@ type CPUThrottler struct {
 
 	// mu guards the fields below.
 	mu      sync.Mutex
-	marks   []cpuMark // CPU time history, oldest first
+	marks   []cpuMark     // CPU time history, oldest first
+	opCost  time.Duration // moving average of the CPU time per operation
 	lastErr string
 	delays  uint64
 	delayed time.Duration
@@ -109,9 +113,17 @@ func NewCPUThrottler(opts CPUThrottlerOptions) (*CPUThrottler, error) {
 }
 
 // Delay returns how long an operation starting now should wait for the
-// window's CPU use to be within the budget (0 when it is), and the usage of
-// the last window in percent of the capacity. It does not block.
+// window's CPU use, plus the operation's expected cost, to be within the
+// budget (0 when it is), and the CPU use of the last window in percent of
+// the capacity. It does not block.
 func (t *CPUThrottler) Delay() (time.Duration, float64) {
+	d, used, _ := t.delay()
+	return d, used
+}
+
+// delay also returns the expected cost of the next operation, in percent
+// of the window's capacity.
+func (t *CPUThrottler) delay() (d time.Duration, usedPct, costPct float64) {
 	now := time.Now()
 	c, err := t.cpuTime()
 	t.mu.Lock()
@@ -121,12 +133,43 @@ func (t *CPUThrottler) Delay() (time.Duration, float64) {
 			t.lastErr = msg
 			t.log.Warn("throttle: CPU throttler: reading CPU time failed; not delaying", "error", err)
 		}
-		return 0, 0
+		return 0, 0, 0
 	}
 	t.lastErr = ""
-	d, used := throttleDelay(t.marks, now, c, t.window, t.budget)
-	t.marks = recordMark(t.marks, now, c, t.window)
-	return d, float64(used) / float64(t.window) / t.cores * 100
+	window, budget := t.window, t.budget
+	if t.opCost > budget {
+		// An operation costing more than the budget runs alone in a
+		// window stretched to hold it at the target rate.
+		window, budget = t.effectiveWindow(), t.opCost
+	}
+	d, used := throttleDelay(t.marks, now, c, window, budget-min(t.opCost, budget))
+	t.marks = recordMark(t.marks, now, c, window)
+	return d, t.percent(used), t.percent(min(t.opCost, budget))
+}
+
+// effectiveWindow is the window, stretched when one operation costs more
+// than its budget. mu must be held.
+func (t *CPUThrottler) effectiveWindow() time.Duration {
+	if t.opCost > t.budget {
+		return time.Duration(float64(t.opCost) / t.rate)
+	}
+	return t.window
+}
+
+func (t *CPUThrottler) percent(d time.Duration) float64 {
+	return float64(d) / float64(t.window) / t.cores * 100
+}
+
+// observeCost folds the CPU time used during one operation into the
+// moving average.
+func (t *CPUThrottler) observeCost(c time.Duration) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.opCost == 0 {
+		t.opCost = c
+		return
+	}
+	t.opCost += (c - t.opCost) / 4
 }
 
 // throttleDelay is the delay math. marks is the CPU time history (oldest
@@ -171,10 +214,15 @@ func throttleDelay(marks []cpuMark, now time.Time, cur, window, budget time.Dura
 	return max(0, start.Add(window).Sub(now)), used
 }
 
+// markResolution is the number of marks kept per window: between marks the
+// CPU time is interpolated linearly.
+const markResolution = 64
+
 // recordMark appends (now, c) to marks when the newest mark is at least
-// window/16 old, and drops the marks no future window can reach back to.
+// window/markResolution old, and drops the marks no future window can reach
+// back to.
 func recordMark(marks []cpuMark, now time.Time, c, window time.Duration) []cpuMark {
-	if n := len(marks); n == 0 || now.Sub(marks[n-1].t) >= window/16 {
+	if n := len(marks); n == 0 || now.Sub(marks[n-1].t) >= window/markResolution {
 		if n > 0 && c < marks[n-1].c {
 			c = marks[n-1].c // a CPU clock never goes back
 		}
@@ -194,13 +242,13 @@ func recordMark(marks []cpuMark, now time.Time, c, window time.Duration) []cpuMa
 // context.Cause(ctx) if ctx ends first, and fails fast, without sleeping,
 // when ctx's deadline comes before the delay ends.
 func (t *CPUThrottler) Wait(ctx context.Context) error {
-	d, used := t.Delay()
+	d, used, cost := t.delay()
 	if d <= 0 {
 		return nil
 	}
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
 		return fmt.Errorf("throttle: CPU throttler: delay of %v would exceed the context deadline: %w",
-			d, errors.Join(context.DeadlineExceeded, t.limitError(used)))
+			d, errors.Join(context.DeadlineExceeded, t.limitError(used+cost)))
 	}
 	t.mu.Lock()
 	t.delays++
@@ -210,34 +258,56 @@ func (t *CPUThrottler) Wait(ctx context.Context) error {
 	defer timer.Stop()
 	select {
 	case <-timer.C:
-		return nil
 	case <-ctx.Done():
 		return context.Cause(ctx)
 	}
-}
-
-// Check returns a *LimitError (KindCPU, Subject "process", unit "%") when
-// an operation starting now would be delayed, nil otherwise. It reads the
-// process CPU time (one system call) and does not block.
-func (t *CPUThrottler) Check() error {
-	if d, used := t.Delay(); d > 0 {
-		return t.limitError(used)
+	// Mark the end of the idle wait, so that the history does not spread
+	// the next operation's CPU time over the wait.
+	if c, err := t.cpuTime(); err == nil {
+		t.note(time.Now(), c)
 	}
 	return nil
 }
 
-func (t *CPUThrottler) limitError(usedPct float64) *LimitError {
-	return &LimitError{Kind: KindCPU, Subject: "process", Current: usedPct, Limit: t.pct, Unit: "%",
-		Detail: fmt.Sprintf("over the last %v", t.window)}
+// note records the CPU time c at now in the history.
+func (t *CPUThrottler) note(now time.Time, c time.Duration) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.marks = recordMark(t.marks, now, c, t.effectiveWindow())
 }
 
-// Do waits like Wait, then runs fn. A panic in fn is returned as a
-// *PanicError.
+// Check returns a *LimitError (KindCPU, Subject "process", unit "%") when
+// an operation starting now would be delayed, nil otherwise; Current is the
+// window's CPU use plus the next operation's expected cost. It reads the
+// process CPU time (one system call) and does not block.
+func (t *CPUThrottler) Check() error {
+	if d, used, cost := t.delay(); d > 0 {
+		return t.limitError(used + cost)
+	}
+	return nil
+}
+
+func (t *CPUThrottler) limitError(projectedPct float64) *LimitError {
+	return &LimitError{Kind: KindCPU, Subject: "process", Current: projectedPct, Limit: t.pct, Unit: "%",
+		Detail: fmt.Sprintf("over the last %v, with the next operation's expected cost", t.window)}
+}
+
+// Do waits like Wait, then runs fn, measuring the process CPU time it takes
+// to refine the expected cost of the next operation. A panic in fn is
+// returned as a *PanicError.
 func (t *CPUThrottler) Do(ctx context.Context, fn func(ctx context.Context) error) error {
 	if err := t.Wait(ctx); err != nil {
 		return err
 	}
-	return callProtected("CPUThrottler.Do", func() error { return fn(ctx) })
+	c0, err0 := t.cpuTime()
+	if err0 == nil {
+		t.note(time.Now(), c0)
+	}
+	err := callProtected("CPUThrottler.Do", func() error { return fn(ctx) })
+	if c1, err1 := t.cpuTime(); err0 == nil && err1 == nil && c1 >= c0 {
+		t.observeCost(c1 - c0)
+	}
+	return err
 }
 
 // Call runs fn through t like CPUThrottler.Do, for calls that return a
