@@ -13,12 +13,14 @@ const (
 	fInflight
 	// fEvictOnClean: drop the page as soon as its write-back commits.
 	fEvictOnClean
-	// fInLRU: the page is in Pager.lru (resident, evictable).
+	// fInLRU: the page is in the Pager's LRU list (resident, evictable).
 	fInLRU
 	// fPrefetched: paged in by read-ahead and not accessed since.
 	fPrefetched
 	// fRAQueued: a read-ahead request for the page is queued.
 	fRAQueued
+	// fExposed: Get returned the buffer itself; it is never recycled.
+	fExposed
 )
 
 // page is one chunk of a value: page idx covers bytes
@@ -31,11 +33,16 @@ type page struct {
 	load  *loadWait // non-nil while a page-in is in progress
 	dprev *page     // dirty list links
 	dnext *page
+	lprev *page // LRU list links
+	lnext *page
 	seq   uint64 // sequence number at which the page became dirty
 	idx   int64
 	// stored is the length of the page's record in the file (for Stats).
 	stored int32
-	flags  pageFlags
+	// readers counts ReadAt calls copying from buf outside the lock; the
+	// buffer is not recycled while it is non-zero.
+	readers int32
+	flags   pageFlags
 }
 
 // loadWait lets readers of a page wait for a page-in started by someone

@@ -135,8 +135,8 @@ func (p *Pager) CheckInvariants() error {
 			}
 			if pg.flags&fInLRU != 0 {
 				inLRU++
-				if !p.lru.Contains(pg) {
-					return fmt.Errorf("key %q page %d: flagged in LRU but absent", e.key, i)
+				if pg.lnext == nil || pg.lprev == nil {
+					return fmt.Errorf("key %q page %d: flagged in LRU but unlinked", e.key, i)
 				}
 			} else if !e.pinned && pg.flags&fEvictOnClean == 0 {
 				return fmt.Errorf("key %q page %d: resident, unpinned, not in LRU", e.key, i)
@@ -168,6 +168,13 @@ func (p *Pager) CheckInvariants() error {
 	for pg := p.dirtyHead; pg != nil; pg = pg.dnext {
 		n++
 	}
+	lruCount := int64(0)
+	for pg := p.lru.lnext; pg != &p.lru; pg = pg.lnext {
+		if pg.flags&fInLRU == 0 || pg.buf == nil {
+			return fmt.Errorf("key %q page %d: in the LRU list but not flagged resident", pg.e.key, pg.idx)
+		}
+		lruCount++
+	}
 	switch {
 	case resident+p.loading != p.resident:
 		return fmt.Errorf("resident = %d, pages hold %d, loading %d", p.resident, resident, p.loading)
@@ -177,8 +184,8 @@ func (p *Pager) CheckInvariants() error {
 		return fmt.Errorf("dirty = %d B/%d pages (list %d), counted %d B/%d pages", p.dirtyBytes, p.dirtyPages, n, dirty, dirtyPages)
 	case evicting != p.evicting:
 		return fmt.Errorf("evicting = %d, counted %d", p.evicting, evicting)
-	case inLRU != int64(p.lru.Len()):
-		return fmt.Errorf("lru holds %d pages, %d flagged", p.lru.Len(), inLRU)
+	case inLRU != p.lruLen || inLRU != lruCount:
+		return fmt.Errorf("lru holds %d pages (counter %d), %d flagged", lruCount, p.lruLen, inLRU)
 	case size != p.size:
 		return fmt.Errorf("size = %d, values hold %d", p.size, size)
 	case pinned != p.pinned:
@@ -187,4 +194,30 @@ func (p *Pager) CheckInvariants() error {
 		return fmt.Errorf("resident %d > limit %d", p.resident, p.limit)
 	}
 	return nil
+}
+
+// Crash abandons the pager as a crash would: background goroutines stop
+// and the file is released without being flushed or marked clean.
+func (p *Pager) Crash() {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.closed = true
+	p.cond.Broadcast()
+	p.mu.Unlock()
+	close(p.stop)
+	p.wg.Wait()
+	p.ops.Wait()
+	_ = p.st.closeDB()
+}
+
+// WaitReadAhead blocks until no read-ahead request is queued or running.
+func (p *Pager) WaitReadAhead() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for p.raPending > 0 {
+		p.cond.Wait()
+	}
 }

@@ -8,11 +8,15 @@ import (
 )
 
 // reserveLocked accounts n more resident bytes, first making room when the
-// budget would be exceeded: clean pages are dropped and dirty ones written
-// back, least recently used first, down to the low watermark (so that the
-// next writes do not each pay for an eviction). Called and returns with
-// p.mu held; it releases p.mu while writing back or waiting.
-func (p *Pager) reserveLocked(n int64) error {
+// budget would be exceeded. Clean pages at the cold end of the LRU are
+// dropped one at a time, just enough (dropping costs nothing); when the
+// cold end is dirty, pages are written back and dropped, least recently
+// used first, down to the low watermark, so that the next writes do not
+// each wait for a write-back (the zswap hysteresis). If spare is not nil, the
+// buffer of an evicted clean page of exactly n bytes that nobody else can
+// see is handed over in *spare for reuse. Called and returns with p.mu
+// held; it releases p.mu while writing back or waiting.
+func (p *Pager) reserveLocked(n int64, spare *[]byte) error {
 	for {
 		if p.closed {
 			return ErrClosed
@@ -21,7 +25,15 @@ func (p *Pager) reserveLocked(n int64) error {
 			p.resident += n
 			return nil
 		}
-		victims := p.selectVictimsLocked(p.low - n)
+		if pg := p.lruOldest(); pg != nil && pg.flags&fDirty == 0 {
+			// Dropping a clean page costs nothing: drop just enough.
+			p.lruRemoveLocked(pg)
+			p.evictCleanLocked(pg, spare, n)
+			continue
+		}
+		// A write-back is needed: go down to the low watermark so that
+		// the next writes do not each wait for one.
+		victims := p.selectVictimsLocked(p.low-n, spare, n)
 		if len(victims) > 0 {
 			if err := p.writeBackLocked(victims); err != nil {
 				return err
@@ -49,19 +61,18 @@ func (p *Pager) unreserveLocked(n int64) {
 
 // reserveCleanLocked reserves n bytes if that needs at most dropping clean
 // pages from the cold end of the LRU (no write-back): the rule for
-// read-ahead and prefetch.
-func (p *Pager) reserveCleanLocked(n int64) bool {
+// read-ahead and prefetch. spare is as for reserveLocked.
+func (p *Pager) reserveCleanLocked(n int64, spare *[]byte) bool {
 	for p.resident+n > p.limit {
-		pg, _, ok := p.lru.GetOldest()
-		if !ok || pg.flags&fDirty != 0 {
-			if ok {
+		pg := p.lruOldest()
+		if pg == nil || pg.flags&fDirty != 0 {
+			if pg != nil {
 				p.wakeReclaimerLocked()
 			}
 			return false
 		}
-		p.lru.RemoveOldest()
-		pg.flags &^= fInLRU
-		p.evictCleanLocked(pg)
+		p.lruRemoveLocked(pg)
+		p.evictCleanLocked(pg, spare, n)
 	}
 	p.resident += n
 	return true
@@ -70,36 +81,43 @@ func (p *Pager) reserveCleanLocked(n int64) bool {
 // selectVictimsLocked takes pages from the cold end of the LRU until the
 // resident bytes not already being evicted are at most target. Clean
 // pages are dropped at once; dirty ones are claimed for write-back
-// (returned, at most about one batch) and dropped when it commits.
-func (p *Pager) selectVictimsLocked(target int64) []*page {
+// (returned, at most about one batch) and dropped when it commits. spare
+// and n are passed to evictCleanLocked.
+func (p *Pager) selectVictimsLocked(target int64, spare *[]byte, n int64) []*page {
 	var victims []*page
 	var claimed int64
 	for p.resident-p.evicting > target && claimed < p.batchBytes {
-		pg, _, ok := p.lru.RemoveOldest()
-		if !ok {
+		pg := p.lruOldest()
+		if pg == nil {
 			break
 		}
-		pg.flags &^= fInLRU
+		p.lruRemoveLocked(pg)
 		if pg.flags&fDirty == 0 {
-			p.evictCleanLocked(pg)
+			p.evictCleanLocked(pg, spare, n)
 			continue
 		}
-		n := int64(len(pg.buf))
+		size := int64(len(pg.buf))
 		pg.flags |= fEvictOnClean
-		p.evicting += n
+		p.evicting += size
 		if pg.flags&fInflight == 0 {
 			pg.flags |= fInflight
 			pg.e.touchedDisk = true
 			victims = append(victims, pg)
-			claimed += n
+			claimed += size
 		}
 	}
 	return victims
 }
 
 // evictCleanLocked drops a clean resident page that is not in the LRU.
-func (p *Pager) evictCleanLocked(pg *page) {
+// When spare points at a nil slice and the page's buffer has exactly want
+// bytes, was never handed out by Get and is not being copied by a reader,
+// the buffer is stored in *spare for reuse instead of left to the GC.
+func (p *Pager) evictCleanLocked(pg *page, spare *[]byte, want int64) {
 	n := int64(len(pg.buf))
+	if spare != nil && *spare == nil && n == want && int64(cap(pg.buf)) == n && pg.flags&fExposed == 0 && pg.readers == 0 {
+		*spare = pg.buf
+	}
 	p.resident -= n
 	p.residentPages--
 	if pg.flags&fEvictOnClean != 0 {
@@ -108,7 +126,7 @@ func (p *Pager) evictCleanLocked(pg *page) {
 	if pg.flags&fPrefetched != 0 {
 		p.c.prefetchWasted++
 	}
-	pg.flags &^= fEvictOnClean | fPrefetched
+	pg.flags &^= fEvictOnClean | fPrefetched | fExposed
 	pg.buf = nil
 	p.c.evictions++
 }
@@ -117,7 +135,7 @@ func (p *Pager) evictCleanLocked(pg *page) {
 // Called and returns with p.mu held.
 func (p *Pager) reclaimLocked(target int64) error {
 	for p.resident > target {
-		victims := p.selectVictimsLocked(target)
+		victims := p.selectVictimsLocked(target, nil, 0)
 		if len(victims) > 0 {
 			if err := p.writeBackLocked(victims); err != nil {
 				return err

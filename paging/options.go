@@ -150,7 +150,7 @@ type config struct {
 	readAhead    int
 	logger       *slog.Logger
 	faults       faults
-	prefetchPool int
+	workers      int // read-ahead goroutines and compression goroutines
 }
 
 func optErr(field string, value any, want string) error {
@@ -246,6 +246,6 @@ func (o *Options) resolve() (config, error) {
 	if o.faults != nil {
 		c.faults = *o.faults
 	}
-	c.prefetchPool = min(max(runtime.GOMAXPROCS(0), 1), 4)
+	c.workers = min(max(runtime.GOMAXPROCS(0), 1), 4)
 	return c, nil
 }

@@ -12,7 +12,6 @@ import (
 
 	"github.com/cemaf-go/cemaf/dag"
 	"github.com/cemaf-go/cemaf/internal/limit"
-	"github.com/hashicorp/golang-lru/v2/simplelru"
 )
 
 // Pager is a dag.State that keeps at most a memory budget of value bytes in
@@ -28,18 +27,23 @@ type Pager struct {
 	st  *store
 
 	// wmu serialises write-back batches and compaction. It is always taken
-	// before mu, never while holding mu. enc is guarded by wmu.
-	wmu sync.Mutex
-	enc encoder
+	// before mu, never while holding mu. encs (one per compression
+	// goroutine) are guarded by wmu.
+	wmu  sync.Mutex
+	encs []encoder
 
 	// mu guards every field below and every entry and page.
 	mu   sync.Mutex
 	cond *sync.Cond // broadcast when a write-back or a page-in ends
 
 	index map[string]*entry
-	// lru holds the resident pages that may be evicted (not pinned, not
-	// loading, not claimed for eviction), least recently used at the back.
-	lru *simplelru.LRU[*page, struct{}]
+	// lru is the sentinel of the LRU list: the resident pages that may be
+	// evicted (not pinned, not loading, not claimed for eviction), most
+	// recently used first (lru.lnext), least recently used last
+	// (lru.lprev). The list is intrusive so that a hit moves a page in
+	// O(1) without a second hash lookup.
+	lru    page
+	lruLen int64
 	// The dirty list holds dirty pages in the order they became dirty.
 	dirtyHead, dirtyTail *page
 	// readyHeaders are visible entries with every page clean whose header
@@ -70,6 +74,7 @@ type Pager struct {
 	lastErr     error
 	writers     map[*ValueWriter]struct{}
 	workersUp   bool
+	raPending   int // read-ahead requests queued or in progress
 	raCh        chan raRequest
 	wake        chan struct{}
 	stop        chan struct{}
@@ -180,19 +185,19 @@ func Wrap(state dag.State, opts Options) (*Pager, error) {
 }
 
 func newPager(cfg config, st *store) *Pager {
-	lru, _ := simplelru.NewLRU[*page, struct{}](math.MaxInt32, nil)
 	p := &Pager{
 		cfg:        cfg,
 		st:         st,
 		index:      make(map[string]*entry),
-		lru:        lru,
 		lastAccess: time.Now(),
 		writers:    make(map[*ValueWriter]struct{}),
 		raCh:       make(chan raRequest, 64),
 		wake:       make(chan struct{}, 1),
 		stop:       make(chan struct{}),
 	}
+	p.encs = make([]encoder, cfg.workers)
 	p.cond = sync.NewCond(&p.mu)
+	p.lru.lnext, p.lru.lprev = &p.lru, &p.lru
 	p.setLimitLocked(cfg.limit)
 	return p
 }
@@ -295,7 +300,7 @@ func (p *Pager) pinAtOpen() error {
 		e.pinned = true
 		p.pinned += e.size
 		for i := range e.npages() {
-			if _, err := p.pageBufLocked(e, i); err != nil {
+			if _, _, err := p.pageBufLocked(e, i); err != nil {
 				return err
 			}
 		}
@@ -366,7 +371,7 @@ func (p *Pager) prefetchAtOpen() {
 				continue
 			}
 			n := e.pageLen(i)
-			if !p.reserveCleanLocked(n) {
+			if !p.reserveCleanLocked(n, nil) {
 				return
 			}
 			buf := make([]byte, n)
@@ -400,10 +405,14 @@ func (p *Pager) Get(key string) ([]byte, error) {
 	if e != nil && !p.closed && e.size <= e.psize && e.p0.buf != nil {
 		pg := &e.p0
 		if pg.flags&(fInLRU|fPrefetched) == fInLRU {
-			p.lru.Get(pg)
+			if p.lru.lnext != pg {
+				p.lruUnlink(pg)
+				p.lruPushFront(pg)
+			}
 		} else {
 			p.touchLocked(pg)
 		}
+		pg.flags |= fExposed
 		p.c.hits++
 		p.c.accesses++
 		buf := pg.buf
@@ -437,9 +446,13 @@ func (p *Pager) getSlow(key string) ([]byte, error) {
 			return nil, &limit.Error{Kind: limit.Memory, Subject: shortKey(key), Current: float64(e.size), Limit: float64(lim),
 				Unit: "bytes", Detail: "value larger than the pager's memory limit: read it with dag.NewValueReader"}
 		case e.size <= e.psize:
-			buf, err := p.pageBufLocked(e, 0)
+			_, buf, err := p.pageBufLocked(e, 0)
 			if err == errGone {
 				continue
+			}
+			if err == nil {
+				// The caller keeps the buffer: it may never be recycled.
+				e.p0.flags |= fExposed
 			}
 			p.mu.Unlock()
 			return buf, err
@@ -466,14 +479,16 @@ func notFound(key string) error {
 func (p *Pager) readEntryLocked(e *entry, dst []byte, off int64) error {
 	for len(dst) > 0 {
 		i := off / e.psize
-		buf, err := p.pageBufLocked(e, i)
+		pg, buf, err := p.pageBufLocked(e, i)
 		if err != nil {
 			return err
 		}
 		p.readAheadLocked(e, i)
+		pg.readers++
 		p.mu.Unlock()
 		n := copy(dst, buf[off-i*e.psize:])
 		p.mu.Lock()
+		pg.readers--
 		dst = dst[n:]
 		off += int64(n)
 	}
@@ -511,7 +526,7 @@ func (p *Pager) ReadAt(key string, b []byte, off int64) (int, error) {
 			return n, io.EOF
 		}
 		i := off / e.psize
-		buf, err := p.pageBufLocked(e, i)
+		pg, buf, err := p.pageBufLocked(e, i)
 		if err == errGone {
 			continue
 		}
@@ -520,9 +535,11 @@ func (p *Pager) ReadAt(key string, b []byte, off int64) (int, error) {
 			return n, err
 		}
 		p.readAheadLocked(e, i)
+		pg.readers++
 		p.mu.Unlock()
 		c := copy(b[n:], buf[off-i*e.psize:])
 		p.mu.Lock()
+		pg.readers--
 		n += c
 		off += int64(c)
 	}
@@ -530,55 +547,86 @@ func (p *Pager) ReadAt(key string, b []byte, off int64) (int, error) {
 	return n, nil
 }
 
-// pageBufLocked returns the bytes of page i of e, paging it in if needed.
+// pageBufLocked returns page i of e and its bytes, paging it in if needed.
 // Called and returns with p.mu held (released during I/O). It returns
 // errGone if e is replaced or deleted meanwhile.
-func (p *Pager) pageBufLocked(e *entry, i int64) ([]byte, error) {
+func (p *Pager) pageBufLocked(e *entry, i int64) (*page, []byte, error) {
 	pg := e.page(i)
 	for {
 		if e.state == stateDead {
-			return nil, errGone
+			return nil, nil, errGone
 		}
 		if pg.buf != nil {
 			p.touchLocked(pg)
 			p.c.hits++
-			return pg.buf, nil
+			return pg, pg.buf, nil
 		}
 		if w := pg.load; w != nil {
 			p.mu.Unlock()
 			<-w.done
 			p.mu.Lock()
 			if w.err != nil {
-				return nil, w.err
+				return nil, nil, w.err
 			}
 			continue
 		}
 		n := e.pageLen(i)
-		if err := p.reserveLocked(n); err != nil {
-			return nil, err
+		var spare []byte
+		if err := p.reserveLocked(n, &spare); err != nil {
+			if errors.Is(err, ErrClosed) {
+				return nil, nil, err
+			}
+			// No room because dirty pages cannot be written back (disk
+			// or page file full): serve the read without caching it, so
+			// that reads keep working while writes fail.
+			buf, rerr := p.readUncachedLocked(e, i, n)
+			return pg, buf, rerr
 		}
 		if e.state == stateDead || pg.buf != nil || pg.load != nil {
 			p.unreserveLocked(n)
 			continue
 		}
-		buf, err := p.loadLocked(pg, n, false)
+		buf, err := p.loadLocked(pg, n, false, spare)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		return buf, nil
+		return pg, buf, nil
 	}
 }
 
-// loadLocked reads page pg (n bytes, already reserved) from the file.
-// Called and returns with p.mu held. On success the page is resident
-// (unless its entry died meanwhile: the bytes are still returned).
-func (p *Pager) loadLocked(pg *page, n int64, prefetch bool) ([]byte, error) {
+// readUncachedLocked reads page i of e (n bytes) into a new buffer that
+// is returned but not kept: the bytes are outside the budget while the
+// caller holds them. Called and returns with p.mu held.
+func (p *Pager) readUncachedLocked(e *entry, i, n int64) ([]byte, error) {
+	p.mu.Unlock()
+	buf := make([]byte, n)
+	err := p.st.readPage(e.blob, i, buf)
+	p.mu.Lock()
+	if err != nil {
+		if e.state == stateDead {
+			return nil, errGone
+		}
+		return nil, fmt.Errorf("paging: key %q page %d: %w", shortKey(e.key), i, err)
+	}
+	p.c.misses++
+	p.c.pageIns++
+	return buf, nil
+}
+
+// loadLocked reads page pg (n bytes, already reserved) from the file into
+// spare (a recycled buffer of n bytes) or a new buffer. Called and returns
+// with p.mu held. On success the page is resident (unless its entry died
+// meanwhile: the bytes are still returned).
+func (p *Pager) loadLocked(pg *page, n int64, prefetch bool, spare []byte) ([]byte, error) {
 	e := pg.e
 	w := &loadWait{done: make(chan struct{})}
 	pg.load = w
 	p.loading += n
 	p.mu.Unlock()
-	buf := make([]byte, n)
+	buf := spare
+	if buf == nil {
+		buf = make([]byte, n)
+	}
 	err := p.st.readPage(e.blob, pg.idx, buf)
 	p.mu.Lock()
 	p.loading -= n
@@ -627,7 +675,10 @@ func (p *Pager) loadLocked(pg *page, n int64, prefetch bool) ([]byte, error) {
 func (p *Pager) touchLocked(pg *page) {
 	switch {
 	case pg.flags&fInLRU != 0:
-		p.lru.Get(pg)
+		if p.lru.lnext != pg {
+			p.lruUnlink(pg)
+			p.lruPushFront(pg)
+		}
 	case pg.flags&fEvictOnClean != 0:
 		// Claimed for eviction while its write-back runs: keep it.
 		pg.flags &^= fEvictOnClean
@@ -642,9 +693,40 @@ func (p *Pager) touchLocked(pg *page) {
 
 func (p *Pager) lruAddLocked(pg *page) {
 	if pg.flags&fInLRU == 0 && !pg.e.pinned {
-		p.lru.Add(pg, struct{}{})
+		p.lruPushFront(pg)
 		pg.flags |= fInLRU
+		p.lruLen++
 	}
+}
+
+// lruRemoveLocked takes pg out of the LRU list.
+func (p *Pager) lruRemoveLocked(pg *page) {
+	if pg.flags&fInLRU != 0 {
+		p.lruUnlink(pg)
+		pg.flags &^= fInLRU
+		p.lruLen--
+	}
+}
+
+// lruOldest returns the least recently used evictable page, or nil.
+func (p *Pager) lruOldest() *page {
+	if p.lru.lprev == &p.lru {
+		return nil
+	}
+	return p.lru.lprev
+}
+
+func (p *Pager) lruPushFront(pg *page) {
+	pg.lprev = &p.lru
+	pg.lnext = p.lru.lnext
+	p.lru.lnext.lprev = pg
+	p.lru.lnext = pg
+}
+
+func (p *Pager) lruUnlink(pg *page) {
+	pg.lprev.lnext = pg.lnext
+	pg.lnext.lprev = pg.lprev
+	pg.lprev, pg.lnext = nil, nil
 }
 
 // Put stores a copy of value under key, replacing any previous value. The
@@ -734,7 +816,7 @@ func (p *Pager) growPinLocked(e *entry, n int64) error {
 // pending entry e. On failure e is aborted.
 func (p *Pager) addPageLocked(e *entry, i int64, buf []byte) error {
 	n := int64(len(buf))
-	if err := p.reserveLocked(n); err != nil {
+	if err := p.reserveLocked(n, nil); err != nil {
 		p.abortLocked(e)
 		return err
 	}
@@ -824,9 +906,7 @@ func (p *Pager) releaseLocked(pg *page) {
 	n := int64(len(pg.buf))
 	p.resident -= n
 	p.residentPages--
-	if pg.flags&fInLRU != 0 {
-		p.lru.Remove(pg)
-	}
+	p.lruRemoveLocked(pg)
 	if pg.flags&fDirty != 0 {
 		p.dirtyRemoveLocked(pg)
 		p.dirtyBytes -= n
@@ -839,7 +919,7 @@ func (p *Pager) releaseLocked(pg *page) {
 	if pg.flags&fPrefetched != 0 {
 		p.c.prefetchWasted++
 	}
-	pg.flags &^= fInLRU | fDirty | fEvictOnClean | fPrefetched
+	pg.flags &^= fDirty | fEvictOnClean | fPrefetched | fExposed
 	pg.buf = nil
 }
 

@@ -42,6 +42,7 @@ func (p *Pager) readAheadLocked(e *entry, i int64) {
 		select {
 		case p.raCh <- raRequest{e: e, idx: j}:
 			pg.flags |= fRAQueued
+			p.raPending++
 		default:
 			// Workers are saturated: stop here and retry on the next access.
 			return
@@ -67,18 +68,23 @@ func (p *Pager) prefetcher() {
 
 func (p *Pager) prefetch(e *entry, i int64) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer func() {
+		p.raPending--
+		p.cond.Broadcast()
+		p.mu.Unlock()
+	}()
 	pg := e.page(i)
 	pg.flags &^= fRAQueued
 	if p.closed || e.state == stateDead || pg.buf != nil || pg.load != nil {
 		return
 	}
 	n := e.pageLen(i)
-	if !p.reserveCleanLocked(n) {
+	var spare []byte
+	if !p.reserveCleanLocked(n, &spare) {
 		return
 	}
 	p.c.prefetchIssued++
-	if _, err := p.loadLocked(pg, n, true); err != nil {
+	if _, err := p.loadLocked(pg, n, true, spare); err != nil {
 		p.cfg.logger.Debug("paging: read-ahead failed", "key", shortKey(e.key), "page", i, "err", err)
 	}
 }

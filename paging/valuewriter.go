@@ -24,6 +24,9 @@ type ValueWriter struct {
 	// it is guarded by p.mu.
 	done bool
 	err  error
+	// finished is set by Close and Abort; unlike done it is only used by
+	// the writer's own goroutine.
+	finished bool
 }
 
 // Create returns a ValueWriter for key. It does no I/O; writing blocks like
@@ -49,6 +52,9 @@ func (p *Pager) Create(key string) (*ValueWriter, error) {
 // Write appends b to the value. It returns len(b) or an error, after which
 // the writer is aborted (the previous value is kept).
 func (w *ValueWriter) Write(b []byte) (int, error) {
+	if w.finished {
+		return 0, w.finishedErr()
+	}
 	n := 0
 	for len(b) > 0 {
 		if w.buf == nil {
@@ -71,6 +77,9 @@ func (w *ValueWriter) Write(b []byte) (int, error) {
 // ReadFrom copies r into the value until io.EOF, reading straight into page
 // buffers. It returns the bytes read; on error the writer is aborted.
 func (w *ValueWriter) ReadFrom(r io.Reader) (int64, error) {
+	if w.finished {
+		return 0, w.finishedErr()
+	}
 	var total int64
 	for {
 		if w.buf == nil {
@@ -142,6 +151,13 @@ func (w *ValueWriter) finishLocked() {
 	delete(w.p.writers, w)
 }
 
+// finishedErr is the error of a call after Close or Abort.
+func (w *ValueWriter) finishedErr() error {
+	w.p.mu.Lock()
+	defer w.p.mu.Unlock()
+	return w.doneErr()
+}
+
 func (w *ValueWriter) doneErr() error {
 	if w.err != nil {
 		return w.err
@@ -153,6 +169,10 @@ func (w *ValueWriter) doneErr() error {
 // replacing the previous value atomically. Calling Close again, or after
 // Abort, returns ErrWriterDone (or the error that ended the writer).
 func (w *ValueWriter) Close() error {
+	if w.finished {
+		return w.finishedErr()
+	}
+	w.finished = true
 	if len(w.buf) > 0 {
 		last := slices.Clone(w.buf)
 		w.buf = nil
@@ -180,6 +200,7 @@ func (w *ValueWriter) Close() error {
 // Abort discards what was written; the key keeps its previous value. It is
 // a no-op after Close or Abort.
 func (w *ValueWriter) Abort() {
+	w.finished = true
 	p := w.p
 	p.mu.Lock()
 	defer p.mu.Unlock()

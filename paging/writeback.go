@@ -3,6 +3,7 @@ package paging
 import (
 	"errors"
 	"fmt"
+	"sync"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -98,22 +99,55 @@ func (p *Pager) headerWriteLocked(e *entry) headerWrite {
 }
 
 // commit encodes the batch's pages and writes everything in one bbolt
-// transaction. Called with p.wmu held and p.mu not held.
+// transaction. Called with p.wmu held and p.mu not held. Pages are
+// compressed in parallel by up to one goroutine per encoder, each into its
+// own region of one arena; the goroutines end before commit returns.
 func (p *Pager) commit(b *batch) error {
-	total := 0
-	for _, d := range b.data {
-		total += recordBound(len(d))
-	}
-	arena := make([]byte, 0, total)
-	b.recs = make([][]byte, len(b.data))
+	offs := make([]int, len(b.data)+1)
 	for i, d := range b.data {
-		start := len(arena)
-		var err error
-		arena, _, err = p.enc.encodePage(arena, d, p.cfg.compress)
-		if err != nil {
+		offs[i+1] = offs[i] + recordBound(len(d))
+	}
+	arena := make([]byte, offs[len(b.data)])
+	b.recs = make([][]byte, len(b.data))
+	workers := min(len(p.encs), len(b.data))
+	encode := func(w int) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("paging: encode page: panic: %v", r)
+			}
+		}()
+		for i := w; i < len(b.data); i += workers {
+			rec, _, err := p.encs[w].encodePage(arena[offs[i]:offs[i]:offs[i+1]], b.data[i], p.cfg.compress)
+			if err != nil {
+				return err
+			}
+			b.recs[i] = rec
+		}
+		return nil
+	}
+	if workers <= 1 {
+		if err := encode(0); err != nil {
 			return err
 		}
-		b.recs[i] = arena[start:len(arena):len(arena)]
+	} else {
+		errs := make([]error, workers)
+		var wg sync.WaitGroup
+		for w := range workers {
+			wg.Go(func() { errs[w] = encode(w) })
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return err
+		}
+	}
+	deletes := b.deletes
+	if len(deletes) > 0 && len(b.pages) > 0 {
+		// Space freed by a transaction is reusable only by later ones:
+		// delete first, so that a full file can take the new pages.
+		if err := p.st.update(func(tx *bolt.Tx) error { return applyDeletes(tx, deletes) }); err != nil {
+			return err
+		}
+		deletes = nil
 	}
 	return p.st.update(func(tx *bolt.Tx) error {
 		values, pages := tx.Bucket(bucketValues), tx.Bucket(bucketPages)
@@ -132,23 +166,30 @@ func (p *Pager) commit(b *batch) error {
 				}
 			}
 		}
-		for _, d := range b.deletes {
-			vk := valueKey(d.key)
-			if cur := values.Get(vk); cur != nil {
-				if h, err := decodeHeader(cur); err != nil || containsBlob(d.blobs, h.blob) {
-					if err := values.Delete(vk); err != nil {
-						return err
-					}
-				}
-			}
-			for _, ref := range d.blobs {
-				if err := deleteBlob(pages, ref.id); err != nil {
+		return applyDeletes(tx, deletes)
+	})
+}
+
+// applyDeletes removes the blobs of deletes, and each key's header when it
+// still points at one of them.
+func applyDeletes(tx *bolt.Tx, deletes []delRec) error {
+	values, pages := tx.Bucket(bucketValues), tx.Bucket(bucketPages)
+	for _, d := range deletes {
+		vk := valueKey(d.key)
+		if cur := values.Get(vk); cur != nil {
+			if h, err := decodeHeader(cur); err != nil || containsBlob(d.blobs, h.blob) {
+				if err := values.Delete(vk); err != nil {
 					return err
 				}
 			}
 		}
-		return nil
-	})
+		for _, ref := range d.blobs {
+			if err := deleteBlob(pages, ref.id); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func containsBlob(refs []blobRef, id uint64) bool {
@@ -218,7 +259,7 @@ func (p *Pager) completeLocked(b *batch, err error) {
 		p.disk.logical += n
 		p.disk.stored += int64(pg.stored)
 		if pg.flags&fEvictOnClean != 0 {
-			p.evictCleanLocked(pg)
+			p.evictCleanLocked(pg, nil, 0)
 		}
 		if e.ndirty == 0 && e.state == stateVisible && e.headerDirty {
 			p.readyLocked(e)
@@ -379,9 +420,9 @@ func (p *Pager) startWorkersLocked() bool {
 		return true
 	}
 	p.workersUp = true
-	p.wg.Add(1 + p.cfg.prefetchPool)
+	p.wg.Add(1 + p.cfg.workers)
 	go p.reclaimer()
-	for range p.cfg.prefetchPool {
+	for range p.cfg.workers {
 		go p.prefetcher()
 	}
 	return true
