@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -65,6 +66,14 @@ func (e *evictable) Evict(n int64) (int64, error) {
 	f := min(n, e.holds)
 	e.holds -= f
 	return f, e.err
+}
+
+// askedSoFar returns a copy of the amounts asked, for tests where reclaims
+// run on another goroutine.
+func (e *evictable) askedSoFar() []int64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.asked)
 }
 
 // The strategy interfaces, on separate types so that a test can pick.
@@ -336,9 +345,7 @@ func TestMemoryGuardAttached(t *testing.T) {
 			t.Fatal(err)
 		}
 		var log []string
-		var mu sync.Mutex
 		e := &evictable{name: "pager", log: &log, holds: 1 << 40}
-		e.duringFn = func() { mu.Lock(); defer mu.Unlock() }
 		g.Register(e, 0)
 		g.Attach(m)
 		if err := m.Start(); err != nil {
@@ -353,8 +360,8 @@ func TestMemoryGuardAttached(t *testing.T) {
 		anon.Store(450)
 		time.Sleep(time.Second)
 		synctest.Wait()
-		if len(e.asked) != 1 || e.asked[0] != (450-285)*mb {
-			t.Errorf("asked %v, want one reclaim of 165 MB (450 - (300 - 15))", e.asked)
+		if asked := e.askedSoFar(); len(asked) != 1 || asked[0] != (450-285)*mb {
+			t.Errorf("asked %v, want one reclaim of 165 MB (450 - (300 - 15))", asked)
 		}
 		var done atomic.Bool
 		go func() {
@@ -377,9 +384,9 @@ func TestMemoryGuardAttached(t *testing.T) {
 		if err := g.Close(); err != nil {
 			t.Fatal(err)
 		}
-		n := len(e.asked)
+		n := len(e.askedSoFar())
 		time.Sleep(5 * time.Second)
-		if len(e.asked) != n {
+		if len(e.askedSoFar()) != n {
 			t.Error("reclaims after Close")
 		}
 	})
