@@ -307,8 +307,9 @@ func BenchmarkScan(b *testing.B) {
 	b.Run("no-prefetch", func(b *testing.B) { scanBench(b, benchPageSize, -1, 256<<20) })
 }
 
-// BenchmarkPageSize sweeps the page size: page-in and write-back MB/s and
-// a 64 MiB sequential scan with read-ahead.
+// BenchmarkPageSize sweeps the page size: page-in and write-back MB/s, a
+// 64 MiB sequential scan with read-ahead, and (heap) the peak Go heap
+// beyond the budget while writing ten times a 32 MiB budget, in MiB.
 func BenchmarkPageSize(b *testing.B) {
 	if testing.Short() {
 		b.Skip("sweep")
@@ -320,5 +321,13 @@ func BenchmarkPageSize(b *testing.B) {
 		if ps <= 4<<20 {
 			b.Run(name+"/scan", func(b *testing.B) { scanBench(b, ps, 0, 64<<20) })
 		}
+		b.Run(name+"/heap", func(b *testing.B) {
+			var over int64
+			for b.Loop() {
+				o, _ := heapRun(b, paging.Options{MemoryLimitMB: max(32, 4*float64(ps)/paging.MiB), PageSizeMB: float64(ps) / paging.MiB})
+				over = max(over, o)
+			}
+			b.ReportMetric(mib(over), "overhead-MiB")
+		})
 	}
 }

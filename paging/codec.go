@@ -61,10 +61,15 @@ func (w *appendWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// maxScratch is the largest scratch buffer an encoder keeps between
+// batches; larger pages get a scratch buffer per batch.
+const maxScratch = 1 << 20
+
 // encoder turns pages into records. It is not safe for concurrent use.
 type encoder struct {
-	w   [4]*lz4.Writer
-	out appendWriter
+	w       [4]*lz4.Writer
+	out     appendWriter
+	scratch []byte
 }
 
 // encodePage appends the record for page to dst and reports whether it is

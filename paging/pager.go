@@ -208,7 +208,7 @@ func (p *Pager) setLimitLocked(limit int64) {
 	p.low = int64(float64(limit) * p.cfg.lowPercent / 100)
 	p.low = min(p.low, limit-p.cfg.pageSize)
 	p.mid = p.low + (limit-p.low)/2
-	p.batchBytes = max(p.cfg.pageSize, min(4<<20, limit/8))
+	p.batchBytes = max(p.cfg.pageSize, min(4<<20, limit/16))
 }
 
 func (p *Pager) logRecovery(rec recovery) {
@@ -1057,6 +1057,14 @@ func (p *Pager) Close() error {
 	if !p.cfg.ephemeral {
 		err = p.flush(math.MaxUint64)
 	}
+	// Release the RAM; the index stays for Stats.
+	p.mu.Lock()
+	for _, e := range p.index {
+		for i := range e.npages() {
+			p.releaseLocked(e.page(i))
+		}
+	}
+	p.mu.Unlock()
 	if cerr := p.st.close(err == nil && !p.cfg.ephemeral); err == nil && cerr != nil {
 		err = fmt.Errorf("paging: close: %w", cerr)
 	}

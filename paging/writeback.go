@@ -3,6 +3,7 @@ package paging
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	bolt "go.etcd.io/bbolt"
@@ -103,11 +104,6 @@ func (p *Pager) headerWriteLocked(e *entry) headerWrite {
 // compressed in parallel by up to one goroutine per encoder, each into its
 // own region of one arena; the goroutines end before commit returns.
 func (p *Pager) commit(b *batch) error {
-	offs := make([]int, len(b.data)+1)
-	for i, d := range b.data {
-		offs[i+1] = offs[i] + recordBound(len(d))
-	}
-	arena := make([]byte, offs[len(b.data)])
 	b.recs = make([][]byte, len(b.data))
 	workers := min(len(p.encs), len(b.data))
 	encode := func(w int) (err error) {
@@ -116,12 +112,23 @@ func (p *Pager) commit(b *batch) error {
 				err = fmt.Errorf("paging: encode page: panic: %v", r)
 			}
 		}()
+		enc := &p.encs[w]
 		for i := w; i < len(b.data); i += workers {
-			rec, _, err := p.encs[w].encodePage(arena[offs[i]:offs[i]:offs[i+1]], b.data[i], p.cfg.compress)
+			// Compress into the worker's scratch buffer, then keep an
+			// exact-size copy: the batch holds only compressed bytes.
+			bound := recordBound(len(b.data[i]))
+			scratch := enc.scratch
+			if cap(scratch) < bound {
+				scratch = make([]byte, 0, bound)
+				if bound <= maxScratch {
+					enc.scratch = scratch
+				}
+			}
+			rec, _, err := enc.encodePage(scratch[:0], b.data[i], p.cfg.compress)
 			if err != nil {
 				return err
 			}
-			b.recs[i] = rec
+			b.recs[i] = slices.Clone(rec)
 		}
 		return nil
 	}
