@@ -2,11 +2,15 @@ package executor_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/cemaf-go/cemaf/dag"
 	"github.com/cemaf-go/cemaf/executor"
@@ -124,3 +128,85 @@ func BenchmarkRunChain(b *testing.B) { benchShape(b, chainGraph(b, 10_000)) }
 // BenchmarkRunDiamond: 100 layers of 100 nodes, each depending on 3 nodes of
 // the layer before.
 func BenchmarkRunDiamond(b *testing.B) { benchShape(b, diamondGraph(b, 100, 100)) }
+
+// layeredGraph is 10 layers of 100 nodes of work d, each depending on 3 nodes
+// of the layer before and writing a 64-byte value to the State.
+func layeredGraph(b *testing.B, d time.Duration) *dag.Graph {
+	id := func(l, k int) string { return strconv.Itoa(l) + "/" + strconv.Itoa(k) }
+	val := make([]byte, 64)
+	var nodes []dag.Node
+	for l := range 10 {
+		for k := range 100 {
+			nd := dag.Node{ID: id(l, k), Run: func(_ context.Context, s dag.State) error {
+				time.Sleep(d)
+				return s.Put(id(l, k), val)
+			}}
+			if l > 0 {
+				nd.DependsOn = []string{id(l-1, k), id(l-1, (k+1)%100), id(l-1, (k+99)%100)}
+			}
+			nodes = append(nodes, nd)
+		}
+	}
+	return mustGraph(b, nodes...)
+}
+
+// processWriteBytes returns the bytes this process has written with write
+// calls so far (Linux /proc/self/io wchar), or -1.
+func processWriteBytes() int64 {
+	raw, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(line, "wchar: "); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	return -1
+}
+
+// BenchmarkCheckpoint runs a 1,000-node DAG of 1 ms nodes without
+// checkpoints and with each commit policy, reporting ms/run and, with
+// checkpoints, the bytes written per node.
+func BenchmarkCheckpoint(b *testing.B) {
+	g := layeredGraph(b, time.Millisecond)
+	ctx := context.Background()
+	b.Run("without", func(b *testing.B) {
+		e := mustExec(b, executor.Options{})
+		for b.Loop() {
+			if _, err := e.Run(ctx, g, dag.NewMemoryState()); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/run")
+	})
+	policies := []struct {
+		name string
+		p    executor.CommitPolicy
+	}{
+		{"every-node", executor.CommitPolicy{MaxNodes: 1}},
+		{"default-16-nodes-or-250ms", executor.CommitPolicy{}},
+		{"every-100ms", executor.CommitPolicy{MaxNodes: 1 << 30, MaxDelay: 100 * time.Millisecond}},
+	}
+	for _, pc := range policies {
+		b.Run(pc.name, func(b *testing.B) {
+			store, err := executor.OpenCheckpoints(filepath.Join(b.TempDir(), "ckpt.db"), executor.CheckpointOptions{Commit: pc.p, KeepFinished: 1})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer store.Close()
+			e := mustExec(b, executor.Options{Checkpoints: store})
+			w0 := processWriteBytes()
+			for b.Loop() {
+				if _, err := e.Run(ctx, g, dag.NewMemoryState()); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/run")
+			if w0 >= 0 {
+				b.ReportMetric(float64(processWriteBytes()-w0)/float64(b.N*g.Len()), "B-written/node")
+			}
+		})
+	}
+}

@@ -74,6 +74,12 @@ type Options struct {
 	// Logger receives the executor's own diagnostics (a panicking
 	// observer). nil discards them. Use NewLogObserver to log events.
 	Logger *slog.Logger
+	// Checkpoints, if set, records every completed node durably, with the
+	// State keys it changed, and lets a run interrupted by a crash or power
+	// loss resume: run the same graph with the same RunOptions.ID. A node's
+	// dependents start only after its completion is durable. The store is
+	// not closed by the executor.
+	Checkpoints *CheckpointStore
 }
 
 // Executor runs graphs. It is safe for concurrent use: several graphs may run
@@ -188,6 +194,14 @@ func (e *Executor) Run(ctx context.Context, g *dag.Graph, s dag.State) (*Result,
 // RunWith runs g over s and returns when every node has finished, been
 // skipped or been abandoned, or promptly after ctx ends.
 //
+// With Options.Checkpoints, a run whose ID the store knows as unfinished is
+// resumed: its completed nodes are not run again (their NodeResult has
+// Restored set) and the State keys they changed are restored into s before
+// anything starts. Each node runs at least once; NodeInfo.IdempotencyKey
+// lets node code make side effects exactly-once. Resuming with a changed
+// graph fails with a *GraphChangedError; resuming a run that succeeded fails
+// with ErrRunFinished.
+//
 // Each node starts once all its dependencies have finished (succeeded, or
 // failed while optional), at most MaxParallel at a time, ready nodes taken by
 // priority then graph order. The Result is always returned, with the outcome
@@ -226,6 +240,18 @@ func (e *Executor) RunWith(ctx context.Context, g *dag.Graph, s dag.State, ro Ru
 	r.loop(ctx)
 	r.res.End = time.Now()
 	err := r.err(ctx)
+	if r.store != nil {
+		status := "failed"
+		switch {
+		case r.cancelled:
+			status = "cancelled"
+		case err == nil:
+			status = "succeeded"
+		}
+		if ferr := r.store.finish(id, status, err, r.res.End); ferr != nil {
+			err = errors.Join(err, fmt.Errorf("executor: checkpoint run %s: record its end: %w", id, ferr))
+		}
+	}
 	r.notify(Event{Kind: RunFinished, Time: r.res.End, Duration: r.res.End.Sub(r.res.Start), Err: err})
 	return r.res, err
 }

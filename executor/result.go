@@ -46,6 +46,9 @@ type NodeResult struct {
 	// Restored is set when the node's completion came from a checkpoint of
 	// an earlier, interrupted run instead of running now.
 	Restored bool `json:"restored,omitempty"`
+	// Checkpointed is set once the node's completion is durable in the
+	// checkpoint store.
+	Checkpointed bool `json:"checkpointed,omitempty"`
 	// Abandoned is set when the node ignored its context past its timeout
 	// (or past the run's cancellation) and its goroutine was left running.
 	Abandoned bool `json:"abandoned,omitempty"`

@@ -70,6 +70,13 @@ type run struct {
 	wg   sync.WaitGroup // node attempts that have not reported
 	wake chan struct{}  // capacity 1: the coordinator has work
 
+	// Checkpointing (store nil: off). The committer goroutine makes
+	// completions durable; commitWake (capacity 1) tells it to look.
+	store      *CheckpointStore
+	policy     CommitPolicy
+	commitWake chan struct{}
+	commitDone chan struct{}
+
 	// mu guards every field below, and the non-atomic fields of slots.
 	mu         sync.Mutex
 	res        *Result
@@ -96,6 +103,14 @@ type run struct {
 	gateBypass  bool
 	events      []Event
 	kick        bool
+	// Completions of succeeded nodes waiting to be committed; their
+	// dependents are released once the commit is durable.
+	pending      []completionRecord
+	pendingIdx   []int32
+	pendingSince time.Time
+	committing   bool
+	commitStop   bool
+	ckptErr      error
 }
 
 func newRun(ctx context.Context, e *Executor, g *dag.Graph, s dag.State, id string, observers []Observer, cancel context.CancelCauseFunc) *run {
@@ -112,6 +127,12 @@ func newRun(ctx context.Context, e *Executor, g *dag.Graph, s dag.State, id stri
 	}
 	if ck, ok := r.gate.(Checker); ok {
 		r.checker = ck
+	}
+	if e.opts.Checkpoints != nil {
+		r.store = e.opts.Checkpoints
+		r.policy = r.store.opts.Commit
+		r.commitWake = make(chan struct{}, 1)
+		r.commitDone = make(chan struct{})
 	}
 	prio := make([]int, n)
 	for i := range n {
@@ -133,11 +154,17 @@ func newRun(ctx context.Context, e *Executor, g *dag.Graph, s dag.State, id stri
 	return r
 }
 
-// prepare queues the roots.
+// prepare restores a resumed run from the checkpoint store and queues the
+// nodes that can start.
 func (r *run) prepare() error {
+	if r.store != nil {
+		if err := r.restore(); err != nil {
+			return err
+		}
+	}
 	var roots []int32
 	for i := range r.indeg {
-		if r.indeg[i] == 0 {
+		if r.indeg[i] == 0 && r.res.Nodes[i].Status == Pending {
 			roots = append(roots, int32(i))
 		}
 	}
@@ -148,6 +175,42 @@ func (r *run) prepare() error {
 		return 1
 	})
 	r.ready.SetBase(roots)
+	return nil
+}
+
+// restore records a new run in the store, or brings back an unfinished
+// one: its completed nodes are marked succeeded (and their dependents'
+// in-degrees lowered) and the State keys they changed are written back.
+func (r *run) restore() error {
+	rest, err := r.store.begin(r.id, r.g, time.Now())
+	if err != nil || rest == nil {
+		return err
+	}
+	for _, k := range rest.deleted {
+		if err := r.state.Delete(k); err != nil {
+			return fmt.Errorf("executor: resume run %q: restore deletion of %q: %w", r.id, k, err)
+		}
+	}
+	keys := make([]string, 0, len(rest.state))
+	for k := range rest.state {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if err := r.state.Put(k, rest.state[k]); err != nil {
+			return fmt.Errorf("executor: resume run %q: restore key %q: %w", r.id, k, err)
+		}
+	}
+	for id, d := range rest.done {
+		i, _ := r.g.IndexOf(id)
+		nr := &r.res.Nodes[i]
+		nr.Status, nr.Restored, nr.Checkpointed = Succeeded, true, true
+		nr.Attempts, nr.End = d.Attempts, d.End
+		r.remaining--
+		for _, c := range r.g.Dependents(i) {
+			r.indeg[c]--
+		}
+	}
 	return nil
 }
 
@@ -170,6 +233,9 @@ func (r *run) signal() {
 // loop is the coordinator. It returns when every node has a final status,
 // or when the run has stopped and nothing is in flight.
 func (r *run) loop(parent context.Context) {
+	if r.store != nil {
+		go r.committer()
+	}
 	var timer *time.Timer
 	var timerAt time.Time
 	var gateDone chan error
@@ -188,8 +254,9 @@ func (r *run) loop(parent context.Context) {
 		now := time.Now()
 		r.mu.Lock()
 		r.dispatch(now, reason, false)
-		finished := r.inflight == 0 && !r.gateWaiting &&
+		finished := r.inflight == 0 && !r.gateWaiting && len(r.pending) == 0 && !r.committing &&
 			(r.remaining == 0 || r.stopping || (r.ready.Len() == 0 && r.retries == 0))
+		commitKick := len(r.pending) > 0
 		startGate := r.gateBlocked && !r.gateWaiting && !r.stopping && !finished
 		if startGate {
 			r.gateBlocked, r.gateWaiting = false, true
@@ -204,6 +271,9 @@ func (r *run) loop(parent context.Context) {
 		r.deliver(evs)
 		if finished {
 			break
+		}
+		if commitKick {
+			r.signalCommitter()
 		}
 		if startGate {
 			gctx, cancel := context.WithCancel(r.ctx)
@@ -260,6 +330,13 @@ func (r *run) loop(parent context.Context) {
 		timer.Stop()
 	}
 	r.wg.Wait() // the last node goroutines are past their report
+	if r.store != nil {
+		r.mu.Lock()
+		r.commitStop = true
+		r.mu.Unlock()
+		r.signalCommitter()
+		<-r.commitDone
+	}
 	r.mu.Lock()
 	r.finishRemaining()
 	evs := r.events
@@ -424,7 +501,19 @@ func (r *run) worker(a attempt) {
 		if a.timeout > 0 {
 			ctx, cancel = context.WithTimeout(ctx, a.timeout)
 		}
-		err := r.call(ctx, a.idx)
+		var st dag.State = r.state
+		var tracked *trackedState
+		if r.store != nil {
+			tracked = &trackedState{State: r.state}
+			st = tracked
+		}
+		err := r.call(ctx, a.idx, st)
+		var changes []change
+		if err == nil && tracked != nil {
+			if changes, err = tracked.changes(); err != nil {
+				err = fmt.Errorf("executor: read the keys the node changed, for its checkpoint: %w", err)
+			}
+		}
 		timedOut := false
 		if cancel != nil {
 			timedOut = err != nil && ctx.Err() == context.DeadlineExceeded && a.nc.Err() == nil
@@ -440,12 +529,16 @@ func (r *run) worker(a attempt) {
 			reason = r.check()
 		}
 		r.mu.Lock()
-		r.complete(a.idx, err, timedOut, runDone, end)
+		r.complete(a.idx, err, timedOut, runDone, end, changes)
 		next, ok := r.dispatch(end, reason, true)
 		kick := r.kick || r.inflight == 0
+		commitKick := len(r.pending) > 0
 		r.mu.Unlock()
 		if kick {
 			r.signal()
+		}
+		if commitKick {
+			r.signalCommitter()
 		}
 		r.wg.Done()
 		if !ok {
@@ -455,17 +548,17 @@ func (r *run) worker(a attempt) {
 	}
 }
 
-func (r *run) call(ctx context.Context, i int32) (err error) {
+func (r *run) call(ctx context.Context, i int32, s dag.State) (err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			err = &PanicError{Value: v, Stack: debug.Stack()}
 		}
 	}()
-	return r.g.At(int(i)).Run(ctx, r.state)
+	return r.g.At(int(i)).Run(ctx, s)
 }
 
 // complete records the end of an attempt. Called with mu held.
-func (r *run) complete(i int32, err error, timedOut, runDone bool, end time.Time) {
+func (r *run) complete(i int32, err error, timedOut, runDone bool, end time.Time, changes []change) {
 	r.inflight--
 	nr := &r.res.Nodes[i]
 	nr.End = end
@@ -475,7 +568,16 @@ func (r *run) complete(i int32, err error, timedOut, runDone bool, end time.Time
 		if len(r.observers) > 0 {
 			r.emit(Event{Kind: NodeSucceeded, Node: nr.ID, Attempt: nr.Attempts, Time: end, Duration: end.Sub(nr.Start), Status: Succeeded})
 		}
-		r.release(i)
+		if r.store == nil {
+			r.release(i)
+			return
+		}
+		// Dependents wait until the completion is durable.
+		if len(r.pending) == 0 {
+			r.pendingSince = end
+		}
+		r.pending = append(r.pending, completionRecord{node: nr.ID, attempts: nr.Attempts, end: end, changes: changes})
+		r.pendingIdx = append(r.pendingIdx, i)
 	case runDone && !timedOut:
 		// Whatever it returned, the node stopped because the run did. If
 		// no stop is recorded yet, the caller's context ended (fail-fast
@@ -692,12 +794,105 @@ func (r *run) err(parent context.Context) error {
 	switch {
 	case r.cancelled:
 		return fmt.Errorf("executor: run %s cancelled: %w", r.id, context.Cause(parent))
+	case r.ckptErr != nil:
+		return r.ckptErr
 	case len(r.failures) == 1:
 		return r.failures[0]
 	case len(r.failures) > 1:
 		return errors.Join(r.failures...)
 	}
 	return r.gateErr
+}
+
+func (r *run) signalCommitter() {
+	select {
+	case r.commitWake <- struct{}{}:
+	default:
+	}
+}
+
+// committer makes pending completions durable, in groups (see
+// CommitPolicy), then releases their dependents. It is owned by the run and
+// exits when the coordinator sets commitStop with nothing pending.
+func (r *run) committer() {
+	defer close(r.commitDone)
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		now := time.Now()
+		r.mu.Lock()
+		batch, wait, exit := r.takeBatch(now)
+		idx := r.pendingIdx
+		if batch != nil {
+			r.pendingIdx = nil
+		}
+		r.mu.Unlock()
+		if batch != nil {
+			err := r.store.commit(r.id, batch, time.Now())
+			reason := r.check()
+			r.mu.Lock()
+			r.committing = false
+			if err != nil && r.ckptErr == nil {
+				r.ckptErr = fmt.Errorf("executor: checkpoint run %s: %w", r.id, err)
+				r.stop(r.ckptErr)
+			}
+			for _, i := range idx {
+				if err == nil {
+					nr := &r.res.Nodes[i]
+					nr.Checkpointed = true
+					r.emit(Event{Kind: NodeCheckpointed, Node: nr.ID, Attempt: nr.Attempts, Time: time.Now(), Status: Succeeded})
+				}
+				r.release(i)
+			}
+			r.dispatch(time.Now(), reason, false)
+			r.mu.Unlock()
+			r.signal()
+			continue
+		}
+		if exit {
+			return
+		}
+		var timerC <-chan time.Time
+		if wait > 0 {
+			if timer == nil {
+				timer = time.NewTimer(wait)
+			} else {
+				timer.Reset(wait)
+			}
+			timerC = timer.C
+		}
+		select {
+		case <-r.commitWake:
+		case <-timerC:
+		}
+	}
+}
+
+// takeBatch decides whether to commit now. It returns the batch to commit,
+// or how long to wait (0: until signalled), or exit. Called with mu held.
+func (r *run) takeBatch(now time.Time) (batch []completionRecord, wait time.Duration, exit bool) {
+	if len(r.pending) == 0 {
+		return nil, 0, r.commitStop
+	}
+	p := r.policy
+	due := len(r.pending) >= max(p.MaxNodes, 1) ||
+		(p.MaxDelay > 0 && now.Sub(r.pendingSince) >= p.MaxDelay) ||
+		(r.inflight < r.e.MaxParallel() && r.ready.Len() == 0) ||
+		r.stopping || r.commitStop
+	if !due {
+		if p.MaxDelay > 0 {
+			wait = r.pendingSince.Add(p.MaxDelay).Sub(now)
+		}
+		return nil, wait, false
+	}
+	batch = r.pending
+	r.pending = nil
+	r.committing = true
+	return batch, 0, false
 }
 
 // emit queues ev for the observers; the coordinator delivers it after

@@ -1,0 +1,789 @@
+package executor
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/cemaf-go/cemaf/dag"
+)
+
+// Errors of the checkpoint store.
+var (
+	// ErrCheckpointCorrupt is returned by OpenCheckpoints when the file is
+	// damaged or is not a checkpoint file, and by resumes that find a
+	// damaged run record. Set CheckpointOptions.StartFresh to move the file
+	// aside and start a new one instead.
+	ErrCheckpointCorrupt = errors.New("checkpoint file is corrupt")
+	// ErrGraphChanged is matched by the *GraphChangedError of a resume
+	// whose graph differs from the one the run started with.
+	ErrGraphChanged = errors.New("graph changed since the run started")
+	// ErrRunFinished is returned when asked to resume a run that already
+	// finished successfully.
+	ErrRunFinished = errors.New("run already finished")
+	// ErrStoreClosed is returned by a closed CheckpointStore.
+	ErrStoreClosed = errors.New("checkpoint store closed")
+)
+
+const checkpointFormat = "cemaf-checkpoints/1"
+
+var (
+	bucketMeta    = []byte("cemaf")
+	bucketRuns    = []byte("runs")
+	keyFormat     = []byte("format")
+	keyInfo       = []byte("info")
+	keyGraph      = []byte("graph")
+	bucketDone    = []byte("done")
+	bucketState   = []byte("state")
+	bucketDeleted = []byte("deleted")
+)
+
+// CommitPolicy groups node completions into checkpoint commits (one bbolt
+// transaction and fsync each). Whatever the policy, a node's dependents start
+// only after its completion is durable; grouping trades a little latency for
+// far fewer bytes written, which matters on SD cards (see BENCHMARKS.md: about
+// 60 KB per node when committing every node, 6 KB in groups of 16).
+//
+// A commit starts as soon as any of these holds: MaxNodes completions are
+// pending; the oldest pending one is MaxDelay old; the run has a free slot
+// and nothing ready to fill it (so grouping never stalls a chain of nodes);
+// the run is ending. Completions that arrive while a commit is in progress go
+// together in the next one.
+type CommitPolicy struct {
+	// MaxNodes is the group size that triggers a commit. 0 means
+	// DefaultCommitNodes; 1 commits every node on its own.
+	MaxNodes int
+	// MaxDelay bounds how long a completion waits for its group. 0 means
+	// DefaultCommitDelay.
+	MaxDelay time.Duration
+}
+
+// Defaults of CommitPolicy.
+const (
+	DefaultCommitNodes = 16
+	DefaultCommitDelay = 250 * time.Millisecond
+)
+
+// CheckpointOptions configures OpenCheckpoints. The zero value is valid.
+type CheckpointOptions struct {
+	// Commit groups commits; see CommitPolicy.
+	Commit CommitPolicy
+	// KeepFinished is how many successfully finished runs are kept for
+	// inspection (default 20); older ones are removed.
+	KeepFinished int
+	// MaxAge removes runs, finished or not, last updated longer ago than
+	// this (default 7 days).
+	MaxAge time.Duration
+	// StartFresh makes OpenCheckpoints move a corrupt or foreign file aside
+	// (renamed with a ".corrupt-<time>" suffix) and start a new one, instead
+	// of failing with ErrCheckpointCorrupt.
+	StartFresh bool
+	// Logger receives the store's diagnostics. nil discards them.
+	Logger *slog.Logger
+}
+
+// CheckpointStore records the progress of runs in a bbolt file so that a run
+// interrupted by a crash or power loss can resume. Give it to an Executor in
+// Options.Checkpoints; resume a run by running the same graph with the same
+// RunOptions.ID.
+//
+// For every run the store keeps the graph's identity, the completed nodes,
+// and the latest value of every State key a completed node changed (values
+// are copied into the file). Resuming skips the completed nodes and restores
+// those keys into the State given to the run.
+//
+// A CheckpointStore is safe for concurrent use by several runs (with
+// different IDs). Only one process may open a file at a time.
+type CheckpointStore struct {
+	path   string
+	opts   CheckpointOptions
+	logger *slog.Logger
+
+	// mu guards db against use after Close.
+	mu sync.RWMutex
+	db *bolt.DB
+}
+
+// OpenCheckpoints opens (or creates) the checkpoint file at path, verifies
+// it, and removes expired runs. A damaged or foreign file is an error
+// wrapping ErrCheckpointCorrupt (unless StartFresh is set); nothing in it is
+// overwritten.
+func OpenCheckpoints(path string, opts CheckpointOptions) (*CheckpointStore, error) {
+	if opts.KeepFinished < 0 {
+		return nil, fmt.Errorf("executor: CheckpointOptions.KeepFinished = %d: must be ≥ 0 (0 = 20)", opts.KeepFinished)
+	}
+	if opts.MaxAge < 0 {
+		return nil, fmt.Errorf("executor: CheckpointOptions.MaxAge = %v: must be ≥ 0 (0 = 7 days)", opts.MaxAge)
+	}
+	if opts.Commit.MaxNodes < 0 || opts.Commit.MaxDelay < 0 {
+		return nil, fmt.Errorf("executor: CheckpointOptions.Commit = %+v: MaxNodes and MaxDelay must be ≥ 0", opts.Commit)
+	}
+	if opts.KeepFinished == 0 {
+		opts.KeepFinished = 20
+	}
+	if opts.Commit.MaxNodes == 0 {
+		opts.Commit.MaxNodes = DefaultCommitNodes
+	}
+	if opts.Commit.MaxDelay == 0 {
+		opts.Commit.MaxDelay = DefaultCommitDelay
+	}
+	if opts.MaxAge == 0 {
+		opts.MaxAge = 7 * 24 * time.Hour
+	}
+	s := &CheckpointStore{path: path, opts: opts, logger: opts.Logger}
+	if s.logger == nil {
+		s.logger = slog.New(slog.DiscardHandler)
+	}
+	db, err := openCheckpointDB(path)
+	if errors.Is(err, ErrCheckpointCorrupt) && opts.StartFresh {
+		aside := path + ".corrupt-" + time.Now().UTC().Format("20060102T150405Z")
+		if rerr := os.Rename(path, aside); rerr != nil {
+			return nil, fmt.Errorf("executor: checkpoint file %s: %w; moving it aside failed: %v", path, err, rerr)
+		}
+		s.logger.Warn("checkpoint file was corrupt; moved aside and starting fresh", "path", path, "moved_to", aside, "error", err)
+		db, err = openCheckpointDB(path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.db = db
+	if _, err := s.GC(time.Now()); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func openCheckpointDB(path string) (*bolt.DB, error) {
+	// A read-write open makes bbolt load the freelist, which panics on a
+	// damaged file after mapping it; the mapping would then keep the file
+	// locked. So an existing file is first verified through a read-only
+	// open, which loads nothing and which we can always close.
+	if fi, err := os.Stat(path); err == nil && fi.Size() > 0 {
+		if err := verifyCheckpointFile(path); err != nil {
+			return nil, err
+		}
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		return nil, boltOpenError(path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		m, err := tx.CreateBucketIfNotExists(bucketMeta)
+		if err != nil {
+			return err
+		}
+		if m.Get(keyFormat) == nil {
+			if err := m.Put(keyFormat, []byte(checkpointFormat)); err != nil {
+				return err
+			}
+		}
+		_, err = tx.CreateBucketIfNotExists(bucketRuns)
+		return err
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("executor: initialise checkpoint file %s: %w", path, err)
+	}
+	return db, nil
+}
+
+func boltOpenError(path string, err error) error {
+	switch {
+	case errors.Is(err, bolt.ErrTimeout):
+		return fmt.Errorf("executor: checkpoint file %s is locked by another process", path)
+	case errors.Is(err, bolt.ErrInvalid), errors.Is(err, bolt.ErrChecksum), errors.Is(err, bolt.ErrVersionMismatch):
+		return fmt.Errorf("executor: checkpoint file %s: %w: %v", path, ErrCheckpointCorrupt, err)
+	}
+	return fmt.Errorf("executor: open checkpoint file %s: %w", path, err)
+}
+
+// verifyCheckpointFile opens path read-only and checks that it is a
+// consistent cemaf checkpoint file (or an empty bbolt file). A panic inside
+// bbolt on a damaged page is turned into ErrCheckpointCorrupt; bbolt rolls
+// the transaction back, so the file can be closed.
+func verifyCheckpointFile(path string) (err error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, ReadOnly: true})
+	if err != nil {
+		return boltOpenError(path, err)
+	}
+	defer db.Close()
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("executor: checkpoint file %s: %w: %v", path, ErrCheckpointCorrupt, v)
+		}
+	}()
+	err = db.View(func(tx *bolt.Tx) error {
+		// Drain every error: Check sends them from its own goroutine, which
+		// would otherwise block forever holding the transaction.
+		var first error
+		for err := range tx.Check() {
+			if first == nil {
+				first = err
+			}
+		}
+		if first != nil {
+			return first
+		}
+		empty := true
+		if err := tx.ForEach(func([]byte, *bolt.Bucket) error { empty = false; return nil }); err != nil {
+			return err
+		}
+		if empty {
+			return nil
+		}
+		m := tx.Bucket(bucketMeta)
+		if m == nil || string(m.Get(keyFormat)) != checkpointFormat {
+			return errors.New("not a cemaf checkpoint file")
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("executor: checkpoint file %s: %w: %v", path, ErrCheckpointCorrupt, err)
+	}
+	return nil
+}
+
+// Path returns the file the store writes.
+func (s *CheckpointStore) Path() string { return s.path }
+
+// Close closes the file. Runs using the store must have returned.
+func (s *CheckpointStore) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.db == nil {
+		return nil
+	}
+	err := s.db.Close()
+	s.db = nil
+	return err
+}
+
+// RunRecord describes a run in the store.
+type RunRecord struct {
+	ID    string `json:"id"`
+	Graph string `json:"graph"` // the graph's fingerprint
+	Nodes int    `json:"nodes"`
+	// Completed counts the nodes whose completion is durable.
+	Completed int       `json:"completed"`
+	Created   time.Time `json:"created"`
+	Updated   time.Time `json:"updated"`
+	// Status is "running" (in progress, or interrupted by a crash),
+	// "succeeded", "failed" or "cancelled". Only succeeded runs are
+	// finished; the others can be resumed.
+	Status string `json:"status"`
+	Error  string `json:"error,omitempty"`
+}
+
+// Finished reports whether the run succeeded (and cannot be resumed).
+func (r RunRecord) Finished() bool { return r.Status == "succeeded" }
+
+type graphRecord struct {
+	Nodes []string    `json:"nodes"`
+	Edges [][2]string `json:"edges"`
+}
+
+type doneRecord struct {
+	Attempts int       `json:"attempts"`
+	End      time.Time `json:"end"`
+}
+
+// view runs fn in a read transaction, turning a panic inside bbolt (a
+// damaged page) into ErrCheckpointCorrupt.
+func (s *CheckpointStore) view(fn func(tx *bolt.Tx) error) (err error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.db == nil {
+		return ErrStoreClosed
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("executor: checkpoint file %s: %w: %v", s.path, ErrCheckpointCorrupt, v)
+		}
+	}()
+	return s.db.View(fn)
+}
+
+func (s *CheckpointStore) update(fn func(tx *bolt.Tx) error) (err error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.db == nil {
+		return ErrStoreClosed
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("executor: checkpoint file %s: %w: %v", s.path, ErrCheckpointCorrupt, v)
+		}
+	}()
+	return s.db.Update(fn)
+}
+
+// Runs lists the runs in the store, newest first.
+func (s *CheckpointStore) Runs() ([]RunRecord, error) {
+	var out []RunRecord
+	err := s.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketRuns).ForEachBucket(func(k []byte) error {
+			rec, err := readInfo(tx.Bucket(bucketRuns).Bucket(k))
+			if err != nil {
+				return fmt.Errorf("run %q: %w", k, err)
+			}
+			out = append(out, rec)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("executor: list runs: %w", err)
+	}
+	slices.SortFunc(out, func(a, b RunRecord) int { return b.Created.Compare(a.Created) })
+	return out, nil
+}
+
+// Run returns the record of one run; the error wraps os.ErrNotExist when
+// there is none.
+func (s *CheckpointStore) Run(id string) (RunRecord, error) {
+	var rec RunRecord
+	err := s.view(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketRuns).Bucket([]byte(id))
+		if b == nil {
+			return os.ErrNotExist
+		}
+		var err error
+		rec, err = readInfo(b)
+		return err
+	})
+	if err != nil {
+		return rec, fmt.Errorf("executor: run %q: %w", id, err)
+	}
+	return rec, nil
+}
+
+// CompletedNodes returns the IDs of the nodes of a run whose completion is
+// durable in the store, sorted.
+func (s *CheckpointStore) CompletedNodes(id string) ([]string, error) {
+	var out []string
+	err := s.view(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketRuns).Bucket([]byte(id))
+		if b == nil {
+			return os.ErrNotExist
+		}
+		done := b.Bucket(bucketDone)
+		if done == nil {
+			return fmt.Errorf("%w: run %q lacks its completions", ErrCheckpointCorrupt, id)
+		}
+		return done.ForEach(func(k, _ []byte) error {
+			out = append(out, string(k))
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("executor: run %q: %w", id, err)
+	}
+	return out, nil
+}
+
+// DeleteRun removes a run and everything recorded for it.
+func (s *CheckpointStore) DeleteRun(id string) error {
+	return s.update(func(tx *bolt.Tx) error {
+		err := tx.Bucket(bucketRuns).DeleteBucket([]byte(id))
+		if errors.Is(err, bolt.ErrBucketNotFound) {
+			return nil
+		}
+		return err
+	})
+}
+
+// GC removes runs last updated before now − MaxAge, and finished runs beyond
+// the KeepFinished most recent. It returns how many runs it removed. It runs
+// at open and after every run.
+func (s *CheckpointStore) GC(now time.Time) (int, error) {
+	runs, err := s.Runs()
+	if err != nil {
+		return 0, err
+	}
+	var drop []string
+	finished := 0
+	for _, r := range runs { // newest first
+		switch {
+		case now.Sub(r.Updated) > s.opts.MaxAge:
+			drop = append(drop, r.ID)
+		case r.Finished():
+			if finished++; finished > s.opts.KeepFinished {
+				drop = append(drop, r.ID)
+			}
+		}
+	}
+	if len(drop) == 0 {
+		return 0, nil
+	}
+	err = s.update(func(tx *bolt.Tx) error {
+		for _, id := range drop {
+			if err := tx.Bucket(bucketRuns).DeleteBucket([]byte(id)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("executor: checkpoint GC: %w", err)
+	}
+	return len(drop), nil
+}
+
+func readInfo(b *bolt.Bucket) (RunRecord, error) {
+	var rec RunRecord
+	raw := b.Get(keyInfo)
+	if raw == nil {
+		return rec, fmt.Errorf("%w: run record without info", ErrCheckpointCorrupt)
+	}
+	if err := json.Unmarshal(raw, &rec); err != nil {
+		return rec, fmt.Errorf("%w: run info: %v", ErrCheckpointCorrupt, err)
+	}
+	return rec, nil
+}
+
+func putJSON(b *bolt.Bucket, key []byte, v any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return b.Put(key, raw)
+}
+
+// GraphChangedError is the error of a resume with a graph that differs from
+// the run's original one. It matches ErrGraphChanged.
+type GraphChangedError struct {
+	RunID                    string
+	AddedNodes, RemovedNodes []string
+	AddedEdges, RemovedEdges [][2]string
+	OrderChanged             bool // same nodes and edges in a different order
+}
+
+func (e *GraphChangedError) Error() string {
+	var parts []string
+	list := func(what string, ids []string) {
+		if len(ids) > 0 {
+			parts = append(parts, what+" "+strings.Join(ids, ", "))
+		}
+	}
+	edges := func(what string, es [][2]string) {
+		if len(es) > 0 {
+			s := make([]string, len(es))
+			for i, e := range es {
+				s[i] = e[0] + " -> " + e[1]
+			}
+			list(what, s)
+		}
+	}
+	list("added nodes", e.AddedNodes)
+	list("removed nodes", e.RemovedNodes)
+	edges("added edges", e.AddedEdges)
+	edges("removed edges", e.RemovedEdges)
+	if e.OrderChanged {
+		parts = append(parts, "node order changed")
+	}
+	return fmt.Sprintf("executor: cannot resume run %q: graph changed since the run started: %s", e.RunID, strings.Join(parts, "; "))
+}
+
+// Is matches ErrGraphChanged.
+func (e *GraphChangedError) Is(target error) bool { return target == ErrGraphChanged }
+
+func diffGraphs(id string, old graphRecord, g *dag.Graph) *GraphChangedError {
+	e := &GraphChangedError{RunID: id}
+	newNodes := make([]string, g.Len())
+	for i := range newNodes {
+		newNodes[i] = g.At(i).ID
+	}
+	e.AddedNodes, e.RemovedNodes = diffSets(newNodes, old.Nodes)
+	e.AddedEdges, e.RemovedEdges = diffSets(g.Edges(), old.Edges)
+	if len(e.AddedNodes)+len(e.RemovedNodes)+len(e.AddedEdges)+len(e.RemovedEdges) == 0 {
+		e.OrderChanged = true
+	}
+	return e
+}
+
+func diffSets[T comparable](cur, old []T) (added, removed []T) {
+	oldSet := make(map[T]bool, len(old))
+	for _, v := range old {
+		oldSet[v] = true
+	}
+	curSet := make(map[T]bool, len(cur))
+	for _, v := range cur {
+		curSet[v] = true
+		if !oldSet[v] {
+			added = append(added, v)
+		}
+	}
+	for _, v := range old {
+		if !curSet[v] {
+			removed = append(removed, v)
+		}
+	}
+	return added, removed
+}
+
+// restored is what a resume brings back from the store.
+type restored struct {
+	done    map[string]doneRecord
+	state   map[string][]byte
+	deleted []string
+}
+
+// begin records a new run, or loads an unfinished one with the same ID.
+func (s *CheckpointStore) begin(id string, g *dag.Graph, now time.Time) (*restored, error) {
+	fp := g.Fingerprint()
+	var out *restored
+	err := s.update(func(tx *bolt.Tx) error {
+		runs := tx.Bucket(bucketRuns)
+		b := runs.Bucket([]byte(id))
+		if b == nil {
+			b, err := runs.CreateBucket([]byte(id))
+			if err != nil {
+				return err
+			}
+			rec := RunRecord{ID: id, Graph: fp, Nodes: g.Len(), Created: now, Updated: now, Status: "running"}
+			gr := graphRecord{Edges: g.Edges()}
+			for i := range g.Len() {
+				gr.Nodes = append(gr.Nodes, g.At(i).ID)
+			}
+			for _, name := range [][]byte{bucketDone, bucketState, bucketDeleted} {
+				if _, err := b.CreateBucket(name); err != nil {
+					return err
+				}
+			}
+			if err := putJSON(b, keyGraph, gr); err != nil {
+				return err
+			}
+			return putJSON(b, keyInfo, rec)
+		}
+		rec, err := readInfo(b)
+		if err != nil {
+			return err
+		}
+		if rec.Finished() {
+			return fmt.Errorf("executor: run %q: %w at %s", id, ErrRunFinished, rec.Updated.Format(time.RFC3339))
+		}
+		if rec.Graph != fp {
+			var gr graphRecord
+			if err := json.Unmarshal(b.Get(keyGraph), &gr); err != nil {
+				return fmt.Errorf("%w: graph record of run %q: %v", ErrCheckpointCorrupt, id, err)
+			}
+			return diffGraphs(id, gr, g)
+		}
+		out = &restored{done: map[string]doneRecord{}, state: map[string][]byte{}}
+		done, state, deleted := b.Bucket(bucketDone), b.Bucket(bucketState), b.Bucket(bucketDeleted)
+		if done == nil || state == nil || deleted == nil {
+			return fmt.Errorf("%w: run %q lacks its buckets", ErrCheckpointCorrupt, id)
+		}
+		if err := done.ForEach(func(k, v []byte) error {
+			var d doneRecord
+			if err := json.Unmarshal(v, &d); err != nil {
+				return fmt.Errorf("%w: completion of node %q in run %q: %v", ErrCheckpointCorrupt, k, id, err)
+			}
+			if _, ok := g.Node(string(k)); !ok {
+				return fmt.Errorf("%w: run %q records unknown node %q", ErrCheckpointCorrupt, id, k)
+			}
+			out.done[string(k)] = d
+			return nil
+		}); err != nil {
+			return err
+		}
+		if err := state.ForEach(func(k, v []byte) error {
+			out.state[string(k)] = slices.Clone(v)
+			return nil
+		}); err != nil {
+			return err
+		}
+		if err := deleted.ForEach(func(k, _ []byte) error {
+			out.deleted = append(out.deleted, string(k))
+			return nil
+		}); err != nil {
+			return err
+		}
+		rec.Status, rec.Error, rec.Updated = "running", "", now
+		return putJSON(b, keyInfo, rec)
+	})
+	if err != nil {
+		var gce *GraphChangedError
+		if errors.As(err, &gce) || errors.Is(err, ErrRunFinished) || strings.HasPrefix(err.Error(), "executor:") {
+			return nil, err
+		}
+		return nil, fmt.Errorf("executor: checkpoint run %q: %w", id, err)
+	}
+	return out, nil
+}
+
+// completionRecord is one node completion waiting to be committed.
+type completionRecord struct {
+	node     string
+	attempts int
+	end      time.Time
+	changes  []change
+}
+
+type change struct {
+	key     string
+	value   []byte
+	deleted bool
+}
+
+// commit makes a group of completions durable in one transaction.
+func (s *CheckpointStore) commit(id string, batch []completionRecord, now time.Time) error {
+	return s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketRuns).Bucket([]byte(id))
+		if b == nil {
+			return fmt.Errorf("run %q vanished from the store", id)
+		}
+		done, state, deleted := b.Bucket(bucketDone), b.Bucket(bucketState), b.Bucket(bucketDeleted)
+		added := 0
+		for _, c := range batch {
+			for _, ch := range c.changes {
+				k := []byte(ch.key)
+				if ch.deleted {
+					if err := state.Delete(k); err != nil {
+						return err
+					}
+					if err := deleted.Put(k, nil); err != nil {
+						return err
+					}
+					continue
+				}
+				if err := deleted.Delete(k); err != nil {
+					return err
+				}
+				if err := state.Put(k, ch.value); err != nil {
+					return err
+				}
+			}
+			if done.Get([]byte(c.node)) == nil {
+				added++
+			}
+			if err := putJSON(done, []byte(c.node), doneRecord{Attempts: c.attempts, End: c.end}); err != nil {
+				return err
+			}
+		}
+		rec, err := readInfo(b)
+		if err != nil {
+			return err
+		}
+		rec.Completed += added
+		rec.Updated = now
+		return putJSON(b, keyInfo, rec)
+	})
+}
+
+// finish records the end of a run: succeeded, failed or cancelled.
+func (s *CheckpointStore) finish(id, status string, runErr error, now time.Time) error {
+	err := s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketRuns).Bucket([]byte(id))
+		if b == nil {
+			return nil
+		}
+		rec, err := readInfo(b)
+		if err != nil {
+			return err
+		}
+		rec.Status, rec.Updated = status, now
+		rec.Error = ""
+		if runErr != nil {
+			rec.Error = runErr.Error()
+		}
+		if status == "succeeded" {
+			// A finished run is kept for inspection only: drop the values.
+			for _, name := range [][]byte{bucketState, bucketDeleted} {
+				if err := b.DeleteBucket(name); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+					return err
+				}
+			}
+		}
+		return putJSON(b, keyInfo, rec)
+	})
+	if err != nil {
+		return err
+	}
+	_, err = s.GC(now)
+	return err
+}
+
+// trackedState records the keys a node attempt changes, for its checkpoint.
+type trackedState struct {
+	dag.State
+	mu      sync.Mutex
+	changed map[string]bool // key → deleted
+}
+
+func (t *trackedState) Put(key string, value []byte) error {
+	err := t.State.Put(key, value)
+	if err == nil {
+		t.mark(key, false)
+	}
+	return err
+}
+
+func (t *trackedState) Delete(key string) error {
+	err := t.State.Delete(key)
+	if err == nil {
+		t.mark(key, true)
+	}
+	return err
+}
+
+func (t *trackedState) mark(key string, deleted bool) {
+	t.mu.Lock()
+	if t.changed == nil {
+		t.changed = make(map[string]bool)
+	}
+	t.changed[key] = deleted
+	t.mu.Unlock()
+}
+
+// ReadAt keeps the wrapped State's incremental reads available.
+func (t *trackedState) ReadAt(key string, p []byte, off int64) (int, error) {
+	if rr, ok := t.State.(dag.RangeReader); ok {
+		return rr.ReadAt(key, p, off)
+	}
+	v, err := t.State.Get(key)
+	if err != nil {
+		return 0, err
+	}
+	if off >= int64(len(v)) {
+		return 0, io.EOF
+	}
+	n := copy(p, v[off:])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// changes reads the current value of every key the attempt changed.
+func (t *trackedState) changes() ([]change, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]change, 0, len(t.changed))
+	for k, deleted := range t.changed {
+		if deleted {
+			out = append(out, change{key: k, deleted: true})
+			continue
+		}
+		v, err := t.State.Get(k)
+		if errors.Is(err, dag.ErrNotFound) {
+			out = append(out, change{key: k, deleted: true}) // deleted since by another node
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, change{key: k, value: v})
+	}
+	slices.SortFunc(out, func(a, b change) int { return strings.Compare(a.key, b.key) })
+	return out, nil
+}
