@@ -58,7 +58,7 @@ func New(nodes ...Node) (*Graph, error) {
 				Detail: fieldError("Timeout", nd.Timeout, "must be ≥ 0 (0 = the executor's default)").Error()})
 		}
 		if nd.Retry != nil {
-			if err := nd.Retry.validate(); err != nil {
+			if err := nd.Retry.Validate(); err != nil {
 				errs = append(errs, &ValidationError{Err: ErrInvalidSetting, Node: nd.ID, Index: i, Detail: err.Error()})
 			}
 		}

@@ -102,9 +102,9 @@ func (p RetryPolicy) Backoff(attempt int, r float64) time.Duration {
 	return time.Duration(max(d, 0))
 }
 
-// validate checks the policy's fields; the error names the field and the
+// Validate checks the policy's fields; the error names the field and the
 // accepted range.
-func (p *RetryPolicy) validate() error {
+func (p *RetryPolicy) Validate() error {
 	switch {
 	case p.MaxAttempts < 0:
 		return fieldError("Retry.MaxAttempts", p.MaxAttempts, "must be ≥ 0")
