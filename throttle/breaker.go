@@ -107,11 +107,11 @@ type BreakerOptions struct {
 // Reason is one signal's contribution to the breaker's state: its latest
 // value, its threshold, and the value it must fall below to recover.
 type Reason struct {
-	Signal      string
-	Value       float64
-	Threshold   float64
-	ResumeBelow float64
-	Unit        string
+	Signal      string  // the signal name
+	Value       float64 // its value in the latest sample
+	Threshold   float64 // over this it is unhealthy
+	ResumeBelow float64 // threshold minus the margin
+	Unit        string  // "%", "°C", ...
 }
 
 // LimitError returns the reason as a *LimitError whose Kind is derived from
@@ -123,6 +123,7 @@ func (r Reason) LimitError() *LimitError {
 
 // Transition describes a change of state, passed to transition listeners.
 type Transition struct {
+	// From and To are the states before and after.
 	From, To BreakerState
 	// At is the time of the sample that caused the transition.
 	At time.Time
@@ -135,6 +136,7 @@ type Transition struct {
 
 // BreakerStatus is a consistent view of a Breaker.
 type BreakerStatus struct {
+	// State is the current state.
 	State BreakerState
 	// Since is the time of the sample that caused the current state
 	// (zero before the first transition).

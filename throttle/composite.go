@@ -52,13 +52,14 @@ func ParseCompositeStrategy(s string) (CompositeStrategy, error) {
 // CompositeMember is a named guard of a CompositeGuard. The name appears in
 // the CompositeError.
 type CompositeMember struct {
-	Name  string
-	Guard Guard
+	Name  string // distinct, non-empty
+	Guard Guard  // non-nil
 }
 
 // CompositeOptions configures a CompositeGuard. The zero value is the "any"
 // strategy.
 type CompositeOptions struct {
+	// Strategy is any (the default), all or k-of-n.
 	Strategy CompositeStrategy
 	// K is the number of tripped members that trips the composite, for
 	// CompositeKOfN; in [1, number of members]. Ignored otherwise.
@@ -220,18 +221,20 @@ func (g *CompositeGuard) waitAny(ctx context.Context, tripped []TrippedGuard) (i
 // CompositeError is returned by CompositeGuard.Check when the composite
 // trips. It lists the tripped members in member order.
 type CompositeError struct {
+	// Strategy is the composite's strategy.
 	Strategy CompositeStrategy
 	// K is the number of tripped members that trips the composite; N the
 	// number of members.
-	K, N    int
+	K, N int
+	// Tripped lists the tripped members.
 	Tripped []TrippedGuard
 }
 
 // TrippedGuard is a member of a CompositeGuard that tripped, and its Check
 // error.
 type TrippedGuard struct {
-	Name  string
-	Err   error
+	Name  string // the member's name
+	Err   error  // what its Check returned
 	index int
 }
 

@@ -328,6 +328,7 @@ func Call[T any](ctx context.Context, t *CPUThrottler, fn func(ctx context.Conte
 
 // CPUThrottlerStats counts the delays a CPUThrottler inserted.
 type CPUThrottlerStats struct {
+	// Delays counts the waits that slept; Delayed is their total length.
 	Delays  uint64
 	Delayed time.Duration
 }

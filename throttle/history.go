@@ -14,15 +14,20 @@ import (
 // sample (no disk configured, no PSI, no temperature signal) is NaN.
 type Point struct {
 	// UnixMilli is the sample time in milliseconds since the Unix epoch.
-	UnixMilli          int64
-	CPUPercent         float32
-	ProcessCPUPercent  float32
-	MemoryPercent      float32
-	SwapPercent        float32
-	DiskPercent        float32 // highest usage over the configured paths
-	Load1              float32
+	UnixMilli int64
+	// CPUPercent, ProcessCPUPercent, MemoryPercent, SwapPercent and Load1
+	// are the Sample fields of the same meaning.
+	CPUPercent        float32
+	ProcessCPUPercent float32
+	MemoryPercent     float32 // Sample.MemoryUsedPercent
+	SwapPercent       float32 // Sample.SwapUsedPercent
+	Load1             float32
+	// DiskPercent is the highest usage over the configured paths.
+	DiskPercent float32
+	// PSIMemorySomeAvg10 is Sample.PSI.MemorySomeAvg10.
 	PSIMemorySomeAvg10 float32
-	TemperatureC       float32
+	// TemperatureC is the "temperature_c" extra signal.
+	TemperatureC float32
 }
 
 // Time returns the sample time.

@@ -28,9 +28,9 @@ func DetectHostInfo() HostInfo {
 // defaults. A nil field means "derive from the host"; an explicit value
 // below 1 is raised to 1, so that no class of work is wedged.
 type HostLimitOverrides struct {
-	Blocking *int
-	IO       *int
-	Pool     *int
+	Blocking *int // HostLimits.Blocking
+	IO       *int // HostLimits.IO
+	Pool     *int // HostLimits.Pool
 }
 
 // HostLimits are concurrency ceilings derived from the host (seed 004).

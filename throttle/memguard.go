@@ -463,8 +463,11 @@ func (g *MemoryGuard) order(entries []*evictEntry) []*evictEntry {
 
 // MemoryGuardStats counts the reclaims of a MemoryGuard.
 type MemoryGuardStats struct {
-	Reclaims   uint64
+	// Reclaims counts the reclaims run (by Observe or Reclaim).
+	Reclaims uint64
+	// FreedBytes is the total the Evictables reported freeing.
 	FreedBytes int64
+	// Registered is the number of Evictables registered now.
 	Registered int
 }
 

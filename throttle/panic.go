@@ -12,6 +12,7 @@ type PanicError struct {
 	Value any
 }
 
+// Error returns "throttle: <Op>: panic: <value>".
 func (e *PanicError) Error() string {
 	return fmt.Sprintf("throttle: %s: panic: %v", e.Op, e.Value)
 }

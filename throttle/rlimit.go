@@ -61,6 +61,7 @@ type RlimitResult struct {
 // RlimitReport is the outcome of ApplyRlimits: one result per requested
 // limit. Failures are warnings, never fatal.
 type RlimitReport struct {
+	// Results has one entry per non-zero field of the request.
 	Results []RlimitResult
 }
 

@@ -76,7 +76,8 @@ type Sample struct {
 
 	// SwapUsedPercent is swap in use; 0 when SwapTotalBytes is 0.
 	SwapUsedPercent float64 `json:"swap_used_percent"`
-	SwapTotalBytes  int64   `json:"swap_total_bytes"`
+	// SwapTotalBytes is the size of the swap space.
+	SwapTotalBytes int64 `json:"swap_total_bytes"`
 
 	// ProcessRSSBytes is this process's resident set size.
 	ProcessRSSBytes int64 `json:"process_rss_bytes"`
@@ -85,10 +86,10 @@ type Sample struct {
 	// memory that only this process's exit would give back.
 	ProcessAnonBytes int64 `json:"process_anon_bytes"`
 
-	// Load1, Load5 and Load15 are the load averages.
+	// Load1, Load5 and Load15 are the 1, 5 and 15 minute load averages.
 	Load1  float64 `json:"load1"`
-	Load5  float64 `json:"load5"`
-	Load15 float64 `json:"load15"`
+	Load5  float64 `json:"load5"`  // see Load1
+	Load15 float64 `json:"load15"` // see Load1
 
 	// PSI holds the pressure stall figures when the kernel has them.
 	PSI PSI `json:"psi"`
@@ -111,30 +112,36 @@ type Sample struct {
 // non-idle tasks were stalled on the resource.
 type PSI struct {
 	// Available reports that at least one /proc/pressure file was read.
-	Available       bool    `json:"available"`
-	CPUSomeAvg10    float64 `json:"cpu_some_avg10"`
+	Available bool `json:"available"`
+	// CPUSomeAvg10 is the "some" avg10 of /proc/pressure/cpu.
+	CPUSomeAvg10 float64 `json:"cpu_some_avg10"`
+	// MemorySomeAvg10 and MemoryFullAvg10 are from /proc/pressure/memory.
 	MemorySomeAvg10 float64 `json:"memory_some_avg10"`
-	MemoryFullAvg10 float64 `json:"memory_full_avg10"`
-	IOSomeAvg10     float64 `json:"io_some_avg10"`
-	IOFullAvg10     float64 `json:"io_full_avg10"`
+	MemoryFullAvg10 float64 `json:"memory_full_avg10"` // see MemorySomeAvg10
+	// IOSomeAvg10 and IOFullAvg10 are from /proc/pressure/io.
+	IOSomeAvg10 float64 `json:"io_some_avg10"`
+	IOFullAvg10 float64 `json:"io_full_avg10"` // see IOSomeAvg10
 }
 
 // DiskUsage is the usage of the file system holding Path. UsedPercent is
 // computed as df does: used blocks over blocks usable by unprivileged users,
 // so a disk whose reserved blocks are all that remain reads 100.
 type DiskUsage struct {
-	Path        string  `json:"path"`
+	// Path is the configured path (SamplerOptions.DiskPaths).
+	Path string `json:"path"`
+	// UsedPercent is the df-style usage of its file system.
 	UsedPercent float64 `json:"used_percent"`
 	// FreeBytes is the space available to unprivileged users.
-	FreeBytes  int64 `json:"free_bytes"`
+	FreeBytes int64 `json:"free_bytes"`
+	// TotalBytes is the size of the file system.
 	TotalBytes int64 `json:"total_bytes"`
 }
 
 // SignalValue is the value an extra Signal returned for one sample.
 type SignalValue struct {
-	Name  string  `json:"name"`
-	Unit  string  `json:"unit,omitempty"`
-	Value float64 `json:"value"`
+	Name  string  `json:"name"`           // Signal.Name
+	Unit  string  `json:"unit,omitempty"` // Signal.Unit
+	Value float64 `json:"value"`          // what Signal.Read returned
 }
 
 // Value returns the value of the signal called name: one of the Signal...
