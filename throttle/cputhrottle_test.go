@@ -234,7 +234,16 @@ func TestCPUThrottlerIntegration(t *testing.T) {
 	got := float64(c1-c0) / float64(elapsed) * 100
 	t.Logf("CPU-bound loop at a 50%% target: %.2f%% of one core over %v (%v of CPU), %d delays totalling %v",
 		got, elapsed.Round(time.Millisecond), (c1 - c0).Round(time.Millisecond), th.Stats().Delays, th.Stats().Delayed.Round(time.Millisecond))
-	if got < 45 || got > 55 {
+	if got > 55 {
+		t.Errorf("process CPU %.2f%% of one core, want 50 ± 5", got)
+	}
+	if got < 45 {
+		// Below the target is only a failure if the loop got the CPU
+		// it asked for while it was not delayed.
+		running := elapsed - th.Stats().Delayed
+		if share := float64(c1-c0) / float64(running); share < 0.9 {
+			t.Skipf("the machine is contended: the loop got %.0f%% of a core while running", share*100)
+		}
 		t.Errorf("process CPU %.2f%% of one core, want 50 ± 5", got)
 	}
 }

@@ -335,8 +335,9 @@ func (m *Monitor) Next() <-chan struct{} {
 
 // Subscribe registers fn to be called with every sample published after
 // this call, on the monitor goroutine, outside any lock, in registration
-// order. fn must not block for long: the next sample waits for it. A panic
-// in fn is recovered and logged. The returned cancel removes fn; it is
+// order. fn must not block for long: the next sample waits for it; and it
+// must not call Close, which waits for the goroutine fn runs on. A panic in
+// fn is recovered and logged. The returned cancel removes fn; it is
 // idempotent and may be called from fn itself.
 func (m *Monitor) Subscribe(fn func(*Sample)) (cancel func()) {
 	m.mu.Lock()
