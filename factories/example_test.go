@@ -1,0 +1,48 @@
+package factories_test
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/cemaf-go/cemaf/factories"
+)
+
+func ExampleLoad() {
+	cfg, warnings, err := factories.Load(factories.LoadOptions{
+		Environ: []string{
+			"CEMAF_RESOURCE_CPU_THRESHOLD=80",
+			"CEMAF_RESOURCE_TEMP_TRESHOLD=70", // misspelt
+		},
+		Flags: map[string]string{"MAX_PARALLEL": "2"},
+		Host:  &factories.Host{Cores: 4, MemoryTotalBytes: 4 << 30},
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(warnings[0])
+	fmt.Println(cfg.CPUThreshold, cfg.Source("CPU_THRESHOLD"))
+	fmt.Println(cfg.MaxParallel, cfg.Source("MAX_PARALLEL"))
+	fmt.Println(cfg.MemorySoftLimitMB, cfg.Source("MEMORY_SOFT_LIMIT_MB"))
+	// Output:
+	// unknown variable CEMAF_RESOURCE_TEMP_TRESHOLD (from environment); did you mean CEMAF_RESOURCE_TEMP_THRESHOLD?
+	// 80 env
+	// 2 flag
+	// 3072 host
+}
+
+func ExampleLoad_errors() {
+	_, _, err := factories.Load(factories.LoadOptions{
+		Environ: []string{"CEMAF_RESOURCE_DISK_THRESHOLD=150", "CEMAF_RESOURCE_COOLDOWN_SECONDS=soon"},
+		Host:    &factories.Host{Cores: 4, MemoryTotalBytes: 4 << 30},
+	})
+	fmt.Println(err)
+	// Output:
+	// factories: CEMAF_RESOURCE_COOLDOWN_SECONDS = "soon" from environment: not a number of seconds; accepted: (0, 86400] (s)
+	// factories: CEMAF_RESOURCE_DISK_THRESHOLD = "150" from environment: out of range; accepted: (0, 100] (%)
+}
+
+func ExampleResourceConfig_WriteTo() {
+	cfg := factories.DefaultConfig(factories.Host{Cores: 4, MemoryTotalBytes: 4 << 30})
+	cfg.WriteTo(os.Stdout)
+}

@@ -1,0 +1,5 @@
+package factories
+
+import "log/slog"
+
+func slogDefaultWarn(msg string) { slog.Default().Warn("factories: " + msg) }
