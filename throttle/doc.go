@@ -52,7 +52,8 @@
 // above a percentage of the effective memory, Check fails and Wait blocks.
 // The MB limits apply to the process's anonymous resident memory (see
 // MemoryGuardOptions). Stream consults any Guard between the items of an
-// iterator.
+// iterator; Admit is the fast path for one admission (Check, then Wait only
+// when Check fails).
 //
 // CPUThrottler holds this process's CPU use at or under a target over a
 // sliding window by delaying operations (Do, Call).
