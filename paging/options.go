@@ -137,20 +137,20 @@ type faults struct {
 
 // config is Options resolved to bytes and validated.
 type config struct {
-	limit        int64
-	pageSize     int64
-	dir          string
-	ephemeral    bool
-	compress     bool
-	pins         map[string]bool
-	prefetch     []string
-	mode         Mode
-	maxFile      int64
-	lowPercent   float64
-	readAhead    int
-	logger       *slog.Logger
-	faults       faults
-	workers      int // read-ahead goroutines and compression goroutines
+	limit      int64
+	pageSize   int64
+	dir        string
+	ephemeral  bool
+	compress   bool
+	pins       map[string]bool
+	prefetch   []string
+	mode       Mode
+	maxFile    int64
+	lowPercent float64
+	readAhead  int
+	logger     *slog.Logger
+	faults     faults
+	workers    int // read-ahead goroutines and compression goroutines
 }
 
 func optErr(field string, value any, want string) error {

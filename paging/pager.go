@@ -208,7 +208,7 @@ func (p *Pager) setLimitLocked(limit int64) {
 	p.low = int64(float64(limit) * p.cfg.lowPercent / 100)
 	p.low = min(p.low, limit-p.cfg.pageSize)
 	p.mid = p.low + (limit-p.low)/2
-	p.batchBytes = max(p.cfg.pageSize, min(4<<20, limit/16))
+	p.batchBytes = max(p.cfg.pageSize, min(4<<20, limit/8))
 }
 
 func (p *Pager) logRecovery(rec recovery) {

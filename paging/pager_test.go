@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/cemaf-go/cemaf/dag"
@@ -1063,4 +1064,31 @@ func TestConcurrentAccess(t *testing.T) {
 	if err := p.CheckInvariants(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func TestLastAccessAndAccessCount(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p, err := paging.Wrap(nil, small(t.TempDir()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close()
+		opened := time.Now()
+		if got := p.LastAccess(); !got.Equal(opened) || p.AccessCount() != 0 {
+			t.Fatalf("fresh pager: LastAccess %v (want %v), AccessCount %d", got, opened, p.AccessCount())
+		}
+		time.Sleep(time.Hour)
+		if got := p.LastAccess(); !got.Equal(opened) {
+			t.Fatalf("idle pager: LastAccess moved to %v", got)
+		}
+		p.Put("k", []byte("v"))
+		p.Get("k") // hit path: no clock read, stamped by the next LastAccess
+		if got := p.LastAccess(); !got.Equal(opened.Add(time.Hour)) || p.AccessCount() != 2 {
+			t.Fatalf("after access: LastAccess %v, AccessCount %d", got, p.AccessCount())
+		}
+		time.Sleep(time.Minute)
+		if got := p.LastAccess(); !got.Equal(opened.Add(time.Hour)) {
+			t.Fatalf("LastAccess moved without access: %v", got)
+		}
+	})
 }
