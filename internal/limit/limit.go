@@ -38,13 +38,13 @@ var ErrExceeded = errors.New("limit exceeded")
 //
 // An *Error matches ErrExceeded with errors.Is and is extracted with errors.As.
 type Error struct {
-	Kind    Kind
-	Subject string
-	Current float64
-	Limit   float64
-	Unit    string
+	Kind    Kind    `json:"kind"`
+	Subject string  `json:"subject,omitempty"`
+	Current float64 `json:"current"`
+	Limit   float64 `json:"limit"`
+	Unit    string  `json:"unit,omitempty"`
 	// Detail is an optional human explanation appended to the message.
-	Detail string
+	Detail string `json:"detail,omitempty"`
 }
 
 // Error formats the limit as "memory limit exceeded: 3700 MB > 3584 MB".
