@@ -174,12 +174,14 @@ func (p *Pager) Evict(n int64) (freed int64, err error) {
 	return max(0, before-p.resident), err
 }
 
-// SetMemoryLimit changes the budget to bytes and, when it shrinks, evicts
-// synchronously down to the new low watermark before returning. It fails
-// with a *limit.Error (Kind limit.Memory) when bytes is below four pages or
-// below twice the pinned bytes, and with the write-back error if dirty
-// pages cannot be written; the limit is then left at bytes only in the
-// latter case.
+// SetMemoryLimit changes the budget to bytes. When it shrinks, it evicts
+// synchronously down to the new low watermark before returning, writing
+// dirty pages back. It fails with a *limit.Error (Kind limit.Memory) when
+// bytes is below four pages or below twice the pinned bytes (the limit is
+// then unchanged), and with the write-back error when dirty pages cannot be
+// written (the new limit is then in force but the pager still holds more:
+// writes that need room fail until a write-back succeeds). Safe for
+// concurrent use; blocks for the write-back.
 func (p *Pager) SetMemoryLimit(bytes int64) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()

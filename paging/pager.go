@@ -23,8 +23,15 @@ import (
 // write back block on disk I/O; the hit path of Get does not. After Close
 // every method returns ErrClosed (Stats and the accessors keep working).
 type Pager struct {
-	cfg config
-	st  *store
+	// Set by Wrap, then read-only (or synchronised by their own types).
+	cfg         config
+	st          *store
+	recoveredAt recovery
+	raCh        chan raRequest // read-ahead requests
+	wake        chan struct{}  // nudges the background reclaimer
+	stop        chan struct{}  // closed by Close
+	wg          sync.WaitGroup // background goroutines
+	ops         sync.WaitGroup // mutating and paging calls in progress
 
 	// wmu serialises write-back batches and compaction. It is always taken
 	// before mu, never while holding mu. encs (one per compression
@@ -34,7 +41,7 @@ type Pager struct {
 
 	// mu guards every field below and every entry and page.
 	mu   sync.Mutex
-	cond *sync.Cond // broadcast when a write-back or a page-in ends
+	cond *sync.Cond // broadcast when a write-back, page-in or read-ahead ends
 
 	index map[string]*entry
 	// lru is the sentinel of the LRU list: the resident pages that may be
@@ -67,24 +74,18 @@ type Pager struct {
 	nextBlob        uint64
 	closed          bool
 
-	lastAccess  time.Time
-	stampedSeq  uint64 // c.accesses when lastAccess was taken
-	c           counters
-	disk        blobRef // what the file holds: pages, logical and stored bytes
-	lastErr     error
-	writers     map[*ValueWriter]struct{}
-	workersUp   bool
-	raPending   int // read-ahead requests queued or in progress
-	raCh        chan raRequest
-	wake        chan struct{}
-	stop        chan struct{}
-	wg          sync.WaitGroup // background goroutines
-	ops         sync.WaitGroup // mutating and paging calls in progress
-	ckRunning   bool           // a checkpoint is being written
-	ckStarted   uint64         // checkpoints started
-	ckDone      uint64         // checkpoints finished
-	ckErr       error          // result of the last finished checkpoint
-	recoveredAt recovery
+	lastAccess time.Time
+	stampedSeq uint64 // c.accesses when lastAccess was taken
+	c          counters
+	disk       blobRef // what the file holds: pages, logical and stored bytes
+	lastErr    error
+	writers    map[*ValueWriter]struct{}
+	workersUp  bool
+	raPending  int    // read-ahead requests queued or in progress
+	ckRunning  bool   // a checkpoint is being written
+	ckStarted  uint64 // checkpoints started
+	ckDone     uint64 // checkpoints finished
+	ckErr      error  // result of the last finished checkpoint
 }
 
 // counters are the cumulative event counts reported by Stats.
@@ -347,16 +348,22 @@ func (p *Pager) adopt(state dag.State) error {
 	return nil
 }
 
-// getCopy returns a private copy of key's value (used to undo adopt).
+// getCopy returns a private copy of key's value (used to undo adopt); it
+// reads page by page, so it works for values larger than the budget.
 func (p *Pager) getCopy(key string) ([]byte, error) {
-	v, err := p.Get(key)
-	if err != nil {
+	n, ok := p.SizeOf(key)
+	if !ok {
+		return nil, notFound(key)
+	}
+	v := make([]byte, n)
+	if _, err := p.ReadAt(key, v, 0); err != nil && !(err == io.EOF && n == 0) {
 		return nil, err
 	}
-	return slices.Clone(v), nil
+	return v, nil
 }
 
-// prefetchAtOpen pages in PrefetchKeys while the budget has clean room.
+// prefetchAtOpen pages in PrefetchKeys while the budget has room that
+// needs no write-back.
 func (p *Pager) prefetchAtOpen() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -367,23 +374,18 @@ func (p *Pager) prefetchAtOpen() {
 		}
 		for i := range e.npages() {
 			pg := e.page(i)
-			if pg.buf != nil {
+			if pg.buf != nil || pg.load != nil {
 				continue
 			}
 			n := e.pageLen(i)
 			if !p.reserveCleanLocked(n, nil) {
 				return
 			}
-			buf := make([]byte, n)
-			if err := p.st.readPage(e.blob, i, buf); err != nil {
-				p.resident -= n
+			p.c.prefetchIssued++
+			if _, err := p.loadLocked(pg, n, true, nil); err != nil {
 				p.cfg.logger.Warn("paging: prefetch failed", "key", shortKey(k), "err", err)
 				break
 			}
-			p.c.pageIns++
-			pg.buf = buf
-			p.residentPages++
-			p.lruAddLocked(pg)
 		}
 	}
 }
@@ -927,6 +929,9 @@ func (p *Pager) readyLocked(e *entry) {
 	if !e.ready {
 		e.ready = true
 		p.readyHeaders = append(p.readyHeaders, e)
+		if len(p.readyHeaders) >= flushBacklog {
+			p.wakeReclaimerLocked()
+		}
 	}
 }
 
@@ -977,7 +982,7 @@ func (p *Pager) Delete(key string) error {
 	if refs := p.killLocked(e); len(refs) > 0 {
 		p.seq++
 		p.deletes = append(p.deletes, delRec{key: key, blobs: refs, seq: p.seq})
-		if len(p.deletes) >= 256 {
+		if len(p.deletes) >= flushBacklog {
 			p.wakeReclaimerLocked()
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -72,6 +73,7 @@ func TestOptionsValidation(t *testing.T) {
 		{"watermark above 100", paging.Options{LowWatermarkPercent: 101}, "LowWatermarkPercent"},
 		{"watermark 100", paging.Options{LowWatermarkPercent: 100}, ""},
 		{"huge pin key", paging.Options{PinKeys: []string{strings.Repeat("k", 40000)}}, "PinKeys"},
+		{"file cap above 1 GiB", paging.Options{MaxFileBytes: 2 << 30}, map[bool]string{true: "MaxFileBytes", false: ""}[math.MaxInt == math.MaxInt32]},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

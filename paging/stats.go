@@ -44,10 +44,15 @@ type Stats struct {
 	Misses  uint64  `json:"misses"`
 	HitRate float64 `json:"hit_rate"`
 	// Evictions counts pages dropped from RAM; PageIns pages read from
-	// disk (misses and read-ahead); PageOuts pages written to disk.
-	Evictions uint64 `json:"evictions"`
-	PageIns   uint64 `json:"page_ins"`
-	PageOuts  uint64 `json:"page_outs"`
+	// disk (misses and read-ahead); PageOuts pages written to disk, which
+	// held BytesPagedOut value bytes and took StoredBytesPagedOut bytes in
+	// the file (what the storage device has been written, before bbolt's
+	// own overhead).
+	Evictions           uint64 `json:"evictions"`
+	PageIns             uint64 `json:"page_ins"`
+	PageOuts            uint64 `json:"page_outs"`
+	BytesPagedOut       int64  `json:"bytes_paged_out"`
+	StoredBytesPagedOut int64  `json:"stored_bytes_paged_out"`
 	// PrefetchIssued counts read-ahead page-ins; PrefetchUsed those read
 	// afterwards; PrefetchWasted those evicted or discarded unread.
 	PrefetchIssued uint64 `json:"prefetch_issued"`
@@ -67,30 +72,32 @@ type Stats struct {
 func (p *Pager) Stats() Stats {
 	p.mu.Lock()
 	s := Stats{
-		Mode:               p.cfg.mode.String(),
-		Keys:               int64(len(p.index)),
-		ValueBytes:         p.size,
-		MemoryLimitBytes:   p.limit,
-		PagesInMemory:      p.residentPages,
-		BytesInMemory:      p.resident,
-		DirtyPages:         p.dirtyPages,
-		DirtyBytes:         p.dirtyBytes,
-		PinnedBytes:        p.pinned,
-		PagesOnDisk:        p.disk.pages,
-		LogicalBytesOnDisk: p.disk.logical,
-		StoredBytesOnDisk:  p.disk.stored,
-		MaxFileBytes:       p.cfg.maxFile,
-		Hits:               p.c.hits,
-		Misses:             p.c.misses,
-		Evictions:          p.c.evictions,
-		PageIns:            p.c.pageIns,
-		PageOuts:           p.c.pageOuts,
-		PrefetchIssued:     p.c.prefetchIssued,
-		PrefetchUsed:       p.c.prefetchUsed,
-		PrefetchWasted:     p.c.prefetchWasted,
-		WriteErrors:        p.c.writeErrors,
-		Compactions:        p.c.compactions,
-		Checkpoints:        p.c.checkpoints,
+		Mode:                p.cfg.mode.String(),
+		Keys:                int64(len(p.index)),
+		ValueBytes:          p.size,
+		MemoryLimitBytes:    p.limit,
+		PagesInMemory:       p.residentPages,
+		BytesInMemory:       p.resident,
+		DirtyPages:          p.dirtyPages,
+		DirtyBytes:          p.dirtyBytes,
+		PinnedBytes:         p.pinned,
+		PagesOnDisk:         p.disk.pages,
+		LogicalBytesOnDisk:  p.disk.logical,
+		StoredBytesOnDisk:   p.disk.stored,
+		MaxFileBytes:        p.cfg.maxFile,
+		Hits:                p.c.hits,
+		Misses:              p.c.misses,
+		Evictions:           p.c.evictions,
+		PageIns:             p.c.pageIns,
+		PageOuts:            p.c.pageOuts,
+		BytesPagedOut:       p.c.bytesOut,
+		StoredBytesPagedOut: p.c.storedOut,
+		PrefetchIssued:      p.c.prefetchIssued,
+		PrefetchUsed:        p.c.prefetchUsed,
+		PrefetchWasted:      p.c.prefetchWasted,
+		WriteErrors:         p.c.writeErrors,
+		Compactions:         p.c.compactions,
+		Checkpoints:         p.c.checkpoints,
 	}
 	if p.lastErr != nil {
 		s.LastError = p.lastErr.Error()

@@ -308,8 +308,11 @@ func (p *Pager) flush(upTo uint64) error {
 		b := p.buildLocked(claimed)
 		if b.empty() {
 			p.wmu.Unlock()
-			// Only pages claimed by other write-backs remain: wait for them.
-			p.cond.Wait()
+			if othersPending {
+				// Only pages claimed by other write-backs remain: wait
+				// for them.
+				p.cond.Wait()
+			}
 			p.mu.Unlock()
 			continue
 		}
@@ -405,6 +408,10 @@ func (p *Pager) Checkpoint() error {
 	return nil
 }
 
+// flushBacklog is the number of pending deletions and headers at which the
+// background reclaimer writes them out even without memory pressure.
+const flushBacklog = 256
+
 // wakeReclaimerLocked nudges the background reclaimer, starting it on
 // first use.
 func (p *Pager) wakeReclaimerLocked() {
@@ -452,7 +459,7 @@ func (p *Pager) reclaimer() {
 		if !p.closed && p.resident > p.mid {
 			err = p.reclaimLocked(p.low)
 		}
-		if err == nil && !p.closed && len(p.deletes) >= 256 {
+		if err == nil && !p.closed && len(p.deletes)+len(p.readyHeaders) >= flushBacklog {
 			err = p.writeBackLocked(nil)
 		}
 		p.mu.Unlock()

@@ -1,0 +1,137 @@
+// Package paging keeps an agent's State within a RAM budget by paging cold
+// values out to disk: a context pager.
+//
+// # Model
+//
+// A Pager is a dag.State (and a dag.RangeReader). Wrap creates one over an
+// existing State, whose entries move into the pager, and over a page file
+// in Options.StoragePath, whose values it indexes. Every value is split
+// into pages of Options.PageSizeMB (the last page may be shorter); a page
+// is either resident (a byte slice in RAM) or only on disk, as one record
+// of a bbolt file, compressed as a standard LZ4 frame with its content
+// checksum (the lz4 command decodes it) or stored raw with a CRC-32C when it
+// does not compress. The key index (key, size, where the pages are) is
+// always in RAM.
+//
+// The budget, Options.MemoryLimitMB, bounds the resident value bytes:
+// pages of all values, dirty or clean, pinned or not, plus page-ins in
+// progress. When a write or a page-in needs room, clean pages at the cold
+// end of the LRU list are dropped one at a time; when the cold end is
+// dirty, pages are written back (compressed, in batches committed together)
+// and dropped down to a low watermark (Options.LowWatermarkPercent, 90 % by
+// default), so that the following writes do not each wait for a write-back
+// (the hysteresis of Linux zswap). A background reclaimer starts that work
+// early, once the resident bytes pass midway between the low watermark and
+// the limit. Pinned keys (Options.PinKeys) are never paged out and may take
+// at most half of the budget. When Put returns, the resident bytes are
+// within the limit; a value larger than the budget streams through it.
+//
+// Get returns a one-page value without copying (the hit path takes one
+// short lock, does one map lookup and no allocation); a value of several
+// pages is assembled into a new slice. ReadAt and dag.NewValueReader read
+// only the pages they need; a reader that moves to the next page of a value
+// starts asynchronous read-ahead of the following pages (a window of 2 up
+// to Options.ReadAheadPages pages, bounded by a quarter of the budget and
+// using only room that needs no write-back). Create returns a ValueWriter
+// that stores a value of any size page by page.
+//
+// # Memory guard and adaptive executor
+//
+// Evict(n) pages out about n bytes (what a memory guard calls under
+// pressure), ResidentBytes, LastAccess and AccessCount describe the pager
+// to it, and SetMemoryLimit / MemoryLimit let an adaptive executor shrink or
+// grow the budget at run time.
+//
+// # Modes and the page file
+//
+// The page file is StoragePath/pages.db, a bbolt database whose meta bucket
+// holds a format mark and a state: "open" while a pager uses it (written
+// and synced by Wrap), "clean" after Close (written and synced last). A
+// file without the mark is reported with ErrForeignFile and never written.
+// A value's header is committed in the same transaction as its last page
+// or later, and the pages of the version it replaces are deleted in that
+// same transaction, so the file always holds complete values.
+//
+// In ModeCache (the default) nothing is synced until Close, which writes
+// every dirty value back and syncs once. If Wrap finds the state "open"
+// (the previous owner crashed or lost power), it verifies the file: bbolt's
+// consistency check, then orphan pages (written before their value's header
+// committed) are deleted, and every page of every value is decoded and
+// checksummed; values that fail are dropped (and logged). If bbolt's own
+// check fails, the file is discarded and a new one created.
+//
+// In ModeDurable every write-back transaction is committed with fsync (one
+// per batch of pages: group commit) and Checkpoint writes every value and
+// deletion that completed before it; concurrent Checkpoint calls share
+// commits. After a crash, kill -9 included, every key covered by a
+// successful Checkpoint reads back intact (or holds a later complete
+// value). A file that fails bbolt's check is reported as ErrCorrupt and
+// left alone.
+//
+// Dead space (records of replaced and deleted values) is reused by later
+// writes; Compact rewrites the file without it, and Wrap compacts a file of
+// 8 MiB or more that is more than half dead. Options.MaxFileBytes caps the
+// file (1 GiB by default on 32-bit platforms, where bbolt must map the
+// whole file into a 4 GiB address space; 64 GiB on 64-bit ones).
+//
+// # Errors
+//
+// Limits are *limit.Error values (errors.Is(err, limit.ErrExceeded); the
+// public alias is throttle.LimitError): Kind limit.Memory for pins past
+// half the budget, Get of a value larger than the budget and a budget too
+// small for the pins; limit.FileSize when the page file is full;
+// limit.Disk when the device is full; limit.MessageSize for keys over
+// 32767 bytes. A page that fails its checksum gives an error wrapping
+// ErrCorrupt that names the key; the pager never returns unverified bytes.
+// When write-back fails the values in RAM stay there: writes that need room
+// fail, reads keep working (a page that cannot be cached is read uncached).
+//
+// # Goroutines and units
+//
+// Wrap starts no goroutine. The first operation that needs one starts the
+// background reclaimer and the read-ahead workers (min(GOMAXPROCS, 4) of
+// them); a write-back compresses its pages on up to as many goroutines and
+// waits for them. Close stops every goroutine and waits for it. All
+// methods are safe for concurrent use.
+//
+// Options.MemoryLimitMB and PageSizeMB are in MB of 2^20 bytes and may be
+// fractional; every other size, in Options, methods and Stats, is in bytes
+// (int64, also on 32-bit platforms).
+//
+// # Page size
+//
+// The default page, 256 KiB, was chosen by measurement (see the benchmarks
+// BenchmarkPageSize and BenchmarkScan): from 64 KiB to 256 KiB page-in,
+// write-back and scan throughput rise as the fixed cost per page (a bbolt
+// lookup, a lock round, a frame header) is amortised; beyond 256 KiB they
+// no longer rise (LZ4 only matches within 64 KiB, so compression does not
+// improve, and pages stop fitting in the CPU caches), while what a page
+// costs outside the budget grows with it: LZ4 block buffers, the write-back
+// batch, the granularity of eviction, and the read amplification of a small
+// ReadAt. At 16 MiB a page is a quarter of a 64 MiB budget.
+//
+// # Caveats
+//
+//   - The bytes returned by Get are shared: never modify them. A one-page
+//     value's buffer stays valid after it is evicted.
+//   - Get of a value of several pages allocates and copies it; Get of a value
+//     larger than the budget fails (read it with dag.NewValueReader).
+//   - Not counted in the budget: the key index (about 200 bytes plus the key
+//     per value), buffers returned by Get and still held by callers, and the
+//     working memory of write-back and compression (a few MiB, growing with
+//     the page size). TestHeapBound checks that writing ten times a 16 or
+//     32 MiB budget keeps the Go heap within 1.10 × the budget + 8 MiB.
+//   - Replacing a value needs room in the file for both versions until the
+//     new one commits.
+//   - Cache mode does not survive power loss by design: a file left "open"
+//     is verified and what fails is dropped.
+//   - Close in cache mode writes every dirty value back; if that fails (disk
+//     full) the values only in RAM are lost. Call Checkpoint first when they
+//     matter.
+//   - ReadAt and readers from dag.NewValueReader do not snapshot the value: a
+//     concurrent Put may be observed part-way through.
+//   - On 32-bit platforms Compact needs address space for the old and the new
+//     file at once.
+//   - LastAccess is stamped lazily (the hit path reads no clock): its
+//     resolution is the interval between LastAccess calls.
+package paging
