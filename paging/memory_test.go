@@ -58,8 +58,8 @@ func heapRun(t testing.TB, opts paging.Options) (overhead, lim int64) {
 // TestHeapBound is the memory bound of the package documentation, for the
 // default page size at small budgets (where the fixed 8 MiB dominates).
 func TestHeapBound(t *testing.T) {
-	if testing.Short() {
-		t.Skip("writes 10× the budget with a full GC after every Put")
+	if testing.Short() || raceEnabled {
+		t.Skip("writes 10× the budget with a full GC after every Put: too slow with -short or -race")
 	}
 	for _, limitMB := range []float64{16, 32} {
 		t.Run(fmt.Sprintf("%vMiB", limitMB), func(t *testing.T) {
