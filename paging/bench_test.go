@@ -324,7 +324,7 @@ func BenchmarkPageSize(b *testing.B) {
 		b.Run(name+"/heap", func(b *testing.B) {
 			var over int64
 			for b.Loop() {
-				o, _ := heapRun(b, paging.Options{MemoryLimitMB: max(32, 4*float64(ps)/paging.MiB), PageSizeMB: float64(ps) / paging.MiB})
+				o, _ := heapRun(b, paging.Options{MemoryLimitMB: max(32, 4*float64(ps)/paging.MiB), PageSizeMB: float64(ps) / paging.MiB}, false)
 				over = max(over, o)
 			}
 			b.ReportMetric(mib(over), "overhead-MiB")

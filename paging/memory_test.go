@@ -22,8 +22,9 @@ func heapObjects() int64 {
 // accounted resident bytes are within the limit and that the Go heap
 // (objects in use after a full collection) is within base + 1.10 × limit +
 // 8 MiB, where base is the heap of the test process before Wrap. It
-// returns the peak heap beyond base + limit.
-func heapRun(t testing.TB, opts paging.Options) (overhead, lim int64) {
+// returns the peak heap beyond base + limit. With enforce false (the
+// page-size sweep) exceeding the bound is reported, not fatal.
+func heapRun(t testing.TB, opts paging.Options, enforce bool) (overhead, lim int64) {
 	src := corpus(42, 2<<20)
 	val := make([]byte, 1<<20)
 	runtime.GC() // a second collection empties the pools' victim caches
@@ -44,7 +45,7 @@ func heapRun(t testing.TB, opts paging.Options) (overhead, lim int64) {
 		}
 		heap := heapObjects()
 		peak = max(peak, heap)
-		if heap > bound {
+		if heap > bound && enforce {
 			t.Fatalf("Put %d: heap %.1f MiB > %.1f MiB (test baseline %.1f MiB + 1.1 × limit %.1f MiB + 8 MiB)",
 				i, mib(heap), mib(bound), mib(base), mib(lim))
 		}
@@ -63,7 +64,7 @@ func TestHeapBound(t *testing.T) {
 	}
 	for _, limitMB := range []float64{16, 32} {
 		t.Run(fmt.Sprintf("%vMiB", limitMB), func(t *testing.T) {
-			over, lim := heapRun(t, paging.Options{MemoryLimitMB: limitMB})
+			over, lim := heapRun(t, paging.Options{MemoryLimitMB: limitMB}, true)
 			t.Logf("limit %.0f MiB: peak heap = baseline + limit + %.1f MiB (allowed %.1f MiB)", mib(lim), mib(over), mib(lim/10+8<<20))
 		})
 	}

@@ -16,8 +16,9 @@ const MiB = 1 << 20
 const (
 	// DefaultMemoryLimitMB is the RAM budget when Options.MemoryLimitMB is 0.
 	DefaultMemoryLimitMB = 256
-	// DefaultPageSizeMB is the page size when Options.PageSizeMB is 0
-	// (256 KiB; chosen by measurement, see the package documentation).
+	// DefaultPageSizeMB is the page size when Options.PageSizeMB is 0:
+	// 256 KiB, chosen by measurement (see "Page size" in the package
+	// documentation).
 	DefaultPageSizeMB = 0.25
 	// DefaultLowWatermarkPercent is the share of the memory limit that
 	// eviction shrinks the resident set to once the limit is reached.

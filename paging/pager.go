@@ -212,6 +212,7 @@ func (p *Pager) setLimitLocked(limit int64) {
 	p.batchBytes = max(p.cfg.pageSize, min(4<<20, limit/8))
 }
 
+// logRecovery reports what Wrap found in a file not closed cleanly.
 func (p *Pager) logRecovery(rec recovery) {
 	lg := p.cfg.logger
 	switch {
@@ -269,6 +270,7 @@ func (p *Pager) loadIndex() error {
 	return nil
 }
 
+// compactAtOpen compacts a file of 8 MiB or more that is over half dead.
 func (p *Pager) compactAtOpen() error {
 	file, err := p.st.fileSize()
 	if err != nil {
@@ -309,6 +311,7 @@ func (p *Pager) pinAtOpen() error {
 	return nil
 }
 
+// pinError is the limit error for pins past half the budget.
 func (p *Pager) pinError(subject string, pinned int64) error {
 	return &limit.Error{Kind: limit.Memory, Subject: subject, Current: float64(pinned), Limit: float64(p.limit / 2),
 		Unit: "bytes", Detail: "pinned values may use at most half of the pager's memory limit"}
@@ -693,6 +696,9 @@ func (p *Pager) touchLocked(pg *page) {
 	}
 }
 
+// lruAddLocked puts a resident, unpinned page at the front of the LRU
+// list. p.mu must be held (as for every ...Locked method and the list and
+// dirty-list helpers below).
 func (p *Pager) lruAddLocked(pg *page) {
 	if pg.flags&fInLRU == 0 && !pg.e.pinned {
 		p.lruPushFront(pg)
@@ -718,6 +724,7 @@ func (p *Pager) lruOldest() *page {
 	return p.lru.lprev
 }
 
+// lruPushFront links pg at the front of the LRU list.
 func (p *Pager) lruPushFront(pg *page) {
 	pg.lprev = &p.lru
 	pg.lnext = p.lru.lnext
@@ -725,6 +732,7 @@ func (p *Pager) lruPushFront(pg *page) {
 	p.lru.lnext = pg
 }
 
+// lruUnlink takes pg out of the LRU list's links.
 func (p *Pager) lruUnlink(pg *page) {
 	pg.lprev.lnext = pg.lnext
 	pg.lnext.lprev = pg.lprev
@@ -925,6 +933,7 @@ func (p *Pager) releaseLocked(pg *page) {
 	pg.buf = nil
 }
 
+// readyLocked queues e's header for the next write-back batch.
 func (p *Pager) readyLocked(e *entry) {
 	if !e.ready {
 		e.ready = true
@@ -935,6 +944,7 @@ func (p *Pager) readyLocked(e *entry) {
 	}
 }
 
+// dirtyPushLocked appends pg to the dirty list.
 func (p *Pager) dirtyPushLocked(pg *page) {
 	pg.dnext = nil
 	pg.dprev = p.dirtyTail
@@ -946,6 +956,7 @@ func (p *Pager) dirtyPushLocked(pg *page) {
 	p.dirtyTail = pg
 }
 
+// dirtyRemoveLocked takes pg out of the dirty list.
 func (p *Pager) dirtyRemoveLocked(pg *page) {
 	if pg.dprev != nil {
 		pg.dprev.dnext = pg.dnext

@@ -66,6 +66,7 @@ func (p *Pager) prefetcher() {
 	}
 }
 
+// prefetch pages in page i of e for read-ahead, if it is still wanted.
 func (p *Pager) prefetch(e *entry, i int64) {
 	p.mu.Lock()
 	defer func() {

@@ -146,6 +146,7 @@ func (w *ValueWriter) emit(data []byte) error {
 	return nil
 }
 
+// finishLocked marks the writer done; p.mu must be held.
 func (w *ValueWriter) finishLocked() {
 	w.done = true
 	delete(w.p.writers, w)
@@ -158,6 +159,7 @@ func (w *ValueWriter) finishedErr() error {
 	return w.doneErr()
 }
 
+// doneErr is the error of a writer that is done; p.mu must be held.
 func (w *ValueWriter) doneErr() error {
 	if w.err != nil {
 		return w.err

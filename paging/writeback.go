@@ -87,6 +87,8 @@ func (p *Pager) buildLocked(claimed []*page) *batch {
 	return b
 }
 
+// headerWriteLocked takes e's header (and the blobs it obsoletes) into a
+// batch.
 func (p *Pager) headerWriteLocked(e *entry) headerWrite {
 	h := headerWrite{
 		e:        e,
@@ -285,6 +287,7 @@ func (p *Pager) completeLocked(b *batch, err error) {
 	}
 }
 
+// forgetBlobLocked removes a deleted blob from the on-disk figures.
 func (p *Pager) forgetBlobLocked(ref blobRef) {
 	p.disk.pages -= ref.pages
 	p.disk.logical -= ref.logical
