@@ -223,9 +223,6 @@ func decodeHeader(b []byte) (header, error) {
 	if h.size < 0 || h.psize < minPageSize || h.psize > maxPageSize {
 		return header{}, fmt.Errorf("%w: value header: size %d, page size %d", ErrCorrupt, h.size, h.psize)
 	}
-	if is32Bit && h.size > 1<<31-1 {
-		return header{}, fmt.Errorf("%w: value header: size %d exceeds this platform", ErrCorrupt, h.size)
-	}
 	return h, nil
 }
 

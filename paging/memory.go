@@ -188,6 +188,10 @@ func (p *Pager) SetMemoryLimit(bytes int64) error {
 	if p.closed {
 		return ErrClosed
 	}
+	if is32Bit && bytes > 1<<30 {
+		return &limit.Error{Kind: limit.Memory, Subject: "pager memory limit", Current: float64(bytes), Limit: 1 << 30,
+			Unit: "bytes", Detail: "at most 1 GiB on 32-bit platforms"}
+	}
 	if minimum := max(4*p.cfg.pageSize, 2*(p.pinned+p.pinPending)); bytes < minimum {
 		return &limit.Error{Kind: limit.Memory, Subject: "pager memory limit", Current: float64(minimum), Limit: float64(bytes),
 			Unit: "bytes", Detail: "the limit must hold four pages and twice the pinned bytes"}

@@ -85,7 +85,7 @@ const (
 type Options struct {
 	// MemoryLimitMB is the RAM budget for value bytes, in MB (2^20 bytes);
 	// fractions are allowed. 0 means DefaultMemoryLimitMB. It must hold at
-	// least 4 pages.
+	// least 4 pages, and be at most 1024 on 32-bit platforms.
 	MemoryLimitMB float64
 	// PageSizeMB is the unit of paging, in MB (2^20 bytes); fractions are
 	// allowed (0.25 is 256 KiB). 0 means DefaultPageSizeMB. Accepted range:
@@ -181,7 +181,9 @@ func (o *Options) resolve() (config, error) {
 	}
 	maxLimit := int64(math.MaxInt64 / 4)
 	if is32Bit {
-		maxLimit = 3 << 30
+		// Beside the budget, a 32-bit process needs address space for the
+		// mapped page file (up to 1 GiB) and the rest of the heap.
+		maxLimit = 1 << 30
 	}
 	c.limit, err = mbToBytes("MemoryLimitMB", o.MemoryLimitMB, DefaultMemoryLimitMB, 4*c.pageSize, maxLimit)
 	if err != nil {

@@ -358,6 +358,9 @@ func (p *Pager) getCopy(key string) ([]byte, error) {
 	if !ok {
 		return nil, notFound(key)
 	}
+	if n > math.MaxInt {
+		return nil, fmt.Errorf("paging: key %q: value of %d bytes does not fit in memory here", shortKey(key), n)
+	}
 	v := make([]byte, n)
 	if _, err := p.ReadAt(key, v, 0); err != nil && !(err == io.EOF && n == 0) {
 		return nil, err

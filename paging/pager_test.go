@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -594,51 +595,67 @@ func TestFileCap(t *testing.T) {
 	}
 }
 
-// TestWriteFailureKeepsValues simulates a full disk: write-backs fail, the
-// Put that needs one fails with the error, and nothing held in RAM is lost.
+// TestWriteFailureKeepsValues simulates a failing disk: write-backs fail,
+// the Put that needs one fails with the error, and nothing held in RAM is
+// lost; reads keep working; once the disk recovers, writes go through.
 func TestWriteFailureKeepsValues(t *testing.T) {
-	var mu sync.Mutex
-	var fail error
-	inject := func() error { mu.Lock(); defer mu.Unlock(); return fail }
-	set := func(err error) { mu.Lock(); fail = err; mu.Unlock() }
-	p := open(t, paging.WithFaults(small(""), inject, true))
-	for i := range 10 {
-		if err := p.Put(key(i), corpus(uint64(i), 4*kib)); err != nil {
-			t.Fatal(err)
-		}
+	tests := []struct {
+		name     string
+		fault    error
+		wantKind limit.Kind // "" means no limit error
+	}{
+		{"I/O error", errors.New("input/output error (injected)"), ""},
+		{"disk full", fmt.Errorf("write pages.db (injected): %w", syscall.ENOSPC), limit.Disk},
 	}
-	diskFull := errors.New("no space left on device (injected)")
-	set(diskFull)
-	var err error
-	i := 10
-	for ; i < 100 && err == nil; i++ {
-		err = p.Put(key(i), corpus(uint64(i), 4*kib))
-	}
-	if !errors.Is(err, diskFull) {
-		t.Fatalf("Put with a failing disk = %v", err)
-	}
-	failed := key(i - 1)
-	if _, ok := p.SizeOf(failed); ok {
-		t.Fatal("the failed Put stored its value")
-	}
-	for j := 0; j < i-1; j++ {
-		mustGet(t, p, key(j), corpus(uint64(j), 4*kib))
-	}
-	if err := p.Checkpoint(); !errors.Is(err, diskFull) {
-		t.Fatalf("Checkpoint with a failing disk = %v", err)
-	}
-	if s := p.Stats(); s.WriteErrors == 0 || !strings.Contains(s.LastError, "injected") {
-		t.Fatalf("stats do not report the failure: %+v", s)
-	}
-	set(nil)
-	if err := p.Put(failed, corpus(uint64(i-1), 4*kib)); err != nil {
-		t.Fatalf("Put after the disk recovered: %v", err)
-	}
-	if err := p.Checkpoint(); err != nil {
-		t.Fatal(err)
-	}
-	for j := 0; j < i; j++ {
-		mustGet(t, p, key(j), corpus(uint64(j), 4*kib))
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var fail error
+			inject := func() error { mu.Lock(); defer mu.Unlock(); return fail }
+			set := func(err error) { mu.Lock(); fail = err; mu.Unlock() }
+			p := open(t, paging.WithFaults(small(""), inject, true))
+			for i := range 10 {
+				if err := p.Put(key(i), corpus(uint64(i), 4*kib)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			set(tt.fault)
+			var err error
+			i := 10
+			for ; i < 100 && err == nil; i++ {
+				err = p.Put(key(i), corpus(uint64(i), 4*kib))
+			}
+			if !errors.Is(err, tt.fault) {
+				t.Fatalf("Put with a failing disk = %v", err)
+			}
+			var le *limit.Error
+			if got := errors.As(err, &le); got != (tt.wantKind != "") || (got && le.Kind != tt.wantKind) {
+				t.Fatalf("Put error %v: limit error %v, want kind %q", err, got, tt.wantKind)
+			}
+			failed := key(i - 1)
+			if _, ok := p.SizeOf(failed); ok {
+				t.Fatal("the failed Put stored its value")
+			}
+			for j := 0; j < i-1; j++ {
+				mustGet(t, p, key(j), corpus(uint64(j), 4*kib))
+			}
+			if err := p.Checkpoint(); !errors.Is(err, tt.fault) {
+				t.Fatalf("Checkpoint with a failing disk = %v", err)
+			}
+			if s := p.Stats(); s.WriteErrors == 0 || !strings.Contains(s.LastError, "injected") {
+				t.Fatalf("stats do not report the failure: %+v", s)
+			}
+			set(nil)
+			if err := p.Put(failed, corpus(uint64(i-1), 4*kib)); err != nil {
+				t.Fatalf("Put after the disk recovered: %v", err)
+			}
+			if err := p.Checkpoint(); err != nil {
+				t.Fatal(err)
+			}
+			for j := 0; j < i; j++ {
+				mustGet(t, p, key(j), corpus(uint64(j), 4*kib))
+			}
+		})
 	}
 }
 
@@ -1093,4 +1110,38 @@ func TestLastAccessAndAccessCount(t *testing.T) {
 			t.Fatalf("LastAccess moved without access: %v", got)
 		}
 	})
+}
+
+func TestUnusableStoragePath(t *testing.T) {
+	tests := []struct {
+		name   string
+		path   func(t *testing.T) string
+		asRoot bool // whether the case works when running as root
+	}{
+		{"parent is a file", func(t *testing.T) string {
+			f := filepath.Join(t.TempDir(), "file")
+			os.WriteFile(f, []byte("x"), 0o600)
+			return filepath.Join(f, "pages")
+		}, true},
+		{"read-only directory", func(t *testing.T) string {
+			d := filepath.Join(t.TempDir(), "ro")
+			os.Mkdir(d, 0o500)
+			return d
+		}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if !tt.asRoot && os.Geteuid() == 0 {
+				t.Skip("root ignores directory permissions")
+			}
+			p, err := paging.Wrap(nil, paging.Options{StoragePath: tt.path(t)})
+			if err == nil {
+				p.Close()
+				t.Fatal("Wrap succeeded")
+			}
+			if !strings.HasPrefix(err.Error(), "paging: ") {
+				t.Fatalf("unclear error: %v", err)
+			}
+		})
+	}
 }
