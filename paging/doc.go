@@ -53,12 +53,13 @@
 // same transaction, so the file always holds complete values.
 //
 // In ModeCache (the default) write-backs are not synced; Checkpoint and
-// Close (which writes every dirty value back) sync the file once. If Wrap finds the state "open"
-// (the previous owner crashed or lost power), it verifies the file: bbolt's
-// consistency check, then orphan pages (written before their value's header
-// committed) are deleted, and every page of every value is decoded and
-// checksummed; values that fail are dropped (and logged). If bbolt's own
-// check fails, the file is discarded and a new one created.
+// Close (which writes every dirty value back) sync the file once. If Wrap
+// finds the state "open" (the previous owner crashed or lost power), it
+// verifies the file: bbolt's consistency check, then orphan pages (written
+// before their value's header committed) are deleted, and every page of
+// every value is decoded and checksummed; values that fail are dropped (and
+// logged). If bbolt cannot open the file or its own check fails, the file
+// is discarded and a new one created.
 //
 // In ModeDurable every write-back transaction is committed with fsync (one
 // per batch of pages: group commit) and Checkpoint writes every value and

@@ -1145,3 +1145,72 @@ func TestUnusableStoragePath(t *testing.T) {
 		})
 	}
 }
+
+// TestUncleanCorruptFile damages a page of bbolt's tree in a file that was
+// not closed cleanly: cache mode discards the file and starts empty,
+// durable mode refuses it and leaves it untouched.
+func TestUncleanCorruptFile(t *testing.T) {
+	for _, mode := range []paging.Mode{paging.ModeCache, paging.ModeDurable} {
+		t.Run(mode.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			opts := small(dir)
+			opts.Mode = mode
+			p, err := paging.Wrap(nil, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range 50 {
+				p.Put(key(i), randomBytes(uint64(i), 6*kib))
+			}
+			if err := p.Checkpoint(); err != nil {
+				t.Fatal(err)
+			}
+			path := p.Path()
+			p.Crash()
+			// Overwrite the root page of the pages bucket with garbage.
+			db, err := bolt.Open(path, 0o600, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var root uint64
+			var pageSize int
+			db.View(func(tx *bolt.Tx) error {
+				root = uint64(tx.Bucket([]byte("pages")).Root())
+				pageSize = tx.DB().Info().PageSize
+				return nil
+			})
+			db.Close()
+			f, err := os.OpenFile(path, os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.WriteAt(randomBytes(9, pageSize), int64(root)*int64(pageSize))
+			f.Close()
+			before, _ := os.ReadFile(path)
+
+			p, err = paging.Wrap(nil, opts)
+			if mode == paging.ModeDurable {
+				if !errors.Is(err, paging.ErrCorrupt) {
+					if err == nil {
+						p.Close()
+					}
+					t.Fatalf("durable Wrap of a damaged file = %v, want ErrCorrupt", err)
+				}
+				if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
+					t.Fatal("durable mode modified the damaged file")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("cache Wrap of a damaged file: %v", err)
+			}
+			defer p.Close()
+			if _, discarded, _, _ := p.Recovery(); !discarded || len(p.Keys()) != 0 {
+				t.Fatalf("damaged cache file not discarded (%d keys)", len(p.Keys()))
+			}
+			if err := p.Put("k", []byte("v")); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}

@@ -116,7 +116,23 @@ func openStore(c *config) (*store, recovery, error) {
 		return nil, rec, err
 	}
 	if err := s.open(); err != nil {
-		return nil, rec, err
+		if !errors.Is(err, ErrCorrupt) || state == stateClean || s.mode != ModeCache {
+			return nil, rec, err
+		}
+		// A cache file of ours, left open by a crash, that bbolt cannot
+		// even open: discard it like one that fails verification.
+		s.logger.Warn("paging: page file unreadable after an unclean shutdown; discarding it", "path", s.path, "err", err)
+		if err := os.Remove(s.path); err != nil {
+			return nil, rec, fmt.Errorf("paging: discard %s: %w", s.path, err)
+		}
+		if err := s.create(); err != nil {
+			return nil, rec, err
+		}
+		if err := s.open(); err != nil {
+			return nil, rec, err
+		}
+		rec.unclean, rec.discarded = true, true
+		state = stateClean // the new file needs no verification
 	}
 	if state != stateClean {
 		rec.unclean = true
