@@ -725,6 +725,10 @@ func TestStatusStrings(t *testing.T) {
 	assert.Equal(t, "skipped", string(b))
 	assert.Equal(t, "resumed", executor.Resumed.String())
 	assert.Equal(t, "continue", executor.Continue.String())
+	var st executor.Status
+	require.NoError(t, st.UnmarshalText([]byte("timed_out")))
+	assert.Equal(t, executor.TimedOut, st)
+	assert.Error(t, st.UnmarshalText([]byte("exploded")))
 }
 
 func TestLogObserver(t *testing.T) {

@@ -42,6 +42,17 @@ func (s Source) String() string {
 // MarshalText encodes the source as its name.
 func (s Source) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
+// UnmarshalText decodes a source name written by MarshalText.
+func (s *Source) UnmarshalText(b []byte) error {
+	for i, n := range sourceNames {
+		if n == string(b) {
+			*s = Source(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("factories: unknown source %q", b)
+}
+
 // ResourceConfig is the configuration of the resource-aware runtime. Build
 // one with Load (or FromEnv); DefaultConfig gives the defaults for a host.
 // Every field corresponds to a CEMAF_RESOURCE_* variable (see Variables).

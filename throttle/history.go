@@ -85,8 +85,10 @@ func (p Point) appendJSON(b []byte) []byte {
 	return append(b, '}')
 }
 
-// history is a fixed-size ring of Points in time order.
+// history is a ring of at most size Points in time order. Its buffer grows
+// as points arrive, so memory follows what it holds, not its capacity.
 type history struct {
+	size int // capacity
 	// mu guards buf, start and n.
 	mu    sync.Mutex
 	buf   []Point
@@ -94,13 +96,13 @@ type history struct {
 	n     int // number of points held
 }
 
-func newHistory(size int) *history { return &history{buf: make([]Point, size)} }
+func newHistory(size int) *history { return &history{size: size} }
 
 func (h *history) add(p Point) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.n < len(h.buf) {
-		h.buf[(h.start+h.n)%len(h.buf)] = p
+	if len(h.buf) < h.size {
+		h.buf = append(h.buf, p) // not yet full: start is 0
 		h.n++
 		return
 	}

@@ -52,13 +52,20 @@ type Snapshot struct {
 	Seq uint64
 }
 
+// DefaultMaxHistory caps the default MonitorOptions.HistorySize: 131072
+// points, about 5 MiB.
+const DefaultMaxHistory = 1 << 17
+
 // MonitorOptions configures a Monitor. The zero value samples every 5 s,
 // keeps 24 h of history and exports nothing.
 type MonitorOptions struct {
 	// CheckInterval is the sampling period. Default 5s.
 	CheckInterval time.Duration
-	// HistorySize is the number of Points kept in the ring buffer.
-	// Default: 24h / CheckInterval (17280 at 5 s, about 690 KB).
+	// HistorySize is the number of Points kept in the ring buffer (40
+	// bytes each; the buffer grows as points arrive). Default: 24h /
+	// CheckInterval (17280 at 5 s, about 690 KB), at most
+	// DefaultMaxHistory, so that a short interval cannot claim much memory:
+	// below about 0.66 s the default keeps less than 24 h.
 	HistorySize int
 	// MetricsPath, when set, is a JSON Lines file the Monitor appends
 	// history Points to every ExportInterval, and once more on Close.
@@ -147,7 +154,7 @@ func NewMonitor(src SampleSource, opts MonitorOptions) (*Monitor, error) {
 		return nil, fmt.Errorf("throttle: MonitorOptions.HistorySize = %d: must be >= 0", opts.HistorySize)
 	}
 	if opts.HistorySize == 0 {
-		opts.HistorySize = max(1, int(24*time.Hour/opts.CheckInterval))
+		opts.HistorySize = min(max(1, int(24*time.Hour/opts.CheckInterval)), DefaultMaxHistory)
 	}
 	switch {
 	case opts.MaxExportBytes == 0:

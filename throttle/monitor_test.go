@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -504,4 +505,27 @@ func pointOfSample(t *testing.T, s *throttle.Sample) throttle.Point {
 		t.Fatalf("history %v", h)
 	}
 	return h[0]
+}
+
+// A short check interval must not make the default history claim memory up
+// front: the ring grows with the points it holds and is capped.
+func TestHistoryMemoryFollowsContent(t *testing.T) {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	m, err := throttle.NewMonitor(constSource{}, throttle.MonitorOptions{CheckInterval: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runtime.ReadMemStats(&after)
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 1<<20 {
+		t.Fatalf("NewMonitor with a 1 ms interval allocated %d bytes up front", grew)
+	}
+	_ = m
+}
+
+type constSource struct{}
+
+func (constSource) Sample(now time.Time) (*throttle.Sample, error) {
+	return &throttle.Sample{Time: now}, nil
 }

@@ -96,6 +96,7 @@ type llmClient struct {
 	model   string
 	apiKey  string
 	timeout time.Duration
+	retry   dag.RetryPolicy
 	cpu     *throttle.CPUThrottler
 
 	// mu guards http, which idle unloading drops and the next call
@@ -120,7 +121,14 @@ func endpointURL(base string) string {
 func (c *llmClient) Timeout() time.Duration { return c.timeout }
 
 func (c *llmClient) Retry() *dag.RetryPolicy {
-	return &dag.RetryPolicy{MaxAttempts: 3, InitialBackoff: 500 * time.Millisecond, MaxBackoff: 5 * time.Second}
+	r := c.retry
+	return &r
+}
+
+// llmRetry is the retry policy of LLM calls: attempts in all, the first
+// delay, doubling up to 10 s.
+func llmRetry(attempts int, backoff time.Duration) dag.RetryPolicy {
+	return dag.RetryPolicy{MaxAttempts: attempts, InitialBackoff: backoff, MaxBackoff: 10 * time.Second}
 }
 
 func (c *llmClient) client() *http.Client {

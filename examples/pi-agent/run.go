@@ -34,6 +34,8 @@ type runFlags struct {
 	topK       int
 	chunkSize  int
 	llmTimeout time.Duration
+	llmTries   int
+	llmBackoff time.Duration
 	timeout    time.Duration
 }
 
@@ -47,6 +49,8 @@ func newRunFlags(stderr io.Writer) *runFlags {
 	f.fs.IntVar(&f.topK, "top-k", 4, "passages to retrieve")
 	f.fs.IntVar(&f.chunkSize, "chunk-size", 900, "chunk size in `bytes`")
 	f.fs.DurationVar(&f.llmTimeout, "llm-timeout", 2*time.Minute, "timeout of one LLM call")
+	f.fs.IntVar(&f.llmTries, "llm-attempts", 3, "LLM call attempts before giving up")
+	f.fs.DurationVar(&f.llmBackoff, "llm-backoff", 500*time.Millisecond, "delay before the second LLM attempt (doubles after)")
 	f.fs.DurationVar(&f.timeout, "timeout", 0, "timeout of the whole run (0: none)")
 	return f
 }
@@ -63,6 +67,10 @@ func (f *runFlags) validate() error {
 		return usageError{"--question is empty"}
 	case f.llmTimeout <= 0:
 		return usageError{fmt.Sprintf("--llm-timeout %v: must be positive", f.llmTimeout)}
+	case f.llmTries < 1 || f.llmTries > 20:
+		return usageError{fmt.Sprintf("--llm-attempts %d: want 1 to 20", f.llmTries)}
+	case f.llmBackoff < 0:
+		return usageError{fmt.Sprintf("--llm-backoff %v: must be ≥ 0", f.llmBackoff)}
 	case f.timeout < 0:
 		return usageError{fmt.Sprintf("--timeout %v: must be ≥ 0", f.timeout)}
 	}
@@ -160,8 +168,10 @@ func runCmd(ctx context.Context, args []string, env []string, stdout, stderr io.
 
 	var ans answerer = extractive{}
 	if url := getenv(env, "CEMAF_LLM_URL"); url != "" {
-		ans = &llmClient{url: endpointURL(url), model: cmpOr(getenv(env, "CEMAF_LLM_MODEL"), "local"),
-			apiKey: getenv(env, "CEMAF_LLM_API_KEY"), timeout: f.llmTimeout, cpu: rt.CPU}
+		llm := &llmClient{url: endpointURL(url), model: cmpOr(getenv(env, "CEMAF_LLM_MODEL"), "local"),
+			apiKey: getenv(env, "CEMAF_LLM_API_KEY"), timeout: f.llmTimeout, retry: llmRetry(f.llmTries, f.llmBackoff), cpu: rt.CPU}
+		defer llm.Unload() // close its keep-alive connections
+		ans = llm
 	}
 	reportPath := ""
 	spec := agentSpec{

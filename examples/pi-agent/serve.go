@@ -276,7 +276,9 @@ func (s *server) fail(w http.ResponseWriter, code int, retryAfter time.Duration,
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(body)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.Encode(body)
 }
 
 type runRequest struct {
@@ -360,7 +362,9 @@ func (s *server) handleRun(w http.ResponseWriter, r *http.Request) {
 	s.count(code)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(resp)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.Encode(resp)
 }
 
 // pressure says whether memory, swap or the breaker refuse new runs.
@@ -472,7 +476,8 @@ func (s *server) answerer() answerer {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.llm == nil {
-		s.llm = &llmClient{url: endpointURL(s.opts.llmURL), model: s.opts.llmModel, apiKey: s.opts.llmKey, timeout: s.opts.llmTimeout, cpu: s.cpu}
+		s.llm = &llmClient{url: endpointURL(s.opts.llmURL), model: s.opts.llmModel, apiKey: s.opts.llmKey, timeout: s.opts.llmTimeout,
+			retry: llmRetry(3, 500*time.Millisecond), cpu: s.cpu}
 	}
 	return s.llm
 }

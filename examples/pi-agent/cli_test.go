@@ -1,0 +1,203 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cemaf-go/cemaf/executor"
+	"github.com/cemaf-go/cemaf/internal/leakcheck"
+)
+
+// runCLI runs the command line in-process with a clean environment.
+func runCLI(t *testing.T, env []string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = cli(context.Background(), args, env, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestDefaultRun(t *testing.T) {
+	leakcheck.Check(t)
+	storage := t.TempDir()
+	code, out, errOut := runCLI(t, nil, "--storage", storage)
+	require.Equal(t, exitOK, code, errOut)
+	assert.Contains(t, out, "Q: What does cemaf do when the device runs hot or short of memory?")
+	assert.Contains(t, out, "cemaf-overview.md")
+	assert.Contains(t, out, "(extractive)")
+	assert.Contains(t, errOut, "[10/10]")
+	assert.Contains(t, errOut, "mode: normal throughout")
+	assert.Contains(t, errOut, "pager:")
+	assert.Contains(t, errOut, "peak memory (RSS):")
+	reports, _ := filepath.Glob(filepath.Join(storage, "reports", "*.md"))
+	require.Len(t, reports, 1, "the report is kept")
+	report, _ := os.ReadFile(reports[0])
+	assert.Contains(t, string(report), "## Passages")
+	_, err := os.Stat(filepath.Join(storage, "runs.db"))
+	assert.NoError(t, err, "the checkpoint file is kept")
+
+	code, out, _ = runCLI(t, nil, "runs", "--storage", storage)
+	require.Equal(t, exitOK, code)
+	assert.Contains(t, out, "succeeded")
+	assert.Contains(t, out, "10/10")
+}
+
+func TestRunJSONAndEphemeral(t *testing.T) {
+	leakcheck.Check(t)
+	code, out, errOut := runCLI(t, nil, "run", "--ephemeral", "--json", "--question", "What does PMIC-Die read on a Jetson Nano?")
+	require.Equal(t, exitOK, code, errOut)
+	var s runSummary
+	require.NoError(t, json.Unmarshal([]byte(out), &s), out)
+	require.NotNil(t, s.Answer)
+	assert.Contains(t, s.Answer.Text, "100")
+	assert.Contains(t, strings.Join(s.Answer.Sources, " "), "jetson-thermal.md")
+	assert.Len(t, s.Nodes, 10)
+	for _, n := range s.Nodes {
+		assert.Equal(t, executor.Succeeded, n.Status, n.ID)
+	}
+	assert.Empty(t, s.Storage, "nothing kept with --ephemeral")
+	assert.Empty(t, s.ReportPath)
+	assert.NotContains(t, errOut, "[10/10]", "--json keeps stderr quiet")
+}
+
+func TestUsageErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"frobnicate"}, exitUsage, `unknown command "frobnicate"`},
+		{[]string{"run", "--bogus"}, exitUsage, "flag provided but not defined: -bogus"},
+		{[]string{"run", "extra-arg"}, exitUsage, `unexpected argument "extra-arg"`},
+		{[]string{"run", "--shards", "0"}, exitUsage, "--shards 0: want 1 to 64"},
+		{[]string{"graph", "--format", "svg"}, exitUsage, `--format "svg": want dot or mermaid`},
+		{[]string{"run", "--log-level", "loud"}, exitUsage, `--log-level "loud"`},
+		{[]string{"serve", "--slots", "0"}, exitUsage, "--slots 0: want 1 to 1024"},
+		{[]string{"run", "--ephemeral", "--resume", "x"}, exitUsage, "--resume and --ephemeral exclude each other"},
+		{[]string{"run", "--docs", "/nonexistent/docs"}, exitError, "--docs /nonexistent/docs: no such directory"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			code, _, errOut := runCLI(t, nil, tt.args...)
+			assert.Equal(t, tt.code, code)
+			assert.Contains(t, errOut, tt.want)
+		})
+	}
+	code, out, _ := runCLI(t, nil, "help")
+	assert.Equal(t, exitOK, code)
+	assert.Contains(t, out, "pi-agent status")
+}
+
+func TestBadEnvironmentIsReported(t *testing.T) {
+	code, _, errOut := runCLI(t, []string{"CEMAF_RESOURCE_CPU_THRESHOLD=lots", "CEMAF_RESOURCE_MAX_PARALEL=2"}, "run", "--ephemeral")
+	assert.Equal(t, exitError, code)
+	assert.Contains(t, errOut, `CEMAF_RESOURCE_CPU_THRESHOLD = "lots" from environment: not a number`)
+	assert.Contains(t, errOut, "did you mean CEMAF_RESOURCE_MAX_PARALLEL?")
+}
+
+func TestDocsWithoutText(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "photo.jpg"), []byte{0xff, 0xd8, 0xff}, 0o600))
+	code, _, errOut := runCLI(t, nil, "run", "--ephemeral", "--docs", dir)
+	assert.Equal(t, exitError, code)
+	assert.Contains(t, errOut, "holds no text or markdown files")
+}
+
+func TestOwnDocs(t *testing.T) {
+	leakcheck.Check(t)
+	dir := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "sub"), 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "sub", "greenhouse.txt"), []byte("The greenhouse sensor logs humidity every ten minutes.\n\nIrrigation starts when the soil moisture drops below thirty percent."), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "binary.md"), []byte("not\x00text"), 0o600))
+	code, out, errOut := runCLI(t, nil, "run", "--ephemeral", "--docs", dir, "--question", "When does irrigation start?")
+	require.Equal(t, exitOK, code, errOut)
+	assert.Contains(t, out, "soil moisture drops below thirty percent")
+	assert.Contains(t, out, "sub/greenhouse.txt")
+}
+
+func TestGraphCommand(t *testing.T) {
+	code, out, _ := runCLI(t, nil, "graph", "--format", "mermaid", "--shards", "2")
+	require.Equal(t, exitOK, code)
+	assert.Contains(t, out, "flowchart LR")
+	assert.Contains(t, out, `(["answer"])`)
+	code, out, _ = runCLI(t, nil, "graph")
+	require.Equal(t, exitOK, code)
+	assert.Contains(t, out, `"chunk" -> "index-3";`)
+	if dot, err := exec.LookPath("dot"); err == nil {
+		cmd := exec.Command(dot, "-Tsvg")
+		cmd.Stdin = strings.NewReader(out)
+		svg, err := cmd.CombinedOutput()
+		require.NoError(t, err, "%s", svg)
+		assert.Contains(t, string(svg), "<svg")
+	}
+}
+
+func TestStatusOnPi4Fixture(t *testing.T) {
+	leakcheck.Check(t)
+	sysfs, err := filepath.Abs("../../thermal/testdata/pi4")
+	require.NoError(t, err)
+	env := []string{"CEMAF_RESOURCE_SYSFS_ROOT=" + sysfs}
+	code, out, errOut := runCLI(t, env, "status", "--storage", t.TempDir())
+	require.Equal(t, exitOK, code, errOut)
+	assert.Contains(t, out, "cpu-thermal")
+	assert.Regexp(t, `\* thermal_zone0\s+cpu-thermal`, out, "the chosen sensor is marked")
+	assert.Contains(t, out, "breaker  closed")
+	assert.Contains(t, out, "mode     normal")
+
+	code, out, _ = runCLI(t, env, "status", "--json", "--storage", t.TempDir())
+	require.Equal(t, exitOK, code)
+	var r statusReport
+	require.NoError(t, json.Unmarshal([]byte(out), &r))
+	require.NotNil(t, r.Thermal)
+	assert.Equal(t, "raspberry-pi", r.Thermal.Board)
+	require.NotNil(t, r.Sample)
+	assert.Positive(t, r.Sample.MemoryTotalBytes)
+}
+
+func TestStatusWatchStopsOnCancel(t *testing.T) {
+	leakcheck.Check(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errb bytes.Buffer
+	done := make(chan int)
+	w := &notifyWriter{w: &out, wrote: make(chan struct{}, 16)}
+	go func() {
+		done <- cli(ctx, []string{"status", "--watch", "--interval", "100ms", "--storage", t.TempDir()}, nil, w, &errb)
+	}()
+	<-w.wrote // the first report
+	<-w.wrote // a refresh
+	cancel()
+	assert.Equal(t, exitOK, <-done)
+	assert.GreaterOrEqual(t, strings.Count(out.String(), "pi-agent status"), 2)
+}
+
+type notifyWriter struct {
+	w     *bytes.Buffer
+	wrote chan struct{}
+}
+
+func (n *notifyWriter) Write(p []byte) (int, error) {
+	if bytes.Contains(p, []byte("mode ")) {
+		defer func() {
+			select {
+			case n.wrote <- struct{}{}:
+			default:
+			}
+		}()
+	}
+	return n.w.Write(p)
+}
+
+func TestConfigCommand(t *testing.T) {
+	code, out, _ := runCLI(t, []string{"CEMAF_RESOURCE_CPU_THRESHOLD=70"}, "config", "--max-parallel", "3")
+	require.Equal(t, exitOK, code)
+	assert.Regexp(t, `CEMAF_RESOURCE_CPU_THRESHOLD\s+70\s+env`, out)
+	assert.Regexp(t, `CEMAF_RESOURCE_MAX_PARALLEL\s+3\s+flag`, out)
+}

@@ -1,0 +1,157 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cemaf-go/cemaf/internal/leakcheck"
+)
+
+// fakeLLM is an OpenAI-compatible chat-completions server on 127.0.0.1.
+type fakeLLM struct {
+	*httptest.Server
+	mu       sync.Mutex
+	requests []chatRequest
+	headers  []http.Header
+	failures atomic.Int32 // answer 503 this many times first
+}
+
+func newFakeLLM(t *testing.T) *fakeLLM {
+	f := &fakeLLM{}
+	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/chat/completions" || r.Method != http.MethodPost {
+			http.NotFound(w, r)
+			return
+		}
+		var req chatRequest
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			http.Error(w, `{"error":{"message":"bad json"}}`, http.StatusBadRequest)
+			return
+		}
+		f.mu.Lock()
+		f.requests = append(f.requests, req)
+		f.headers = append(f.headers, r.Header.Clone())
+		f.mu.Unlock()
+		if f.failures.Add(-1) >= 0 {
+			http.Error(w, `{"error":{"message":"model loading"}}`, http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{
+			"model": "tiny-q4",
+			"choices": []map[string]any{{"index": 0, "message": map[string]string{"role": "assistant",
+				"content": "It slows down between steps when hot and runs fewer nodes when short of memory [1]."}}},
+		})
+	}))
+	t.Cleanup(f.Close)
+	return f
+}
+
+func TestLLMAnswer(t *testing.T) {
+	leakcheck.Check(t)
+	llm := newFakeLLM(t)
+	llm.failures.Store(2) // two 503s, then an answer: retries succeed
+	env := []string{"CEMAF_LLM_URL=" + llm.URL, "CEMAF_LLM_MODEL=tiny-q4", "CEMAF_LLM_API_KEY=secret"}
+	code, out, errOut := runCLI(t, env, "run", "--ephemeral", "--json", "--llm-backoff", "5ms")
+	require.Equal(t, exitOK, code, errOut)
+	var s runSummary
+	require.NoError(t, json.Unmarshal([]byte(out), &s))
+	require.NotNil(t, s.Answer)
+	assert.Contains(t, s.Answer.Text, "fewer nodes")
+	assert.Equal(t, "llm tiny-q4 at "+llm.URL+"/v1/chat/completions", s.Answer.By)
+	assert.Equal(t, []string{"[1] cemaf-overview.md"}, s.Answer.Sources)
+	for _, n := range s.Nodes {
+		if n.ID == "answer" {
+			assert.Equal(t, 3, n.Attempts)
+		}
+	}
+
+	llm.mu.Lock()
+	defer llm.mu.Unlock()
+	require.Len(t, llm.requests, 3)
+	req := llm.requests[2]
+	assert.Equal(t, "tiny-q4", req.Model)
+	require.Len(t, req.Messages, 2)
+	assert.Equal(t, "system", req.Messages[0].Role)
+	assert.Contains(t, req.Messages[1].Content, "Question: What does cemaf do")
+	assert.Contains(t, req.Messages[1].Content, "[1] (cemaf-overview.md)")
+	assert.Equal(t, "Bearer secret", llm.headers[2].Get("Authorization"))
+	key := llm.headers[0].Get("Idempotency-Key")
+	assert.True(t, strings.HasSuffix(key, "/answer"), key)
+	assert.Equal(t, key, llm.headers[2].Get("Idempotency-Key"), "the same key on every attempt")
+}
+
+func TestUnreachableLLM(t *testing.T) {
+	leakcheck.Check(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	url := "http://" + ln.Addr().String()
+	ln.Close() // nothing listens there now
+	storage := t.TempDir()
+	code, out, errOut := runCLI(t, []string{"CEMAF_LLM_URL=" + url}, "run", "--storage", storage, "--llm-backoff", "5ms")
+	assert.Equal(t, exitError, code)
+	assert.Contains(t, errOut, "answer     FAILED after 3 attempt(s)")
+	assert.Contains(t, errOut, "LLM endpoint "+url+"/v1/chat/completions unreachable")
+	assert.Contains(t, errOut, "the report keeps the retrieved passages")
+	assert.Contains(t, out, "(no answer)")
+	reports, _ := filepath.Glob(filepath.Join(storage, "reports", "*.md"))
+	require.Len(t, reports, 1)
+	report, _ := os.ReadFile(reports[0])
+	assert.Contains(t, string(report), "No answer: the answer step failed")
+	assert.Contains(t, string(report), "cemaf-overview.md", "the passages are kept")
+}
+
+// TestResumeAfterInterruption interrupts a run while the LLM is answering,
+// then resumes it: the finished nodes are not run again.
+func TestResumeAfterInterruption(t *testing.T) {
+	leakcheck.Check(t)
+	storage := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body) // read the prompt, as a real server does
+		cancel()                    // the operator presses ctrl-c while the model thinks
+		<-r.Context().Done()
+	}))
+	defer hang.Close()
+	var out, errb strings.Builder
+	code := cli(ctx, []string{"run", "--storage", storage}, []string{"CEMAF_LLM_URL=" + hang.URL}, &out, &errb)
+	require.Equal(t, exitError, code, errb.String())
+	assert.Contains(t, errb.String(), "resume with: pi-agent run --resume ")
+	id := errb.String()[strings.Index(errb.String(), "--resume ")+len("--resume "):]
+	id = strings.Fields(id)[0]
+	id = strings.TrimSuffix(id, ")")
+
+	code, listing, _ := runCLI(t, nil, "runs", "--storage", storage)
+	require.Equal(t, exitOK, code)
+	assert.Contains(t, listing, id)
+	assert.Contains(t, listing, "cancelled")
+
+	llm := newFakeLLM(t)
+	code, outJSON, errOut := runCLI(t, []string{"CEMAF_LLM_URL=" + llm.URL}, "run", "--storage", storage, "--resume", id, "--json")
+	require.Equal(t, exitOK, code, errOut)
+	var s runSummary
+	require.NoError(t, json.Unmarshal([]byte(outJSON), &s))
+	restored := 0
+	for _, n := range s.Nodes {
+		if n.Restored {
+			restored++
+		}
+	}
+	assert.Equal(t, 8, restored, "load, chunk, 4 index nodes, question and retrieve were done")
+	require.NotNil(t, s.Answer)
+	assert.Contains(t, s.Answer.By, "llm")
+}

@@ -1,0 +1,351 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime/metrics"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cemaf-go/cemaf/factories"
+	"github.com/cemaf-go/cemaf/internal/leakcheck"
+	"github.com/cemaf-go/cemaf/throttle"
+)
+
+// device is a scripted sample source: the test sets the memory pressure.
+type device struct{ memPercent atomic.Int64 }
+
+func (d *device) Sample(now time.Time) (*throttle.Sample, error) {
+	return &throttle.Sample{Time: now, CPUPercent: 10, MemoryUsedPercent: float64(d.memPercent.Load()), MemoryTotalBytes: 4 << 30,
+		ProcessAnonBytes: 40 << 20, ProcessRSSBytes: 50 << 20}, nil
+}
+
+type testServer struct {
+	s    *server
+	url  string
+	dev  *device
+	stop func() error
+}
+
+func startServer(t *testing.T, mutate func(*serveOptions)) *testServer {
+	t.Helper()
+	cfg, _, err := factories.Load(factories.LoadOptions{Environ: []string{
+		"CEMAF_RESOURCE_CHECK_INTERVAL_SECONDS=0.02",
+		"CEMAF_RESOURCE_COOLDOWN_SECONDS=0.05",
+	}, Host: &factories.Host{Cores: 2, MemoryTotalBytes: 4 << 30}})
+	require.NoError(t, err)
+	docs, _ := fs.Sub(builtinCorpus, "corpus")
+	o := serveOptions{slots: 2, queue: 0, maxBody: 4096, runTimeout: 30 * time.Second, idleTimeout: time.Hour, drainTimeout: 10 * time.Second,
+		memThreshold: 85, swapThreshold: 80, shards: 4, topK: 4, chunkSize: 900, docs: docs, docsLabel: "built-in corpus",
+		llmTimeout: 10 * time.Second, storage: t.TempDir()}
+	if mutate != nil {
+		mutate(&o)
+	}
+	dev := &device{}
+	dev.memPercent.Store(30)
+	logger := slog.New(slog.DiscardHandler)
+	s, err := newServer(cfg, o, logger, new(slog.LevelVar), factories.Overrides{SampleSource: dev, Logger: logger})
+	require.NoError(t, err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.serve(ctx, ln) }()
+	ts := &testServer{s: s, url: "http://" + ln.Addr().String(), dev: dev}
+	var once sync.Once
+	var stopErr error
+	ts.stop = func() error {
+		once.Do(func() { cancel(); stopErr = <-done })
+		return stopErr
+	}
+	t.Cleanup(func() { ts.stop() })
+	return ts
+}
+
+// setMemory changes the scripted memory use and waits for a sample that
+// carries it.
+func (ts *testServer) setMemory(pct int64) {
+	ts.dev.memPercent.Store(pct)
+	for range 2 {
+		<-ts.s.guard.Monitor.Next()
+	}
+}
+
+func post(t *testing.T, url, body string) (int, http.Header, []byte) {
+	t.Helper()
+	resp, err := http.Post(url+"/v1/runs", "application/json", strings.NewReader(body))
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, b
+}
+
+func TestServeRunHealthMetrics(t *testing.T) {
+	leakcheck.Check(t)
+	ts := startServer(t, nil)
+	code, _, body := post(t, ts.url, `{"question":"How fast do SD cards write?"}`)
+	require.Equal(t, http.StatusOK, code, string(body))
+	var rr runResponse
+	require.NoError(t, json.Unmarshal(body, &rr))
+	require.NotNil(t, rr.Answer)
+	assert.Contains(t, rr.Answer.Text, "MB/s")
+	assert.Equal(t, "sd-card-storage.md", rr.Passages[0].Name)
+	assert.Len(t, rr.Nodes, 3)
+
+	resp, err := http.Get(ts.url + "/healthz")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+
+	resp, err = http.Get(ts.url + "/health/detailed")
+	require.NoError(t, err)
+	var d map[string]any
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&d))
+	resp.Body.Close()
+	for _, k := range []string{"memory", "swap", "temperature", "mode", "breaker", "concurrency", "index", "llm", "pager", "config"} {
+		assert.Contains(t, d, k)
+	}
+	conc := d["concurrency"].(map[string]any)
+	assert.EqualValues(t, 2, conc["slots"])
+	assert.EqualValues(t, 2, conc["free"])
+	assert.Equal(t, true, d["index"].(map[string]any)["loaded"])
+	assert.Contains(t, d["config"], "CEMAF_RESOURCE_MEMORY_THRESHOLD")
+
+	resp, err = http.Get(ts.url + "/metrics")
+	require.NoError(t, err)
+	m, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Contains(t, string(m), `cemaf_http_requests_total{code="200"} 1`)
+	assert.Contains(t, string(m), "cemaf_index_loaded 1")
+	assert.Contains(t, string(m), "# TYPE cemaf_memory_used_percent gauge")
+	require.NoError(t, ts.stop())
+}
+
+func TestServeAdmission(t *testing.T) {
+	leakcheck.Check(t)
+	ts := startServer(t, nil)
+	// 413: declared too large, and too large while streaming (no length).
+	code, _, body := post(t, ts.url, `{"question":"`+strings.Repeat("x", 5000)+`"}`)
+	assert.Equal(t, http.StatusRequestEntityTooLarge, code)
+	assert.Contains(t, string(body), `"kind":"message_size"`)
+	req, _ := http.NewRequest(http.MethodPost, ts.url+"/v1/runs", io.MultiReader(strings.NewReader(`{"question":"`), strings.NewReader(strings.Repeat("y", 5000))))
+	req.ContentLength = -1
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode)
+
+	// 400s.
+	for _, b := range []string{`{"question":`, `{}`, `{"question":"   "}`, `{"question":"hi","extra":1}`, `[1,2]`} {
+		code, _, body := post(t, ts.url, b)
+		assert.Equal(t, http.StatusBadRequest, code, b)
+		assert.Contains(t, string(body), `"error"`)
+	}
+
+	// 503 with Retry-After under memory pressure.
+	ts.setMemory(95)
+	code, hdr, body := post(t, ts.url, `{"question":"swap?"}`)
+	assert.Equal(t, http.StatusServiceUnavailable, code)
+	assert.NotEmpty(t, hdr.Get("Retry-After"))
+	assert.Contains(t, string(body), "memory limit exceeded: 95% > 85%")
+	ts.setMemory(30)
+	require.Eventually(t, func() bool {
+		code, _, _ := post(t, ts.url, `{"question":"swap?"}`)
+		return code == http.StatusOK
+	}, 10*time.Second, 20*time.Millisecond, "the breaker closes again after its cooldown")
+	require.NoError(t, ts.stop())
+}
+
+// blockingLLM answers only when released.
+type blockingLLM struct {
+	srv     *http.Server
+	url     string
+	release chan struct{}
+	entered chan struct{}
+}
+
+func newBlockingLLM(t *testing.T) *blockingLLM {
+	b := &blockingLLM{release: make(chan struct{}), entered: make(chan struct{}, 100)}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	b.url = "http://" + ln.Addr().String()
+	b.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		b.entered <- struct{}{}
+		<-b.release
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"model":"m","choices":[{"message":{"role":"assistant","content":"held answer [1]"}}]}`)
+	})}
+	go b.srv.Serve(ln)
+	t.Cleanup(func() { b.srv.Close() })
+	return b
+}
+
+func TestServeSlotsAndQueue(t *testing.T) {
+	leakcheck.Check(t)
+	llm := newBlockingLLM(t)
+	ts := startServer(t, func(o *serveOptions) { o.slots = 1; o.queue = 1; o.llmURL = llm.url })
+	results := make(chan int, 3)
+	go func() { code, _, _ := post(t, ts.url, `{"question":"first"}`); results <- code }()
+	<-llm.entered // the first run holds the only slot
+	go func() { code, _, _ := post(t, ts.url, `{"question":"second"}`); results <- code }()
+	require.Eventually(t, func() bool { return ts.s.queued.Load() == 1 }, 5*time.Second, time.Millisecond, "the second waits in the queue")
+	code, hdr, body := post(t, ts.url, `{"question":"third"}`)
+	assert.Equal(t, http.StatusTooManyRequests, code, string(body))
+	assert.Equal(t, "2", hdr.Get("Retry-After"))
+	assert.Contains(t, string(body), "all 1 run slots are busy")
+	close(llm.release)
+	assert.Equal(t, http.StatusOK, <-results)
+	assert.Equal(t, http.StatusOK, <-results)
+	require.NoError(t, ts.stop())
+}
+
+func TestServeIdleUnloading(t *testing.T) {
+	leakcheck.Check(t)
+	ts := startServer(t, func(o *serveOptions) { o.idleTimeout = time.Minute })
+	code, _, _ := post(t, ts.url, `{"question":"under-voltage"}`)
+	require.Equal(t, http.StatusOK, code)
+	assert.False(t, ts.s.unloadIfIdle(time.Now()), "not idle long enough")
+	assert.True(t, ts.s.unloadIfIdle(time.Now().Add(2*time.Minute)))
+	ts.s.mu.Lock()
+	assert.Nil(t, ts.s.index, "the index is released")
+	ts.s.mu.Unlock()
+	code, _, body := post(t, ts.url, `{"question":"under-voltage"}`)
+	require.Equal(t, http.StatusOK, code, "rebuilt on the next request: %s", body)
+	assert.Contains(t, string(body), "power-supply.md")
+	require.NoError(t, ts.stop())
+}
+
+func TestServeDrainsInFlightRuns(t *testing.T) {
+	leakcheck.Check(t)
+	llm := newBlockingLLM(t)
+	ts := startServer(t, func(o *serveOptions) { o.llmURL = llm.url })
+	result := make(chan int, 1)
+	go func() { code, _, _ := post(t, ts.url, `{"question":"in flight"}`); result <- code }()
+	<-llm.entered
+	stopped := make(chan error, 1)
+	go func() { stopped <- ts.stop() }() // SIGTERM
+	require.Eventually(t, ts.s.draining.Load, 5*time.Second, time.Millisecond)
+	select {
+	case <-stopped:
+		t.Fatal("serve returned before the in-flight run finished")
+	default:
+	}
+	close(llm.release)
+	assert.Equal(t, http.StatusOK, <-result, "the in-flight run gets its answer")
+	assert.NoError(t, <-stopped)
+}
+
+// TestServeLoad sends many concurrent requests, a mix of valid, oversized
+// and malformed ones, while memory pressure comes and goes: every response
+// is the intended code, every accepted run gets its answer, the heap stays
+// bounded, and the server shuts down cleanly.
+func TestServeLoad(t *testing.T) {
+	leakcheck.Check(t)
+	requests, workers := 400, 32
+	if testing.Short() {
+		requests, workers = 80, 8
+	}
+	ts := startServer(t, func(o *serveOptions) { o.slots = 2; o.queue = 4 })
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: workers}}
+	defer client.CloseIdleConnections()
+
+	var mu sync.Mutex
+	got := map[string]map[int]int{} // kind → code → count
+	var answered, bad atomic.Int64
+	var maxHeap atomic.Uint64
+	stopHeap := make(chan struct{})
+	heapDone := make(chan struct{})
+	go func() {
+		defer close(heapDone)
+		s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+		for {
+			metrics.Read(s)
+			if v := s[0].Value.Uint64(); v > maxHeap.Load() {
+				maxHeap.Store(v)
+			}
+			select {
+			case <-stopHeap:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}()
+
+	jobs := make(chan int)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := range jobs {
+				kind, body := "valid", fmt.Sprintf(`{"question":"question %d: how hot may a Raspberry Pi get?"}`, i)
+				switch i % 10 {
+				case 7:
+					kind, body = "oversized", `{"question":"`+strings.Repeat("z", 8000)+`"}`
+				case 9:
+					kind, body = "malformed", `{"question": 42`
+				}
+				resp, err := client.Post(ts.url+"/v1/runs", "application/json", bytes.NewReader([]byte(body)))
+				if err != nil {
+					bad.Add(1)
+					continue
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				mu.Lock()
+				if got[kind] == nil {
+					got[kind] = map[int]int{}
+				}
+				got[kind][resp.StatusCode]++
+				mu.Unlock()
+				if resp.StatusCode == http.StatusOK {
+					var rr runResponse
+					if json.Unmarshal(b, &rr) == nil && rr.Answer != nil && rr.Answer.Text != "" && len(rr.Passages) > 0 {
+						answered.Add(1)
+					} else {
+						bad.Add(1)
+					}
+				}
+			}
+		})
+	}
+	for i := range requests {
+		switch i {
+		case requests / 3:
+			ts.dev.memPercent.Store(95) // memory pressure for a while
+		case requests / 2:
+			ts.dev.memPercent.Store(30)
+		}
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	close(stopHeap)
+	<-heapDone
+
+	t.Logf("responses: %v; answered %d; max heap %.1f MiB", got, answered.Load(), float64(maxHeap.Load())/(1<<20))
+	assert.Zero(t, bad.Load(), "transport errors or 200s without an answer")
+	for code := range got["valid"] {
+		assert.Contains(t, []int{http.StatusOK, http.StatusTooManyRequests, http.StatusServiceUnavailable}, code)
+	}
+	assert.Equal(t, map[int]int{http.StatusRequestEntityTooLarge: requests / 10}, got["oversized"])
+	for code := range got["malformed"] {
+		assert.Contains(t, []int{http.StatusBadRequest, http.StatusTooManyRequests, http.StatusServiceUnavailable}, code)
+	}
+	assert.Positive(t, got["valid"][http.StatusOK])
+	assert.EqualValues(t, got["valid"][http.StatusOK], answered.Load(), "every accepted run got its answer")
+	assert.Less(t, maxHeap.Load(), uint64(96<<20), "heap bounded")
+	require.NoError(t, ts.stop())
+}
