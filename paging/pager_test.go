@@ -1214,3 +1214,58 @@ func TestUncleanCorruptFile(t *testing.T) {
 		})
 	}
 }
+
+func TestPinAndPrefetchAtOpen(t *testing.T) {
+	dir := t.TempDir()
+	p, err := paging.Wrap(nil, small(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 30 {
+		p.Put(key(i), corpus(uint64(i), 6*kib))
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		pins     []string
+		prefetch []string
+		wantErr  bool
+	}{
+		{"pin and prefetch", []string{key(1), key(2)}, []string{key(3), key(4)}, false},
+		{"pins over half the budget", []string{key(1), key(2), key(3), key(4), key(5), key(6)}, nil, true},
+		{"missing keys are ignored", []string{"nope"}, []string{"nope either"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			opts := small(dir)
+			opts.PinKeys, opts.PrefetchKeys = tt.pins, tt.prefetch
+			p, err := paging.Wrap(nil, opts)
+			if tt.wantErr {
+				if !errors.Is(err, limit.ErrExceeded) {
+					t.Fatalf("Wrap = %v, want a limit error", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			if s := p.Stats(); s.PinnedBytes != int64(len(tt.pins))*6*kib && tt.pins[0] != "nope" {
+				t.Fatalf("pinned %d bytes", s.PinnedBytes)
+			}
+			before := p.Stats().Misses
+			for _, k := range append(append([]string{}, tt.pins...), tt.prefetch...) {
+				var i int
+				if _, err := fmt.Sscanf(k, "key-%d", &i); err != nil {
+					continue
+				}
+				mustGet(t, p, k, corpus(uint64(i), 6*kib))
+			}
+			if after := p.Stats().Misses; after != before {
+				t.Fatalf("%d misses reading pinned and prefetched keys", after-before)
+			}
+		})
+	}
+}
