@@ -246,9 +246,15 @@ func fillDefaults(o *Options) error {
 	return errors.Join(errs...)
 }
 
-// Attach feeds the executor every sample of src. Detach (or Close) stops it.
+// Attach feeds the executor every sample of src, starting with its latest
+// one when src also has a Snapshot method (as *throttle.Monitor does), so an
+// executor attached to a running monitor does not wait a check interval to
+// see the pressure. Detach (or Close) stops it.
 func (e *Executor) Attach(src Source) (detach func()) {
 	cancel := src.Subscribe(e.Observe)
+	if ss, ok := src.(interface{ Snapshot() throttle.Snapshot }); ok {
+		e.Observe(ss.Snapshot().Sample)
+	}
 	e.mu.Lock()
 	prev := e.detach
 	e.detach = cancel

@@ -261,6 +261,23 @@ func TestSimultaneousPressures(t *testing.T) {
 	assert.Equal(t, slog.LevelInfo, level.Level())
 }
 
+func TestAttachSeesTheLatestSample(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := &script{}
+		src.set(40, 90, 40) // already hot when the executor attaches
+		mon, err := throttle.NewMonitor(src, throttle.MonitorOptions{CheckInterval: time.Hour})
+		require.NoError(t, err)
+		require.NoError(t, mon.Start())
+		defer mon.Close()
+		base, _ := executor.New(executor.Options{})
+		a, err := adaptive.New(base, adaptive.Options{})
+		require.NoError(t, err)
+		defer a.Close()
+		a.Attach(mon)
+		assert.Equal(t, adaptive.HighTemp, a.CurrentMode(), "no need to wait an hour for the next sample")
+	})
+}
+
 func TestMissingSignalIsNotPressure(t *testing.T) {
 	base, _ := executor.New(executor.Options{MaxParallel: 2})
 	a, err := adaptive.New(base, adaptive.Options{})

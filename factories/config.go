@@ -263,16 +263,18 @@ var specs = []spec{
 	floatSpec("THERMAL_CRITICAL_C", "Temperature at which the thermal guard pauses work (0 = from the board's trip points)", "°C", "0 (derived; else 85)", func(c *ResourceConfig) *float64 { return &c.ThermalCriticalC }, 0, true, 150, true),
 	pathSpec("THERMAL_SENSOR_PATH", "One temperature file or zone to use instead of the board table", "empty (board table)", func(c *ResourceConfig) *string { return &c.ThermalSensorPath }, true),
 	{
-		Variable: Variable{Name: "MAX_PARALLEL", Meaning: "Most nodes running at once", Unit: "nodes", Default: "usable CPUs (GOMAXPROCS)", Range: "integer in [1, 4096]"},
+		Variable: Variable{Name: "MAX_PARALLEL", Meaning: "Most nodes running at once (0 = usable CPUs)", Unit: "nodes", Default: "usable CPUs (GOMAXPROCS)", Range: "integer in [0, 4096]"},
 		set: func(c *ResourceConfig, raw string) error {
 			v, err := strconv.Atoi(raw)
 			if err != nil {
 				return fmt.Errorf("not an integer")
 			}
-			if v < 1 || v > 4096 {
+			if v < 0 || v > 4096 {
 				return fmt.Errorf("out of range")
 			}
-			c.MaxParallel = v
+			if v > 0 { // 0 keeps the host-derived value
+				c.MaxParallel = v
+			}
 			return nil
 		},
 		get: func(c *ResourceConfig) string { return strconv.Itoa(c.MaxParallel) },

@@ -79,7 +79,7 @@ func TestBadValuesAllReported(t *testing.T) {
 			"CEMAF_RESOURCE_MEMORY_SOFT_LIMIT_MB=4000",
 			"CEMAF_RESOURCE_MEMORY_HARD_LIMIT_MB=3000",
 			"CEMAF_RESOURCE_SYSFS_ROOT=relative/sys",
-			"CEMAF_RESOURCE_MAX_PARALLEL=0",
+			"CEMAF_RESOURCE_MAX_PARALLEL=-3",
 		},
 		Host: pi4,
 	})
@@ -91,7 +91,7 @@ func TestBadValuesAllReported(t *testing.T) {
 		`CEMAF_RESOURCE_MEMORY_THRESHOLD = "120" from environment: out of range; accepted: (0, 100] (%)`,
 		`CEMAF_RESOURCE_COOLDOWN_SECONDS = "-5" from environment: out of range; accepted: (0, 86400] (s)`,
 		`CEMAF_RESOURCE_SYSFS_ROOT = "relative/sys" from environment: not an absolute path`,
-		`CEMAF_RESOURCE_MAX_PARALLEL = "0" from environment: out of range; accepted: integer in [1, 4096]`,
+		`CEMAF_RESOURCE_MAX_PARALLEL = "-3" from environment: out of range; accepted: integer in [0, 4096]`,
 		`CEMAF_RESOURCE_MEMORY_SOFT_LIMIT_MB = 4000 (env) is above CEMAF_RESOURCE_MEMORY_HARD_LIMIT_MB = 3000 (env)`,
 	} {
 		assert.Contains(t, msg, want)
@@ -132,6 +132,12 @@ func TestThermalAndPagerRelations(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "THERMAL_WARNING_C = 85 must be below CEMAF_RESOURCE_THERMAL_CRITICAL_C = 80")
 	assert.Contains(t, err.Error(), "PAGER_PAGE_SIZE_MB = 8 is too large for CEMAF_RESOURCE_PAGER_MEMORY_LIMIT_MB = 16")
+}
+
+func TestMaxParallelZeroMeansHost(t *testing.T) {
+	c, _, err := factories.Load(factories.LoadOptions{Environ: []string{"CEMAF_RESOURCE_MAX_PARALLEL=0"}, Host: pi4})
+	require.NoError(t, err)
+	assert.Equal(t, 4, c.MaxParallel)
 }
 
 func TestDetectHost(t *testing.T) {
