@@ -15,8 +15,12 @@
 //
 // The budget, Options.MemoryLimitMB, bounds the resident value bytes:
 // pages of all values, dirty or clean, pinned or not, plus page-ins in
-// progress. When a write or a page-in needs room, clean pages at the cold
-// end of the LRU list are dropped one at a time; when the cold end is
+// progress. Recency is kept by a golang-lru simplelru list of the evictable
+// pages, with second-chance promotion (the CLOCK approximation of LRU): a
+// hit sets a referenced bit, and a referenced page reaching the cold end is
+// moved back to the front instead of being evicted. When a write or a
+// page-in needs room, clean pages at the cold end of the LRU list are
+// dropped one at a time; when the cold end is
 // dirty, pages are written back (compressed, in batches committed together)
 // and dropped down to a low watermark (Options.LowWatermarkPercent, 90 % by
 // default), so that the following writes do not each wait for a write-back

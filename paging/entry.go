@@ -21,6 +21,9 @@ const (
 	fRAQueued
 	// fExposed: Get returned the buffer itself; it is never recycled.
 	fExposed
+	// fReferenced: accessed since it was last moved to the front of the
+	// LRU list (second-chance promotion).
+	fReferenced
 )
 
 // page is one chunk of a value: page idx covers bytes
@@ -33,8 +36,6 @@ type page struct {
 	load  *loadWait // non-nil while a page-in is in progress
 	dprev *page     // dirty list links
 	dnext *page
-	lprev *page // LRU list links
-	lnext *page
 	seq   uint64 // sequence number at which the page became dirty
 	idx   int64
 	// stored is the length of the page's record in the file (for Stats).

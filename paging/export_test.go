@@ -135,8 +135,8 @@ func (p *Pager) CheckInvariants() error {
 			}
 			if pg.flags&fInLRU != 0 {
 				inLRU++
-				if pg.lnext == nil || pg.lprev == nil {
-					return fmt.Errorf("key %q page %d: flagged in LRU but unlinked", e.key, i)
+				if !p.lru.Contains(pg) {
+					return fmt.Errorf("key %q page %d: flagged in LRU but not in it", e.key, i)
 				}
 			} else if !e.pinned && pg.flags&fEvictOnClean == 0 {
 				return fmt.Errorf("key %q page %d: resident, unpinned, not in LRU", e.key, i)
@@ -169,7 +169,7 @@ func (p *Pager) CheckInvariants() error {
 		n++
 	}
 	lruCount := int64(0)
-	for pg := p.lru.lnext; pg != &p.lru; pg = pg.lnext {
+	for _, pg := range p.lru.Keys() {
 		if pg.flags&fInLRU == 0 || pg.buf == nil {
 			return fmt.Errorf("key %q page %d: in the LRU list but not flagged resident", pg.e.key, pg.idx)
 		}

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/golang-lru/v2/simplelru"
+
 	"github.com/cemaf-go/cemaf/dag"
 	"github.com/cemaf-go/cemaf/internal/limit"
 )
@@ -44,12 +46,14 @@ type Pager struct {
 	cond *sync.Cond // broadcast when a write-back, page-in or read-ahead ends
 
 	index map[string]*entry
-	// lru is the sentinel of the LRU list: the resident pages that may be
-	// evicted (not pinned, not loading, not claimed for eviction), most
-	// recently used first (lru.lnext), least recently used last
-	// (lru.lprev). The list is intrusive so that a hit moves a page in
-	// O(1) without a second hash lookup.
-	lru    page
+	// lru orders the resident pages that may be evicted (not pinned, not
+	// loading, not claimed for eviction) by recency. It has no entry limit
+	// of its own: eviction is by bytes, driven by the budget. A hit does
+	// not reorder it; it sets the page's fReferenced bit, and lruOldest
+	// gives referenced pages a second chance by moving them to the front
+	// (the CLOCK approximation of LRU), which keeps the hit path to one
+	// map lookup and a flag.
+	lru    *simplelru.LRU[*page, struct{}]
 	lruLen int64
 	// The dirty list holds dirty pages in the order they became dirty.
 	dirtyHead, dirtyTail *page
@@ -198,7 +202,7 @@ func newPager(cfg config, st *store) *Pager {
 	}
 	p.encs = make([]encoder, cfg.workers)
 	p.cond = sync.NewCond(&p.mu)
-	p.lru.lnext, p.lru.lprev = &p.lru, &p.lru
+	p.lru, _ = simplelru.NewLRU[*page, struct{}](math.MaxInt32, nil) // no count limit: evicted by bytes
 	p.setLimitLocked(cfg.limit)
 	return p
 }
@@ -413,10 +417,7 @@ func (p *Pager) Get(key string) ([]byte, error) {
 	if e != nil && !p.closed && e.size <= e.psize && e.p0.buf != nil {
 		pg := &e.p0
 		if pg.flags&(fInLRU|fPrefetched) == fInLRU {
-			if p.lru.lnext != pg {
-				p.lruUnlink(pg)
-				p.lruPushFront(pg)
-			}
+			pg.flags |= fReferenced
 		} else {
 			p.touchLocked(pg)
 		}
@@ -683,10 +684,7 @@ func (p *Pager) loadLocked(pg *page, n int64, prefetch bool, spare []byte) ([]by
 func (p *Pager) touchLocked(pg *page) {
 	switch {
 	case pg.flags&fInLRU != 0:
-		if p.lru.lnext != pg {
-			p.lruUnlink(pg)
-			p.lruPushFront(pg)
-		}
+		pg.flags |= fReferenced
 	case pg.flags&fEvictOnClean != 0:
 		// Claimed for eviction while its write-back runs: keep it.
 		pg.flags &^= fEvictOnClean
@@ -704,8 +702,9 @@ func (p *Pager) touchLocked(pg *page) {
 // dirty-list helpers below).
 func (p *Pager) lruAddLocked(pg *page) {
 	if pg.flags&fInLRU == 0 && !pg.e.pinned {
-		p.lruPushFront(pg)
+		p.lru.Add(pg, struct{}{})
 		pg.flags |= fInLRU
+		pg.flags &^= fReferenced
 		p.lruLen++
 	}
 }
@@ -713,33 +712,28 @@ func (p *Pager) lruAddLocked(pg *page) {
 // lruRemoveLocked takes pg out of the LRU list.
 func (p *Pager) lruRemoveLocked(pg *page) {
 	if pg.flags&fInLRU != 0 {
-		p.lruUnlink(pg)
-		pg.flags &^= fInLRU
+		p.lru.Remove(pg)
+		pg.flags &^= fInLRU | fReferenced
 		p.lruLen--
 	}
 }
 
 // lruOldest returns the least recently used evictable page, or nil.
+// Pages referenced since they were last moved to the front get a second
+// chance: they go to the front with their bit cleared, so the loop ends
+// within one pass over the list.
 func (p *Pager) lruOldest() *page {
-	if p.lru.lprev == &p.lru {
-		return nil
+	for {
+		pg, _, ok := p.lru.GetOldest()
+		if !ok {
+			return nil
+		}
+		if pg.flags&fReferenced == 0 {
+			return pg
+		}
+		pg.flags &^= fReferenced
+		p.lru.Get(pg) // to the front
 	}
-	return p.lru.lprev
-}
-
-// lruPushFront links pg at the front of the LRU list.
-func (p *Pager) lruPushFront(pg *page) {
-	pg.lprev = &p.lru
-	pg.lnext = p.lru.lnext
-	p.lru.lnext.lprev = pg
-	p.lru.lnext = pg
-}
-
-// lruUnlink takes pg out of the LRU list's links.
-func (p *Pager) lruUnlink(pg *page) {
-	pg.lprev.lnext = pg.lnext
-	pg.lnext.lprev = pg.lprev
-	pg.lprev, pg.lnext = nil, nil
 }
 
 // Put stores a copy of value under key, replacing any previous value. The
