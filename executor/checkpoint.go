@@ -282,6 +282,10 @@ type RunRecord struct {
 	// finished; the others can be resumed.
 	Status string `json:"status"`
 	Error  string `json:"error,omitempty"`
+	// DurableState is set when the run's State keeps its own values
+	// durably (a paging.Pager in ModeDurable): the store then records only
+	// which nodes completed, and a resume must use that same State.
+	DurableState bool `json:"durable_state,omitempty"`
 }
 
 // Finished reports whether the run succeeded (and cannot be resumed).
@@ -537,8 +541,26 @@ type restored struct {
 	deleted []string
 }
 
+// DurableState is a State that keeps its values in durable storage of its
+// own, such as a paging.Pager in ModeDurable. When a run's State is one and
+// Durable reports true, the checkpoint store does not copy the values nodes
+// write: before it records completions it calls Checkpoint, which must make
+// every change made before the call survive a crash. A resumed run must
+// then be given the same State (the same pager storage), which still holds
+// the values.
+//
+// Caveat: a durable State may also keep values written by a node that had
+// not completed when the process died; that node runs again on resume and
+// normally rewrites them.
+type DurableState interface {
+	dag.State
+	Checkpoint() error
+	Durable() bool
+}
+
 // begin records a new run, or loads an unfinished one with the same ID.
-func (s *CheckpointStore) begin(id string, g *dag.Graph, now time.Time) (*restored, error) {
+// durable says whether the State keeps its own values (DurableState).
+func (s *CheckpointStore) begin(id string, g *dag.Graph, durable bool, now time.Time) (*restored, error) {
 	fp := g.Fingerprint()
 	var out *restored
 	err := s.update(func(tx *bolt.Tx) error {
@@ -549,7 +571,7 @@ func (s *CheckpointStore) begin(id string, g *dag.Graph, now time.Time) (*restor
 			if err != nil {
 				return err
 			}
-			rec := RunRecord{ID: id, Graph: fp, Nodes: g.Len(), Created: now, Updated: now, Status: "running"}
+			rec := RunRecord{ID: id, Graph: fp, Nodes: g.Len(), Created: now, Updated: now, Status: "running", DurableState: durable}
 			gr := graphRecord{Edges: g.Edges()}
 			for i := range g.Len() {
 				gr.Nodes = append(gr.Nodes, g.At(i).ID)
@@ -570,6 +592,9 @@ func (s *CheckpointStore) begin(id string, g *dag.Graph, now time.Time) (*restor
 		}
 		if rec.Finished() {
 			return fmt.Errorf("executor: run %q: %w at %s", id, ErrRunFinished, rec.Updated.Format(time.RFC3339))
+		}
+		if rec.DurableState && !durable {
+			return fmt.Errorf("executor: run %q kept its values in a durable State (a pager in durable mode); resume it with that State", id)
 		}
 		if rec.Graph != fp {
 			var gr graphRecord

@@ -22,6 +22,7 @@ import (
 
 	"github.com/cemaf-go/cemaf/dag"
 	"github.com/cemaf-go/cemaf/executor"
+	"github.com/cemaf-go/cemaf/paging"
 )
 
 // crashGraph is a deterministic 200-node DAG: node i hashes its
@@ -104,7 +105,17 @@ func TestCrashChild(t *testing.T) {
 		}
 	})
 	e, _ := executor.New(executor.Options{Checkpoints: store, MaxParallel: 3, Observers: []executor.Observer{progress}})
-	s := dag.NewMemoryState()
+	var s dag.State = dag.NewMemoryState()
+	if os.Getenv("CEMAF_CRASH_PAGER") != "" {
+		// The State is a durable pager: the values stay in its own file.
+		p, err := paging.Wrap(nil, paging.Options{StoragePath: filepath.Join(dir, "pages"), Mode: paging.ModeDurable, MemoryLimitMB: 1, PageSizeMB: 1.0 / 64})
+		if err != nil {
+			fmt.Println("pager:", err)
+			os.Exit(6)
+		}
+		defer p.Close()
+		s = p
+	}
 	_, err = e.RunWith(context.Background(), crashGraph(t, true), s, executor.RunOptions{ID: "crash"})
 	if errors.Is(err, executor.ErrRunFinished) {
 		os.Exit(0)
@@ -123,18 +134,25 @@ func TestCrashChild(t *testing.T) {
 
 // TestCrashResume kills a process running a 200-node DAG with SIGKILL at
 // random points, 50 times in a row, resuming it each time; the run finishes
-// and its final State equals that of an uninterrupted run.
+// and its final State equals that of an uninterrupted run. It does so with
+// the values in the checkpoint store (a memory State) and with the values
+// in a durable pager (which the store then does not copy).
 func TestCrashResume(t *testing.T) {
 	if testing.Short() {
-		t.Skip("spawns 50 processes; skipped with -short")
+		t.Skip("spawns 100 processes; skipped with -short")
 	}
+	t.Run("memory-state", func(t *testing.T) { crashResume(t, nil) })
+	t.Run("durable-pager", func(t *testing.T) { crashResume(t, []string{"CEMAF_CRASH_PAGER=1"}) })
+}
+
+func crashResume(t *testing.T, extraEnv []string) {
 	dir := t.TempDir()
 	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 	kills := 0
 	for attempt := 0; kills < 50; attempt++ {
 		require.Less(t, attempt, 500, "the run keeps finishing before it can be killed")
 		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
-		cmd.Env = append(os.Environ(), "CEMAF_CRASH_DIR="+dir)
+		cmd.Env = append(append(os.Environ(), extraEnv...), "CEMAF_CRASH_DIR="+dir)
 		stdout, err := cmd.StdoutPipe()
 		require.NoError(t, err)
 		var stderr strings.Builder
@@ -176,7 +194,7 @@ func TestCrashResume(t *testing.T) {
 			break
 		}
 		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
-		cmd.Env = append(os.Environ(), "CEMAF_CRASH_DIR="+dir)
+		cmd.Env = append(append(os.Environ(), extraEnv...), "CEMAF_CRASH_DIR="+dir)
 		out, err := cmd.CombinedOutput()
 		require.NoError(t, err, "%s", out)
 	}

@@ -73,6 +73,7 @@ type run struct {
 	// Checkpointing (store nil: off). The committer goroutine makes
 	// completions durable; commitWake (capacity 1) tells it to look.
 	store      *CheckpointStore
+	durable    DurableState // the State, when it keeps its own values durably
 	policy     CommitPolicy
 	commitWake chan struct{}
 	commitDone chan struct{}
@@ -130,6 +131,9 @@ func newRun(ctx context.Context, e *Executor, g *dag.Graph, s dag.State, id stri
 	}
 	if e.opts.Checkpoints != nil {
 		r.store = e.opts.Checkpoints
+		if ds, ok := s.(DurableState); ok && ds.Durable() {
+			r.durable = ds
+		}
 		r.policy = r.store.opts.Commit
 		r.commitWake = make(chan struct{}, 1)
 		r.commitDone = make(chan struct{})
@@ -182,7 +186,7 @@ func (r *run) prepare() error {
 // one: its completed nodes are marked succeeded (and their dependents'
 // in-degrees lowered) and the State keys they changed are written back.
 func (r *run) restore() error {
-	rest, err := r.store.begin(r.id, r.g, time.Now())
+	rest, err := r.store.begin(r.id, r.g, r.durable != nil, time.Now())
 	if err != nil || rest == nil {
 		return err
 	}
@@ -503,7 +507,7 @@ func (r *run) worker(a attempt) {
 		}
 		var st dag.State = r.state
 		var tracked *trackedState
-		if r.store != nil {
+		if r.store != nil && r.durable == nil {
 			tracked = &trackedState{State: r.state}
 			st = tracked
 		}
@@ -832,7 +836,17 @@ func (r *run) committer() {
 		}
 		r.mu.Unlock()
 		if batch != nil {
-			err := r.store.commit(r.id, batch, time.Now())
+			var err error
+			if r.durable != nil {
+				// The values stay in the State: make them durable first,
+				// then record the completions.
+				if err = r.durable.Checkpoint(); err != nil {
+					err = fmt.Errorf("checkpoint the State: %w", err)
+				}
+			}
+			if err == nil {
+				err = r.store.commit(r.id, batch, time.Now())
+			}
 			reason := r.check()
 			r.mu.Lock()
 			r.committing = false

@@ -206,6 +206,12 @@ func (p *Pager) SetMemoryLimit(bytes int64) error {
 	return nil
 }
 
+// Durable reports whether the pager runs in ModeDurable: whether a nil
+// Checkpoint makes the values written before it survive a crash. The
+// executor's checkpoint store relies on it to leave the values of a run in
+// the pager instead of copying them.
+func (p *Pager) Durable() bool { return p.cfg.mode == ModeDurable }
+
 // MemoryLimit returns the current budget in bytes.
 func (p *Pager) MemoryLimit() int64 {
 	p.mu.Lock()

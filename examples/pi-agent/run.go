@@ -147,7 +147,9 @@ func runCmd(ctx context.Context, args []string, env []string, stdout, stderr io.
 
 	progress := newProgress(stderr, f.jsonOut)
 	rt, err := factories.NewRuntime(cfg, factories.RuntimeOptions{
-		Pager:          paging.Options{StoragePath: filepath.Join(storage, "pages", runID)},
+		// A durable pager keeps the run's values itself: checkpoints record
+		// only which nodes finished, and a resumed run reopens the pages.
+		Pager:          paging.Options{StoragePath: filepath.Join(storage, "pages", runID), Mode: paging.ModeDurable},
 		CheckpointPath: filepath.Join(storage, "runs.db"),
 		Executor:       executor.Options{Observers: []executor.Observer{progress, executor.NewLogObserver(logger)}},
 		LogLevel:       level,

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -594,6 +595,8 @@ func (s *server) unload(why string) bool {
 		s.logger.Warn("pi-agent serve: closing the index pager", "error", err)
 	}
 	os.RemoveAll(filepath.Join(s.opts.storage, "serve-pages"))
+	// Give the memory back to the device now, not at the next GC cycle.
+	debug.FreeOSMemory()
 	s.logger.Info("pi-agent serve: unloaded the index and LLM connections", "reason", why)
 	return true
 }
