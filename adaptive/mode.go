@@ -56,6 +56,7 @@ type Pressure struct {
 	Since     time.Time `json:"since"`
 }
 
+// String formats the pressure as "mode: signal value ≥ threshold".
 func (p Pressure) String() string {
 	return fmt.Sprintf("%s: %s %.1f ≥ %.1f", p.Mode, p.Signal, p.Value, p.Threshold)
 }

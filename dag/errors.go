@@ -39,6 +39,7 @@ type ValidationError struct {
 	Detail string
 }
 
+// Error names the offending nodes and the problem.
 func (e *ValidationError) Error() string {
 	switch e.Err {
 	case ErrEmptyID:
@@ -59,6 +60,7 @@ func (e *ValidationError) Error() string {
 	return fmt.Sprintf("dag: node %q: %v", e.Node, e.Err)
 }
 
+// Unwrap returns the sentinel (ErrCycle, ErrDuplicateID, …).
 func (e *ValidationError) Unwrap() error { return e.Err }
 
 func fieldError(field string, value any, want string) error {

@@ -125,7 +125,10 @@ func (p *RetryPolicy) Validate() error {
 // PermanentError marks an error that must not be retried.
 type PermanentError struct{ Err error }
 
+// Error returns the wrapped error's message.
 func (e *PermanentError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the wrapped error.
 func (e *PermanentError) Unwrap() error { return e.Err }
 
 // Permanent wraps err so that the executor never retries it, whatever the

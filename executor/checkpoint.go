@@ -471,6 +471,7 @@ type GraphChangedError struct {
 	OrderChanged             bool // same nodes and edges in a different order
 }
 
+// Error lists what changed: added and removed nodes and edges.
 func (e *GraphChangedError) Error() string {
 	var parts []string
 	list := func(what string, ids []string) {

@@ -43,13 +43,30 @@
 // Resumed event with its duration. The guards of packages throttle, thermal
 // and disk implement Gate and Checker.
 //
+// Durable runs: with Options.Checkpoints (a CheckpointStore, a bbolt file),
+// every node that succeeds is recorded, with the State keys it changed,
+// before its dependents start. Running the same graph with the same
+// RunOptions.ID resumes an unfinished run: completed nodes are skipped and
+// their State restored. Each node runs at least once; NodeInfo's
+// IdempotencyKey, stable across attempts and resumes, lets node code make
+// side effects exactly-once. A CommitPolicy groups completions into fewer
+// fsync'd commits (SD-card wear) without letting a dependent start early. A
+// changed graph is refused with a *GraphChangedError that lists the
+// differences; a damaged file with ErrCheckpointCorrupt. With a State that
+// keeps its values durably itself (DurableState: a paging.Pager in durable
+// mode), the store records only the completions, after checkpointing the
+// State. Finished runs are garbage-collected by age and count.
+//
 // Goroutines: no goroutine started by a run outlives it, except abandoned
-// node goroutines.
+// node goroutines. With checkpoints, a committer goroutine per run makes
+// completions durable; it too ends before Run returns.
 //
 // # Caveats
 //
 // An abandoned node keeps running and may still write to the State; it is
-// never retried, to avoid two copies running at once. Observers must be
+// never retried, to avoid two copies running at once. Checkpointing a
+// memory State copies every changed value into the checkpoint file (and
+// transiently into RAM); use a durable pager for large States. Observers must be
 // quick: they run on the coordinator, which also fires timers. A Gate that
 // does not implement Checker is waited on inline by the coordinator, which
 // then serialises node starts; implement Checker for a cheap fast path.

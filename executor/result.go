@@ -136,10 +136,12 @@ type NodeError struct {
 	Err      error
 }
 
+// Error names the node, its attempts and the cause.
 func (e *NodeError) Error() string {
 	return fmt.Sprintf("executor: node %q failed after %d attempt(s): %v", e.Node, e.Attempts, e.Err)
 }
 
+// Unwrap returns the cause.
 func (e *NodeError) Unwrap() error { return e.Err }
 
 // PanicError is the error of a node whose function panicked. Panics are
@@ -149,6 +151,7 @@ type PanicError struct {
 	Stack []byte
 }
 
+// Error formats the panic value.
 func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v", e.Value) }
 
 // TimeoutError is the error of an attempt that exceeded its timeout. It
@@ -160,6 +163,7 @@ type TimeoutError struct {
 	Abandoned bool
 }
 
+// Error says how long the node had and whether it was abandoned.
 func (e *TimeoutError) Error() string {
 	if e.Abandoned {
 		return fmt.Sprintf("node timed out after %v and ignored its context; goroutine abandoned", e.Timeout)
@@ -178,6 +182,7 @@ type UpstreamError struct {
 	Dependency string
 }
 
+// Error names the dependency that failed.
 func (e *UpstreamError) Error() string {
 	return fmt.Sprintf("dependency %q failed", e.Dependency)
 }

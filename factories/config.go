@@ -32,6 +32,7 @@ const (
 
 var sourceNames = [...]string{"default", "host", "env", "file", "flag"}
 
+// String returns "default", "host", "env", "file" or "flag".
 func (s Source) String() string {
 	if int(s) < len(sourceNames) {
 		return sourceNames[s]
@@ -404,6 +405,7 @@ type VarError struct {
 	Unit     string
 }
 
+// Error names the variable, the value, where it came from and what is accepted.
 func (e *VarError) Error() string {
 	unit := ""
 	if e.Unit != "" && e.Unit != "path" {
