@@ -73,6 +73,30 @@ func NewValueReader(s State, key string) (io.Reader, error) {
 	return &sliceReader{b: v}, nil
 }
 
+// ReadAt reads len(p) bytes of the value under key starting at byte off,
+// with the semantics of io.ReaderAt: through s's RangeReader when it has
+// one, otherwise from the whole value returned by Get.
+func ReadAt(s State, key string, p []byte, off int64) (int, error) {
+	if rr, ok := s.(RangeReader); ok {
+		return rr.ReadAt(key, p, off)
+	}
+	v, err := s.Get(key)
+	if err != nil {
+		return 0, err
+	}
+	if off < 0 {
+		return 0, fmt.Errorf("dag: state: read %q at negative offset %d", key, off)
+	}
+	if off >= int64(len(v)) {
+		return 0, io.EOF
+	}
+	n := copy(p, v[off:])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
 type readerAtFunc func(p []byte, off int64) (int, error)
 
 func (f readerAtFunc) ReadAt(p []byte, off int64) (int, error) { return f(p, off) }

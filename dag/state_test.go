@@ -105,18 +105,29 @@ type rangeState struct {
 
 func (r *rangeState) ReadAt(key string, p []byte, off int64) (int, error) {
 	r.reads++
-	v, err := r.Get(key)
-	if err != nil {
-		return 0, err
-	}
-	if off >= int64(len(v)) {
-		return 0, io.EOF
-	}
-	n := copy(p, v[off:])
-	if n < len(p) {
-		return n, io.EOF
-	}
-	return n, nil
+	return dag.ReadAt(r.MemoryState, key, p, off) // MemoryState: through Get
+}
+
+func TestReadAt(t *testing.T) {
+	s := dag.NewMemoryState()
+	require.NoError(t, s.Put("v", []byte("0123456789")))
+	buf := make([]byte, 4)
+	n, err := dag.ReadAt(s, "v", buf, 3)
+	assert.NoError(t, err)
+	assert.Equal(t, "3456", string(buf[:n]))
+	n, err = dag.ReadAt(s, "v", buf, 8)
+	assert.ErrorIs(t, err, io.EOF)
+	assert.Equal(t, "89", string(buf[:n]))
+	_, err = dag.ReadAt(s, "v", buf, 10)
+	assert.ErrorIs(t, err, io.EOF)
+	_, err = dag.ReadAt(s, "v", buf, -1)
+	assert.ErrorContains(t, err, "negative offset")
+	_, err = dag.ReadAt(s, "none", buf, 0)
+	assert.ErrorIs(t, err, dag.ErrNotFound)
+	rs := &rangeState{MemoryState: s}
+	_, err = dag.ReadAt(rs, "v", buf, 0)
+	assert.NoError(t, err)
+	assert.Equal(t, 1, rs.reads, "a RangeReader is used when there is one")
 }
 
 func TestNewValueReader(t *testing.T) {

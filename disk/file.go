@@ -62,7 +62,7 @@ func (t *Throttler) WriteAtomic(ctx context.Context, name string, perm os.FileMo
 		return fmt.Errorf("disk: %w", err)
 	}
 	committed = true
-	if err := syncDir(dir); err != nil {
+	if err := SyncDir(dir); err != nil {
 		return fmt.Errorf("disk: %s was replaced but syncing its directory failed: %w", name, err)
 	}
 	return nil

@@ -4,8 +4,9 @@ package disk
 
 import "os"
 
-// syncDir makes a rename in dir durable by syncing the directory.
-func syncDir(dir string) error {
+// SyncDir makes the creation, removal or renaming of files in dir durable
+// by syncing the directory, as a rename-into-place must be followed by.
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err

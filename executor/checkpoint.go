@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"slices"
@@ -301,23 +300,17 @@ type doneRecord struct {
 	End      time.Time `json:"end"`
 }
 
-// view runs fn in a read transaction, turning a panic inside bbolt (a
-// damaged page) into ErrCheckpointCorrupt.
-func (s *CheckpointStore) view(fn func(tx *bolt.Tx) error) (err error) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.db == nil {
-		return ErrStoreClosed
-	}
-	defer func() {
-		if v := recover(); v != nil {
-			err = fmt.Errorf("executor: checkpoint file %s: %w: %v", s.path, ErrCheckpointCorrupt, v)
-		}
-	}()
-	return s.db.View(fn)
+// view runs fn in a read transaction and update in a write transaction;
+// both turn a panic inside bbolt (a damaged page) into ErrCheckpointCorrupt.
+func (s *CheckpointStore) view(fn func(tx *bolt.Tx) error) error {
+	return s.tx(false, fn)
 }
 
-func (s *CheckpointStore) update(fn func(tx *bolt.Tx) error) (err error) {
+func (s *CheckpointStore) update(fn func(tx *bolt.Tx) error) error {
+	return s.tx(true, fn)
+}
+
+func (s *CheckpointStore) tx(writable bool, fn func(tx *bolt.Tx) error) (err error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.db == nil {
@@ -328,7 +321,10 @@ func (s *CheckpointStore) update(fn func(tx *bolt.Tx) error) (err error) {
 			err = fmt.Errorf("executor: checkpoint file %s: %w: %v", s.path, ErrCheckpointCorrupt, v)
 		}
 	}()
-	return s.db.Update(fn)
+	if writable {
+		return s.db.Update(fn)
+	}
+	return s.db.View(fn)
 }
 
 // Runs lists the runs in the store, newest first.
@@ -773,21 +769,7 @@ func (t *trackedState) mark(key string, deleted bool) {
 
 // ReadAt keeps the wrapped State's incremental reads available.
 func (t *trackedState) ReadAt(key string, p []byte, off int64) (int, error) {
-	if rr, ok := t.State.(dag.RangeReader); ok {
-		return rr.ReadAt(key, p, off)
-	}
-	v, err := t.State.Get(key)
-	if err != nil {
-		return 0, err
-	}
-	if off >= int64(len(v)) {
-		return 0, io.EOF
-	}
-	n := copy(p, v[off:])
-	if n < len(p) {
-		return n, io.EOF
-	}
-	return n, nil
+	return dag.ReadAt(t.State, key, p, off)
 }
 
 // changes reads the current value of every key the attempt changed.

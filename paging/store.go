@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cemaf-go/cemaf/disk"
 	"github.com/cemaf-go/cemaf/internal/limit"
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
@@ -182,7 +183,7 @@ func (s *store) create() error {
 		err = os.Rename(tmp, s.path)
 	}
 	if err == nil {
-		err = syncDir(filepath.Dir(s.path))
+		err = disk.SyncDir(filepath.Dir(s.path))
 	}
 	if err != nil {
 		_ = os.Remove(tmp)
@@ -565,7 +566,7 @@ func (s *store) compact() error {
 	s.db = nil
 	renameErr := os.Rename(tmp, s.path)
 	if renameErr == nil {
-		renameErr = syncDir(filepath.Dir(s.path))
+		renameErr = disk.SyncDir(filepath.Dir(s.path))
 	} else {
 		os.Remove(tmp)
 	}
@@ -598,18 +599,6 @@ func (s *store) close(clean bool) error {
 		}
 	}
 	if cerr := s.closeDB(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
 		err = cerr
 	}
 	return err

@@ -157,6 +157,16 @@ func (c *common) logger(stderr io.Writer) (*slog.Logger, *slog.LevelVar, error) 
 	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv})), lv, nil
 }
 
+// loadStorage loads the configuration and resolves the storage directory.
+func (c *common) loadStorage(env []string, stderr io.Writer) (factories.ResourceConfig, string, error) {
+	cfg, err := c.load(env, stderr)
+	if err != nil {
+		return cfg, "", err
+	}
+	storage, err := c.storageDir(cfg)
+	return cfg, storage, err
+}
+
 // storageDir is where pages, checkpoints and reports live.
 func (c *common) storageDir(cfg factories.ResourceConfig) (string, error) {
 	if c.storage != "" {

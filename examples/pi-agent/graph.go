@@ -37,11 +37,7 @@ func runsCmd(args []string, env []string, stdout, stderr io.Writer) error {
 	if err := c.parse(args); err != nil {
 		return err
 	}
-	cfg, err := c.load(env, stderr)
-	if err != nil {
-		return err
-	}
-	storage, err := c.storageDir(cfg)
+	_, storage, err := c.loadStorage(env, stderr)
 	if err != nil {
 		return err
 	}

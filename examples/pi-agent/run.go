@@ -109,15 +109,11 @@ func runCmd(ctx context.Context, args []string, env []string, stdout, stderr io.
 	if err != nil {
 		return err
 	}
-	cfg, err := f.load(env, stderr)
+	cfg, storage, err := f.loadStorage(env, stderr)
 	if err != nil {
 		return err
 	}
 	docs, label, err := corpus(f.docs)
-	if err != nil {
-		return err
-	}
-	storage, err := f.storageDir(cfg)
 	if err != nil {
 		return err
 	}

@@ -106,17 +106,15 @@ func serveCmd(ctx context.Context, args []string, env []string, stdout, stderr i
 	if err != nil {
 		return err
 	}
-	cfg, err := c.load(env, stderr)
+	cfg, storage, err := c.loadStorage(env, stderr)
 	if err != nil {
 		return err
 	}
+	o.storage = storage
 	if o.memThreshold == 0 {
 		o.memThreshold = cfg.MemoryThreshold
 	}
 	if o.docs, o.docsLabel, err = corpus(*docs); err != nil {
-		return err
-	}
-	if o.storage, err = c.storageDir(cfg); err != nil {
 		return err
 	}
 	o.llmURL, o.llmModel, o.llmKey = getenv(env, "CEMAF_LLM_URL"), cmpOr(getenv(env, "CEMAF_LLM_MODEL"), "local"), getenv(env, "CEMAF_LLM_API_KEY")

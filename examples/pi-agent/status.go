@@ -59,11 +59,7 @@ func statusCmd(ctx context.Context, args []string, env []string, stdout, stderr 
 	if err != nil {
 		return err
 	}
-	cfg, err := c.load(env, stderr)
-	if err != nil {
-		return err
-	}
-	storage, err := c.storageDir(cfg)
+	cfg, storage, err := c.loadStorage(env, stderr)
 	if err != nil {
 		return err
 	}
