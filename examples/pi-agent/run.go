@@ -156,6 +156,12 @@ func runCmd(ctx context.Context, args []string, env []string, stdout, stderr io.
 	}
 	defer rt.Close()
 	rt.Executor.OnModeChange(progress.modeChange)
+	// The device may already be under pressure: the first sample was taken
+	// while the runtime was built.
+	if st := rt.Executor.Status(); st.Mode != adaptive.Normal {
+		progress.modeChange(adaptive.ModeChange{Time: st.Since, From: adaptive.Normal, To: st.Mode,
+			Active: st.Active, Reason: describeActive(st.Active), Settings: st.Settings})
+	}
 	if f.resume != "" {
 		done, err := rt.Checkpoints.CompletedNodes(runID)
 		if err != nil {
@@ -237,6 +243,14 @@ func runCmd(ctx context.Context, args []string, env []string, stdout, stderr io.
 		return fmt.Errorf("run %s: no answer: %s; the report keeps the retrieved passages", runID, sum.AnswerError)
 	}
 	return nil
+}
+
+func describeActive(active []adaptive.Pressure) string {
+	parts := make([]string, len(active))
+	for i, p := range active {
+		parts[i] = p.String()
+	}
+	return strings.Join(parts, "; ")
 }
 
 func cmpOr(a, b string) string {
