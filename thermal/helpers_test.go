@@ -1,7 +1,6 @@
 package thermal_test
 
 import (
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,31 +12,12 @@ import (
 // installs get_throttled at its real sysfs path.
 func fixture(t testing.TB, name string) string {
 	t.Helper()
-	src := filepath.Join("testdata", name)
 	dst := t.TempDir()
-	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(src, p)
-		if err != nil {
-			return err
-		}
-		target := filepath.Join(dst, rel)
-		if d.IsDir() {
-			return os.MkdirAll(target, 0o755)
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(target, b, 0o644)
-	})
-	if err != nil {
+	if err := os.CopyFS(dst, os.DirFS(filepath.Join("testdata", name))); err != nil {
 		t.Fatal(err)
 	}
 	if name == "pi4" {
-		b, err := os.ReadFile(filepath.Join(src, "get_throttled"))
+		b, err := os.ReadFile(filepath.Join("testdata", name, "get_throttled"))
 		if err != nil {
 			t.Fatal(err)
 		}

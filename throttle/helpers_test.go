@@ -1,7 +1,6 @@
 package throttle_test
 
 import (
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -18,24 +17,8 @@ import (
 // directory, so that a test may rewrite files between samples.
 func copyTree(t testing.TB, name string) string {
 	t.Helper()
-	src := filepath.Join("testdata", name)
 	dst := t.TempDir()
-	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		target := filepath.Join(dst, rel)
-		if d.IsDir() {
-			return os.MkdirAll(target, 0o755)
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(target, b, 0o644)
-	})
-	if err != nil {
+	if err := os.CopyFS(dst, os.DirFS(filepath.Join("testdata", name))); err != nil {
 		t.Fatal(err)
 	}
 	return dst
