@@ -14,6 +14,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/cemaf-go/cemaf/dag"
+	"github.com/cemaf-go/cemaf/internal/boltcheck"
 )
 
 // Errors of the checkpoint store.
@@ -163,10 +164,9 @@ func OpenCheckpoints(path string, opts CheckpointOptions) (*CheckpointStore, err
 }
 
 func openCheckpointDB(path string) (*bolt.DB, error) {
-	// A read-write open makes bbolt load the freelist, which panics on a
-	// damaged file after mapping it; the mapping would then keep the file
-	// locked. So an existing file is first verified through a read-only
-	// open, which loads nothing and which we can always close.
+	// bbolt trusts the file it maps: a damaged one can make a read-write
+	// open panic or fault where no recover reaches. An existing file is
+	// therefore verified first by reading it (internal/boltcheck).
 	if fi, err := os.Stat(path); err == nil && fi.Size() > 0 {
 		if err := verifyCheckpointFile(path); err != nil {
 			return nil, err
@@ -206,33 +206,11 @@ func boltOpenError(path string, err error) error {
 	return fmt.Errorf("executor: open checkpoint file %s: %w", path, err)
 }
 
-// verifyCheckpointFile opens path read-only and checks that it is a
-// consistent cemaf checkpoint file (or an empty bbolt file). A panic inside
-// bbolt on a damaged page is turned into ErrCheckpointCorrupt; bbolt rolls
-// the transaction back, so the file can be closed.
-func verifyCheckpointFile(path string) (err error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, ReadOnly: true})
-	if err != nil {
-		return boltOpenError(path, err)
-	}
-	defer db.Close()
-	defer func() {
-		if v := recover(); v != nil {
-			err = fmt.Errorf("executor: checkpoint file %s: %w: %v", path, ErrCheckpointCorrupt, v)
-		}
-	}()
-	err = db.View(func(tx *bolt.Tx) error {
-		// Drain every error: Check sends them from its own goroutine, which
-		// would otherwise block forever holding the transaction.
-		var first error
-		for err := range tx.Check() {
-			if first == nil {
-				first = err
-			}
-		}
-		if first != nil {
-			return first
-		}
+// verifyCheckpointFile checks, without writing a byte and without letting
+// a damaged file crash the process (internal/boltcheck), that path is a
+// consistent cemaf checkpoint file or an empty bbolt file.
+func verifyCheckpointFile(path string) error {
+	err := boltcheck.Verify(path, 2*time.Second, func(tx *bolt.Tx) error {
 		empty := true
 		if err := tx.ForEach(func([]byte, *bolt.Bucket) error { empty = false; return nil }); err != nil {
 			return err
@@ -240,16 +218,18 @@ func verifyCheckpointFile(path string) (err error) {
 		if empty {
 			return nil
 		}
-		m := tx.Bucket(bucketMeta)
-		if m == nil || string(m.Get(keyFormat)) != checkpointFormat {
+		if m := tx.Bucket(bucketMeta); m == nil || string(m.Get(keyFormat)) != checkpointFormat {
 			return errors.New("not a cemaf checkpoint file")
 		}
 		return nil
 	})
-	if err != nil {
-		return fmt.Errorf("executor: checkpoint file %s: %w: %v", path, ErrCheckpointCorrupt, err)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, boltcheck.ErrLocked):
+		return fmt.Errorf("executor: checkpoint file %s is locked by another process", path)
 	}
-	return nil
+	return fmt.Errorf("executor: checkpoint file %s: %w: %v", path, ErrCheckpointCorrupt, err)
 }
 
 // Path returns the file the store writes.

@@ -57,9 +57,13 @@
 // same transaction, so the file always holds complete values.
 //
 // In ModeCache (the default) write-backs are not synced; Checkpoint and
-// Close (which writes every dirty value back) sync the file once. If Wrap
-// finds the state "open" (the previous owner crashed or lost power), it
-// verifies the file: bbolt's consistency check, then orphan pages (written
+// Close (which writes every dirty value back) sync the file once. Before
+// bbolt opens an existing file read-write, Wrap walks its structure itself
+// with ReadAt (internal/boltcheck): bbolt trusts the file it maps, and a
+// damaged one could otherwise make it fault where no recover reaches. If
+// Wrap finds the state "open" (the previous owner crashed or lost power),
+// it also verifies the contents: bbolt's consistency check, then orphan
+// pages (written
 // before their value's header committed) are deleted, and every page of
 // every value is decoded and checksummed; values that fail are dropped (and
 // logged). If bbolt cannot open the file or its own check fails, the file

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cemaf-go/cemaf/disk"
+	"github.com/cemaf-go/cemaf/internal/boltcheck"
 	"github.com/cemaf-go/cemaf/internal/limit"
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
@@ -67,13 +68,15 @@ type store struct {
 }
 
 func (s *store) boltOptions() *bolt.Options {
+	// The freelist is synced: with NoFreelistSync, bbolt would rebuild it
+	// at every open by walking the file and would turn any damage it met
+	// into a panic on a goroutine of its own, beyond every recover.
 	return &bolt.Options{
-		Timeout:        lockTimeout,
-		NoFreelistSync: true,
-		FreelistType:   bolt.FreelistMapType,
-		MaxSize:        int(s.maxFile),
-		NoSync:         s.mode == ModeCache,
-		NoGrowSync:     s.mode == ModeCache,
+		Timeout:      lockTimeout,
+		FreelistType: bolt.FreelistMapType,
+		MaxSize:      int(s.maxFile),
+		NoSync:       s.mode == ModeCache,
+		NoGrowSync:   s.mode == ModeCache,
 	}
 }
 
@@ -112,11 +115,15 @@ func openStore(c *config) (*store, recovery, error) {
 	case !st.Mode().IsRegular():
 		return nil, rec, fmt.Errorf("paging: %s: %w (not a regular file)", s.path, ErrForeignFile)
 	}
-	state, err := s.probe()
+	state, damaged, err := s.probe()
 	if err != nil {
 		return nil, rec, err
 	}
-	if err := s.open(); err != nil {
+	openErr := fmt.Errorf("paging: %s: %w: damaged pages", s.path, ErrCorrupt)
+	if !damaged {
+		openErr = s.open()
+	}
+	if err := openErr; err != nil {
 		if !errors.Is(err, ErrCorrupt) || state == stateClean || s.mode != ModeCache {
 			return nil, rec, err
 		}
@@ -152,7 +159,7 @@ func openStore(c *config) (*store, recovery, error) {
 // create writes a new, empty page file atomically (temp file + rename).
 func (s *store) create() error {
 	tmp := s.path + ".new"
-	db, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: lockTimeout, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
+	db, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: lockTimeout, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		return fmt.Errorf("paging: create page file: %w", err)
 	}
@@ -192,20 +199,13 @@ func (s *store) create() error {
 	return nil
 }
 
-// probe opens the file read-only to check that it is a page file and to
-// read its state, without writing a byte to it.
-func (s *store) probe() (state string, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("paging: %s: %w: %v", s.path, ErrCorrupt, r)
-		}
-	}()
-	db, err := bolt.Open(s.path, 0o600, &bolt.Options{Timeout: lockTimeout, ReadOnly: true})
-	if err != nil {
-		return "", s.openError(err)
-	}
-	defer db.Close()
-	err = db.View(func(tx *bolt.Tx) error {
+// probe checks, without writing a byte and without letting a damaged file
+// crash the process (internal/boltcheck), that the file is a sound page file,
+// and reads its state. A page file of ours that is damaged is reported with
+// damaged set and the state read from its (intact) meta records, so that a
+// cache file left by a crash can be discarded.
+func (s *store) probe() (state string, damaged bool, err error) {
+	inspect := func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		if meta == nil || !bytes.Equal(meta.Get(keyFormat), []byte(formatID)) {
 			return fmt.Errorf("paging: %s: %w (bbolt database without the pager's format mark)", s.path, ErrForeignFile)
@@ -215,8 +215,23 @@ func (s *store) probe() (state string, err error) {
 		}
 		state = string(meta.Get(keyState))
 		return nil
-	})
-	return state, err
+	}
+	err = boltcheck.Verify(s.path, lockTimeout, inspect)
+	if errors.Is(err, boltcheck.ErrDamaged) {
+		// Whose file is it, and was it closed cleanly?
+		if ierr := boltcheck.Inspect(s.path, lockTimeout, inspect); ierr == nil {
+			return state, true, nil
+		}
+	}
+	switch {
+	case err == nil, errors.Is(err, ErrForeignFile), errors.Is(err, ErrCorrupt):
+		return state, false, err
+	case errors.Is(err, boltcheck.ErrLocked):
+		return "", false, fmt.Errorf("paging: %s: %w", s.path, ErrLocked)
+	case errors.Is(err, boltcheck.ErrNotBolt):
+		return "", false, fmt.Errorf("paging: %s: %w: %w", s.path, ErrForeignFile, err)
+	}
+	return "", false, fmt.Errorf("paging: %s: %w: %w", s.path, ErrCorrupt, err)
 }
 
 func (s *store) openError(err error) error {
@@ -533,7 +548,7 @@ func (s *store) freeBytes() int64 {
 func (s *store) compact() error {
 	tmp := s.path + ".compact"
 	_ = os.Remove(tmp)
-	dst, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: lockTimeout, NoFreelistSync: true, FreelistType: bolt.FreelistMapType,
+	dst, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: lockTimeout, FreelistType: bolt.FreelistMapType,
 		NoSync: true, MaxSize: int(s.maxFile)})
 	if err != nil {
 		return fmt.Errorf("paging: compact: %w", err)

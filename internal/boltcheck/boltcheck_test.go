@@ -1,0 +1,205 @@
+package boltcheck
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// makeFile writes a bbolt file with nested buckets, small and large values
+// and free pages (deletes), and returns its bytes.
+func makeFile(t *testing.T, noFreelistSync bool) []byte {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "src.db")
+	db, err := bolt.Open(path, 0o600, &bolt.Options{NoFreelistSync: noFreelistSync})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 40 {
+		err := db.Update(func(tx *bolt.Tx) error {
+			b, err := tx.CreateBucketIfNotExists([]byte("b"))
+			if err != nil {
+				return err
+			}
+			nb, err := b.CreateBucketIfNotExists([]byte("nested"))
+			if err != nil {
+				return err
+			}
+			if err := nb.Put([]byte(fmt.Sprint("k", i)), make([]byte, 100+i*300)); err != nil {
+				return err
+			}
+			if i%3 == 0 {
+				return nb.Delete([]byte(fmt.Sprint("k", i/2)))
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+func write(t *testing.T, raw []byte) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "f.db")
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestHealthyFilePasses(t *testing.T) {
+	for _, nfs := range []bool{false, true} {
+		path := write(t, makeFile(t, nfs))
+		called := false
+		err := Verify(path, time.Second, func(tx *bolt.Tx) error {
+			called = tx.Bucket([]byte("b")) != nil
+			return nil
+		})
+		if err != nil || !called {
+			t.Fatalf("NoFreelistSync=%v: Verify = %v, inspect saw bucket = %v", nfs, err, called)
+		}
+	}
+}
+
+func TestNotBolt(t *testing.T) {
+	path := write(t, []byte("just some text, long enough to have a page header and more bytes than that......................."))
+	if err := Verify(path, time.Second, nil); !errors.Is(err, ErrNotBolt) {
+		t.Fatalf("Verify = %v, want ErrNotBolt", err)
+	}
+}
+
+// Damage must be reported, never crash the process, and a damaged file
+// that passes Verify must be safe to use: opened read-write, read in full,
+// checked by bbolt and written to without a panic or a fault. Damage covers
+// random byte flips all over the file, scribbled stripes, truncation and
+// corrupted page headers.
+func TestDamageIsAnErrorNotACrash(t *testing.T) {
+	for _, nfs := range []bool{false, true} {
+		orig := makeFile(t, nfs)
+		r := rand.New(rand.NewPCG(1, uint64(len(orig))))
+		detected, passedAndSafe := 0, 0
+		for trial := range 200 {
+			raw := append([]byte(nil), orig...)
+			class := trial % 5
+			switch class {
+			case 0: // flip bytes after the meta pages
+				for range 1 + r.IntN(40) {
+					raw[8192+r.IntN(len(raw)-8192)] ^= byte(1 + r.IntN(255))
+				}
+			case 1: // scribble a stripe of pages
+				start := 8192 + r.IntN(len(raw)-8192)
+				for i := start; i < len(raw) && i < start+4096; i += 1 + r.IntN(7) {
+					raw[i] = byte(r.IntN(256))
+				}
+			case 2: // truncate below the high-water mark
+				raw = raw[:8192+r.IntN(len(raw)/2-8192)]
+			case 3: // corrupt page headers' element counts
+				for range 1 + r.IntN(5) {
+					pg := 2 + r.IntN(len(raw)/4096-2)
+					binary.LittleEndian.PutUint16(raw[pg*4096+10:], uint16(r.IntN(65536)))
+				}
+			case 4: // flip bytes anywhere, meta pages included
+				for range 1 + r.IntN(10) {
+					raw[r.IntN(len(raw))] ^= byte(1 + r.IntN(255))
+				}
+			}
+			path := write(t, raw)
+			err := Verify(path, time.Second, nil)
+			if err != nil {
+				detected++
+				if !errors.Is(err, ErrDamaged) && !errors.Is(err, ErrNotBolt) {
+					t.Fatalf("trial %d: unexpected error %v", trial, err)
+				}
+				continue
+			}
+			if class == 2 {
+				t.Fatalf("trial %d: a file truncated below its high-water mark passed", trial)
+			}
+			if err := useFully(path); err != nil {
+				t.Fatalf("trial %d (damage class %d): passed Verify but is not safe to use: %v", trial, class, err)
+			}
+			passedAndSafe++
+		}
+		t.Logf("NoFreelistSync=%v: %d of 200 damaged files reported, %d passed and were used safely (damage in values or free pages)",
+			nfs, detected, passedAndSafe)
+	}
+}
+
+// useFully opens path read-write, reads every value in full, runs bbolt's
+// check and writes a key. A memory fault would crash the test binary.
+func useFully(path string) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("panic: %v", v)
+		}
+	}()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	var sink byte
+	err = db.View(func(tx *bolt.Tx) error {
+		var visit func(b *bolt.Bucket) error
+		visit = func(b *bolt.Bucket) error {
+			return b.ForEach(func(k, v []byte) error {
+				if v == nil {
+					if nb := b.Bucket(k); nb != nil {
+						return visit(nb)
+					}
+					return nil
+				}
+				for _, c := range v {
+					sink ^= c
+				}
+				return nil
+			})
+		}
+		if err := tx.ForEach(func(_ []byte, b *bolt.Bucket) error { return visit(b) }); err != nil {
+			return err
+		}
+		for e := range tx.Check() {
+			return fmt.Errorf("bbolt check: %v", e)
+		}
+		return nil
+	})
+	_ = sink
+	if err != nil {
+		return err
+	}
+	return db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists([]byte("written-after-verify"))
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte("k"), []byte("v"))
+	})
+}
+
+func TestLocked(t *testing.T) {
+	path := write(t, makeFile(t, false))
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := Verify(path, 50*time.Millisecond, nil); !errors.Is(err, ErrLocked) {
+		t.Fatalf("Verify = %v, want ErrLocked", err)
+	}
+}
