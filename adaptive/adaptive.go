@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"slices"
 	"sync"
@@ -122,6 +123,9 @@ type Status struct {
 	Active   []Pressure `json:"active,omitempty"`
 	Settings Settings   `json:"settings"`
 }
+
+// Reason describes the pressures that hold, as ModeChange.Reason does.
+func (s Status) Reason() string { return describe(s.Active) }
 
 const maxHistory = 128
 
@@ -302,7 +306,7 @@ func (e *Executor) Observe(s *throttle.Sample) {
 		if len(e.history) > maxHistory {
 			e.history = slices.Delete(e.history, 0, len(e.history)-maxHistory)
 		}
-		for _, id := range sortedKeys(e.listeners) {
+		for _, id := range slices.Sorted(maps.Keys(e.listeners)) {
 			listeners = append(listeners, e.listeners[id])
 		}
 	}
@@ -464,13 +468,4 @@ func (e *Executor) Close() error {
 		e.apply(e.normal)
 	}
 	return nil
-}
-
-func sortedKeys(m map[int]func(ModeChange)) []int {
-	keys := make([]int, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

@@ -298,7 +298,7 @@ func (s *CheckpointStore) tx(writable bool, fn func(tx *bolt.Tx) error) (err err
 	}
 	defer func() {
 		if v := recover(); v != nil {
-			err = fmt.Errorf("executor: checkpoint file %s: %w: %v", s.path, ErrCheckpointCorrupt, v)
+			err = fmt.Errorf("checkpoint file %s: %w: %v", s.path, ErrCheckpointCorrupt, v)
 		}
 	}()
 	if writable {
@@ -372,13 +372,17 @@ func (s *CheckpointStore) CompletedNodes(id string) ([]string, error) {
 
 // DeleteRun removes a run and everything recorded for it.
 func (s *CheckpointStore) DeleteRun(id string) error {
-	return s.update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		err := tx.Bucket(bucketRuns).DeleteBucket([]byte(id))
 		if errors.Is(err, bolt.ErrBucketNotFound) {
 			return nil
 		}
 		return err
 	})
+	if err != nil {
+		return fmt.Errorf("executor: delete run %q: %w", id, err)
+	}
+	return nil
 }
 
 // GC removes runs last updated before now − MaxAge, and finished runs beyond
@@ -568,10 +572,10 @@ func (s *CheckpointStore) begin(id string, g *dag.Graph, durable bool, now time.
 			return err
 		}
 		if rec.Finished() {
-			return fmt.Errorf("executor: run %q: %w at %s", id, ErrRunFinished, rec.Updated.Format(time.RFC3339))
+			return fmt.Errorf("%w at %s", ErrRunFinished, rec.Updated.Format(time.RFC3339))
 		}
 		if rec.DurableState && !durable {
-			return fmt.Errorf("executor: run %q kept its values in a durable State (a pager in durable mode); resume it with that State", id)
+			return errors.New("it kept its values in a durable State (a pager in durable mode); resume it with that State")
 		}
 		if rec.Graph != fp {
 			var gr graphRecord
@@ -614,11 +618,10 @@ func (s *CheckpointStore) begin(id string, g *dag.Graph, durable bool, now time.
 		return putJSON(b, keyInfo, rec)
 	})
 	if err != nil {
-		var gce *GraphChangedError
-		if errors.As(err, &gce) || errors.Is(err, ErrRunFinished) || strings.HasPrefix(err.Error(), "executor:") {
-			return nil, err
+		if gce := (*GraphChangedError)(nil); errors.As(err, &gce) {
+			return nil, err // a complete message of its own
 		}
-		return nil, fmt.Errorf("executor: checkpoint run %q: %w", id, err)
+		return nil, fmt.Errorf("executor: run %q: %w", id, err)
 	}
 	return out, nil
 }

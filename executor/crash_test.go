@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -33,7 +34,7 @@ func crashGraph(t testing.TB, jitter bool) *dag.Graph {
 	for i := range 200 {
 		var deps []string
 		for _, d := range []int{i - 1, i / 3, i - 17} {
-			if d >= 0 && d < i && !containsStr(deps, "n"+strconv.Itoa(d)) {
+			if d >= 0 && d < i && !slices.Contains(deps, "n"+strconv.Itoa(d)) {
 				deps = append(deps, "n"+strconv.Itoa(d))
 			}
 		}
@@ -66,15 +67,6 @@ func crashGraph(t testing.TB, jitter bool) *dag.Graph {
 	g, err := dag.New(nodes...)
 	require.NoError(t, err)
 	return g
-}
-
-func containsStr(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 func stateMap(t testing.TB, s dag.State) map[string]string {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -76,7 +77,7 @@ func TestDurableStateKeepsItsOwnValues(t *testing.T) {
 			for _, d := range deps {
 				// A dependency's value is in the State's last checkpoint
 				// before its completion is recorded.
-				if !st.isDurable(d) || !contains(done, d) {
+				if !st.isDurable(d) || !slices.Contains(done, d) {
 					violations.Add(1)
 				}
 			}
@@ -121,13 +122,4 @@ func TestDurableStateKeepsItsOwnValues(t *testing.T) {
 		assert.EqualValues(t, 1, v.(*atomic.Int32).Load(), "n%d ran again", i)
 	}
 	assert.Len(t, pager2.Keys(), 12)
-}
-
-func contains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }

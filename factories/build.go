@@ -99,6 +99,7 @@ func CreateResourceGuard(cfg ResourceConfig, ov Overrides) (*ResourceGuard, erro
 		return nil, fmt.Errorf("factories: thermal manager: %w", err)
 	}
 
+	fsPath := storageFS(cfg)
 	src := ov.SampleSource
 	if src == nil {
 		var signals []throttle.Signal
@@ -107,7 +108,7 @@ func CreateResourceGuard(cfg ResourceConfig, ov Overrides) (*ResourceGuard, erro
 		}
 		s, err := throttle.NewSampler(throttle.SamplerOptions{
 			ProcRoot: cfg.ProcfsRoot, SysRoot: cfg.SysfsRoot, CgroupRoot: cfg.CgroupRoot,
-			DiskPaths: []string{storageFS(cfg)}, Signals: signals, Logger: logger,
+			DiskPaths: []string{fsPath}, Signals: signals, Logger: logger,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("factories: sampler: %w", err)
@@ -155,10 +156,10 @@ func CreateResourceGuard(cfg ResourceConfig, ov Overrides) (*ResourceGuard, erro
 		}
 		members[GuardThermal] = tg
 	}
-	if dg, err := disk.NewGuard(storageFS(cfg), disk.GuardOptions{MaxUsedPercent: cfg.DiskThreshold, RefreshInterval: cfg.CheckInterval}); err == nil {
+	if dg, err := disk.NewGuard(fsPath, disk.GuardOptions{MaxUsedPercent: cfg.DiskThreshold, RefreshInterval: cfg.CheckInterval}); err == nil {
 		members[GuardDisk] = dg
 	} else {
-		logger.Info("factories: disk usage not guarded", "path", storageFS(cfg), "error", err)
+		logger.Info("factories: disk usage not guarded", "path", fsPath, "error", err)
 	}
 	for name, og := range ov.Guards {
 		if og == nil {

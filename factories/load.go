@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"runtime"
 	"slices"
@@ -88,7 +89,7 @@ func Load(opts LoadOptions) (ResourceConfig, []string, error) {
 func FromEnv() (ResourceConfig, error) {
 	c, warnings, err := Load(LoadOptions{})
 	for _, w := range warnings {
-		slogDefaultWarn(w)
+		slog.Default().Warn("factories: " + w)
 	}
 	return c, err
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -160,7 +161,7 @@ func runCmd(ctx context.Context, args []string, env []string, stdout, stderr io.
 	// while the runtime was built.
 	if st := rt.Executor.Status(); st.Mode != adaptive.Normal {
 		progress.modeChange(adaptive.ModeChange{Time: st.Since, From: adaptive.Normal, To: st.Mode,
-			Active: st.Active, Reason: describeActive(st.Active), Settings: st.Settings})
+			Active: st.Active, Reason: st.Reason(), Settings: st.Settings})
 	}
 	if f.resume != "" {
 		done, err := rt.Checkpoints.CompletedNodes(runID)
@@ -172,7 +173,7 @@ func runCmd(ctx context.Context, args []string, env []string, stdout, stderr io.
 
 	var ans answerer = extractive{}
 	if url := getenv(env, "CEMAF_LLM_URL"); url != "" {
-		llm := &llmClient{url: endpointURL(url), model: cmpOr(getenv(env, "CEMAF_LLM_MODEL"), "local"),
+		llm := &llmClient{url: endpointURL(url), model: cmp.Or(getenv(env, "CEMAF_LLM_MODEL"), "local"),
 			apiKey: getenv(env, "CEMAF_LLM_API_KEY"), timeout: f.llmTimeout, retry: llmRetry(f.llmTries, f.llmBackoff), cpu: rt.CPU}
 		defer llm.Unload() // close its keep-alive connections
 		ans = llm
@@ -221,11 +222,11 @@ func runCmd(ctx context.Context, args []string, env []string, stdout, stderr io.
 	if !f.ephemeral {
 		sum.Storage, sum.ReportPath = storage, reportPath
 	}
+	if !f.ephemeral {
+		prunePages(storage, rt.Checkpoints, logger)
+	}
 	if err := rt.Close(); err != nil {
 		logger.Warn("closing the runtime", "error", err)
-	}
-	if !f.ephemeral {
-		prunePages(storage, logger)
 	}
 
 	if f.jsonOut {
@@ -243,21 +244,6 @@ func runCmd(ctx context.Context, args []string, env []string, stdout, stderr io.
 		return fmt.Errorf("run %s: no answer: %s; the report keeps the retrieved passages", runID, sum.AnswerError)
 	}
 	return nil
-}
-
-func describeActive(active []adaptive.Pressure) string {
-	parts := make([]string, len(active))
-	for i, p := range active {
-		parts[i] = p.String()
-	}
-	return strings.Join(parts, "; ")
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 func printAnswer(w io.Writer, s runSummary) {
@@ -278,12 +264,7 @@ func printAnswer(w io.Writer, s runSummary) {
 
 // prunePages removes the page directories of runs the checkpoint store no
 // longer knows (its GC keeps the recent and unfinished ones).
-func prunePages(storage string, logger *slog.Logger) {
-	cs, err := executor.OpenCheckpoints(filepath.Join(storage, "runs.db"), executor.CheckpointOptions{})
-	if err != nil {
-		return
-	}
-	defer cs.Close()
+func prunePages(storage string, cs *executor.CheckpointStore, logger *slog.Logger) {
 	runs, err := cs.Runs()
 	if err != nil {
 		return

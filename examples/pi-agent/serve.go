@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -69,7 +70,7 @@ func serveCmd(ctx context.Context, args []string, env []string, stdout, stderr i
 		return def
 	}
 	docs := c.fs.String("docs", "", "`dir`ectory of text and markdown files (default: the built-in corpus)")
-	c.fs.StringVar(&o.addr, "addr", cmpOr(getenv(env, "CEMAF_SERVE_ADDR"), "127.0.0.1:8080"), "listen `address` (CEMAF_SERVE_ADDR); loopback by default")
+	c.fs.StringVar(&o.addr, "addr", cmp.Or(getenv(env, "CEMAF_SERVE_ADDR"), "127.0.0.1:8080"), "listen `address` (CEMAF_SERVE_ADDR); loopback by default")
 	c.fs.IntVar(&o.slots, "slots", envInt("CEMAF_SERVE_SLOTS", max(1, runtime.GOMAXPROCS(0)/2)), "runs at once (CEMAF_SERVE_SLOTS)")
 	c.fs.IntVar(&o.queue, "queue", envInt("CEMAF_SERVE_QUEUE", 0), "runs that may wait for a slot; 0 answers 429 at once (CEMAF_SERVE_QUEUE)")
 	c.fs.Int64Var(&o.maxBody, "max-body-bytes", int64(envInt("CEMAF_SERVE_MAX_BODY_BYTES", 64<<10)), "largest request body (CEMAF_SERVE_MAX_BODY_BYTES)")
@@ -117,7 +118,7 @@ func serveCmd(ctx context.Context, args []string, env []string, stdout, stderr i
 	if o.docs, o.docsLabel, err = corpus(*docs); err != nil {
 		return err
 	}
-	o.llmURL, o.llmModel, o.llmKey = getenv(env, "CEMAF_LLM_URL"), cmpOr(getenv(env, "CEMAF_LLM_MODEL"), "local"), getenv(env, "CEMAF_LLM_API_KEY")
+	o.llmURL, o.llmModel, o.llmKey = getenv(env, "CEMAF_LLM_URL"), cmp.Or(getenv(env, "CEMAF_LLM_MODEL"), "local"), getenv(env, "CEMAF_LLM_API_KEY")
 	if o.applyRlimits {
 		rep := throttle.ApplyRlimits(o.rlimits, logger)
 		for _, w := range rep.Warnings() {

@@ -1,5 +1,0 @@
-package factories
-
-import "log/slog"
-
-func slogDefaultWarn(msg string) { slog.Default().Warn("factories: " + msg) }
