@@ -157,8 +157,8 @@ func parseMeta(buf []byte) (meta, bool) {
 
 // checkFreelist bounds-checks the freelist, whose reading bbolt does not
 // guard, and returns the free page IDs (with the freelist's own pages).
-func checkFreelist(f *os.File, size int64, m meta) (map[uint64]bool, error) {
-	free := map[uint64]bool{}
+func checkFreelist(f *os.File, size int64, m meta) (pageSet, error) {
+	free := newPageSet(m.pgid)
 	if m.freelist == noFreelist {
 		return free, nil
 	}
@@ -196,10 +196,10 @@ func checkFreelist(f *os.File, size int64, m meta) (map[uint64]bool, error) {
 		if id < 2 || id >= m.pgid {
 			return nil, fmt.Errorf("%w: freelist holds page %d outside [2, %d)", ErrDamaged, id, m.pgid)
 		}
-		free[id] = true
+		free.add(id)
 	}
 	for id := m.freelist; id <= m.freelist+overflow; id++ {
-		free[id] = true
+		free.add(id)
 	}
 	return free, nil
 }

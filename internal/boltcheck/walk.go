@@ -17,16 +17,28 @@ const (
 	maxDepth    = 64
 )
 
-// tree walks bbolt's page tree through ReadAt.
+// pageSet is a set of page IDs below the high-water mark, one bit a page.
+type pageSet []uint64
+
+func newPageSet(pgid uint64) pageSet { return make(pageSet, (pgid+63)/64) }
+
+func (s pageSet) has(id uint64) bool { return s[id/64]&(1<<(id%64)) != 0 }
+func (s pageSet) add(id uint64)      { s[id/64] |= 1 << (id % 64) }
+
+// tree walks bbolt's page tree through ReadAt. The walk is depth-first, so
+// each depth reuses one page buffer and one element slice: a page's keys
+// stay valid while its children are checked.
 type tree struct {
 	f       *os.File
 	m       meta
-	free    map[uint64]bool
-	visited map[uint64]bool
+	free    pageSet
+	visited pageSet
+	bufs    [maxDepth + 2][]byte
+	elems   [maxDepth + 2][]element
 }
 
-func walkTree(f *os.File, m meta, free map[uint64]bool) error {
-	t := &tree{f: f, m: m, free: free, visited: map[uint64]bool{}}
+func walkTree(f *os.File, m meta, free pageSet) error {
+	t := &tree{f: f, m: m, free: free, visited: newPageSet(m.pgid)}
 	return t.page(m.root, 0, nil, nil)
 }
 
@@ -54,12 +66,12 @@ func (t *tree) page(pgid uint64, depth int, lo, hi []byte) error {
 	}
 	for p := pgid; p <= pgid+overflow; p++ {
 		switch {
-		case t.visited[p]:
+		case t.visited.has(p):
 			return fmt.Errorf("%w: page %d is reached twice", ErrDamaged, p)
-		case t.free[p]:
+		case t.free.has(p):
 			return fmt.Errorf("%w: page %d is both in use and free", ErrDamaged, p)
 		}
-		t.visited[p] = true
+		t.visited.add(p)
 	}
 	total := int64(overflow+1) * ps
 	if pageHeaderSize+count*elemSize > total {
@@ -67,11 +79,32 @@ func (t *tree) page(pgid uint64, depth int, lo, hi []byte) error {
 	}
 	// Read the page up to the end of its element array and keys: at most
 	// its first page unless its elements or keys reach further.
-	buf, err := t.read(int64(pgid)*ps, min(total, max(ps, pageHeaderSize+count*elemSize)))
-	if err != nil {
-		return err
+	n := min(total, max(ps, pageHeaderSize+count*elemSize))
+	if n > 1<<30 {
+		return fmt.Errorf("%w: page %d: extent of %d bytes", ErrDamaged, pgid, n)
 	}
-	return t.elements(buf, int64(pgid)*ps, total, flags, count, depth, lo, hi, fmt.Sprintf("page %d", pgid))
+	if int64(cap(t.bufs[depth])) < n {
+		t.bufs[depth] = make([]byte, n)
+	}
+	buf := t.bufs[depth][:n]
+	if _, err := t.f.ReadAt(buf, int64(pgid)*ps); err != nil {
+		return fmt.Errorf("%w: read page %d: %v", ErrDamaged, pgid, err)
+	}
+	return t.elements(buf, int64(pgid)*ps, total, flags, count, depth, lo, hi, location{page: pgid})
+}
+
+// location names where a problem is, for error messages only: formatting
+// it is deferred to the error path.
+type location struct {
+	page   uint64
+	bucket []byte // an inline bucket of that page
+}
+
+func (l location) String() string {
+	if l.bucket != nil {
+		return fmt.Sprintf("page %d bucket %q", l.page, l.bucket)
+	}
+	return fmt.Sprintf("page %d", l.page)
 }
 
 // element is one parsed branch or leaf element.
@@ -86,7 +119,10 @@ type element struct {
 // elements checks the elements of a page (or of an inline bucket's page)
 // whose first bytes are buf, at offset base of the file, total bytes long:
 // their extents, their order, their bounds [lo, hi), then their children.
-func (t *tree) elements(buf []byte, base, total int64, flags uint16, count int64, depth int, lo, hi []byte, where string) error {
+func (t *tree) elements(buf []byte, base, total int64, flags uint16, count int64, depth int, lo, hi []byte, where location) error {
+	if depth > maxDepth {
+		return fmt.Errorf("%w: %s: buckets nested deeper than %d", ErrDamaged, where, maxDepth)
+	}
 	le := binary.LittleEndian
 	branch := false
 	switch flags & (branchFlag | leafFlag) {
@@ -96,7 +132,12 @@ func (t *tree) elements(buf []byte, base, total int64, flags uint16, count int64
 	default:
 		return fmt.Errorf("%w: %s is neither a branch nor a leaf page (flags %#x)", ErrDamaged, where, flags)
 	}
-	elems := make([]element, count)
+	elems := t.elems[depth][:0]
+	if int64(cap(elems)) < count {
+		elems = make([]element, 0, count)
+		t.elems[depth] = elems
+	}
+	elems = elems[:count]
 	for i := range count {
 		eoff := pageHeaderSize + i*elemSize
 		e := buf[eoff : eoff+elemSize]
@@ -143,7 +184,7 @@ func (t *tree) elements(buf []byte, base, total int64, flags uint16, count int64
 			if err != nil {
 				return err
 			}
-			if err := t.bucket(v, base+el.voff, depth, fmt.Sprintf("%s bucket %q", where, el.key)); err != nil {
+			if err := t.bucket(v, base+el.voff, depth, location{page: where.page, bucket: el.key}); err != nil {
 				return err
 			}
 		}
@@ -152,7 +193,7 @@ func (t *tree) elements(buf []byte, base, total int64, flags uint16, count int64
 }
 
 // bucket checks a bucket whose header (and inline page, if any) is v.
-func (t *tree) bucket(v []byte, base int64, depth int, where string) error {
+func (t *tree) bucket(v []byte, base int64, depth int, where location) error {
 	root := binary.LittleEndian.Uint64(v)
 	if root != 0 {
 		return t.page(root, depth+1, nil, nil)
