@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/cemaf-go/cemaf/disk"
-	"github.com/cemaf-go/cemaf/internal/limit"
+	"github.com/cemaf-go/cemaf/limit"
 )
 
 // A Throttler caps the write rate of everything it wraps; here an

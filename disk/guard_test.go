@@ -12,7 +12,7 @@ import (
 
 	"github.com/cemaf-go/cemaf/disk"
 	"github.com/cemaf-go/cemaf/executor"
-	"github.com/cemaf-go/cemaf/internal/limit"
+	"github.com/cemaf-go/cemaf/limit"
 )
 
 var (

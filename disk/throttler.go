@@ -10,7 +10,7 @@ import (
 
 	"golang.org/x/time/rate"
 
-	"github.com/cemaf-go/cemaf/internal/limit"
+	"github.com/cemaf-go/cemaf/limit"
 )
 
 // BytesPerMB is the size of the MB in every MB/s of this package: the SI

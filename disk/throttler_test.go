@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/cemaf-go/cemaf/disk"
-	"github.com/cemaf-go/cemaf/internal/limit"
+	"github.com/cemaf-go/cemaf/limit"
 )
 
 func TestNewThrottlerBadOptions(t *testing.T) {

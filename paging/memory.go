@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/cemaf-go/cemaf/internal/limit"
+	"github.com/cemaf-go/cemaf/limit"
 )
 
 // reserveLocked accounts n more resident bytes, first making room when the

@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/cemaf-go/cemaf/dag"
-	"github.com/cemaf-go/cemaf/internal/limit"
+	"github.com/cemaf-go/cemaf/limit"
 	"github.com/cemaf-go/cemaf/paging"
 	bolt "go.etcd.io/bbolt"
 )

@@ -13,7 +13,7 @@ import (
 
 	"github.com/cemaf-go/cemaf/disk"
 	"github.com/cemaf-go/cemaf/internal/boltcheck"
-	"github.com/cemaf-go/cemaf/internal/limit"
+	"github.com/cemaf-go/cemaf/limit"
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 )

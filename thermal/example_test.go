@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/cemaf-go/cemaf/internal/limit"
+	"github.com/cemaf-go/cemaf/limit"
 	"github.com/cemaf-go/cemaf/thermal"
 )
 

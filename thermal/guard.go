@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/cemaf-go/cemaf/internal/limit"
+	"github.com/cemaf-go/cemaf/limit"
 )
 
 // GuardOptions configure a Guard. The zero value trips at Critical only.

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/cemaf-go/cemaf/executor"
-	"github.com/cemaf-go/cemaf/internal/limit"
+	"github.com/cemaf-go/cemaf/limit"
 	"github.com/cemaf-go/cemaf/thermal"
 )
 

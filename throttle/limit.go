@@ -1,6 +1,6 @@
 package throttle
 
-import "github.com/cemaf-go/cemaf/internal/limit"
+import "github.com/cemaf-go/cemaf/limit"
 
 // LimitError is the one typed error the module returns when a resource limit
 // is hit: the kind of resource, what it applies to, the current value, the

@@ -1,8 +1,3 @@
-// Package limit defines the one typed error the whole module uses when a
-// resource limit is hit. It is internal so that packages low in the
-// dependency order (paging, thermal, disk) can return it without importing
-// throttle; the public names are the aliases in package throttle:
-// throttle.LimitError, throttle.LimitKind and throttle.ErrLimitExceeded.
 package limit
 
 import (
