@@ -20,29 +20,7 @@ import (
 	"github.com/cemaf-go/cemaf/throttle"
 )
 
-// script is a throttle.SampleSource whose values the test sets.
-type script struct {
-	mu                  sync.Mutex
-	mem, temp, diskUsed float64
-}
-
-func (s *script) set(mem, temp, disk float64) {
-	s.mu.Lock()
-	s.mem, s.temp, s.diskUsed = mem, temp, disk
-	s.mu.Unlock()
-}
-
-func (s *script) Sample(now time.Time) (*throttle.Sample, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return &throttle.Sample{
-		Time:              now,
-		MemoryUsedPercent: s.mem,
-		MemoryTotalBytes:  4 << 30,
-		Disks:             []throttle.DiskUsage{{Path: "/data", UsedPercent: s.diskUsed}},
-		Signals:           []throttle.SignalValue{{Name: throttle.SignalTemperatureC, Unit: "°C", Value: s.temp}},
-	}, nil
-}
+var t0 = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
 
 // fakePager records the limits the adaptive executor sets.
 type fakePager struct {
@@ -63,227 +41,167 @@ func (p *fakePager) SetMemoryLimit(b int64) error {
 	return nil
 }
 
-// observed is what one run of probe nodes shows about the adaptations in
-// effect.
-type observed struct {
-	peak     int64
-	minGap   time.Duration // smallest gap between consecutive node starts
-	logLevel slog.Level
+// device is a Breaker with the default ladders that the test feeds with
+// samples one second apart.
+type device struct {
+	*throttle.Breaker
+	now time.Time
 }
 
-// probe runs 8 independent nodes of 200 ms and measures the peak
-// concurrency and the gaps between node starts.
-func probe(t *testing.T, a *adaptive.Executor, level *slog.LevelVar) observed {
+func newDevice(t *testing.T) *device {
+	b, err := throttle.NewBreaker(throttle.BreakerOptions{Ladders: []throttle.Ladder{
+		{Signal: throttle.SignalTemperatureC, Adapt: 70, Pause: 80, Hysteresis: 3, Hold: 5 * time.Second, Cooldown: 10 * time.Second},
+		{Signal: throttle.SignalMemoryPercent, Adapt: 80, Pause: 90, Hold: 5 * time.Second, Cooldown: 10 * time.Second},
+		{Signal: throttle.SignalDiskPercent, Adapt: 90, Pause: 95, Hold: 5 * time.Second},
+		{Signal: throttle.SignalCPUOthersPercent, Adapt: 70, Pause: 95, TripAfter: 3, Hold: 5 * time.Second},
+	}})
+	require.NoError(t, err)
+	return &device{Breaker: b, now: t0}
+}
+
+// sample observes one sample, a second after the previous one.
+func (d *device) sample(temp, mem, disk, others float64) {
+	d.now = d.now.Add(time.Second)
+	d.Observe(&throttle.Sample{
+		Time: d.now, MemoryUsedPercent: mem, MemoryTotalBytes: 4 << 30, OthersCPUPercent: others,
+		Disks:   []throttle.DiskUsage{{Path: "/data", UsedPercent: disk}},
+		Signals: []throttle.SignalValue{{Name: throttle.SignalTemperatureC, Unit: "°C", Value: temp}},
+	})
+}
+
+type cpuTarget struct{ pct float64 }
+
+func (c *cpuTarget) TargetPercent() float64 { return c.pct }
+func (c *cpuTarget) SetTargetPercent(p float64) error {
+	c.pct = p
+	return nil
+}
+
+func newAdaptive(t *testing.T, opts adaptive.Options) (*adaptive.Executor, *executor.Executor) {
 	t.Helper()
-	var running, peak atomic.Int64
-	var mu sync.Mutex
-	var starts []time.Time
-	var nodes []dag.Node
-	for i := range 8 {
-		nodes = append(nodes, dag.Node{ID: strconv.Itoa(i), Run: func(context.Context, dag.State) error {
-			mu.Lock()
-			starts = append(starts, time.Now())
-			mu.Unlock()
-			cur := running.Add(1)
-			for p := peak.Load(); cur > p && !peak.CompareAndSwap(p, cur); p = peak.Load() {
-			}
-			time.Sleep(200 * time.Millisecond)
-			running.Add(-1)
-			return nil
-		}})
-	}
-	g, err := dag.New(nodes...)
+	base, err := executor.New(executor.Options{Limits: executor.Limits{CPU: 4, IO: 64}})
 	require.NoError(t, err)
-	_, err = a.Run(context.Background(), g, dag.NewMemoryState())
+	a, err := adaptive.New(base, opts)
 	require.NoError(t, err)
-	o := observed{peak: peak.Load(), minGap: time.Hour, logLevel: level.Level()}
-	for k := 1; k < len(starts); k++ {
-		o.minGap = min(o.minGap, starts[k].Sub(starts[k-1]))
-	}
-	return o
+	t.Cleanup(func() { _ = a.Close() })
+	return a, base
 }
 
-// TestModesDriveAdaptations follows a scripted sequence of samples through
-// a real Monitor on virtual time: normal → low_memory → high_temp →
-// low_disk → normal, observing at each step the adaptation in effect on real
-// nodes.
-func TestModesDriveAdaptations(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		src := &script{}
-		src.set(40, 45, 50)
-		mon, err := throttle.NewMonitor(src, throttle.MonitorOptions{CheckInterval: time.Second})
-		require.NoError(t, err)
-		base, err := executor.New(executor.Options{MaxParallel: 4})
-		require.NoError(t, err)
-		level := new(slog.LevelVar)
-		pager := &fakePager{limit: 256 << 20}
-		a, err := adaptive.New(base, adaptive.Options{TransitionPeriod: 5 * time.Second, LogLevel: level, Pager: pager})
-		require.NoError(t, err)
-		var changes []adaptive.ModeChange
-		a.OnModeChange(func(c adaptive.ModeChange) { changes = append(changes, c) })
-		a.Attach(mon)
-		require.NoError(t, mon.Start())
-		defer mon.Close()
-		defer a.Close()
-
-		// step sets the signals and lets the monitor take a few samples.
-		step := func(mem, temp, disk float64, d time.Duration) {
-			src.set(mem, temp, disk)
-			time.Sleep(d)
-			synctest.Wait()
-		}
-
-		// normal
-		assert.Equal(t, adaptive.Normal, a.CurrentMode())
-		o := probe(t, a, level)
-		assert.EqualValues(t, 4, o.peak)
-		assert.Zero(t, o.minGap, "nodes start together")
-		assert.Equal(t, slog.LevelInfo, o.logLevel)
-
-		// low_memory: one node at a time, the pager at half its budget.
-		step(90, 45, 50, 2*time.Second)
-		assert.Equal(t, adaptive.LowMemory, a.CurrentMode())
-		o = probe(t, a, level)
-		assert.EqualValues(t, 1, o.peak)
-		assert.EqualValues(t, 128<<20, pager.MemoryLimit())
-
-		// high_temp: memory recovered, the board heats up. Memory pressure
-		// lasts its 5 s transition period, then only heat remains.
-		step(50, 78, 50, 7*time.Second)
-		assert.Equal(t, adaptive.HighTemp, a.CurrentMode())
-		st := a.Status()
-		require.Len(t, st.Active, 1, "memory pressure has ended: %v", st.Active)
-		o = probe(t, a, level)
-		assert.GreaterOrEqual(t, o.minGap, 100*time.Millisecond, "100 ms between node starts")
-		assert.Greater(t, o.peak, int64(1), "parallelism is back")
-		assert.EqualValues(t, 256<<20, pager.MemoryLimit(), "the pager's budget is restored")
-
-		// low_disk: quiet logs.
-		step(50, 45, 95, 7*time.Second)
-		assert.Equal(t, adaptive.LowDisk, a.CurrentMode())
-		o = probe(t, a, level)
-		assert.Equal(t, slog.LevelWarn, o.logLevel)
-		assert.Zero(t, o.minGap)
-
-		// normal again: everything undone.
-		step(50, 45, 50, 7*time.Second)
-		assert.Equal(t, adaptive.Normal, a.CurrentMode())
-		o = probe(t, a, level)
-		assert.EqualValues(t, 4, o.peak)
-		assert.Zero(t, o.minGap)
-		assert.Equal(t, slog.LevelInfo, o.logLevel)
-
-		var path []adaptive.Mode
-		for _, c := range changes {
-			path = append(path, c.To)
-		}
-		assert.Equal(t, []adaptive.Mode{adaptive.LowMemory, adaptive.HighTemp, adaptive.LowDisk, adaptive.Normal}, path)
-		assert.Contains(t, changes[0].Reason, "memory_percent 90.0 ≥ 80.0")
-		assert.Equal(t, 1, changes[0].Settings.MaxParallel)
-		assert.Len(t, a.History(), 4)
-	})
-}
-
-// A value wobbling ±1 around the threshold every sample for 10 minutes
-// enters the mode once and never flaps; a swing within the margin after
-// the transition period does not end it either.
-func TestNoFlappingAroundThreshold(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		src := &script{}
-		src.set(40, 40, 40)
-		mon, err := throttle.NewMonitor(src, throttle.MonitorOptions{CheckInterval: time.Second})
-		require.NoError(t, err)
-		base, err := executor.New(executor.Options{MaxParallel: 4})
-		require.NoError(t, err)
-		a, err := adaptive.New(base, adaptive.Options{TransitionPeriod: 30 * time.Second})
-		require.NoError(t, err)
-		var changes atomic.Int32
-		a.OnModeChange(func(adaptive.ModeChange) { changes.Add(1) })
-		a.Attach(mon)
-		require.NoError(t, mon.Start())
-		defer mon.Close()
-		defer a.Close()
-
-		for i := range 600 {
-			src.set(80+float64(i%2*2-1), 40, 40) // 79, 81, 79, …
-			time.Sleep(time.Second)
-			synctest.Wait()
-		}
-		assert.EqualValues(t, 1, changes.Load(), "entered low_memory once, never left")
-		assert.Equal(t, adaptive.LowMemory, a.CurrentMode())
-		assert.Equal(t, 1, base.MaxParallel())
-
-		// Inside the margin (80 × 0.95 = 76): still low memory after minutes.
-		for i := range 120 {
-			src.set(77+float64(i%2), 40, 40)
-			time.Sleep(time.Second)
-			synctest.Wait()
-		}
-		assert.Equal(t, adaptive.LowMemory, a.CurrentMode())
-		assert.EqualValues(t, 1, changes.Load())
-
-		// Below the margin for the transition period: back to normal, once.
-		src.set(60, 40, 40)
-		time.Sleep(29 * time.Second)
-		synctest.Wait()
-		assert.Equal(t, adaptive.Normal, a.CurrentMode(), "last over-threshold sample was long ago")
-		assert.EqualValues(t, 2, changes.Load())
-		assert.Equal(t, 4, base.MaxParallel())
-	})
-}
-
-func TestSimultaneousPressures(t *testing.T) {
-	base, err := executor.New(executor.Options{MaxParallel: 4})
-	require.NoError(t, err)
+func TestLaddersDriveModes(t *testing.T) {
+	dev := newDevice(t)
+	pager := &fakePager{limit: 64 << 20}
+	cpu := &cpuTarget{pct: 90}
 	level := new(slog.LevelVar)
-	a, err := adaptive.New(base, adaptive.Options{LogLevel: level})
-	require.NoError(t, err)
-	t0 := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
-	a.Observe(&throttle.Sample{Time: t0, MemoryUsedPercent: 92, MemoryTotalBytes: 4 << 30, Disks: []throttle.DiskUsage{{Path: "/", UsedPercent: 97}},
-		Signals: []throttle.SignalValue{{Name: throttle.SignalTemperatureC, Value: 81}}})
-	st := a.Status()
-	assert.Equal(t, adaptive.HighTemp, st.Mode, "heat has the highest priority")
-	require.Len(t, st.Active, 3)
-	assert.Equal(t, []adaptive.Mode{adaptive.HighTemp, adaptive.LowMemory, adaptive.LowDisk},
-		[]adaptive.Mode{st.Active[0].Mode, st.Active[1].Mode, st.Active[2].Mode})
-	// Every active pressure's adaptation applies.
-	assert.Equal(t, 1, base.MaxParallel())
-	assert.Equal(t, 100*time.Millisecond, base.InterNodeDelay())
-	assert.Equal(t, slog.LevelWarn, level.Level())
+	a, base := newAdaptive(t, adaptive.Options{Pager: pager, Throttler: cpu, LogLevel: level})
+	var changes []string
+	a.OnModeChange(func(c adaptive.ModeChange) { changes = append(changes, string(c.From)+"->"+string(c.To)) })
+	a.OnModeChange(func(adaptive.ModeChange) { panic("listener bug") }) // recovered
+	a.Attach(dev)
 
-	// A stale sample (not newer) is ignored.
-	a.Observe(&throttle.Sample{Time: t0, MemoryUsedPercent: 10, MemoryTotalBytes: 4 << 30})
-	assert.Len(t, a.Status().Active, 3)
-
-	require.NoError(t, a.Close())
-	assert.Equal(t, 4, base.MaxParallel(), "Close restores the normal settings")
-	assert.Zero(t, base.InterNodeDelay())
-	assert.Equal(t, slog.LevelInfo, level.Level())
-}
-
-func TestAttachSeesTheLatestSample(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		src := &script{}
-		src.set(40, 90, 40) // already hot when the executor attaches
-		mon, err := throttle.NewMonitor(src, throttle.MonitorOptions{CheckInterval: time.Hour})
-		require.NoError(t, err)
-		require.NoError(t, mon.Start())
-		defer mon.Close()
-		base, _ := executor.New(executor.Options{})
-		a, err := adaptive.New(base, adaptive.Options{})
-		require.NoError(t, err)
-		defer a.Close()
-		a.Attach(mon)
-		assert.Equal(t, adaptive.HighTemp, a.CurrentMode(), "no need to wait an hour for the next sample")
-	})
-}
-
-func TestMissingSignalIsNotPressure(t *testing.T) {
-	base, _ := executor.New(executor.Options{MaxParallel: 2})
-	a, err := adaptive.New(base, adaptive.Options{})
-	require.NoError(t, err)
-	a.Observe(&throttle.Sample{Time: time.Now(), MemoryUsedPercent: 10}) // no temperature, no disks
+	dev.sample(50, 40, 50, 10)
 	assert.Equal(t, adaptive.Normal, a.CurrentMode())
+	assert.Equal(t, executor.Limits{CPU: 4, IO: 64}, base.Limits())
+
+	dev.sample(75, 40, 50, 10) // hot: adapt
+	assert.Equal(t, adaptive.HighTemp, a.CurrentMode())
+	assert.Equal(t, executor.Limits{CPU: 1, IO: 64}, base.Limits(), "the CPU class narrows first; LLM calls go on")
+	assert.Equal(t, 100*time.Millisecond, base.InterNodeDelay())
+	assert.Equal(t, 50.0, cpu.pct)
+
+	dev.sample(75, 85, 50, 10) // and short of memory: both apply
+	st := a.Status()
+	assert.Equal(t, adaptive.HighTemp, st.Mode, "heat has priority")
+	require.Len(t, st.Active, 2)
+	assert.Equal(t, adaptive.LowMemory, st.Active[1].Mode)
+	assert.Equal(t, executor.Limits{CPU: 1, IO: 4}, base.Limits())
+	assert.Equal(t, int64(32<<20), pager.MemoryLimit())
+	assert.Contains(t, st.Reason(), "high_temp: temperature_c 75.0 °C ≥ 70.0 °C; low_memory: memory_percent 85.0% ≥ 80.0%")
+
+	dev.sample(85, 85, 50, 10) // too hot: the pause is a pressure too
+	assert.Equal(t, throttle.Pause, a.Status().Active[0].Rung)
+	assert.True(t, dev.Paused())
+
+	// Cool down and free memory: after the cooldown and the holds, normal.
+	for range 20 {
+		dev.sample(50, 40, 50, 10)
+	}
+	assert.Equal(t, adaptive.Normal, a.CurrentMode())
+	assert.Equal(t, executor.Limits{CPU: 4, IO: 64}, base.Limits())
+	assert.Equal(t, time.Duration(0), base.InterNodeDelay())
+	assert.Equal(t, int64(64<<20), pager.MemoryLimit())
+	assert.Equal(t, 90.0, cpu.pct)
+
+	dev.sample(50, 40, 93, 10) // disk filling: quiet logs
+	assert.Equal(t, adaptive.LowDisk, a.CurrentMode())
+	assert.Equal(t, slog.LevelWarn, level.Level())
+	for range 10 {
+		dev.sample(50, 40, 50, 10)
+	}
+	dev.sample(50, 40, 50, 80) // others hog the CPU
+	assert.Equal(t, adaptive.CPUContention, a.CurrentMode())
+	assert.Equal(t, executor.Limits{CPU: 1, IO: 64}, base.Limits())
+	assert.Equal(t, []string{"normal->high_temp", "high_temp->normal", "normal->low_disk", "low_disk->normal", "normal->cpu_contention"}, changes)
+	require.Len(t, a.History(), 5)
+}
+
+func TestAttachSeesWhereLaddersStand(t *testing.T) {
+	dev := newDevice(t)
+	dev.sample(75, 40, 50, 0) // already hot before the executor exists
+	a, base := newAdaptive(t, adaptive.Options{})
+	a.Attach(dev)
+	assert.Equal(t, adaptive.HighTemp, a.CurrentMode())
+	assert.Equal(t, 1, base.Limits().CPU)
+	require.NoError(t, a.Close())
+	assert.Equal(t, 4, base.Limits().CPU, "Close restores the normal settings")
+	dev.sample(50, 95, 50, 0)
+	assert.Equal(t, adaptive.HighTemp, a.CurrentMode(), "detached: changes no longer arrive")
+}
+
+func TestUnmappedSignalsAreNoPressure(t *testing.T) {
+	a, _ := newAdaptive(t, adaptive.Options{Modes: map[string]adaptive.Mode{throttle.SignalTemperatureC: adaptive.HighTemp}})
+	a.Observe(throttle.Change{Signal: throttle.SignalMemoryPercent, From: throttle.Normal, To: throttle.Pause, At: t0, Value: 99})
+	assert.Equal(t, adaptive.Normal, a.CurrentMode())
+}
+
+// TestAdaptationsActOnRealNodes runs nodes on a real executor under the
+// high_temp adaptations and observes the narrowed CPU class and the delay
+// between node starts, on virtual time.
+func TestAdaptationsActOnRealNodes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dev := newDevice(t)
+		a, _ := newAdaptive(t, adaptive.Options{})
+		a.Attach(dev)
+		dev.sample(75, 40, 50, 0)
+		var running, peakCPU, peakIO atomic.Int64
+		var mu sync.Mutex
+		var starts []time.Time
+		var nodes []dag.Node
+		for i := range 8 {
+			class, peak := dag.CPU, &peakCPU
+			if i%2 == 1 {
+				class, peak = dag.IO, &peakIO
+			}
+			nodes = append(nodes, dag.Node{ID: strconv.Itoa(i), Class: class, Run: func(context.Context, dag.State) error {
+				mu.Lock()
+				starts = append(starts, time.Now())
+				mu.Unlock()
+				cur := running.Add(1)
+				for p := peak.Load(); cur > p && !peak.CompareAndSwap(p, cur); p = peak.Load() {
+				}
+				time.Sleep(time.Second)
+				running.Add(-1)
+				return nil
+			}})
+		}
+		g, err := dag.New(nodes...)
+		require.NoError(t, err)
+		_, err = a.Run(context.Background(), g, dag.NewMemoryState())
+		require.NoError(t, err)
+		assert.EqualValues(t, 1, peakCPU.Load(), "one CPU node at a time")
+		for k := 1; k < len(starts); k++ {
+			assert.GreaterOrEqual(t, starts[k].Sub(starts[k-1]), 100*time.Millisecond)
+		}
+	})
 }
 
 type gate struct {
@@ -304,26 +222,24 @@ func (g *gate) Check() error {
 	case <-g.open:
 		return nil
 	default:
-		return errors.New("breaker open")
+		return errors.New("paused")
 	}
 }
 
-func TestGuardedWaitsForBreaker(t *testing.T) {
+func TestGuardedWaitsForTheGuard(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		br := &gate{open: make(chan struct{})}
-		base, _ := executor.New(executor.Options{})
-		a, err := adaptive.New(base, adaptive.Options{Breaker: br})
-		require.NoError(t, err)
-		time.AfterFunc(30*time.Second, func() { close(br.open) })
+		g := &gate{open: make(chan struct{})}
+		a, _ := newAdaptive(t, adaptive.Options{Guard: g})
+		time.AfterFunc(30*time.Second, func() { close(g.open) })
 		start := time.Now()
 		ran := false
-		err = a.Guarded(context.Background(), func(context.Context) error { ran = true; return nil })
+		err := a.Guarded(context.Background(), func(context.Context) error { ran = true; return nil })
 		require.NoError(t, err)
 		assert.True(t, ran)
 		assert.Equal(t, 30*time.Second, time.Since(start))
 
-		br2 := &gate{open: make(chan struct{})}
-		a2, _ := adaptive.New(base, adaptive.Options{Breaker: br2})
+		g2 := &gate{open: make(chan struct{})}
+		a2, _ := newAdaptive(t, adaptive.Options{Guard: g2})
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		err = a2.Guarded(ctx, func(context.Context) error { t.Error("must not run"); return nil })
@@ -332,18 +248,20 @@ func TestGuardedWaitsForBreaker(t *testing.T) {
 }
 
 func TestOptionsValidation(t *testing.T) {
-	base, _ := executor.New(executor.Options{})
+	base, err := executor.New(executor.Options{})
+	require.NoError(t, err)
 	tests := []struct {
 		name string
 		opts adaptive.Options
 		want string
 	}{
-		{"bad trigger", adaptive.Options{Triggers: map[adaptive.Mode][]adaptive.Trigger{adaptive.LowMemory: {{Signal: "memory_percent", Threshold: -5}}}}, "Triggers[low_memory]"},
+		{"unknown mode for a signal", adaptive.Options{Modes: map[string]adaptive.Mode{"temperature_c": "melting"}}, `Modes["temperature_c"] = melting`},
 		{"unknown mode", adaptive.Options{Adaptations: map[adaptive.Mode]adaptive.Adaptation{"turbo": {}}}, `Adaptations = turbo`},
 		{"bad fraction", adaptive.Options{Adaptations: map[adaptive.Mode]adaptive.Adaptation{adaptive.LowMemory: {PagerFraction: 1.5}}}, "PagerFraction = 1.5: must be in (0, 1]"},
+		{"bad target", adaptive.Options{Adaptations: map[adaptive.Mode]adaptive.Adaptation{adaptive.HighTemp: {CPUTargetPercent: 120}}}, "CPUTargetPercent = 120"},
+		{"negative CPU class", adaptive.Options{Adaptations: map[adaptive.Mode]adaptive.Adaptation{adaptive.HighTemp: {CPUParallel: -1}}}, "CPUParallel = -1"},
 		{"bad priority", adaptive.Options{Priority: []adaptive.Mode{adaptive.HighTemp, adaptive.HighTemp, adaptive.LowDisk}}, "Priority"},
-		{"bad margin", adaptive.Options{Margin: 0.7}, "Margin = 0.7: must be in [0, 0.5)"},
-		{"negative period", adaptive.Options{TransitionPeriod: -1}, "TransitionPeriod"},
+		{"short priority", adaptive.Options{Priority: []adaptive.Mode{adaptive.HighTemp, adaptive.LowMemory, adaptive.LowDisk}}, "cpu_contention once each"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -352,6 +270,6 @@ func TestOptionsValidation(t *testing.T) {
 			assert.Contains(t, err.Error(), tt.want)
 		})
 	}
-	_, err := adaptive.New(nil, adaptive.Options{})
+	_, err = adaptive.New(nil, adaptive.Options{})
 	assert.Error(t, err)
 }

@@ -95,29 +95,3 @@ func BenchmarkUnthrottledWrite(b *testing.B) {
 	b.Run("wrapper", func(b *testing.B) { run(b, th.Writer(context.Background(), openBenchFile(b))) })
 	b.Run("baseline", func(b *testing.B) { run(b, openBenchFile(b)) })
 }
-
-// BenchmarkGuardCheck measures the cached Check against its own floor, a
-// clock read ("baseline").
-func BenchmarkGuardCheck(b *testing.B) {
-	g, err := disk.NewGuard(b.TempDir(), disk.GuardOptions{MaxUsedPercent: 100})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Run("guard", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			if g.Check() != nil {
-				b.Fatal("tripped")
-			}
-		}
-	})
-	b.Run("baseline", func(b *testing.B) {
-		b.ReportAllocs()
-		t0 := time.Now()
-		for b.Loop() {
-			if time.Since(t0) < 0 {
-				b.Fatal("clock went back")
-			}
-		}
-	})
-}

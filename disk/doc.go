@@ -1,7 +1,8 @@
 // Package disk keeps an agent from flooding or filling its storage: a
 // token-bucket Throttler for read and write rates, throttled readers,
-// writers and atomic file writes, an I/O priority hint, and a Guard on
-// free space.
+// writers and atomic file writes, and an I/O priority hint. (How full the
+// disk may get is a ladder of package throttle: the Sampler reads the file
+// system that holds the storage directory, and the Breaker pauses work.)
 //
 // # Model
 //
@@ -18,13 +19,6 @@
 // allocation. SetWriteMBps and SetReadMBps change a rate while it is in
 // use; waits in progress are recomputed at the new rate.
 //
-// A Guard watches the file system holding a path (statfs) and satisfies
-// the module's guard interface: Check returns a *limit.Error
-// (throttle.LimitError) of kind disk when the file system is more than
-// MaxUsedPercent full or has less than MinFreeBytes free, and Wait blocks
-// until it is not. Check serves a cached statfs result refreshed at most
-// once per RefreshInterval.
-//
 // SetIOPriority lowers the process's Linux I/O scheduling class (best
 // effort at a level, or idle) with ioprio_set(2): the counterpart of picking
 // an I/O scheduler, without touching the device's settings.
@@ -33,8 +27,7 @@
 //
 // Rates are in MB/s with 1 MB = 1,000,000 bytes (BytesPerMB), the unit SD
 // card and eMMC speeds are quoted in. Sizes and counts of bytes are int64
-// bytes (the package builds for 32-bit ARM). Usage percentages are in
-// [0, 100].
+// bytes (the package builds for 32-bit ARM).
 //
 // # Goroutines and lifetimes
 //
@@ -42,8 +35,8 @@
 // on the caller's goroutine and end when the caller's ctx ends, returning
 // ctx's error (or its cause); a wait that cannot finish before ctx's
 // deadline fails at once with an error matching context.DeadlineExceeded
-// and a *limit.Error of kind disk_io. Throttler and Guard are safe for
-// concurrent use; the wrappers are as safe as what they wrap.
+// and a *limit.Error of kind disk_io. A Throttler is safe for concurrent
+// use; the wrappers are as safe as what they wrap.
 //
 // # Caveats
 //
@@ -58,9 +51,4 @@
 //   - I/O priorities are per thread on Linux and are honoured only by some
 //     I/O schedulers (BFQ fully; mq-deadline by class; none not at all).
 //     Elsewhere SetIOPriority does nothing.
-//   - A Guard's view can be RefreshInterval old, and a burst of writes can
-//     fill a disk between refreshes: keep MaxUsedPercent below what the
-//     disk can absorb in that time.
-//   - Stat and Guard use statfs and work on Linux only; elsewhere they
-//     return an error wrapping errors.ErrUnsupported.
 package disk

@@ -77,17 +77,6 @@ func ExampleThrottler_WaitWrite() {
 	// Output: true true
 }
 
-// A Guard pauses work when the file system holding a path is too full.
-func ExampleNewGuard() {
-	g, err := disk.NewGuard(os.TempDir(), disk.GuardOptions{MaxUsedPercent: 100, MinFreeBytes: 1})
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	fmt.Println("may proceed:", g.Check() == nil)
-	// Output: may proceed: true
-}
-
 // SetIOPriority lowers the process's I/O class, early in main, so that
 // interactive services keep the SD card; it is a best-effort hint. (Not run
 // as a test: it would change the test process's priority.)

@@ -1,38 +1,42 @@
 package factories
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 
-	"github.com/cemaf-go/cemaf/adaptive"
 	"github.com/cemaf-go/cemaf/dag"
-	"github.com/cemaf-go/cemaf/disk"
-	"github.com/cemaf-go/cemaf/executor"
 	"github.com/cemaf-go/cemaf/paging"
 	"github.com/cemaf-go/cemaf/thermal"
 	"github.com/cemaf-go/cemaf/throttle"
 )
 
-// Names of the members of the composite guard built by CreateResourceGuard;
-// Overrides.Guards replaces them by these names or adds new ones.
-const (
-	GuardBreaker = "breaker" // CPU, memory %, temperature and disk % with cooldown
-	GuardMemory  = "memory"  // process memory soft/hard MB limits
-	GuardThermal = "thermal" // the thermal manager's critical temperature
-	GuardDisk    = "disk"    // usage of the pager's file system
-)
+// GuardBreaker is the name of the Breaker in the composite guard built by
+// CreateResourceGuard; GuardOptions.Guards adds members by other names.
+const GuardBreaker = "breaker"
 
-// Overrides replace components that the factories would build.
-type Overrides struct {
-	// Guards replaces members of the composite guard by name (GuardBreaker,
-	// GuardMemory, GuardThermal, GuardDisk) or adds members with other
-	// names. A nil guard removes the member.
+// GuardOptions complete a ResourceConfig for CreateResourceGuard. The zero
+// value is valid.
+type GuardOptions struct {
+	// Guards adds members to the composite guard by name (a remote
+	// connection, a maintenance switch), or replaces the Breaker
+	// (GuardBreaker). A nil guard removes the member of that name.
 	Guards map[string]throttle.Guard
+	// StorageDirs are the directories the application writes to (pages,
+	// checkpoints, reports). The disk ladder watches the file system of
+	// each (once per file system). Empty means the pager's storage path,
+	// or the temporary directory where the pager then puts its file.
+	StorageDirs []string
+	// HelperEndpoints are URLs of services the agent calls (its LLM
+	// endpoint). A server listening on this host for one of them is one
+	// of the agent's helpers: its CPU is the agent's own (see
+	// throttle.Helpers). They add to the configuration's CPU_HELPERS.
+	HelperEndpoints []string
 	// SampleSource replaces the procfs sampler (tests, exotic platforms).
 	SampleSource throttle.SampleSource
 	// Logger receives the components' logs; nil discards them.
@@ -40,32 +44,37 @@ type Overrides struct {
 }
 
 // ResourceGuard is the composite guard of the runtime with the components
-// it reads: a Monitor sampling the host, a thermal Manager (nil on machines
-// without thermal zones), the circuit Breaker and the MemoryGuard. It owns
-// their goroutines: Close stops them. It satisfies throttle.Guard and
-// executor.Gate.
+// it reads: a Monitor sampling the host, the Sampler (with the helper
+// processes it found), a thermal Manager (nil on machines without thermal
+// zones), the Breaker that owns every signal's ladder, and the Reclaimer
+// that pages memory out above the soft limit. It owns the Monitor's
+// goroutine: Close stops it. It satisfies throttle.Guard and executor.Gate.
 type ResourceGuard struct {
 	*throttle.CompositeGuard
-	Monitor *throttle.Monitor
-	Sampler *throttle.Sampler // nil when Overrides.SampleSource is set
-	Thermal *thermal.Manager  // nil without usable thermal zones
-	Breaker *throttle.Breaker
-	Memory  *throttle.MemoryGuard
+	Monitor   *throttle.Monitor
+	Sampler   *throttle.Sampler // nil when GuardOptions.SampleSource is set
+	Thermal   *thermal.Manager  // nil without usable thermal zones
+	Breaker   *throttle.Breaker
+	Reclaimer *throttle.Reclaimer
 	// ThermalErr says why Thermal is nil (thermal.ErrNoSensors on a
 	// machine without zones).
 	ThermalErr error
+	// DiskPaths are the directories whose file systems the disk ladder
+	// watches, one per file system.
+	DiskPaths []string
+	// Helpers are the helper processes declared and to be found.
+	Helpers throttle.Helpers
 
 	closers []func() error
 }
 
 // CreateResourceGuard builds and starts the resource guard of cfg: a
-// Monitor over the host's procfs, sysfs and cgroup files, a thermal Manager
-// when the board has sensors, a circuit Breaker with cfg's thresholds, a
-// MemoryGuard with cfg's MB limits, and a disk guard on the file system of
-// the pager's storage, combined with the "any" strategy. Overrides replace
-// members. The caller must Close it.
-func CreateResourceGuard(cfg ResourceConfig, ov Overrides) (*ResourceGuard, error) {
-	logger := ov.Logger
+// Monitor over the host's procfs, sysfs and cgroup files, with the
+// temperature of the board's sensors and the usage of the storage file
+// systems; the Breaker with cfg's ladders; the Reclaimer at cfg's soft
+// limit; combined with the guards of opts. The caller must Close it.
+func CreateResourceGuard(cfg ResourceConfig, opts GuardOptions) (*ResourceGuard, error) {
+	logger := opts.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -77,21 +86,16 @@ func CreateResourceGuard(cfg ResourceConfig, ov Overrides) (*ResourceGuard, erro
 		}
 	}()
 
-	// Thermal first: the sampler reads its temperature as a signal.
 	tm, err := thermal.New(thermal.Options{
 		SysfsRoot:  cfg.SysfsRoot,
 		SensorPath: cfg.ThermalSensorPath,
-		WarningC:   cfg.ThermalWarningC,
-		CriticalC:  cfg.ThermalCriticalC,
+		AdaptC:     cfg.TempAdaptC,
+		PauseC:     cfg.TempThreshold,
 		Logger:     logger,
 	})
 	switch {
 	case err == nil:
-		if err := tm.Start(context.Background()); err != nil {
-			return nil, fmt.Errorf("factories: start thermal manager: %w", err)
-		}
 		g.Thermal = tm
-		g.closers = append(g.closers, tm.Close)
 	case errors.Is(err, thermal.ErrNoSensors) && cfg.ThermalSensorPath == "":
 		g.ThermalErr = err
 		logger.Info("factories: no thermal sensors; temperature is not watched", "sysfs_root", cfg.SysfsRoot)
@@ -99,16 +103,18 @@ func CreateResourceGuard(cfg ResourceConfig, ov Overrides) (*ResourceGuard, erro
 		return nil, fmt.Errorf("factories: thermal manager: %w", err)
 	}
 
-	fsPath := storageFS(cfg)
-	src := ov.SampleSource
+	g.DiskPaths = storageFileSystems(cfg, opts.StorageDirs)
+	g.Helpers = cfg.Helpers()
+	g.Helpers.Endpoints = append(g.Helpers.Endpoints, opts.HelperEndpoints...)
+	src := opts.SampleSource
 	if src == nil {
 		var signals []throttle.Signal
 		if g.Thermal != nil {
-			signals = append(signals, throttle.Signal{Name: throttle.SignalTemperatureC, Unit: "°C", Read: g.Thermal.TemperatureC})
+			signals = append(signals, throttle.Signal{Name: throttle.SignalTemperatureC, Unit: "°C", Read: g.Thermal.ReadTemperatureC})
 		}
 		s, err := throttle.NewSampler(throttle.SamplerOptions{
 			ProcRoot: cfg.ProcfsRoot, SysRoot: cfg.SysfsRoot, CgroupRoot: cfg.CgroupRoot,
-			DiskPaths: []string{fsPath}, Signals: signals, Logger: logger,
+			DiskPaths: g.DiskPaths, Signals: signals, Helpers: g.Helpers, Logger: logger,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("factories: sampler: %w", err)
@@ -121,63 +127,36 @@ func CreateResourceGuard(cfg ResourceConfig, ov Overrides) (*ResourceGuard, erro
 	}
 	g.Monitor = mon
 
-	br, err := throttle.NewBreaker(throttle.BreakerOptions{
-		Thresholds: map[string]float64{
-			throttle.SignalCPUPercent:    cfg.CPUThreshold,
-			throttle.SignalMemoryPercent: cfg.MemoryThreshold,
-			throttle.SignalTemperatureC:  cfg.TempThreshold,
-			throttle.SignalDiskPercent:   cfg.DiskThreshold,
-		},
-		Cooldown:      cfg.Cooldown,
-		CheckInterval: cfg.CheckInterval,
-		TripAfter:     cfg.TripAfter,
-		Logger:        logger,
-	})
+	br, err := throttle.NewBreaker(throttle.BreakerOptions{Ladders: cfg.Ladders(), CheckInterval: cfg.CheckInterval, Logger: logger})
 	if err != nil {
 		return nil, fmt.Errorf("factories: breaker: %w", err)
 	}
 	g.Breaker = br
 	g.closers = append(g.closers, noErr(br.Attach(mon)))
 
-	mg, err := throttle.NewMemoryGuard(mon, throttle.MemoryGuardOptions{
-		SoftLimitMB: cfg.MemorySoftLimitMB, HardLimitMB: cfg.MemoryHardLimitMB, Logger: logger,
-	})
+	rc, err := throttle.NewReclaimer(throttle.ReclaimerOptions{SoftLimitMB: cfg.MemorySoftLimitMB, Logger: logger})
 	if err != nil {
-		return nil, fmt.Errorf("factories: memory guard: %w", err)
+		return nil, fmt.Errorf("factories: reclaimer: %w", err)
 	}
-	g.Memory = mg
-	g.closers = append(g.closers, noErr(mg.Attach(mon)), mg.Close)
+	g.Reclaimer = rc
+	g.closers = append(g.closers, noErr(rc.Attach(mon)), rc.Close)
 
-	members := map[string]throttle.Guard{GuardBreaker: br, GuardMemory: mg}
-	if g.Thermal != nil {
-		tg, err := thermal.NewGuard(g.Thermal, thermal.GuardOptions{})
-		if err != nil {
-			return nil, fmt.Errorf("factories: thermal guard: %w", err)
-		}
-		members[GuardThermal] = tg
-	}
-	if dg, err := disk.NewGuard(fsPath, disk.GuardOptions{MaxUsedPercent: cfg.DiskThreshold, RefreshInterval: cfg.CheckInterval}); err == nil {
-		members[GuardDisk] = dg
-	} else {
-		logger.Info("factories: disk usage not guarded", "path", fsPath, "error", err)
-	}
-	for name, og := range ov.Guards {
+	members := map[string]throttle.Guard{GuardBreaker: br}
+	for name, og := range opts.Guards {
 		if og == nil {
 			delete(members, name)
 		} else {
 			members[name] = og
 		}
 	}
-	names := make([]string, 0, len(members))
-	for n := range members {
-		names = append(names, n)
+	if len(members) == 0 {
+		return nil, errors.New("factories: GuardOptions.Guards removes every guard: keep at least one")
 	}
-	slices.Sort(names)
-	list := make([]throttle.CompositeMember, 0, len(names))
-	for _, n := range names {
+	list := make([]throttle.CompositeMember, 0, len(members))
+	for _, n := range slices.Sorted(maps.Keys(members)) {
 		list = append(list, throttle.CompositeMember{Name: n, Guard: members[n]})
 	}
-	cg, err := throttle.NewCompositeGuard(list, throttle.CompositeOptions{})
+	cg, err := throttle.NewCompositeGuard(list...)
 	if err != nil {
 		return nil, fmt.Errorf("factories: composite guard: %w", err)
 	}
@@ -197,11 +176,31 @@ func CreateResourceGuardFromConfig() (*ResourceGuard, error) {
 	if err != nil {
 		return nil, err
 	}
-	return CreateResourceGuard(cfg, Overrides{})
+	return CreateResourceGuard(cfg, GuardOptions{})
 }
 
-// Close stops the monitor and the thermal manager and waits for their
-// goroutines. It is idempotent.
+// NewCPUThrottler returns the CPU throttler of cfg over g: it paces calls
+// against the CPU of this process and its helpers when helpers are declared
+// or an endpoint is on this host (a local LLM server then is what gets
+// paced), and against the whole board's CPU otherwise, at
+// CPU_TARGET_PERCENT of the board's CPUs.
+func (g *ResourceGuard) NewCPUThrottler(cfg ResourceConfig, logger *slog.Logger) (*throttle.CPUThrottler, error) {
+	o := throttle.CPUThrottlerOptions{TargetPercent: cfg.CPUTargetPercent, Logger: logger}
+	if g.Sampler != nil {
+		o.Cores = float64(runtime.NumCPU())
+		o.CPUTime = g.Sampler.BoardCPUTime
+		if g.Helpers.Declared() {
+			o.CPUTime = g.Sampler.AgentCPUTime
+		}
+	}
+	t, err := throttle.NewCPUThrottler(o)
+	if err != nil {
+		return nil, fmt.Errorf("factories: CPU throttler: %w", err)
+	}
+	return t, nil
+}
+
+// Close stops the monitor and waits for its goroutine. It is idempotent.
 func (g *ResourceGuard) Close() error {
 	var errs []error
 	for i := len(g.closers) - 1; i >= 0; i-- {
@@ -213,13 +212,38 @@ func (g *ResourceGuard) Close() error {
 
 func noErr(f func()) func() error { return func() error { f(); return nil } }
 
-// storageFS is the existing directory whose file system holds the pager's
-// storage (the storage path itself may not exist yet).
-func storageFS(cfg ResourceConfig) string {
-	p := cfg.PagerStoragePath
-	if p == "" {
-		p = os.TempDir()
+// storageFileSystems returns one existing directory per file system among
+// the storage directories: those given, else the pager's storage path, else
+// the temporary directory (where a pager without a storage path puts its
+// file). A directory that does not exist yet stands for its nearest
+// existing parent.
+func storageFileSystems(cfg ResourceConfig, dirs []string) []string {
+	if len(dirs) == 0 {
+		dirs = []string{cfg.PagerStoragePath}
+		if cfg.PagerStoragePath == "" {
+			dirs = []string{os.TempDir()}
+		}
 	}
+	var out []string
+	seen := map[uint64]bool{}
+	for _, d := range dirs {
+		if d == "" {
+			continue
+		}
+		p := existingDir(d)
+		if dev, ok := fileSystemID(p); ok {
+			if seen[dev] {
+				continue
+			}
+			seen[dev] = true
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// existingDir is p, or its nearest existing parent directory.
+func existingDir(p string) string {
 	for {
 		if fi, err := os.Stat(p); err == nil && fi.IsDir() {
 			return p
@@ -249,54 +273,4 @@ func CreateContextPager(cfg ResourceConfig, state dag.State, opts paging.Options
 		return nil, fmt.Errorf("factories: context pager: %w", err)
 	}
 	return p, nil
-}
-
-// AdaptiveDeps are the components CreateAdaptiveExecutor wires together.
-// All are optional.
-type AdaptiveDeps struct {
-	Guard    *ResourceGuard // gate of every node, breaker of Guarded, sample source
-	Pager    *paging.Pager  // shrunk under memory pressure
-	LogLevel *slog.LevelVar // raised under disk pressure
-	Logger   *slog.Logger
-	// Executor sets the base executor's other options (timeouts, retries,
-	// observers, checkpoints); MaxParallel and Gate are set from cfg and
-	// Guard.
-	Executor executor.Options
-	// Adaptive sets the adaptive executor's options (triggers,
-	// adaptations); Breaker, Pager, LogLevel and Logger come from the deps.
-	Adaptive adaptive.Options
-}
-
-// CreateAdaptiveExecutor builds the base executor (MaxParallel from cfg,
-// the resource guard as its Gate) and the adaptive executor around it,
-// attached to the guard's Monitor. Close the adaptive executor to detach.
-func CreateAdaptiveExecutor(cfg ResourceConfig, deps AdaptiveDeps) (*adaptive.Executor, *executor.Executor, error) {
-	eo := deps.Executor
-	eo.MaxParallel = cfg.MaxParallel
-	if deps.Guard != nil {
-		eo.Gate = deps.Guard
-	}
-	if eo.Logger == nil {
-		eo.Logger = deps.Logger
-	}
-	base, err := executor.New(eo)
-	if err != nil {
-		return nil, nil, fmt.Errorf("factories: executor: %w", err)
-	}
-	ao := deps.Adaptive
-	ao.LogLevel, ao.Logger = deps.LogLevel, deps.Logger
-	if deps.Pager != nil {
-		ao.Pager = deps.Pager
-	}
-	if deps.Guard != nil {
-		ao.Breaker = deps.Guard.Breaker
-	}
-	ae, err := adaptive.New(base, ao)
-	if err != nil {
-		return nil, nil, fmt.Errorf("factories: adaptive executor: %w", err)
-	}
-	if deps.Guard != nil {
-		ae.Attach(deps.Guard.Monitor)
-	}
-	return ae, base, nil
 }

@@ -3,14 +3,13 @@ package factories
 import (
 	"errors"
 	"fmt"
-	"io"
-	"math"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
+
+	"github.com/cemaf-go/cemaf/thermal"
+	"github.com/cemaf-go/cemaf/throttle"
 )
 
 // EnvPrefix is the prefix of every environment variable the module reads.
@@ -18,21 +17,22 @@ const EnvPrefix = "CEMAF_RESOURCE_"
 
 // Source says where the value of a setting came from. Higher sources win:
 // a flag over a config file, a file over the environment, the environment
-// over a default.
+// over a derived or fixed default.
 type Source int
 
 // The sources, from weakest to strongest.
 const (
 	SourceDefault Source = iota // a fixed default
-	SourceHost                  // derived from this host (CPUs, memory)
+	SourceHost                  // derived from this host (CPUs, memory, open-files limit)
+	SourceBoard                 // derived from the board's thermal trip points
 	SourceEnv                   // CEMAF_RESOURCE_* environment variable
 	SourceFile                  // the config file
 	SourceFlag                  // an explicit setting (command-line flag)
 )
 
-var sourceNames = [...]string{"default", "host", "env", "file", "flag"}
+var sourceNames = [...]string{"default", "host", "board", "env", "file", "flag"}
 
-// String returns "default", "host", "env", "file" or "flag".
+// String returns "default", "host", "board", "env", "file" or "flag".
 func (s Source) String() string {
 	if int(s) < len(sourceNames) {
 		return sourceNames[s]
@@ -57,20 +57,52 @@ func (s *Source) UnmarshalText(b []byte) error {
 // ResourceConfig is the configuration of the resource-aware runtime. Build
 // one with Load (or FromEnv); DefaultConfig gives the defaults for a host.
 // Every field corresponds to a CEMAF_RESOURCE_* variable (see Variables).
+//
+// The ladder of each signal (see throttle.Ladder) comes from here and from
+// nowhere else: an adapt level, where the adaptive executor slows, narrows
+// or pages, and a pause level (the *_THRESHOLD variables), where work
+// pauses. Ladders returns them.
 type ResourceConfig struct {
-	// Circuit breaker thresholds.
-	CPUThreshold    float64       `json:"cpu_threshold"`    // % of all CPUs
-	MemoryThreshold float64       `json:"memory_threshold"` // % of effective memory
-	TempThreshold   float64       `json:"temp_threshold"`   // °C
-	DiskThreshold   float64       `json:"disk_threshold"`   // % of the storage file system
-	Cooldown        time.Duration `json:"cooldown"`
-	CheckInterval   time.Duration `json:"check_interval"`
-	TripAfter       int           `json:"trip_after"` // consecutive samples
+	// Temperature ladder, °C. Derived from the board's trip points when
+	// the board has them (Source reports SourceBoard, TempLevelsFrom says
+	// which trip point).
+	TempAdaptC      float64 `json:"temp_adapt_c"`
+	TempThreshold   float64 `json:"temp_threshold"`
+	TempHysteresisC float64 `json:"temp_hysteresis_c"`
+	// Memory in use, % of the effective memory (host or cgroup limit).
+	MemoryAdapt     float64 `json:"memory_adapt"`
+	MemoryThreshold float64 `json:"memory_threshold"`
+	// Swap in use, %.
+	SwapAdapt     float64 `json:"swap_adapt"`
+	SwapThreshold float64 `json:"swap_threshold"`
+	// Usage of the file systems holding the storage directories, %.
+	DiskAdapt     float64 `json:"disk_adapt"`
+	DiskThreshold float64 `json:"disk_threshold"`
+	// CPU contention: CPU used by processes other than this one and its
+	// helpers, % of all CPUs.
+	CPUAdapt     float64 `json:"cpu_adapt"`
+	CPUThreshold float64 `json:"cpu_threshold"`
+	CPUTripAfter int     `json:"cpu_trip_after"`
+	// This process's anonymous memory, MB: reclaim (page out) above the
+	// soft limit, pause above the hard limit.
+	MemorySoftLimitMB int64 `json:"memory_soft_limit_mb"`
+	MemoryHardLimitMB int64 `json:"memory_hard_limit_mb"`
+	// Timing of every ladder.
+	Cooldown      time.Duration `json:"cooldown"`
+	Hold          time.Duration `json:"hold"`
+	CheckInterval time.Duration `json:"check_interval"`
+	TripAfter     int           `json:"trip_after"` // consecutive samples
 
-	// Memory guard, CPU throttler.
-	MemorySoftLimitMB int64   `json:"memory_soft_limit_mb"`
-	MemoryHardLimitMB int64   `json:"memory_hard_limit_mb"`
-	CPUTargetPercent  float64 `json:"cpu_target_percent"`
+	// CPUHelpers names the processes doing the agent's work elsewhere (a
+	// local LLM server), in throttle.ParseHelpers syntax.
+	CPUHelpers string `json:"cpu_helpers"`
+	// CPUTargetPercent is the share of the board's CPUs the agent's paced
+	// calls (with their helpers) may use on average.
+	CPUTargetPercent float64 `json:"cpu_target_percent"`
+
+	// Concurrency classes of the executor: CPU-bound and I/O-bound nodes.
+	CPUParallel int `json:"cpu_parallel"`
+	IOParallel  int `json:"io_parallel"`
 
 	// Context pager.
 	PagerMemoryLimitMB float64 `json:"pager_memory_limit_mb"`
@@ -81,13 +113,8 @@ type ResourceConfig struct {
 	DiskMaxWriteMBps float64 `json:"disk_max_write_mbps"`
 	DiskMaxReadMBps  float64 `json:"disk_max_read_mbps"`
 
-	// Thermal manager. 0 means derived from the board's trip points.
-	ThermalWarningC   float64 `json:"thermal_warning_c"`
-	ThermalCriticalC  float64 `json:"thermal_critical_c"`
-	ThermalSensorPath string  `json:"thermal_sensor_path"`
-
-	// Executor.
-	MaxParallel int `json:"max_parallel"`
+	// ThermalSensorPath, if set, is the one temperature sensor to use.
+	ThermalSensorPath string `json:"thermal_sensor_path"`
 
 	// Where the host's file systems are (containers mount them elsewhere).
 	SysfsRoot  string `json:"sysfs_root"`
@@ -98,6 +125,81 @@ type ResourceConfig struct {
 	MetricsPath string `json:"metrics_path"`
 
 	sources map[string]Source
+	notes   map[string]string // how derived values were derived
+}
+
+// Note says how the value of a derived variable was derived ("hot trip
+// point of CPU-therm (98.5 °C) − 5", "lowered below TEMP_THRESHOLD"), or ""
+// for a value given or fixed.
+func (c *ResourceConfig) Note(name string) string {
+	return c.notes[strings.TrimPrefix(name, EnvPrefix)]
+}
+
+func (c *ResourceConfig) setNote(name, note string) {
+	if c.notes == nil {
+		c.notes = map[string]string{}
+	}
+	c.notes[name] = note
+}
+
+// ladderVars names the adapt and pause variables of each ladder.
+var ladderVars = []struct{ signal, adapt, pause, unit string }{
+	{throttle.SignalTemperatureC, "TEMP_ADAPT_C", "TEMP_THRESHOLD", "°C"},
+	{throttle.SignalMemoryPercent, "MEMORY_ADAPT", "MEMORY_THRESHOLD", "%"},
+	{throttle.SignalProcessMemoryMB, "MEMORY_SOFT_LIMIT_MB", "MEMORY_HARD_LIMIT_MB", "MB"},
+	{throttle.SignalSwapPercent, "SWAP_ADAPT", "SWAP_THRESHOLD", "%"},
+	{throttle.SignalDiskPercent, "DISK_ADAPT", "DISK_THRESHOLD", "%"},
+	{throttle.SignalCPUOthersPercent, "CPU_ADAPT", "CPU_THRESHOLD", "%"},
+}
+
+// fitAdaptLevels lowers an adapt level that was not given (a default, or
+// derived) and is not below the pause level the user gave, so that setting
+// only MEMORY_THRESHOLD=70 works: memory then adapts at 65. Levels both
+// given in the wrong order are left for validate to report.
+func (c *ResourceConfig) fitAdaptLevels() {
+	for _, lv := range ladderVars {
+		if lv.signal == throttle.SignalProcessMemoryMB {
+			continue
+		}
+		a, _ := c.float(lv.adapt)
+		p, _ := c.float(lv.pause)
+		if p <= 0 || *a < *p || c.Source(lv.adapt) >= SourceEnv {
+			continue
+		}
+		step := 5.0
+		if lv.unit == "°C" {
+			step = 10
+		}
+		*a = max(*p-step, *p/2)
+		c.setNote(lv.adapt, "lowered below "+EnvPrefix+lv.pause)
+	}
+}
+
+// float returns the field of a float variable.
+func (c *ResourceConfig) float(name string) (*float64, bool) {
+	switch name {
+	case "TEMP_ADAPT_C":
+		return &c.TempAdaptC, true
+	case "TEMP_THRESHOLD":
+		return &c.TempThreshold, true
+	case "MEMORY_ADAPT":
+		return &c.MemoryAdapt, true
+	case "MEMORY_THRESHOLD":
+		return &c.MemoryThreshold, true
+	case "SWAP_ADAPT":
+		return &c.SwapAdapt, true
+	case "SWAP_THRESHOLD":
+		return &c.SwapThreshold, true
+	case "DISK_ADAPT":
+		return &c.DiskAdapt, true
+	case "DISK_THRESHOLD":
+		return &c.DiskThreshold, true
+	case "CPU_ADAPT":
+		return &c.CPUAdapt, true
+	case "CPU_THRESHOLD":
+		return &c.CPUThreshold, true
+	}
+	return new(float64), false
 }
 
 // Source returns where the value of the variable name (with or without the
@@ -118,213 +220,42 @@ type Variable struct {
 // Env returns the full environment variable name.
 func (v Variable) Env() string { return EnvPrefix + v.Name }
 
-// spec is a Variable plus how to parse, check and print it.
-type spec struct {
-	Variable
-	set func(c *ResourceConfig, raw string) error // parse and range-check
-	get func(c *ResourceConfig) string
-}
-
-func percentSpec(name, meaning string, field func(*ResourceConfig) *float64, def string) spec {
-	return floatSpec(name, meaning, "%", def, field, 0, false, 100, true)
-}
-
-// floatSpec accepts a number in (lo, hi] or [lo, hi] depending on loIncl.
-func floatSpec(name, meaning, unit, def string, field func(*ResourceConfig) *float64, lo float64, loIncl bool, hi float64, hiIncl bool) spec {
-	rng := rangeText(lo, loIncl, hi, hiIncl)
-	return spec{
-		Variable: Variable{Name: name, Meaning: meaning, Unit: unit, Default: def, Range: rng},
-		set: func(c *ResourceConfig, raw string) error {
-			v, err := strconv.ParseFloat(raw, 64)
-			if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
-				return fmt.Errorf("not a number")
-			}
-			if v < lo || (v == lo && !loIncl) || v > hi || (v == hi && !hiIncl) {
-				return fmt.Errorf("out of range")
-			}
-			*field(c) = v
-			return nil
-		},
-		get: func(c *ResourceConfig) string { return strconv.FormatFloat(*field(c), 'f', -1, 64) },
-	}
-}
-
-func intSpec(name, meaning, unit, def string, field func(*ResourceConfig) *int64, lo, hi int64) spec {
-	return spec{
-		Variable: Variable{Name: name, Meaning: meaning, Unit: unit, Default: def, Range: fmt.Sprintf("integer in [%d, %d]", lo, hi)},
-		set: func(c *ResourceConfig, raw string) error {
-			v, err := strconv.ParseInt(raw, 10, 64)
-			if err != nil {
-				return fmt.Errorf("not an integer")
-			}
-			if v < lo || v > hi {
-				return fmt.Errorf("out of range")
-			}
-			*field(c) = v
-			return nil
-		},
-		get: func(c *ResourceConfig) string { return strconv.FormatInt(*field(c), 10) },
-	}
-}
-
-// secondsSpec accepts a number of seconds (fractions allowed) in (lo, hi].
-func secondsSpec(name, meaning, def string, field func(*ResourceConfig) *time.Duration, lo, hi float64) spec {
-	return spec{
-		Variable: Variable{Name: name, Meaning: meaning, Unit: "s", Default: def, Range: rangeText(lo, false, hi, true)},
-		set: func(c *ResourceConfig, raw string) error {
-			v, err := strconv.ParseFloat(raw, 64)
-			if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
-				return fmt.Errorf("not a number of seconds")
-			}
-			if v <= lo || v > hi {
-				return fmt.Errorf("out of range")
-			}
-			*field(c) = time.Duration(v * float64(time.Second))
-			return nil
-		},
-		get: func(c *ResourceConfig) string {
-			return strconv.FormatFloat(field(c).Seconds(), 'f', -1, 64)
-		},
-	}
-}
-
-func pathSpec(name, meaning, def string, field func(*ResourceConfig) *string, allowEmpty bool) spec {
-	rng := "an absolute path"
-	if allowEmpty {
-		rng = "an absolute path, or empty"
-	}
-	return spec{
-		Variable: Variable{Name: name, Meaning: meaning, Unit: "path", Default: def, Range: rng},
-		set: func(c *ResourceConfig, raw string) error {
-			switch {
-			case raw == "" && allowEmpty:
-			case raw == "":
-				return fmt.Errorf("empty")
-			case !filepath.IsAbs(raw):
-				return fmt.Errorf("not an absolute path")
-			case strings.ContainsRune(raw, 0):
-				return fmt.Errorf("contains a NUL byte")
-			}
-			if raw != "" {
-				raw = filepath.Clean(raw)
-			}
-			*field(c) = raw
-			return nil
-		},
-		get: func(c *ResourceConfig) string { return *field(c) },
-	}
-}
-
-func rangeText(lo float64, loIncl bool, hi float64, hiIncl bool) string {
-	l, r := "(", ")"
-	if loIncl {
-		l = "["
-	}
-	if hiIncl {
-		r = "]"
-	}
-	f := func(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
-	return l + f(lo) + ", " + f(hi) + r
-}
-
-const maxMB = 1 << 20 // 1 TiB in MB: a ceiling well above any edge device
-
-// specs lists every variable, in documentation order.
-var specs = []spec{
-	percentSpec("CPU_THRESHOLD", "Circuit breaker pauses work while total CPU use is above this", func(c *ResourceConfig) *float64 { return &c.CPUThreshold }, "90"),
-	percentSpec("MEMORY_THRESHOLD", "Circuit breaker pauses work while memory use (of host or cgroup limit) is above this", func(c *ResourceConfig) *float64 { return &c.MemoryThreshold }, "85"),
-	floatSpec("TEMP_THRESHOLD", "Circuit breaker pauses work while the hottest chosen sensor is above this", "°C", "80", func(c *ResourceConfig) *float64 { return &c.TempThreshold }, 0, false, 150, true),
-	percentSpec("DISK_THRESHOLD", "Circuit breaker and disk guard pause work while the storage file system is fuller than this", func(c *ResourceConfig) *float64 { return &c.DiskThreshold }, "95"),
-	secondsSpec("COOLDOWN_SECONDS", "Least time the breaker stays open after tripping (doubles on repeated trips)", "30", func(c *ResourceConfig) *time.Duration { return &c.Cooldown }, 0, 86400),
-	secondsSpec("CHECK_INTERVAL_SECONDS", "How often resources are sampled", "5", func(c *ResourceConfig) *time.Duration { return &c.CheckInterval }, 0, 3600),
-	{
-		Variable: Variable{Name: "TRIP_AFTER_SAMPLES", Meaning: "Consecutive samples over a threshold before the breaker opens", Unit: "samples", Default: "2", Range: "integer in [1, 100]"},
-		set: func(c *ResourceConfig, raw string) error {
-			v, err := strconv.Atoi(raw)
-			if err != nil {
-				return fmt.Errorf("not an integer")
-			}
-			if v < 1 || v > 100 {
-				return fmt.Errorf("out of range")
-			}
-			c.TripAfter = v
-			return nil
-		},
-		get: func(c *ResourceConfig) string { return strconv.Itoa(c.TripAfter) },
-	},
-	intSpec("MEMORY_SOFT_LIMIT_MB", "Above this much process memory the context pager is asked to page out", "MB", "75 % of effective memory", func(c *ResourceConfig) *int64 { return &c.MemorySoftLimitMB }, 1, maxMB),
-	intSpec("MEMORY_HARD_LIMIT_MB", "Above this much process memory new nodes wait", "MB", "87.5 % of effective memory", func(c *ResourceConfig) *int64 { return &c.MemoryHardLimitMB }, 1, maxMB),
-	percentSpec("CPU_TARGET_PERCENT", "CPU throttler keeps this process at or under this share of one core (LLM calls)", func(c *ResourceConfig) *float64 { return &c.CPUTargetPercent }, "70"),
-	floatSpec("PAGER_MEMORY_LIMIT_MB", "RAM budget of the context pager", "MB", "256, at most 1/8 of effective memory, at least 16", func(c *ResourceConfig) *float64 { return &c.PagerMemoryLimitMB }, 0, false, maxMB, true),
-	floatSpec("PAGER_PAGE_SIZE_MB", "Unit of paging; fractions allowed (0.25 = 256 KiB)", "MB", "the pager's default", func(c *ResourceConfig) *float64 { return &c.PagerPageSizeMB }, 0, true, 64, true),
-	pathSpec("PAGER_STORAGE_PATH", "Directory of the pager's page file (empty: a temporary directory removed at exit)", "empty", func(c *ResourceConfig) *string { return &c.PagerStoragePath }, true),
-	floatSpec("DISK_MAX_WRITE_MBPS", "Write rate limit of throttled files (0 = unlimited)", "MB/s", "0", func(c *ResourceConfig) *float64 { return &c.DiskMaxWriteMBps }, 0, true, 100000, true),
-	floatSpec("DISK_MAX_READ_MBPS", "Read rate limit of throttled files (0 = unlimited)", "MB/s", "0", func(c *ResourceConfig) *float64 { return &c.DiskMaxReadMBps }, 0, true, 100000, true),
-	floatSpec("THERMAL_WARNING_C", "Temperature at which the thermal manager warns (0 = from the board's trip points)", "°C", "0 (derived; else 75)", func(c *ResourceConfig) *float64 { return &c.ThermalWarningC }, 0, true, 150, true),
-	floatSpec("THERMAL_CRITICAL_C", "Temperature at which the thermal guard pauses work (0 = from the board's trip points)", "°C", "0 (derived; else 85)", func(c *ResourceConfig) *float64 { return &c.ThermalCriticalC }, 0, true, 150, true),
-	pathSpec("THERMAL_SENSOR_PATH", "One temperature file or zone to use instead of the board table", "empty (board table)", func(c *ResourceConfig) *string { return &c.ThermalSensorPath }, true),
-	{
-		Variable: Variable{Name: "MAX_PARALLEL", Meaning: "Most nodes running at once (0 = usable CPUs)", Unit: "nodes", Default: "usable CPUs (GOMAXPROCS)", Range: "integer in [0, 4096]"},
-		set: func(c *ResourceConfig, raw string) error {
-			v, err := strconv.Atoi(raw)
-			if err != nil {
-				return fmt.Errorf("not an integer")
-			}
-			if v < 0 || v > 4096 {
-				return fmt.Errorf("out of range")
-			}
-			if v > 0 { // 0 keeps the host-derived value
-				c.MaxParallel = v
-			}
-			return nil
-		},
-		get: func(c *ResourceConfig) string { return strconv.Itoa(c.MaxParallel) },
-	},
-	pathSpec("SYSFS_ROOT", "Where sysfs is mounted (thermal zones, throttle flags)", "/sys", func(c *ResourceConfig) *string { return &c.SysfsRoot }, false),
-	pathSpec("PROCFS_ROOT", "Where procfs is mounted (CPU, memory, PSI)", "/proc", func(c *ResourceConfig) *string { return &c.ProcfsRoot }, false),
-	pathSpec("CGROUP_ROOT", "Where the cgroup file system is mounted", "SYSFS_ROOT/fs/cgroup", func(c *ResourceConfig) *string { return &c.CgroupRoot }, true),
-	pathSpec("METRICS_PATH", "JSON Lines file receiving the resource history (empty: none)", "empty", func(c *ResourceConfig) *string { return &c.MetricsPath }, true),
-}
-
-// Variables documents every CEMAF_RESOURCE_* variable, in a stable order.
-func Variables() []Variable {
-	out := make([]Variable, len(specs))
-	for i, s := range specs {
-		out[i] = s.Variable
-	}
-	return out
-}
-
-func specByName(name string) (spec, bool) {
-	for _, s := range specs {
-		if s.Name == name {
-			return s, true
-		}
-	}
-	return spec{}, false
-}
-
 // Host is what host-derived defaults are computed from.
 type Host struct {
-	Cores            int   // usable CPUs
-	MemoryTotalBytes int64 // effective memory: host or cgroup limit
+	Cores            int    // usable CPUs
+	MemoryTotalBytes int64  // effective memory: host or cgroup limit
+	NoFileSoft       uint64 // RLIMIT_NOFILE soft limit; 0: unknown
 }
 
 // DefaultConfig returns the defaults for host, every value's source being
-// SourceDefault or SourceHost.
+// SourceDefault or SourceHost. The temperature levels are the generic ones
+// (70/80 °C); Load derives them from the board when it has trip points.
 func DefaultConfig(host Host) ResourceConfig {
 	c := ResourceConfig{
-		CPUThreshold:     90,
-		MemoryThreshold:  85,
-		TempThreshold:    80,
-		DiskThreshold:    95,
-		Cooldown:         30 * time.Second,
 		CheckInterval:    5 * time.Second,
+		Cooldown:         throttle.DefaultCooldown,
+		Hold:             throttle.DefaultHold,
 		TripAfter:        2,
-		CPUTargetPercent: 70,
+		CPUTripAfter:     3,
+		TempHysteresisC:  thermal.DefaultHysteresisC,
+		CPUTargetPercent: 90,
 		SysfsRoot:        "/sys",
 		ProcfsRoot:       "/proc",
 		sources:          map[string]Source{},
+	}
+	for _, l := range throttle.DefaultLadders() {
+		switch l.Signal {
+		case throttle.SignalTemperatureC:
+			c.TempAdaptC, c.TempThreshold = l.Adapt, l.Pause
+		case throttle.SignalMemoryPercent:
+			c.MemoryAdapt, c.MemoryThreshold = l.Adapt, l.Pause
+		case throttle.SignalSwapPercent:
+			c.SwapAdapt, c.SwapThreshold = l.Adapt, l.Pause
+		case throttle.SignalDiskPercent:
+			c.DiskAdapt, c.DiskThreshold = l.Adapt, l.Pause
+		case throttle.SignalCPUOthersPercent:
+			c.CPUAdapt, c.CPUThreshold = l.Adapt, l.Pause
+		}
 	}
 	for _, s := range specs {
 		c.sources[s.Name] = SourceDefault
@@ -334,13 +265,41 @@ func DefaultConfig(host Host) ResourceConfig {
 		memMB = 1024 // unknown: assume a small board
 	}
 	c.MemorySoftLimitMB = max(memMB*3/4, 1)
-	c.MemoryHardLimitMB = max(memMB*7/8, c.MemorySoftLimitMB)
+	c.MemoryHardLimitMB = max(memMB*7/8, c.MemorySoftLimitMB+1)
 	c.PagerMemoryLimitMB = float64(max(min(256, memMB/8), 16))
-	c.MaxParallel = max(host.Cores, 1)
-	for _, n := range []string{"MEMORY_SOFT_LIMIT_MB", "MEMORY_HARD_LIMIT_MB", "PAGER_MEMORY_LIMIT_MB", "MAX_PARALLEL"} {
+	hl := hostlimits.Derive(host.Cores, host.NoFileSoft)
+	c.CPUParallel, c.IOParallel = hl.CPU, hl.IO
+	for _, n := range []string{"MEMORY_SOFT_LIMIT_MB", "MEMORY_HARD_LIMIT_MB", "PAGER_MEMORY_LIMIT_MB", "CPU_PARALLEL", "IO_PARALLEL"} {
 		c.sources[n] = SourceHost
 	}
 	return c
+}
+
+// Helpers returns CPUHelpers parsed. Load has validated it.
+func (c *ResourceConfig) Helpers() throttle.Helpers {
+	h, _ := throttle.ParseHelpers(c.CPUHelpers)
+	return h
+}
+
+// Ladders returns the ladder of every signal: the one place they are built.
+func (c *ResourceConfig) Ladders() []throttle.Ladder {
+	ladder := func(signal string, adapt, pause float64) throttle.Ladder {
+		return throttle.Ladder{Signal: signal, Adapt: adapt, Pause: pause, TripAfter: c.TripAfter, Cooldown: c.Cooldown, Hold: c.Hold}
+	}
+	temp := ladder(throttle.SignalTemperatureC, c.TempAdaptC, c.TempThreshold)
+	temp.Hysteresis = c.TempHysteresisC
+	disk := ladder(throttle.SignalDiskPercent, c.DiskAdapt, c.DiskThreshold)
+	disk.Hysteresis = 2
+	cpu := ladder(throttle.SignalCPUOthersPercent, c.CPUAdapt, c.CPUThreshold)
+	cpu.Hysteresis, cpu.TripAfter = 10, c.CPUTripAfter
+	return []throttle.Ladder{
+		temp,
+		ladder(throttle.SignalMemoryPercent, c.MemoryAdapt, c.MemoryThreshold),
+		ladder(throttle.SignalProcessMemoryMB, float64(c.MemorySoftLimitMB), float64(c.MemoryHardLimitMB)),
+		ladder(throttle.SignalSwapPercent, c.SwapAdapt, c.SwapThreshold),
+		disk,
+		cpu,
+	}
 }
 
 // Layer is one source of raw values: variable name (without the prefix) to
@@ -377,20 +336,32 @@ func (c *ResourceConfig) apply(l Layer) []error {
 	return errs
 }
 
-// validate checks the relations between settings.
+// validate checks the relations between settings, naming the variables.
 func (c *ResourceConfig) validate() []error {
 	var errs []error
-	if c.MemorySoftLimitMB > c.MemoryHardLimitMB {
-		errs = append(errs, fmt.Errorf("factories: %sMEMORY_SOFT_LIMIT_MB = %d (%s) is above %sMEMORY_HARD_LIMIT_MB = %d (%s): the soft limit must be ≤ the hard limit",
-			EnvPrefix, c.MemorySoftLimitMB, c.Source("MEMORY_SOFT_LIMIT_MB"), EnvPrefix, c.MemoryHardLimitMB, c.Source("MEMORY_HARD_LIMIT_MB")))
+	order := func(lo, hi string, a, b float64, rel string) {
+		if a > 0 && b > 0 && !(a < b || rel == "≤" && a == b) {
+			errs = append(errs, fmt.Errorf("factories: %s%s = %g (%s) must be %s %s%s = %g (%s)",
+				EnvPrefix, lo, a, c.Source(lo), rel, EnvPrefix, hi, b, c.Source(hi)))
+		}
 	}
-	if c.ThermalWarningC > 0 && c.ThermalCriticalC > 0 && c.ThermalWarningC >= c.ThermalCriticalC {
-		errs = append(errs, fmt.Errorf("factories: %sTHERMAL_WARNING_C = %g must be below %sTHERMAL_CRITICAL_C = %g",
-			EnvPrefix, c.ThermalWarningC, EnvPrefix, c.ThermalCriticalC))
+	for _, lv := range ladderVars {
+		if lv.signal == throttle.SignalProcessMemoryMB {
+			order(lv.adapt, lv.pause, float64(c.MemorySoftLimitMB), float64(c.MemoryHardLimitMB), "<")
+			continue
+		}
+		a, _ := c.float(lv.adapt)
+		p, _ := c.float(lv.pause)
+		order(lv.adapt, lv.pause, *a, *p, "<")
 	}
 	if c.PagerPageSizeMB > 0 && c.PagerPageSizeMB*4 > c.PagerMemoryLimitMB {
 		errs = append(errs, fmt.Errorf("factories: %sPAGER_PAGE_SIZE_MB = %g is too large for %sPAGER_MEMORY_LIMIT_MB = %g: the budget must hold at least 4 pages",
 			EnvPrefix, c.PagerPageSizeMB, EnvPrefix, c.PagerMemoryLimitMB))
+	}
+	if len(errs) == 0 {
+		if _, err := throttle.NewBreaker(throttle.BreakerOptions{Ladders: c.Ladders()}); err != nil {
+			errs = append(errs, fmt.Errorf("factories: the ladders of this configuration are not valid: %w", err))
+		}
 	}
 	return errs
 }
@@ -419,47 +390,3 @@ var ErrInvalidConfig = errors.New("invalid configuration")
 
 // Is matches ErrInvalidConfig.
 func (e *VarError) Is(target error) bool { return target == ErrInvalidConfig }
-
-// WriteTo prints the effective configuration, one variable a line with its
-// value and source.
-func (c *ResourceConfig) WriteTo(w io.Writer) (int64, error) {
-	cw := &countWriter{w: w}
-	tw := tabwriter.NewWriter(cw, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "VARIABLE\tVALUE\tSOURCE")
-	for _, s := range specs {
-		v := s.get(c)
-		if v == "" {
-			v = `""`
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", s.Env(), v, c.Source(s.Name))
-	}
-	err := tw.Flush()
-	return cw.n, err
-}
-
-// Effective returns the configuration as variable → {value, source}, for
-// JSON output (a /health/detailed page, --json).
-func (c *ResourceConfig) Effective() map[string]EffectiveValue {
-	out := make(map[string]EffectiveValue, len(specs))
-	for _, s := range specs {
-		out[s.Env()] = EffectiveValue{Value: s.get(c), Source: c.Source(s.Name)}
-	}
-	return out
-}
-
-// EffectiveValue is one setting of Effective.
-type EffectiveValue struct {
-	Value  string `json:"value"`
-	Source Source `json:"source"`
-}
-
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
-}

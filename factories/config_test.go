@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cemaf-go/cemaf/factories"
+	"github.com/cemaf-go/cemaf/throttle"
 )
 
 var pi4 = &factories.Host{Cores: 4, MemoryTotalBytes: 4 << 30}
@@ -20,13 +21,15 @@ func TestDefaultsFromHost(t *testing.T) {
 	c, warnings, err := factories.Load(factories.LoadOptions{Environ: []string{}, Host: pi4})
 	require.NoError(t, err)
 	assert.Empty(t, warnings)
-	assert.Equal(t, 90.0, c.CPUThreshold)
+	assert.Equal(t, 95.0, c.CPUThreshold)
+	assert.Equal(t, 70.0, c.CPUAdapt)
 	assert.Equal(t, 30*time.Second, c.Cooldown)
-	assert.EqualValues(t, 3072, c.MemorySoftLimitMB, "75 % of 4 GiB, as the blueprint's Pi example")
+	assert.EqualValues(t, 3072, c.MemorySoftLimitMB, "75 % of 4 GiB")
 	assert.EqualValues(t, 3584, c.MemoryHardLimitMB)
 	assert.Equal(t, 256.0, c.PagerMemoryLimitMB)
-	assert.Equal(t, 4, c.MaxParallel)
-	assert.Equal(t, factories.SourceHost, c.Source("MAX_PARALLEL"))
+	assert.Equal(t, 2, c.CPUParallel, "max(2, 4 − 2)")
+	assert.Equal(t, 256, c.IOParallel, "4 × 64")
+	assert.Equal(t, factories.SourceHost, c.Source("CPU_PARALLEL"))
 	assert.Equal(t, factories.SourceDefault, c.Source("CEMAF_RESOURCE_CPU_THRESHOLD"))
 
 	small, _, err := factories.Load(factories.LoadOptions{Environ: []string{}, Host: &factories.Host{Cores: 1, MemoryTotalBytes: 512 << 20}})
@@ -39,12 +42,12 @@ func TestPrecedence(t *testing.T) {
 	require.NoError(t, os.WriteFile(file, []byte(`# operator overrides
 export CEMAF_RESOURCE_MEMORY_THRESHOLD=70
 COOLDOWN_SECONDS="45"
-CEMAF_RESOURCE_MAX_PARALLEL = 3
+CEMAF_RESOURCE_CPU_PARALLEL = 3
 `), 0o600))
 	c, warnings, err := factories.Load(factories.LoadOptions{
-		Environ: []string{"CEMAF_RESOURCE_CPU_THRESHOLD=75", "CEMAF_RESOURCE_MEMORY_THRESHOLD=80", "CEMAF_RESOURCE_MAX_PARALLEL=8", "PATH=/usr/bin"},
+		Environ: []string{"CEMAF_RESOURCE_CPU_THRESHOLD=75", "CEMAF_RESOURCE_MEMORY_THRESHOLD=80", "CEMAF_RESOURCE_CPU_PARALLEL=8", "PATH=/usr/bin"},
 		File:    file,
-		Flags:   map[string]string{"MAX_PARALLEL": "2"},
+		Flags:   map[string]string{"CPU_PARALLEL": "5"},
 		Host:    pi4,
 	})
 	require.NoError(t, err)
@@ -54,19 +57,21 @@ CEMAF_RESOURCE_MAX_PARALLEL = 3
 	assert.Equal(t, 70.0, c.MemoryThreshold, "file beats env")
 	assert.Equal(t, factories.SourceFile, c.Source("MEMORY_THRESHOLD"))
 	assert.Equal(t, 45*time.Second, c.Cooldown)
-	assert.Equal(t, 2, c.MaxParallel, "flag beats file and env")
-	assert.Equal(t, factories.SourceFlag, c.Source("MAX_PARALLEL"))
+	assert.Equal(t, 5, c.CPUParallel, "flag beats file and env")
+	assert.Equal(t, factories.SourceFlag, c.Source("CPU_PARALLEL"))
 
 	var b strings.Builder
 	_, err = c.WriteTo(&b)
 	require.NoError(t, err)
 	out := b.String()
-	assert.Regexp(t, `CEMAF_RESOURCE_MAX_PARALLEL\s+2\s+flag`, out)
+	assert.Regexp(t, `CEMAF_RESOURCE_CPU_PARALLEL\s+5\s+flag`, out)
+	assert.Regexp(t, `cpu_others_percent\s+70 %\s+default\s+75 %\s+env`, out)
+	assert.Regexp(t, `memory_percent\s+65 %\s+default: lowered below CEMAF_RESOURCE_MEMORY_THRESHOLD\s+70 %\s+file`, out, "a default adapt level follows a lower pause level")
 	assert.Regexp(t, `CEMAF_RESOURCE_MEMORY_THRESHOLD\s+70\s+file`, out)
 	assert.Regexp(t, `CEMAF_RESOURCE_CPU_THRESHOLD\s+75\s+env`, out)
 	assert.Regexp(t, `CEMAF_RESOURCE_MEMORY_SOFT_LIMIT_MB\s+3072\s+host`, out)
 	eff := c.Effective()
-	assert.Equal(t, factories.EffectiveValue{Value: "2", Source: factories.SourceFlag}, eff["CEMAF_RESOURCE_MAX_PARALLEL"])
+	assert.Equal(t, factories.EffectiveValue{Value: "5", Source: factories.SourceFlag}, eff["CEMAF_RESOURCE_CPU_PARALLEL"])
 	assert.Len(t, eff, len(factories.Variables()))
 }
 
@@ -79,7 +84,9 @@ func TestBadValuesAllReported(t *testing.T) {
 			"CEMAF_RESOURCE_MEMORY_SOFT_LIMIT_MB=4000",
 			"CEMAF_RESOURCE_MEMORY_HARD_LIMIT_MB=3000",
 			"CEMAF_RESOURCE_SYSFS_ROOT=relative/sys",
-			"CEMAF_RESOURCE_MAX_PARALLEL=-3",
+			"CEMAF_RESOURCE_CPU_PARALLEL=-3",
+			"CEMAF_RESOURCE_CPU_HELPERS=pid:0",
+			"CEMAF_RESOURCE_HOLD_SECONDS=1e-320",
 		},
 		Host: pi4,
 	})
@@ -87,18 +94,34 @@ func TestBadValuesAllReported(t *testing.T) {
 	require.ErrorIs(t, err, factories.ErrInvalidConfig)
 	msg := err.Error()
 	for _, want := range []string{
-		`CEMAF_RESOURCE_CPU_THRESHOLD = "ninety" from environment: not a number; accepted: (0, 100] (%)`,
-		`CEMAF_RESOURCE_MEMORY_THRESHOLD = "120" from environment: out of range; accepted: (0, 100] (%)`,
+		`CEMAF_RESOURCE_CPU_THRESHOLD = "ninety" from environment: not a number; accepted: [0, 100] (% of all CPUs)`,
+		`CEMAF_RESOURCE_MEMORY_THRESHOLD = "120" from environment: out of range; accepted: [0, 100] (%)`,
 		`CEMAF_RESOURCE_COOLDOWN_SECONDS = "-5" from environment: out of range; accepted: (0, 86400] (s)`,
 		`CEMAF_RESOURCE_SYSFS_ROOT = "relative/sys" from environment: not an absolute path`,
-		`CEMAF_RESOURCE_MAX_PARALLEL = "-3" from environment: out of range; accepted: integer in [0, 4096]`,
-		`CEMAF_RESOURCE_MEMORY_SOFT_LIMIT_MB = 4000 (env) is above CEMAF_RESOURCE_MEMORY_HARD_LIMIT_MB = 3000 (env)`,
+		`CEMAF_RESOURCE_CPU_PARALLEL = "-3" from environment: out of range; accepted: integer in [0, 4096]`,
+		`CEMAF_RESOURCE_CPU_HELPERS = "pid:0" from environment: helper "pid:0": a PID must be a positive integer`,
+		`CEMAF_RESOURCE_HOLD_SECONDS = "1e-320" from environment: below the nanosecond the clock counts in`,
 	} {
 		assert.Contains(t, msg, want)
 	}
 	var ve *factories.VarError
 	require.ErrorAs(t, err, &ve)
 	assert.NotEmpty(t, ve.Accepted)
+
+	// Relations are checked once every value parses.
+	_, _, err = factories.Load(factories.LoadOptions{Environ: []string{
+		"CEMAF_RESOURCE_MEMORY_SOFT_LIMIT_MB=4000", "CEMAF_RESOURCE_MEMORY_HARD_LIMIT_MB=3000",
+		"CEMAF_RESOURCE_CPU_ADAPT=99", "CEMAF_RESOURCE_CPU_THRESHOLD=90",
+	}, Host: pi4})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "CEMAF_RESOURCE_MEMORY_SOFT_LIMIT_MB = 4000 (env) must be < CEMAF_RESOURCE_MEMORY_HARD_LIMIT_MB = 3000 (env)")
+	assert.Contains(t, err.Error(), "CEMAF_RESOURCE_CPU_ADAPT = 99 (env) must be < CEMAF_RESOURCE_CPU_THRESHOLD = 90 (env)")
+
+	// A tiny soft limit is a valid configuration, not an error at start.
+	c, _, err := factories.Load(factories.LoadOptions{Environ: []string{"CEMAF_RESOURCE_MEMORY_SOFT_LIMIT_MB=1"}, Host: pi4})
+	require.NoError(t, err)
+	_, err = throttle.NewReclaimer(throttle.ReclaimerOptions{SoftLimitMB: c.MemorySoftLimitMB})
+	require.NoError(t, err)
 }
 
 func TestUnknownVariableSuggestsNearest(t *testing.T) {
@@ -126,18 +149,61 @@ func TestConfigFileErrors(t *testing.T) {
 
 func TestThermalAndPagerRelations(t *testing.T) {
 	_, _, err := factories.Load(factories.LoadOptions{Environ: []string{
-		"CEMAF_RESOURCE_THERMAL_WARNING_C=85", "CEMAF_RESOURCE_THERMAL_CRITICAL_C=80",
+		"CEMAF_RESOURCE_TEMP_ADAPT_C=85", "CEMAF_RESOURCE_TEMP_THRESHOLD=80",
 		"CEMAF_RESOURCE_PAGER_MEMORY_LIMIT_MB=16", "CEMAF_RESOURCE_PAGER_PAGE_SIZE_MB=8",
+		"CEMAF_RESOURCE_SYSFS_ROOT=/nonexistent",
 	}, Host: pi4})
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "THERMAL_WARNING_C = 85 must be below CEMAF_RESOURCE_THERMAL_CRITICAL_C = 80")
+	assert.Contains(t, err.Error(), "TEMP_ADAPT_C = 85 (env) must be < CEMAF_RESOURCE_TEMP_THRESHOLD = 80 (env)")
 	assert.Contains(t, err.Error(), "PAGER_PAGE_SIZE_MB = 8 is too large for CEMAF_RESOURCE_PAGER_MEMORY_LIMIT_MB = 16")
 }
 
-func TestMaxParallelZeroMeansHost(t *testing.T) {
-	c, _, err := factories.Load(factories.LoadOptions{Environ: []string{"CEMAF_RESOURCE_MAX_PARALLEL=0"}, Host: pi4})
+// The temperature ladder comes from the board's trip points when the board
+// has them, and the configuration says so.
+func TestTemperatureLevelsFromTheBoard(t *testing.T) {
+	for _, tt := range []struct {
+		fixture      string
+		adapt, pause float64
+		pauseFrom    string
+	}{
+		{"pi4", 70, 80, "raspberry-pi board table"},
+		{"jetson-orin", 90, 94, "hot trip point of tj-thermal (99 °C) − 5"},
+		{"jetson-nano", 83.5, 93.5, "hot trip point of CPU-therm (98.5 °C) − 5"},
+	} {
+		t.Run(tt.fixture, func(t *testing.T) {
+			root, err := filepath.Abs(filepath.Join("..", "thermal", "testdata", tt.fixture))
+			require.NoError(t, err)
+			c, _, err := factories.Load(factories.LoadOptions{Environ: []string{"CEMAF_RESOURCE_SYSFS_ROOT=" + root}, Host: pi4})
+			require.NoError(t, err)
+			assert.Equal(t, tt.adapt, c.TempAdaptC)
+			assert.Equal(t, tt.pause, c.TempThreshold)
+			assert.Equal(t, factories.SourceBoard, c.Source("TEMP_THRESHOLD"))
+			assert.Equal(t, tt.pauseFrom, c.Note("TEMP_THRESHOLD"))
+			var b strings.Builder
+			_, err = c.WriteTo(&b)
+			require.NoError(t, err)
+			assert.Contains(t, b.String(), "board: "+tt.pauseFrom)
+		})
+	}
+	// A level the user gives wins; the other is still derived.
+	root, _ := filepath.Abs("../thermal/testdata/jetson-orin")
+	c, _, err := factories.Load(factories.LoadOptions{Environ: []string{"CEMAF_RESOURCE_SYSFS_ROOT=" + root, "CEMAF_RESOURCE_TEMP_THRESHOLD=85"}, Host: pi4})
 	require.NoError(t, err)
-	assert.Equal(t, 4, c.MaxParallel)
+	assert.Equal(t, 85.0, c.TempThreshold)
+	assert.Equal(t, factories.SourceEnv, c.Source("TEMP_THRESHOLD"))
+	assert.Equal(t, 75.0, c.TempAdaptC, "the passive trip (90) is not below 85: 10 below the pause level")
+	// No thermal zones: the fixed defaults.
+	c, _, err = factories.Load(factories.LoadOptions{Environ: []string{"CEMAF_RESOURCE_SYSFS_ROOT=" + t.TempDir()}, Host: pi4})
+	require.NoError(t, err)
+	assert.Equal(t, 80.0, c.TempThreshold)
+	assert.Equal(t, factories.SourceDefault, c.Source("TEMP_THRESHOLD"))
+}
+
+func TestParallelZeroMeansHost(t *testing.T) {
+	c, _, err := factories.Load(factories.LoadOptions{Environ: []string{"CEMAF_RESOURCE_CPU_PARALLEL=0", "CEMAF_RESOURCE_IO_PARALLEL=0"}, Host: &factories.Host{Cores: 8, MemoryTotalBytes: 8 << 30, NoFileSoft: 1024}})
+	require.NoError(t, err)
+	assert.Equal(t, 6, c.CPUParallel)
+	assert.Equal(t, 512, c.IOParallel, "8 × 64 = 512, half of 1024 open files")
 }
 
 func TestDetectHost(t *testing.T) {
@@ -174,8 +240,8 @@ func FuzzLoadEnv(f *testing.F) {
 			}
 			return
 		}
-		if cfg.CPUThreshold <= 0 || cfg.CPUThreshold > 100 || cfg.Cooldown <= 0 || cfg.CheckInterval <= 0 ||
-			cfg.MaxParallel < 1 || cfg.MemorySoftLimitMB > cfg.MemoryHardLimitMB || !filepath.IsAbs(cfg.SysfsRoot) {
+		if cfg.CPUThreshold < 0 || cfg.CPUThreshold > 100 || cfg.Cooldown <= 0 || cfg.CheckInterval <= 0 ||
+			cfg.CPUParallel < 1 || cfg.IOParallel < 1 || cfg.MemorySoftLimitMB >= cfg.MemoryHardLimitMB || !filepath.IsAbs(cfg.SysfsRoot) {
 			t.Fatalf("invalid config accepted: %+v", cfg)
 		}
 	})

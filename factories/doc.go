@@ -1,42 +1,55 @@
 // Package factories builds the resource-aware runtime of cemaf from one
 // configuration: the values of the CEMAF_RESOURCE_* environment variables,
-// a config file, explicit settings (flags) and host-derived defaults.
+// a config file, explicit settings (flags), the board's trip points and
+// host-derived defaults.
 //
 // # Configuration
 //
 // A ResourceConfig holds every setting; Variables documents them (the
 // README's table is that list). Load reads them with the precedence
 //
-//	explicit setting (flag) > config file > environment > host-derived default
+//	explicit setting (flag) > config file > environment > board or host default
 //
-// and remembers where each value came from (ResourceConfig.Source,
-// WriteTo, Effective). Host-derived defaults come from the usable CPUs and
-// the effective memory, the smaller of the host's and the cgroup limit: on a
-// 4 GB Raspberry Pi the memory guard's soft and hard limits are 3072 and
-// 3584 MB, and MaxParallel is 4. Every bad value is reported at once
-// (errors.Join): each error names the variable, the value, where it came
-// from and the accepted range. Unknown CEMAF_RESOURCE_* variables are
-// warnings that suggest the nearest known name.
+// and remembers where each value came from (ResourceConfig.Source, Note,
+// WriteTo, Effective). The ladder of every signal — temperature, memory,
+// this process's memory, swap, disk and CPU contention — comes from here
+// and nowhere else (Ladders): an adapt level and a pause level (the
+// *_THRESHOLD variables), with the hysteresis, trip count, cooldown and hold
+// time the throttle Breaker applies. Temperature levels come from the
+// board's trip points when it has them; the memory limits and the
+// concurrency classes from the effective memory (the smaller of the host's
+// and the cgroup limit), the usable CPUs and the open-files limit: on a
+// 4 GB, 4-core Raspberry Pi the process memory ladder adapts at 3072 MB and
+// pauses above 3584 MB, two CPU-bound nodes run at once and 256 I/O-bound
+// ones. Every bad value is reported at once (errors.Join): each error names
+// the variable, the value, where it came from and the accepted range, and
+// relations between values (an adapt level above its pause level) are
+// checked when the configuration is loaded. An adapt level left at its
+// default follows a pause level set below it. Unknown CEMAF_RESOURCE_*
+// variables are warnings that suggest the nearest known name.
 //
 // # Builders
 //
-// CreateResourceGuard builds and starts the composite guard: a
+// CreateResourceGuard builds and starts the resource guard: a
 // throttle.Monitor sampling procfs, sysfs and the cgroup files under the
-// configured roots; a thermal.Manager when the board has sensors; a
-// throttle.Breaker with the CPU, memory, temperature and disk thresholds; a
-// throttle.MemoryGuard with the MB limits; a disk.Guard on the pager's file
-// system. Overrides replace members by name. CreateContextPager wraps a
-// State in a paging.Pager. CreateAdaptiveExecutor builds the base executor,
-// gated by the guard, and the adaptive executor attached to the guard's
-// monitor. NewRuntime does all of it, plus the CPU and disk throttlers and
-// an optional checkpoint store, and registers the pager with the memory
-// guard so that memory pressure pages context out.
+// configured roots, with the board's temperature (thermal.Manager), the file
+// systems that hold the storage directories, and the CPU of this process's
+// helpers (declared in CPU_HELPERS, and the server of a local LLM endpoint,
+// found from its socket); the throttle.Breaker that owns every ladder; the
+// throttle.Reclaimer that pages memory out above the soft limit; and the
+// application's own guards. NewCPUThrottler paces calls against the CPU of
+// the agent and its helpers, or the whole board's. CreateContextPager wraps
+// a State in a paging.Pager. CreateAdaptiveExecutor builds the base
+// executor, gated by the guard, with the configured concurrency classes, and
+// the adaptive executor following the Breaker. NewRuntime does all of it,
+// plus the disk throttler and an optional checkpoint store; it refuses
+// options it would otherwise overwrite, naming them.
 //
 // # Goroutines
 //
-// A ResourceGuard owns the Monitor's sampling goroutine and the thermal
-// Manager's polling goroutine; a Runtime owns its ResourceGuard and the
-// pager's workers. Close stops and waits for all of them; it is idempotent.
+// A ResourceGuard owns the Monitor's sampling goroutine; a Runtime owns its
+// ResourceGuard and the pager's workers. Close stops and waits for all of
+// them; it is idempotent.
 //
 // Units: percentages of 0–100, temperatures in °C, MB = 2^20 bytes for
 // memory and the pager, MB/s = 10^6 bytes per second for disk rates, seconds
@@ -44,9 +57,9 @@
 //
 // # Caveats
 //
-// Load reads the host's memory through the configured procfs and cgroup
-// roots: it does file I/O. The breaker counts this process's own CPU use in
-// CPU_THRESHOLD; TRIP_AFTER_SAMPLES (default 2) keeps a short burst of the
-// agent's own work from pausing it. On a machine without thermal zones the
-// temperature is not watched (ResourceGuard.ThermalErr says so).
+// Load reads the host's memory and the board's thermal zones through the
+// configured roots: it does file I/O. On a machine without thermal zones
+// the temperature is not watched (ResourceGuard.ThermalErr says so). A
+// helper server run by another user is found only by name or cgroup, since
+// its sockets cannot be read: declare it in CPU_HELPERS.
 package factories

@@ -2,15 +2,17 @@ package factories
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
-	"runtime"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/cemaf-go/cemaf/internal/boundedread"
+	"github.com/cemaf-go/cemaf/thermal"
 	"github.com/cemaf-go/cemaf/throttle"
 )
 
@@ -76,6 +78,10 @@ func Load(opts LoadOptions) (ResourceConfig, []string, error) {
 	for _, l := range layers {
 		errs = append(errs, c.apply(l)...)
 	}
+	if len(errs) == 0 {
+		c.deriveTemperature()
+		c.fitAdaptLevels()
+	}
 	errs = append(errs, c.validate()...)
 	if len(errs) > 0 {
 		return c, warnings, errors.Join(errs...)
@@ -95,10 +101,11 @@ func FromEnv() (ResourceConfig, error) {
 }
 
 // DetectHost reads the usable CPUs (runtime.GOMAXPROCS, which honours the
-// cgroup CPU quota) and the effective memory (the smaller of the host's
-// MemTotal and the cgroup limit) under the given roots.
+// cgroup CPU quota), the open-files limit and the effective memory (the
+// smaller of the host's MemTotal and the cgroup limit) under the given roots.
 func DetectHost(procfsRoot, sysfsRoot, cgroupRoot string) (Host, error) {
-	h := Host{Cores: runtime.GOMAXPROCS(0)}
+	cores, nofile := hostlimits.Detect()
+	h := Host{Cores: cores, NoFileSoft: nofile}
 	s, err := throttle.NewSampler(throttle.SamplerOptions{ProcRoot: procfsRoot, SysRoot: sysfsRoot, CgroupRoot: cgroupRoot, MinCPUWindow: time.Millisecond})
 	if err != nil {
 		return h, err
@@ -144,14 +151,16 @@ func flagLayer(flags map[string]string, warnings *[]string) Layer {
 	return l
 }
 
+// maxConfigFileBytes bounds a config file: a few hundred lines.
+const maxConfigFileBytes = 1 << 20
+
 func fileLayer(path string, warnings *[]string) (Layer, error) {
 	l := Layer{Source: SourceFile, Origin: path, Values: map[string]string{}}
-	f, err := os.Open(path)
+	b, err := boundedread.ReadFile(path, maxConfigFileBytes)
 	if err != nil {
 		return l, fmt.Errorf("factories: config file: %w", err)
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(bytes.NewReader(b))
 	var errs []error
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
@@ -228,4 +237,47 @@ func KnownNames() []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// deriveTemperature takes the temperature levels the configuration leaves
+// open (0, or the fixed default) from the board's trip points, through the
+// thermal package, and records where they came from.
+func (c *ResourceConfig) deriveTemperature() {
+	userAdapt := c.Source("TEMP_ADAPT_C") > SourceBoard && c.TempAdaptC > 0
+	userPause := c.Source("TEMP_THRESHOLD") > SourceBoard && c.TempThreshold > 0
+	o := thermal.Options{SysfsRoot: c.SysfsRoot, SensorPath: c.ThermalSensorPath}
+	if userAdapt {
+		o.AdaptC = c.TempAdaptC
+	}
+	if userPause {
+		o.PauseC = c.TempThreshold
+	}
+	m, err := thermal.New(o)
+	if err != nil {
+		// No sensors (or a bad sensor path, reported when the guard is
+		// built): keep the defaults for an adapt or pause level left at 0.
+		if c.TempAdaptC == 0 {
+			c.TempAdaptC = thermal.DefaultAdaptC
+		}
+		if c.TempThreshold == 0 {
+			c.TempThreshold = thermal.DefaultPauseC
+		}
+		return
+	}
+	l := m.Levels()
+	set := func(name string, dst *float64, v float64, from string) {
+		*dst = v
+		if from == "default" {
+			c.sources[name] = SourceDefault
+			return
+		}
+		c.sources[name] = SourceBoard
+		c.setNote(name, from)
+	}
+	if !userAdapt {
+		set("TEMP_ADAPT_C", &c.TempAdaptC, l.AdaptC, l.AdaptFrom)
+	}
+	if !userPause {
+		set("TEMP_THRESHOLD", &c.TempThreshold, l.PauseC, l.PauseFrom)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 
 	"github.com/cemaf-go/cemaf/adaptive"
 	"github.com/cemaf-go/cemaf/dag"
@@ -14,9 +15,14 @@ import (
 )
 
 // RuntimeOptions complete a ResourceConfig for NewRuntime. The zero value is
-// valid.
+// valid. What the runtime builds from the configuration (the executor's
+// limits and gate, the adaptive executor's guard, pager, throttler and log
+// level) cannot also be set here: NewRuntime refuses, naming the field and
+// where to set it instead, rather than overwrite it silently.
 type RuntimeOptions struct {
-	Overrides Overrides
+	// Guard completes the resource guard: guards of the application's
+	// own, extra storage directories and helper endpoints.
+	Guard GuardOptions
 	// State is the State the pager wraps; nil means a new MemoryState.
 	State dag.State
 	// Pager sets the pager's other options (pinned and prefetched keys,
@@ -26,21 +32,24 @@ type RuntimeOptions struct {
 	// resumable after a crash.
 	CheckpointPath string
 	Checkpoints    executor.CheckpointOptions
-	// Executor and Adaptive set the executors' other options.
+	// Executor and Adaptive set the executors' other options (timeouts,
+	// retries, observers; modes, adaptations, priority).
 	Executor executor.Options
 	Adaptive adaptive.Options
 	// LogLevel is the application's log level, turned down in low_disk
-	// mode; Logger receives the components' logs (nil: discarded).
+	// mode; Logger receives the components' logs (nil: discarded) unless
+	// a component's own options name another.
 	LogLevel *slog.LevelVar
 	Logger   *slog.Logger
 }
 
-// Runtime is the whole resource-aware stack of an application, built from one
-// ResourceConfig: the resource guard (monitor, thermal manager, breaker,
-// memory and disk guards), the context pager (registered with the memory
-// guard, so memory pressure pages it out), an optional checkpoint store, the
-// CPU and disk throttlers, and the adaptive executor over the base
-// executor. Close stops and releases all of it.
+// Runtime is the whole resource-aware stack of an application, built from
+// one ResourceConfig: the resource guard (monitor, sampler with the helper
+// processes, thermal manager, the Breaker with every signal's ladder, the
+// Reclaimer), the context pager (registered with the Reclaimer, so memory
+// pressure pages it out), an optional checkpoint store, the CPU and disk
+// throttlers, and the adaptive executor over the base executor. Close stops
+// and releases all of it.
 type Runtime struct {
 	Config      ResourceConfig
 	Guard       *ResourceGuard
@@ -54,11 +63,52 @@ type Runtime struct {
 	closers []func() error
 }
 
+// checkOptions refuses options that the runtime sets from the
+// configuration.
+func (o *RuntimeOptions) checkOptions() error {
+	var errs []error
+	refuse := func(field, instead string) {
+		errs = append(errs, fmt.Errorf("factories: RuntimeOptions.%s is set, but the runtime sets it: %s", field, instead))
+	}
+	if o.Executor.Limits != (executor.Limits{}) {
+		refuse("Executor.Limits", "set CEMAF_RESOURCE_CPU_PARALLEL and IO_PARALLEL (or ResourceConfig.CPUParallel and IOParallel) instead")
+	}
+	if o.Executor.Gate != nil {
+		refuse("Executor.Gate", "add it to RuntimeOptions.Guard.Guards instead, where it joins the resource guard")
+	}
+	if o.Executor.Checkpoints != nil && o.CheckpointPath != "" {
+		refuse("Executor.Checkpoints", "give either a store or RuntimeOptions.CheckpointPath, not both")
+	}
+	if o.Adaptive.Guard != nil {
+		refuse("Adaptive.Guard", "it is the resource guard; add guards to RuntimeOptions.Guard.Guards instead")
+	}
+	if o.Adaptive.Pager != nil {
+		refuse("Adaptive.Pager", "it is the runtime's pager; configure it with RuntimeOptions.Pager")
+	}
+	if o.Adaptive.Throttler != nil {
+		refuse("Adaptive.Throttler", "it is the runtime's CPU throttler (CEMAF_RESOURCE_CPU_TARGET_PERCENT)")
+	}
+	if o.Adaptive.LogLevel != nil {
+		refuse("Adaptive.LogLevel", "set RuntimeOptions.LogLevel instead")
+	}
+	return errors.Join(errs...)
+}
+
 // NewRuntime builds and starts a Runtime. On error, whatever was started is
 // stopped again.
 func NewRuntime(cfg ResourceConfig, opts RuntimeOptions) (*Runtime, error) {
-	if opts.Overrides.Logger == nil {
-		opts.Overrides.Logger = opts.Logger
+	if err := opts.checkOptions(); err != nil {
+		return nil, err
+	}
+	if opts.Guard.Logger == nil {
+		opts.Guard.Logger = opts.Logger
+	}
+	if len(opts.Guard.StorageDirs) == 0 {
+		dirs := storageFileSystems(cfg, nil)
+		if opts.CheckpointPath != "" {
+			dirs = append(dirs, filepath.Dir(opts.CheckpointPath))
+		}
+		opts.Guard.StorageDirs = dirs
 	}
 	rt := &Runtime{Config: cfg}
 	ok := false
@@ -67,7 +117,7 @@ func NewRuntime(cfg ResourceConfig, opts RuntimeOptions) (*Runtime, error) {
 			rt.Close()
 		}
 	}()
-	g, err := CreateResourceGuard(cfg, opts.Overrides)
+	g, err := CreateResourceGuard(cfg, opts.Guard)
 	if err != nil {
 		return nil, err
 	}
@@ -82,7 +132,7 @@ func NewRuntime(cfg ResourceConfig, opts RuntimeOptions) (*Runtime, error) {
 		return nil, err
 	}
 	rt.Pager = p
-	rt.closers = append(rt.closers, p.Close, noErr(g.Memory.Register(p, 0)))
+	rt.closers = append(rt.closers, p.Close, noErr(g.Reclaimer.Register(p, 0)))
 
 	if opts.CheckpointPath != "" {
 		if opts.Checkpoints.Logger == nil {
@@ -97,15 +147,15 @@ func NewRuntime(cfg ResourceConfig, opts RuntimeOptions) (*Runtime, error) {
 		opts.Executor.Checkpoints = cs
 	}
 
-	if rt.CPU, err = throttle.NewCPUThrottler(throttle.CPUThrottlerOptions{TargetPercent: cfg.CPUTargetPercent, Logger: opts.Logger}); err != nil {
-		return nil, fmt.Errorf("factories: CPU throttler: %w", err)
+	if rt.CPU, err = g.NewCPUThrottler(cfg, opts.Logger); err != nil {
+		return nil, err
 	}
 	if rt.Disk, err = disk.NewThrottler(disk.Options{WriteMBps: cfg.DiskMaxWriteMBps, ReadMBps: cfg.DiskMaxReadMBps}); err != nil {
 		return nil, fmt.Errorf("factories: disk throttler: %w", err)
 	}
 
 	ae, base, err := CreateAdaptiveExecutor(cfg, AdaptiveDeps{
-		Guard: g, Pager: p, LogLevel: opts.LogLevel, Logger: opts.Logger,
+		Guard: g, Pager: p, CPU: rt.CPU, LogLevel: opts.LogLevel, Logger: opts.Logger,
 		Executor: opts.Executor, Adaptive: opts.Adaptive,
 	})
 	if err != nil {
@@ -117,13 +167,68 @@ func NewRuntime(cfg ResourceConfig, opts RuntimeOptions) (*Runtime, error) {
 	return rt, nil
 }
 
+// AdaptiveDeps are the components CreateAdaptiveExecutor wires together.
+// All are optional.
+type AdaptiveDeps struct {
+	Guard    *ResourceGuard         // gate of every node, guard of Guarded, ladders to follow
+	Pager    *paging.Pager          // shrunk under memory pressure
+	CPU      *throttle.CPUThrottler // target lowered when hot or contended
+	LogLevel *slog.LevelVar         // raised under disk pressure
+	Logger   *slog.Logger
+	// Executor sets the base executor's other options (timeouts, retries,
+	// observers, checkpoints); Limits come from cfg and Gate from Guard.
+	Executor executor.Options
+	// Adaptive sets the adaptive executor's options (modes, adaptations,
+	// priority); Guard, Pager, Throttler and LogLevel come from the deps.
+	Adaptive adaptive.Options
+}
+
+// CreateAdaptiveExecutor builds the base executor (the concurrency limits
+// of cfg, the resource guard as its Gate) and the adaptive executor around
+// it, following the guard's Breaker. Close the adaptive executor to detach.
+func CreateAdaptiveExecutor(cfg ResourceConfig, deps AdaptiveDeps) (*adaptive.Executor, *executor.Executor, error) {
+	eo := deps.Executor
+	eo.Limits = executor.Limits{CPU: cfg.CPUParallel, IO: cfg.IOParallel}
+	if deps.Guard != nil {
+		eo.Gate = deps.Guard
+	}
+	if eo.Logger == nil {
+		eo.Logger = deps.Logger
+	}
+	base, err := executor.New(eo)
+	if err != nil {
+		return nil, nil, fmt.Errorf("factories: executor: %w", err)
+	}
+	ao := deps.Adaptive
+	ao.LogLevel = deps.LogLevel
+	if ao.Logger == nil {
+		ao.Logger = deps.Logger
+	}
+	if deps.Pager != nil {
+		ao.Pager = deps.Pager
+	}
+	if deps.CPU != nil {
+		ao.Throttler = deps.CPU
+	}
+	if deps.Guard != nil {
+		ao.Guard = deps.Guard
+	}
+	ae, err := adaptive.New(base, ao)
+	if err != nil {
+		return nil, nil, fmt.Errorf("factories: adaptive executor: %w", err)
+	}
+	if deps.Guard != nil {
+		ae.Attach(deps.Guard.Breaker)
+	}
+	return ae, base, nil
+}
+
 // State is the paged State runs should use.
 func (rt *Runtime) State() dag.State { return rt.Pager }
 
 // Close stops the runtime: the adaptive executor detaches and restores its
 // settings, the pager flushes and closes, the checkpoint store closes, and
-// the monitor and thermal manager stop. Runs must have returned. It is
-// idempotent.
+// the monitor stops. Runs must have returned. It is idempotent.
 func (rt *Runtime) Close() error {
 	var errs []error
 	for i := len(rt.closers) - 1; i >= 0; i-- {

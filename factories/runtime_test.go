@@ -47,14 +47,14 @@ func TestRuntimeRunsAPagedGraph(t *testing.T) {
 	leakcheck.Check(t)
 	cfg := pi4Config(t)
 	rt, err := factories.NewRuntime(cfg, factories.RuntimeOptions{
-		Overrides:      factories.Overrides{SampleSource: steady{}},
+		Guard:          factories.GuardOptions{SampleSource: steady{}},
 		CheckpointPath: filepath.Join(t.TempDir(), "runs.db"),
 	})
 	require.NoError(t, err)
 	defer rt.Close()
 
 	require.NotNil(t, rt.Guard.Thermal, "the Pi 4 fixture has a cpu-thermal zone")
-	temp, ok := rt.Guard.Thermal.TemperatureC()
+	temp, ok := rt.Guard.Thermal.ReadTemperatureC()
 	require.True(t, ok)
 	assert.InDelta(t, 50, temp, 30)
 	require.NoError(t, rt.Guard.Check(), "a healthy, cool device")
@@ -103,7 +103,7 @@ func TestRuntimeRunsAPagedGraph(t *testing.T) {
 	rec, err := rt.Checkpoints.Run("paged")
 	require.NoError(t, err)
 	assert.True(t, rec.Finished())
-	assert.Equal(t, 4, rt.Base.MaxParallel())
+	assert.Equal(t, executor.Limits{CPU: 2, IO: 256}, rt.Base.Limits(), "host-derived classes of a 4-core board")
 	require.NoError(t, rt.Close())
 	require.NoError(t, rt.Close(), "Close is idempotent")
 }
@@ -138,13 +138,13 @@ func (b *blocker) Wait(ctx context.Context) error {
 	}
 }
 
-func TestOverridesReplaceGuards(t *testing.T) {
+func TestGuardOptionsAddGuards(t *testing.T) {
 	leakcheck.Check(t)
 	cfg := pi4Config(t)
 	custom := &blocker{closed: true, opened: make(chan struct{})}
-	g, err := factories.CreateResourceGuard(cfg, factories.Overrides{
+	g, err := factories.CreateResourceGuard(cfg, factories.GuardOptions{
 		SampleSource: steady{},
-		Guards:       map[string]throttle.Guard{factories.GuardMemory: custom, factories.GuardDisk: nil},
+		Guards:       map[string]throttle.Guard{"quota": custom},
 	})
 	require.NoError(t, err)
 	defer g.Close()
@@ -168,7 +168,32 @@ func TestRuntimeFailsCleanlyOnBadSensorPath(t *testing.T) {
 	leakcheck.Check(t)
 	cfg := pi4Config(t)
 	cfg.ThermalSensorPath = "/nonexistent/thermal_zone9/temp"
-	_, err := factories.NewRuntime(cfg, factories.RuntimeOptions{Overrides: factories.Overrides{SampleSource: steady{}}})
+	_, err := factories.NewRuntime(cfg, factories.RuntimeOptions{Guard: factories.GuardOptions{SampleSource: steady{}}})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "/nonexistent/thermal_zone9/temp")
+}
+
+func TestRuntimeRefusesWhatItSets(t *testing.T) {
+	cfg := pi4Config(t)
+	_, err := factories.NewRuntime(cfg, factories.RuntimeOptions{
+		Executor: executor.Options{Limits: executor.Limits{CPU: 3}, Gate: &blocker{opened: make(chan struct{})}},
+	})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "RuntimeOptions.Executor.Limits is set, but the runtime sets it: set CEMAF_RESOURCE_CPU_PARALLEL")
+	assert.Contains(t, err.Error(), "RuntimeOptions.Executor.Gate is set, but the runtime sets it: add it to RuntimeOptions.Guard.Guards")
+}
+
+// The disk ladder watches the file system that holds the storage, not the
+// temporary directory: one path per file system.
+func TestStorageFileSystemsAreWatched(t *testing.T) {
+	leakcheck.Check(t)
+	cfg := pi4Config(t)
+	store := t.TempDir()
+	g, err := factories.CreateResourceGuard(cfg, factories.GuardOptions{StorageDirs: []string{filepath.Join(store, "not-yet", "pages"), store, "/proc"}})
+	require.NoError(t, err)
+	defer g.Close()
+	assert.Equal(t, []string{store, "/proc"}, g.DiskPaths, "a missing directory stands for its parent; one path per file system")
+	smp := g.Monitor.Snapshot().Sample
+	_, ok := smp.Disk(store)
+	assert.True(t, ok, "the storage file system is sampled: %+v", smp.Disks)
 }

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/cemaf-go/cemaf/internal/boundedread"
 )
 
 // Board names accepted by Options.Board and reported by Manager.Board.
@@ -24,26 +26,27 @@ type board struct {
 	// ignore are zone types never used: sensors known to report nothing
 	// useful about the SoC.
 	ignore []string
-	// maxWarningC and maxCriticalC cap thresholds derived from trip points
-	// (0 = no cap): on boards whose firmware throttles below the kernel's
-	// trip points, the trip points overstate the usable range.
-	maxWarningC, maxCriticalC float64
+	// maxAdaptC and maxPauseC cap levels derived from trip points (0 = no
+	// cap): on boards whose firmware throttles below the kernel's trip
+	// points, the trip points overstate the usable range.
+	maxAdaptC, maxPauseC float64
 }
 
 // boardTable returns the built-in board table. Zone types come from the
 // boards' device trees: the Raspberry Pi exposes one cpu-thermal zone (the
 // VideoCore firmware throttles the ARM cores from 80 °C and hard-limits at
-// 85 °C whatever the kernel's 110 °C critical trip says); the Jetson Nano's
+// 85 °C whatever the kernel's 110 °C critical trip says, so the agent pauses
+// above 80 °C, before the firmware caps the clock for it); the Jetson Nano's
 // PMIC-Die always reads 100 °C and thermal-fan-est is a fan-control
 // estimate, not a sensor; on the Jetson Orin, tj-thermal is the hottest
 // on-die sensor and cv0..2-thermal are powered down (disabled) on Orin Nano.
 func boardTable() []board {
 	return []board{
 		{
-			name:         BoardRaspberryPi,
-			sensors:      []string{"cpu-thermal"},
-			maxWarningC:  75,
-			maxCriticalC: 85,
+			name:      BoardRaspberryPi,
+			sensors:   []string{"cpu-thermal"},
+			maxAdaptC: 70,
+			maxPauseC: 80,
 		},
 		{
 			name:    BoardJetsonNano,
@@ -136,7 +139,7 @@ func fileExists(path string) bool {
 }
 
 func readModel(sysfsRoot string) string {
-	b, err := os.ReadFile(filepath.Join(sysfsRoot, "firmware", "devicetree", "base", "model"))
+	b, err := boundedread.ReadFile(filepath.Join(sysfsRoot, "firmware", "devicetree", "base", "model"), maxAttrBytes)
 	if err != nil {
 		return ""
 	}

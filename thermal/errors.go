@@ -7,10 +7,3 @@ import "errors"
 // unreadable or excluded by the board table. Poll returns an error wrapping
 // it when none of the chosen sensors could be read this time.
 var ErrNoSensors = errors.New("thermal: no usable temperature sensor")
-
-// ErrClosed is returned by Start after Close, and by Guard.Wait when the
-// Manager it watches has been closed.
-var ErrClosed = errors.New("thermal: manager closed")
-
-// ErrStarted is returned by a second call to Start.
-var ErrStarted = errors.New("thermal: manager already started")

@@ -1,40 +1,34 @@
 package thermal_test
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"time"
 
-	"github.com/cemaf-go/cemaf/limit"
 	"github.com/cemaf-go/cemaf/thermal"
 )
 
 // New discovers the zones of a Jetson Nano (here a fixture tree standing in
-// for /sys) and picks its sensors from the board table: PMIC-Die, which
-// always reads 100 °C, is left out.
+// for /sys), picks its sensors from the board table (PMIC-Die, which always
+// reads 100 °C, is left out) and derives the levels of the temperature
+// ladder from the zones' trip points.
 func ExampleNew() {
 	m, err := thermal.New(thermal.Options{SysfsRoot: "testdata/jetson-nano"})
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	defer m.Close()
-	if err := m.Poll(time.Now()); err != nil {
-		fmt.Println(err)
-		return
-	}
-	w, c := m.Thresholds()
-	t, _ := m.TemperatureC()
+	t, ok := m.ReadTemperatureC()
+	l := m.Levels()
 	fmt.Println("board:", m.Board())
 	fmt.Println("sensors:", m.Sensors())
-	fmt.Printf("warning %g °C, critical %g °C\n", w, c)
-	fmt.Printf("hottest %g °C (%s), state %v\n", t, m.Status().Sensor, m.State())
+	fmt.Printf("adapt at %g °C (%s)\n", l.AdaptC, l.AdaptFrom)
+	fmt.Printf("pause above %g °C (%s)\n", l.PauseC, l.PauseFrom)
+	fmt.Printf("hottest %g °C (%s) %v, %g °C below the pause level\n", t, m.Status().Sensor, ok, m.Status().BelowPauseC)
 	// Output:
 	// board: jetson-nano
 	// sensors: [AO-therm CPU-therm GPU-therm]
-	// warning 75 °C, critical 93.5 °C
-	// hottest 38 °C (CPU-therm), state normal
+	// adapt at 83.5 °C (pause level − 10)
+	// pause above 93.5 °C (hot trip point of CPU-therm (98.5 °C) − 5)
+	// hottest 38 °C (CPU-therm) true, 55.5 °C below the pause level
 }
 
 // Readings lists every zone for a status command, with the reason a zone is
@@ -58,53 +52,6 @@ func ExampleManager_Readings() {
 	// thermal_zone1 gpu-thermal  chosen=true  valid=true  46.718 °C []
 	// thermal_zone2 cv0-thermal  chosen=false valid=false 0 °C [disabled; unreadable: empty]
 	// thermal_zone3 cv1-thermal  chosen=false valid=false 0 °C [disabled; unreadable: empty]
-}
-
-// The callbacks fire once per transition; the guard turns the state into a
-// typed limit error that pauses the executor.
-func ExampleNewGuard() {
-	m, err := thermal.New(thermal.Options{
-		SensorPath: "testdata/jetson-nano/class/thermal/thermal_zone4/temp", // PMIC-Die: 100 °C
-		CriticalC:  85,
-		OnCritical: func(e thermal.Event) { fmt.Printf("critical at %g °C, cooling down %v\n", e.TempC, e.Cooldown) },
-	})
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	g, _ := thermal.NewGuard(m, thermal.GuardOptions{})
-	if err := m.Poll(time.Now()); err != nil {
-		fmt.Println(err)
-		return
-	}
-	var le *limit.Error
-	if err := g.Check(); errors.As(err, &le) {
-		fmt.Printf("paused: %s %g %s > %g %s\n", le.Kind, le.Current, le.Unit, le.Limit, le.Unit)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	fmt.Println("wait fails fast:", errors.Is(g.Wait(ctx), context.DeadlineExceeded))
-	// Output:
-	// critical at 100 °C, cooling down 30s
-	// paused: temperature 100 °C > 85 °C
-	// wait fails fast: true
-}
-
-// Start owns the polling goroutine; Close stops it.
-func ExampleManager_Start() {
-	m, err := thermal.New(thermal.Options{SysfsRoot: "testdata/jetson-orin", Interval: 500 * time.Millisecond})
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	if err := m.Start(context.Background()); err != nil {
-		fmt.Println(err)
-		return
-	}
-	defer m.Close()
-	t, ok := m.TemperatureC() // the first reading is taken by Start
-	fmt.Println(t, ok, m.State())
-	// Output: 47 true normal
 }
 
 func ExampleParseThrottled() {

@@ -4,7 +4,6 @@ package thermal
 var (
 	ParseMillidegrees = parseMillidegrees
 	ParseModel        = parseModel
-	Backoff           = backoff
 )
 
 // Name parsers of the zone scan.

@@ -2,10 +2,12 @@ package thermal_test
 
 import (
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,7 +21,7 @@ func TestNewBoards(t *testing.T) {
 		opts         thermal.Options
 		board        string
 		sensors      []string
-		warn, crit   float64
+		adapt, pause float64
 		hottest      float64
 		hottestName  string
 		skipped      map[string]string // zone type → substring of Reading.Skipped
@@ -28,14 +30,14 @@ func TestNewBoards(t *testing.T) {
 		{
 			name: "pi4", fixture: "pi4",
 			board: thermal.BoardRaspberryPi, sensors: []string{"cpu-thermal"},
-			warn: 75, crit: 85, // 110 °C trip − 5, capped by the firmware limit
+			adapt: 70, pause: 80, // 110 °C trip − 5, capped where the firmware starts throttling
 			hottest: 48.686, hottestName: "cpu-thermal",
 			throttleFlag: true,
 		},
 		{
 			name: "jetson nano ignores PMIC-Die", fixture: "jetson-nano",
 			board: thermal.BoardJetsonNano, sensors: []string{"AO-therm", "CPU-therm", "GPU-therm"},
-			warn: 75, crit: 93.5, // lowest hot/critical trip of the chosen zones: CPU-therm hot 98.5 − 5
+			adapt: 83.5, pause: 93.5, // lowest hot/critical trip of the chosen zones: CPU-therm hot 98.5 − 5; no passive trip
 			hottest: 38, hottestName: "CPU-therm",
 			skipped: map[string]string{"PMIC-Die": "ignored on jetson-nano", "thermal-fan-est": "ignored", "PLL-therm": "not in the jetson-nano sensor table"},
 		},
@@ -43,36 +45,36 @@ func TestNewBoards(t *testing.T) {
 			name: "jetson orin skips disabled cv zones", fixture: "jetson-orin",
 			board:   thermal.BoardJetsonOrin,
 			sensors: []string{"cpu-thermal", "gpu-thermal", "soc0-thermal", "soc1-thermal", "soc2-thermal", "tj-thermal"},
-			warn:    90, crit: 94, // passive 95 − 5, hot 99 − 5
+			adapt:   90, pause: 94, // passive 95 − 5, hot 99 − 5
 			hottest: 47, hottestName: "tj-thermal",
 			skipped: map[string]string{"cv0-thermal": "disabled", "cv1-thermal": "disabled", "cv2-thermal": "disabled"},
 		},
 		{
 			name: "explicit thresholds win", fixture: "jetson-orin",
-			opts:    thermal.Options{WarningC: 60, CriticalC: 70},
+			opts:    thermal.Options{AdaptC: 60, PauseC: 70},
 			board:   thermal.BoardJetsonOrin,
 			sensors: []string{"cpu-thermal", "gpu-thermal", "soc0-thermal", "soc1-thermal", "soc2-thermal", "tj-thermal"},
-			warn:    60, crit: 70, hottest: 47, hottestName: "tj-thermal",
+			adapt:   60, pause: 70, hottest: 47, hottestName: "tj-thermal",
 		},
 		{
 			name: "explicit sensors", fixture: "jetson-nano",
 			opts:  thermal.Options{Sensors: []string{"GPU-therm"}},
 			board: thermal.BoardJetsonNano, sensors: []string{"GPU-therm"},
-			warn: 75, crit: 95, hottest: 36.5, hottestName: "GPU-therm",
+			adapt: 85, pause: 95, hottest: 36.5, hottestName: "GPU-therm",
 			skipped: map[string]string{"CPU-therm": "not in Options.Sensors"},
 		},
 		{
 			name: "forced generic board still ignores PMIC-Die", fixture: "jetson-nano",
 			opts:  thermal.Options{Board: thermal.BoardGeneric},
 			board: thermal.BoardGeneric, sensors: []string{"AO-therm", "CPU-therm", "GPU-therm", "PLL-therm"},
-			warn: 75, crit: 93.5, hottest: 38, hottestName: "CPU-therm",
+			adapt: 83.5, pause: 93.5, hottest: 38, hottestName: "CPU-therm",
 			skipped: map[string]string{"PMIC-Die": "ignored on generic"},
 		},
 		{
 			name: "sensor path", fixture: "jetson-orin",
 			opts:  thermal.Options{SensorPath: "class/thermal/thermal_zone1/temp"},
 			board: thermal.BoardJetsonOrin, sensors: []string{"gpu-thermal"},
-			warn: 75, crit: 99.5, // gpu-thermal has only a critical trip (104.5), no passive one
+			adapt: 89.5, pause: 99.5, // gpu-thermal has only a critical trip (104.5), no passive one
 			hottest: 46.718, hottestName: "gpu-thermal",
 			skipped: map[string]string{"cpu-thermal": "not Options.SensorPath"},
 		},
@@ -89,7 +91,6 @@ func TestNewBoards(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer m.Close()
 			if got := m.Board(); got != tt.board {
 				t.Errorf("Board() = %q, want %q", got, tt.board)
 			}
@@ -100,8 +101,8 @@ func TestNewBoards(t *testing.T) {
 			if !slices.Equal(got, want) {
 				t.Errorf("Sensors() = %q, want %q", got, want)
 			}
-			if w, c := m.Thresholds(); w != tt.warn || c != tt.crit {
-				t.Errorf("Thresholds() = %g, %g; want %g, %g", w, c, tt.warn, tt.crit)
+			if l := m.Levels(); l.AdaptC != tt.adapt || l.PauseC != tt.pause || l.AdaptFrom == "" || l.PauseFrom == "" {
+				t.Errorf("Levels() = %+v; want %g, %g with sources", l, tt.adapt, tt.pause)
 			}
 			if _, ok := m.TemperatureC(); ok {
 				t.Error("TemperatureC() ok before the first poll")
@@ -113,8 +114,8 @@ func TestNewBoards(t *testing.T) {
 			if st.TempC != tt.hottest || st.Sensor != tt.hottestName || !st.Valid {
 				t.Errorf("Status() temp = %g %q valid=%v; want %g %q", st.TempC, st.Sensor, st.Valid, tt.hottest, tt.hottestName)
 			}
-			if st.State != thermal.Normal {
-				t.Errorf("State = %v, want normal", st.State)
+			if st.BelowPauseC != tt.pause-tt.hottest {
+				t.Errorf("BelowPauseC = %g, want %g", st.BelowPauseC, tt.pause-tt.hottest)
 			}
 			if st.FlagsValid != tt.throttleFlag {
 				t.Errorf("FlagsValid = %v, want %v", st.FlagsValid, tt.throttleFlag)
@@ -220,8 +221,8 @@ func TestNewGenericBoard(t *testing.T) {
 	if m.Board() != thermal.BoardGeneric {
 		t.Errorf("Board() = %q", m.Board())
 	}
-	if w, c := m.Thresholds(); w != thermal.DefaultWarningC || c != thermal.DefaultCriticalC {
-		t.Errorf("Thresholds() = %g, %g; want the defaults", w, c)
+	if l := m.Levels(); l.AdaptC != thermal.DefaultAdaptC || l.PauseC != thermal.DefaultPauseC || l.AdaptFrom != "default" {
+		t.Errorf("Levels() = %+v; want the defaults", l)
 	}
 	if err := m.Poll(time.Now()); err != nil {
 		t.Fatal(err)
@@ -248,17 +249,15 @@ func TestNewBadOptions(t *testing.T) {
 		opts thermal.Options
 		want []string // substrings of the error
 	}{
-		{"warning above critical", thermal.Options{WarningC: 90, CriticalC: 85}, []string{"Options.WarningC = 90", "Options.CriticalC = 85"}},
-		{"warning equal critical", thermal.Options{WarningC: 80, CriticalC: 80}, []string{"WarningC", "CriticalC"}},
-		{"warning above derived critical", thermal.Options{WarningC: 86}, []string{"Options.WarningC = 86", "CriticalC = 85"}},
-		{"critical out of range", thermal.Options{CriticalC: 300}, []string{"Options.CriticalC = 300", "(0, 150]"}},
-		{"negative warning", thermal.Options{WarningC: -1}, []string{"Options.WarningC = -1"}},
-		{"negative hysteresis", thermal.Options{HysteresisC: -1}, []string{"Options.HysteresisC = -1"}},
-		{"negative interval", thermal.Options{Interval: -time.Second}, []string{"Options.Interval = -1s", "> 0"}},
-		{"cooldown max below base", thermal.Options{CooldownBase: time.Minute, CooldownMax: time.Second}, []string{"CooldownMax = 1s", "CooldownBase = 1m0s"}},
+		{"adapt above pause", thermal.Options{AdaptC: 90, PauseC: 85}, []string{"Options.AdaptC = 90", "Options.PauseC = 85"}},
+		{"adapt equal pause", thermal.Options{AdaptC: 80, PauseC: 80}, []string{"AdaptC", "PauseC"}},
+		{"adapt above derived pause", thermal.Options{AdaptC: 86}, []string{"Options.AdaptC = 86", "PauseC = 80", "raspberry-pi board table"}},
+		{"pause out of range", thermal.Options{PauseC: 300}, []string{"Options.PauseC = 300", "(0, 150]"}},
+		{"NaN pause", thermal.Options{PauseC: math.NaN()}, []string{"Options.PauseC = NaN"}},
+		{"negative adapt", thermal.Options{AdaptC: -1}, []string{"Options.AdaptC = -1"}},
+		{"negative trip margin", thermal.Options{TripMarginC: -1}, []string{"Options.TripMarginC = -1"}},
 		{"forecast window of one", thermal.Options{ForecastWindow: 1}, []string{"Options.ForecastWindow = 1"}},
 		{"unknown board", thermal.Options{Board: "pi"}, []string{`Options.Board = "pi"`, "raspberry-pi"}},
-		{"floor above critical", thermal.Options{FloorC: 90}, []string{"Options.FloorC = 90"}},
 		{"missing sensor path", thermal.Options{SensorPath: filepath.Join(root, "nope", "temp")}, []string{"Options.SensorPath", filepath.Join(root, "nope", "temp")}},
 		{"sensor path not a number", thermal.Options{SensorPath: filepath.Join(root, "class/thermal/thermal_zone0/type")}, []string{"thermal_zone0/type", "not a number", "millidegrees"}},
 		{"missing throttled path", thermal.Options{ThrottledPath: filepath.Join(root, "nope")}, []string{"Options.ThrottledPath", filepath.Join(root, "nope")}},
@@ -269,8 +268,7 @@ func TestNewBadOptions(t *testing.T) {
 			opts.SysfsRoot = root
 			m, err := thermal.New(opts)
 			if err == nil {
-				m.Close()
-				t.Fatal("New() succeeded")
+				t.Fatalf("New() = %v, succeeded", m)
 			}
 			for _, w := range tt.want {
 				if !strings.Contains(err.Error(), w) {
@@ -293,9 +291,102 @@ func TestSensorPathDirectory(t *testing.T) {
 	if got := m.Sensors(); !slices.Equal(got, []string{"cpu-thermal"}) {
 		t.Errorf("Sensors() = %q", got)
 	}
-	// No board detected from an empty root: generic, thresholds from the
+	// No board detected from an empty root: generic, levels from the
 	// zone's own 110 °C critical trip.
-	if _, c := m.Thresholds(); c != 105 {
-		t.Errorf("CriticalC = %g, want 105", c)
+	if l := m.Levels(); l.PauseC != 105 || !strings.Contains(l.PauseFrom, "critical trip point of cpu-thermal (110 °C) − 5") {
+		t.Errorf("Levels() = %+v, want 105 from the critical trip point", l)
+	}
+}
+
+// Hostile or broken sysfs trees: a FIFO, a device or a huge file where an
+// attribute should be is refused at once, never read whole or waited on.
+func TestHostileSysfsFiles(t *testing.T) {
+	big := filepath.Join(t.TempDir(), "big")
+	f, err := os.Create(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(2 << 30); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	plant := map[string]func(t *testing.T, path string){
+		"fifo": func(t *testing.T, path string) {
+			os.Remove(path)
+			if err := syscall.Mkfifo(path, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"symlink to /dev/zero": func(t *testing.T, path string) {
+			os.Remove(path)
+			if err := os.Symlink("/dev/zero", path); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"symlink to a 2 GiB file": func(t *testing.T, path string) {
+			os.Remove(path)
+			if err := os.Symlink(big, path); err != nil {
+				t.Fatal(err)
+			}
+		},
+	}
+	for name, do := range plant {
+		t.Run("temp "+name, func(t *testing.T) {
+			root := fixture(t, "pi4")
+			do(t, filepath.Join(root, "class/thermal/thermal_zone0/temp"))
+			_, err := thermal.New(thermal.Options{SysfsRoot: root})
+			if !errors.Is(err, thermal.ErrNoSensors) {
+				t.Fatalf("New() = %v, want ErrNoSensors", err)
+			}
+		})
+		t.Run("temp turns "+name+" after New", func(t *testing.T) {
+			root := fixture(t, "pi4")
+			m, err := thermal.New(thermal.Options{SysfsRoot: root})
+			if err != nil {
+				t.Fatal(err)
+			}
+			do(t, filepath.Join(root, "class/thermal/thermal_zone0/temp"))
+			if _, ok := m.ReadTemperatureC(); ok {
+				t.Error("a reading from a hostile file")
+			}
+			rs, err := m.Readings()
+			if err != nil || rs[0].Valid || rs[0].Skipped == "" {
+				t.Errorf("Readings() = %+v, %v", rs, err)
+			}
+		})
+		t.Run("sensor path "+name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "temp")
+			do(t, p)
+			_, err := thermal.New(thermal.Options{SysfsRoot: t.TempDir(), SensorPath: p})
+			if err == nil || !strings.Contains(err.Error(), "Options.SensorPath") {
+				t.Fatalf("New() = %v, want an error naming Options.SensorPath", err)
+			}
+		})
+		t.Run("model "+name, func(t *testing.T) {
+			root := fixture(t, "pi4")
+			do(t, filepath.Join(root, "firmware/devicetree/base/model"))
+			m, err := thermal.New(thermal.Options{SysfsRoot: root})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The board is still found from the zones and get_throttled.
+			if m.Board() != thermal.BoardRaspberryPi {
+				t.Errorf("Board() = %q", m.Board())
+			}
+		})
+		t.Run("get_throttled "+name, func(t *testing.T) {
+			root := fixture(t, "pi4")
+			m, err := thermal.New(thermal.Options{SysfsRoot: root})
+			if err != nil {
+				t.Fatal(err)
+			}
+			do(t, throttledPath(root))
+			if err := m.Poll(time.Now()); err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := m.ThrottleFlags(); ok {
+				t.Error("flags read from a hostile file")
+			}
+		})
 	}
 }

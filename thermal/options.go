@@ -4,31 +4,25 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"time"
 )
 
-// Default values used for zero Options fields.
+// Default values used for zero Options fields and underived levels.
 const (
-	DefaultSysfsRoot    = "/sys"
-	DefaultWarningC     = 75.0
-	DefaultCriticalC    = 85.0
-	DefaultHysteresisC  = 3.0
-	DefaultTripMarginC  = 5.0
-	DefaultFloorC       = 25.0
-	DefaultInterval     = time.Second
-	DefaultCooldownBase = 30 * time.Second
-	DefaultCooldownMax  = 5 * time.Minute
-	DefaultWindow       = 10
+	DefaultSysfsRoot   = "/sys"
+	DefaultAdaptC      = 70.0 // adapt level where no trip point or board says otherwise
+	DefaultPauseC      = 80.0 // pause level where no trip point or board says otherwise
+	DefaultHysteresisC = 3.0  // the hysteresis the temperature ladder should use
+	DefaultTripMarginC = 5.0
+	DefaultWindow      = 10
 )
 
-// maxThresholdC bounds WarningC and CriticalC: no supported SoC survives
-// above it.
-const maxThresholdC = 150.0
+// maxLevelC bounds AdaptC and PauseC: no supported SoC survives above it.
+const maxLevelC = 150.0
 
 // Options configure a Manager. The zero value means: discover zones under
-// /sys, pick sensors from the board table, derive thresholds from trip points
-// (else 75/85 °C), hysteresis 3 °C, poll every second, cooldown 30 s doubling
-// up to 5 min, no callbacks, no logging.
+// /sys, pick sensors from the board table, derive the levels from trip
+// points and the board table (else 70/80 °C), fit the rate of rise to the
+// last 10 readings, no logging.
 type Options struct {
 	// SysfsRoot is where sysfs is mounted (default "/sys"). Zones are read
 	// from SysfsRoot/class/thermal, the board model from
@@ -42,8 +36,8 @@ type Options struct {
 	// table: a file holding a temperature in millidegrees Celsius (such as
 	// /sys/class/thermal/thermal_zone0/temp) or a zone directory holding a
 	// temp file. Trip points and type are read from the same directory when
-	// present. New fails if the path does not exist or does not hold a
-	// number.
+	// present. New fails if the path does not exist, is not a regular file
+	// (a FIFO, a device), or does not hold a plausible temperature.
 	SensorPath string
 
 	// Sensors, when non-nil, lists the zone types to use instead of the
@@ -60,113 +54,55 @@ type Options struct {
 	// cannot be read.
 	ThrottledPath string
 
-	// WarningC and CriticalC are the thresholds in °C, in (0, 150], with
-	// WarningC < CriticalC. Zero means derive: CriticalC from the lowest
-	// "hot" or "critical" trip point of the chosen zones minus TripMarginC,
-	// WarningC from the lowest "passive" trip point minus TripMarginC; where
-	// no such trip point exists, 85 and 75 °C. The board table caps derived
-	// values (the Raspberry Pi at 75/85 °C); a derived WarningC that is not
-	// below CriticalC becomes CriticalC − 10.
-	WarningC, CriticalC float64
-
-	// HysteresisC (default 3 °C, must be ≥ 0) is how far the temperature
-	// must fall below a threshold before the state steps down.
-	HysteresisC float64
+	// AdaptC and PauseC are the levels of the temperature ladder in °C, in
+	// (0, 150], with AdaptC < PauseC: at AdaptC the agent slows down, above
+	// PauseC it pauses. Zero means derive: PauseC from the lowest "hot" or
+	// "critical" trip point of the chosen zones minus TripMarginC, AdaptC
+	// from the lowest "passive" trip point minus TripMarginC; where no such
+	// trip point exists, 80 °C and PauseC − 10. The board table caps
+	// derived values (the Raspberry Pi at 70/80 °C, where its firmware
+	// starts throttling); a derived AdaptC that is not below PauseC becomes
+	// PauseC − 10.
+	AdaptC, PauseC float64
 
 	// TripMarginC (default 5 °C, must be ≥ 0) is subtracted from trip
-	// points when deriving thresholds.
+	// points when deriving the levels.
 	TripMarginC float64
-
-	// FloorC (default 25 °C, must be ≥ 0 and below CriticalC) is the
-	// temperature at which Headroom is 0.
-	FloorC float64
-
-	// Interval is the polling period of Start (default 1 s, must be ≥ 0).
-	Interval time.Duration
-
-	// CooldownBase (default 30 s) is how long the Manager stays Critical
-	// after the last reading at or above CriticalC, on the first trip.
-	// Each further trip before the state gets back to Normal doubles it, up
-	// to CooldownMax (default 5 min, must be ≥ CooldownBase).
-	CooldownBase, CooldownMax time.Duration
 
 	// ForecastWindow (default 10, at least 2) is how many recent readings
 	// the rate of rise behind Forecast is fitted to.
 	ForecastWindow int
 
-	// OnWarning, OnCritical and OnNormal are called once per transition
-	// into Warning, Critical and Normal. OnWarning is also called, with
-	// Event.Cause == CauseUnderVoltage, when the Raspberry Pi firmware
-	// starts reporting under-voltage. Callbacks run on the goroutine that
-	// polled (Start's, or the caller of Poll), one at a time and in order,
-	// with no lock held; a panic in a callback is recovered and logged.
-	// They should return quickly: polling waits for them.
-	OnWarning, OnCritical, OnNormal func(Event)
-
-	// Logger receives transitions (warn), skipped sensors (info) and
-	// recovered callback panics (error). Nil discards.
+	// Logger receives sensors that stop or start reading (info). Nil
+	// discards.
 	Logger *slog.Logger
 }
 
-// config is Options with defaults applied and thresholds still to derive.
+// config is Options with defaults applied and levels still to derive.
 type config struct {
 	Options
+	adaptFrom, pauseFrom string // where the levels came from
 }
 
 func (o Options) withDefaults() (config, error) {
-	c := config{o}
+	c := config{Options: o}
 	if c.SysfsRoot == "" {
 		c.SysfsRoot = DefaultSysfsRoot
 	}
-	if err := checkTemp("WarningC", c.WarningC); err != nil {
+	if err := checkLevel("AdaptC", c.AdaptC); err != nil {
 		return c, err
 	}
-	if err := checkTemp("CriticalC", c.CriticalC); err != nil {
+	if err := checkLevel("PauseC", c.PauseC); err != nil {
 		return c, err
 	}
-	if c.WarningC != 0 && c.CriticalC != 0 && c.WarningC >= c.CriticalC {
-		return c, fmt.Errorf("thermal: Options.WarningC = %g must be below Options.CriticalC = %g", c.WarningC, c.CriticalC)
+	if c.AdaptC != 0 && c.PauseC != 0 && c.AdaptC >= c.PauseC {
+		return c, fmt.Errorf("thermal: Options.AdaptC = %g must be below Options.PauseC = %g", c.AdaptC, c.PauseC)
 	}
-	for _, f := range []struct {
-		name string
-		v    *float64
-		def  float64
-	}{
-		{"HysteresisC", &c.HysteresisC, DefaultHysteresisC},
-		{"TripMarginC", &c.TripMarginC, DefaultTripMarginC},
-		{"FloorC", &c.FloorC, DefaultFloorC},
-	} {
-		if math.IsNaN(*f.v) || math.IsInf(*f.v, 0) || *f.v < 0 {
-			return c, fmt.Errorf("thermal: Options.%s = %g: must be finite and ≥ 0 °C (0 means the default %g)", f.name, *f.v, f.def)
-		}
-		if *f.v == 0 {
-			*f.v = f.def
-		}
+	if math.IsNaN(c.TripMarginC) || math.IsInf(c.TripMarginC, 0) || c.TripMarginC < 0 || c.TripMarginC > 50 {
+		return c, fmt.Errorf("thermal: Options.TripMarginC = %g: must be in [0, 50] °C (0 means the default %g)", c.TripMarginC, DefaultTripMarginC)
 	}
-	if c.HysteresisC > 20 {
-		return c, fmt.Errorf("thermal: Options.HysteresisC = %g: must be in [0, 20] °C", c.HysteresisC)
-	}
-	for _, f := range []struct {
-		name string
-		v    *time.Duration
-		def  time.Duration
-	}{
-		{"Interval", &c.Interval, DefaultInterval},
-		{"CooldownBase", &c.CooldownBase, DefaultCooldownBase},
-		{"CooldownMax", &c.CooldownMax, DefaultCooldownMax},
-	} {
-		if *f.v < 0 {
-			return c, fmt.Errorf("thermal: Options.%s = %v: must be > 0 (0 means the default %v)", f.name, *f.v, f.def)
-		}
-		if *f.v == 0 {
-			*f.v = f.def
-		}
-	}
-	if o.CooldownMax == 0 && c.CooldownMax < c.CooldownBase {
-		c.CooldownMax = c.CooldownBase
-	}
-	if c.CooldownMax < c.CooldownBase {
-		return c, fmt.Errorf("thermal: Options.CooldownMax = %v must be ≥ Options.CooldownBase = %v", c.CooldownMax, c.CooldownBase)
+	if c.TripMarginC == 0 {
+		c.TripMarginC = DefaultTripMarginC
 	}
 	switch {
 	case c.ForecastWindow < 0 || c.ForecastWindow == 1 || c.ForecastWindow > 10000:
@@ -185,61 +121,69 @@ func (o Options) withDefaults() (config, error) {
 	return c, nil
 }
 
-func checkTemp(field string, v float64) error {
+func checkLevel(field string, v float64) error {
 	if v == 0 {
 		return nil
 	}
-	if math.IsNaN(v) || v < 0 || v > maxThresholdC {
-		return fmt.Errorf("thermal: Options.%s = %g: must be in (0, %g] °C (0 means derive)", field, v, maxThresholdC)
+	if math.IsNaN(v) || v < 0 || v > maxLevelC {
+		return fmt.Errorf("thermal: Options.%s = %g: must be in (0, %g] °C (0 means derive)", field, v, maxLevelC)
 	}
 	return nil
 }
 
-// deriveThresholds fills in WarningC and CriticalC from the chosen zones'
-// trip points, the board's caps and the defaults, and checks the result.
-func (c *config) deriveThresholds(b board, chosen []zone) error {
-	lowest := func(types ...string) (float64, bool) {
-		best, ok := 0.0, false
+// deriveLevels fills in AdaptC and PauseC from the chosen zones' trip
+// points, the board's caps and the defaults, and records where each came
+// from.
+func (c *config) deriveLevels(b board, chosen []zone) error {
+	lowest := func(types ...string) (TripPoint, string, bool) {
+		var best TripPoint
+		var zoneType string
+		ok := false
 		for _, z := range chosen {
 			for _, tp := range z.trips {
 				for _, t := range types {
-					if tp.Type == t && tp.TempC > 0 && (!ok || tp.TempC < best) {
-						best, ok = tp.TempC, true
+					if tp.Type == t && tp.TempC > 0 && (!ok || tp.TempC < best.TempC) {
+						best, zoneType, ok = tp, z.typ, true
 					}
 				}
 			}
 		}
-		return best, ok
+		return best, zoneType, ok
 	}
-	if c.CriticalC == 0 {
-		c.CriticalC = DefaultCriticalC
-		if t, ok := lowest("hot", "critical"); ok {
-			c.CriticalC = t - c.TripMarginC
+	c.adaptFrom, c.pauseFrom = "option", "option"
+	if c.PauseC == 0 {
+		c.PauseC, c.pauseFrom = DefaultPauseC, "default"
+		if tp, typ, ok := lowest("hot", "critical"); ok {
+			c.PauseC = tp.TempC - c.TripMarginC
+			c.pauseFrom = fmt.Sprintf("%s trip point of %s (%g °C) − %g", tp.Type, typ, tp.TempC, c.TripMarginC)
 		}
-		if b.maxCriticalC > 0 && c.CriticalC > b.maxCriticalC {
-			c.CriticalC = b.maxCriticalC
+		if b.maxPauseC > 0 && c.PauseC > b.maxPauseC {
+			c.PauseC, c.pauseFrom = b.maxPauseC, b.name+" board table"
 		}
-		if c.CriticalC <= 0 || c.CriticalC > maxThresholdC {
-			c.CriticalC = DefaultCriticalC
-		}
-	}
-	if c.WarningC == 0 {
-		c.WarningC = DefaultWarningC
-		if t, ok := lowest("passive"); ok {
-			c.WarningC = t - c.TripMarginC
-		}
-		if b.maxWarningC > 0 && c.WarningC > b.maxWarningC {
-			c.WarningC = b.maxWarningC
-		}
-		if c.WarningC >= c.CriticalC || c.WarningC <= 0 {
-			c.WarningC = c.CriticalC - 10
+		if c.PauseC <= 0 || c.PauseC > maxLevelC {
+			c.PauseC, c.pauseFrom = DefaultPauseC, "default"
 		}
 	}
-	if c.WarningC >= c.CriticalC {
-		return fmt.Errorf("thermal: Options.WarningC = %g must be below CriticalC = %g (derived from trip points; set Options.CriticalC)", c.WarningC, c.CriticalC)
+	if c.AdaptC == 0 {
+		// Without a passive trip point, adapt 10 °C below the pause
+		// level (70 °C with the default pause level).
+		c.AdaptC, c.adaptFrom = c.PauseC-10, "pause level − 10"
+		if c.pauseFrom == "default" {
+			c.AdaptC, c.adaptFrom = DefaultAdaptC, "default"
+		}
+		if tp, typ, ok := lowest("passive"); ok {
+			c.AdaptC = tp.TempC - c.TripMarginC
+			c.adaptFrom = fmt.Sprintf("passive trip point of %s (%g °C) − %g", typ, tp.TempC, c.TripMarginC)
+		}
+		if b.maxAdaptC > 0 && c.AdaptC > b.maxAdaptC {
+			c.AdaptC, c.adaptFrom = b.maxAdaptC, b.name+" board table"
+		}
+		if c.AdaptC >= c.PauseC || c.AdaptC <= 0 {
+			c.AdaptC, c.adaptFrom = c.PauseC-10, "pause level − 10"
+		}
 	}
-	if c.FloorC >= c.CriticalC {
-		return fmt.Errorf("thermal: Options.FloorC = %g must be below CriticalC = %g", c.FloorC, c.CriticalC)
+	if c.AdaptC >= c.PauseC {
+		return fmt.Errorf("thermal: Options.AdaptC = %g must be below PauseC = %g (derived from %s; set Options.PauseC)", c.AdaptC, c.PauseC, c.pauseFrom)
 	}
 	return nil
 }

@@ -8,36 +8,28 @@ import (
 // Status is a snapshot of a Manager for status reports and metrics.
 type Status struct {
 	// Time is when the latest poll ran (zero before the first poll).
-	Time time.Time
+	Time time.Time `json:"time,omitzero"`
 	// Board is the board-table row in use.
-	Board string
-	// State is the current thermal State.
-	State State
+	Board string `json:"board"`
 	// TempC is the hottest chosen sensor's latest reading and Sensor its
 	// zone type; Valid is false when the latest poll read no sensor (TempC
 	// is then the last good reading, if any).
-	TempC  float64
-	Sensor string
-	Valid  bool
-	// WarningC, CriticalC and HysteresisC are the thresholds in use.
-	WarningC, CriticalC, HysteresisC float64
-	// Headroom is Manager.Headroom (0 when not Valid).
-	Headroom float64
+	TempC  float64 `json:"temp_c"`
+	Sensor string  `json:"sensor"`
+	Valid  bool    `json:"valid"`
+	// Levels are the adapt and pause levels in use.
+	Levels Levels `json:"levels"`
+	// BelowPauseC is how many °C the reading is below the pause level
+	// (negative above it); 0 when not Valid.
+	BelowPauseC float64 `json:"below_pause_c"`
 	// RateCPerSec is the fitted rate of rise in °C per second; RateValid is
 	// false until two readings exist.
-	RateCPerSec float64
-	RateValid   bool
-	// PeakC is the hottest reading since the State last left Normal.
-	PeakC float64
-	// CooldownUntil is, while Critical, the earliest time the State may
-	// leave Critical; Trips counts critical trips since the State was last
-	// Normal.
-	CooldownUntil time.Time
-	Trips         int
+	RateCPerSec float64 `json:"rate_c_per_sec"`
+	RateValid   bool    `json:"rate_valid"`
 	// Flags are the Raspberry Pi throttle flags; FlagsValid is false where
 	// they are not available.
-	Flags      ThrottleFlags
-	FlagsValid bool
+	Flags      ThrottleFlags `json:"flags"`
+	FlagsValid bool          `json:"flags_valid"`
 }
 
 // Status returns the latest snapshot. Cost: one atomic load and a copy; no
@@ -47,25 +39,17 @@ func (m *Manager) Status() Status {
 	st := Status{
 		Time:        s.at,
 		Board:       m.board.name,
-		State:       s.state,
 		TempC:       s.tempC,
 		Sensor:      s.sensor,
 		Valid:       s.valid,
-		WarningC:    m.cfg.WarningC,
-		CriticalC:   m.cfg.CriticalC,
-		HysteresisC: m.cfg.HysteresisC,
+		Levels:      m.Levels(),
 		RateCPerSec: s.slope,
 		RateValid:   s.slopeOK,
-		PeakC:       s.peakC,
-		Trips:       s.trips,
 		Flags:       s.flags,
 		FlagsValid:  s.flagsOK,
 	}
 	if s.valid {
-		st.Headroom = m.headroomAt(s.tempC)
-	}
-	if s.state == Critical {
-		st.CooldownUntil = s.until
+		st.BelowPauseC = m.cfg.PauseC - s.tempC
 	}
 	return st
 }

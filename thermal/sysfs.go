@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/cemaf-go/cemaf/internal/boundedread"
 )
 
 // Plausible range of a temperature reading. Sensors of powered-down blocks
@@ -77,9 +79,14 @@ func truncate(s string, n int) string {
 	return s[:n] + "..."
 }
 
-// readTemp reads a temp file and checks that the value is plausible.
+// maxAttrBytes bounds the read of any sysfs attribute: they hold a number
+// or a short string (a page at most).
+const maxAttrBytes = 4096
+
+// readTemp reads a temp file and checks that the value is plausible. A FIFO
+// or a device where the file should be is refused without blocking.
 func readTemp(path string) (float64, error) {
-	b, err := os.ReadFile(path)
+	b, err := boundedread.ReadFile(path, maxAttrBytes)
 	if err != nil {
 		return 0, err
 	}
@@ -95,7 +102,7 @@ func readTemp(path string) (float64, error) {
 
 // readString reads a small attribute file; a missing file reads as "".
 func readString(path string) (string, error) {
-	b, err := os.ReadFile(path)
+	b, err := boundedread.ReadFile(path, maxAttrBytes)
 	if errors.Is(err, os.ErrNotExist) {
 		return "", nil
 	}
@@ -171,7 +178,7 @@ func readTrips(dir string) []TripPoint {
 		if err != nil || typ == "" {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join(dir, "trip_point_"+strconv.Itoa(k)+"_temp"))
+		b, err := boundedread.ReadFile(filepath.Join(dir, "trip_point_"+strconv.Itoa(k)+"_temp"), maxAttrBytes)
 		if err != nil {
 			continue
 		}

@@ -5,341 +5,219 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/cemaf-go/cemaf/limit"
 )
 
-// BreakerState is the state of a Breaker.
-type BreakerState int32
+// ErrPaused is matched (errors.Is) by the error Check and Wait return while
+// a ladder is on its Pause rung.
+var ErrPaused = errors.New("throttle: paused")
 
-const (
-	// BreakerClosed: resources are healthy; work proceeds.
-	BreakerClosed BreakerState = iota
-	// BreakerOpen: a signal went over its threshold; work is paused.
-	BreakerOpen
-	// BreakerHalfOpen: the cooldown has passed and every signal is back
-	// under its threshold minus the margin; a bounded number of probes may
-	// proceed until the next sample decides.
-	BreakerHalfOpen
-)
-
-// String returns "closed", "open" or "half-open".
-func (s BreakerState) String() string {
-	switch s {
-	case BreakerClosed:
-		return "closed"
-	case BreakerOpen:
-		return "open"
-	case BreakerHalfOpen:
-		return "half-open"
-	}
-	return fmt.Sprintf("BreakerState(%d)", int32(s))
-}
-
-var (
-	// ErrBreakerOpen is matched (errors.Is) by the error Check returns
-	// while the breaker is open.
-	ErrBreakerOpen = errors.New("throttle: breaker open")
-	// ErrBreakerHalfOpen is returned by Check while the breaker is
-	// half-open: work must be admitted as a probe through Wait or Do.
-	ErrBreakerHalfOpen = errors.New("throttle: breaker half-open: work is admitted as probes through Wait")
-)
-
-// DefaultThresholds returns a new map of the blueprint's default
-// thresholds: cpu_percent 90, memory_percent 85, temperature_c 80,
-// disk_percent 95.
-func DefaultThresholds() map[string]float64 {
-	return map[string]float64{
-		SignalCPUPercent:    90,
-		SignalMemoryPercent: 85,
-		SignalTemperatureC:  80,
-		SignalDiskPercent:   95,
-	}
-}
-
-// BreakerOptions configures a Breaker. The zero value uses
-// DefaultThresholds, a 5 % margin, trips on the first sample over a
-// threshold, cools down for 30 s (doubling on repeated trips up to 5 min)
-// and admits 1 probe when half-open.
+// BreakerOptions configures a Breaker. The zero value uses DefaultLadders.
 type BreakerOptions struct {
-	// Thresholds maps signal names (the Signal... constants, or extra
-	// signal names such as "temperature_c") to the value above which the
-	// signal is unhealthy. Nil means DefaultThresholds(); a non-nil map
-	// replaces the defaults entirely. Percent signals accept (0, 100],
-	// others any positive value. Signals absent from a sample are
-	// ignored for that sample.
-	Thresholds map[string]float64
-	// MarginPercent is the hysteresis margin, in percent of each
-	// threshold: the breaker leaves the open state only when every signal
-	// is below threshold × (1 − MarginPercent/100). In (0, 100); default 5.
-	MarginPercent float64
-	// TripAfter is the number of consecutive fresh samples a signal must
-	// be over its threshold to open a closed breaker. Default 1.
-	TripAfter int
-	// Cooldown is the minimum time the breaker stays open after a trip.
-	// Default 30s.
-	Cooldown time.Duration
-	// BackoffFactor multiplies the cooldown on each consecutive trip
-	// (a trip from half-open, or within ResetAfter of the last close).
-	// At least 1; default 2.
-	BackoffFactor float64
-	// MaxCooldown caps the backed-off cooldown. At least Cooldown;
-	// default 10 × Cooldown.
-	MaxCooldown time.Duration
-	// ResetAfter is how long the breaker must stay closed for the backoff
-	// to start again from Cooldown. Default MaxCooldown.
-	ResetAfter time.Duration
-	// HalfOpenProbes is how many callers Wait and Do admit while
-	// half-open. Default 1.
-	HalfOpenProbes int
+	// Ladders are the policies of the signals, at most one per signal.
+	// Nil means DefaultLadders(); a non-nil slice replaces them entirely
+	// (an empty one watches nothing).
+	Ladders []Ladder
 	// CheckInterval is the interval at which samples are expected (the
-	// Monitor's). Status reports the breaker as Stale when no sample was
+	// Monitor's); Status reports the breaker as Stale when no sample was
 	// observed for 3 intervals. Default 5s.
 	CheckInterval time.Duration
-	// Logger receives state transitions. Nil discards them.
+	// Logger receives rung changes. Nil discards them.
 	Logger *slog.Logger
 }
 
-// Reason is one signal's contribution to the breaker's state: its latest
-// value, its threshold, and the value it must fall below to recover.
-type Reason struct {
-	Signal      string  // the signal name
-	Value       float64 // its value in the latest sample
-	Threshold   float64 // over this it is unhealthy
-	ResumeBelow float64 // threshold minus the margin
-	Unit        string  // "%", "°C", ...
+// Change is a signal moving from one rung of its ladder to another, passed
+// to the functions registered with OnChange.
+type Change struct {
+	Signal string    `json:"signal"`
+	From   Rung      `json:"from"`
+	To     Rung      `json:"to"`
+	At     time.Time `json:"at"` // the time of the sample that caused it
+	// Value is the signal's value in that sample (Known false when the
+	// sample did not have it), in Unit.
+	Value float64 `json:"value"`
+	Known bool    `json:"known"`
+	Unit  string  `json:"unit,omitempty"`
+	// Level is the level crossed: Adapt or Pause on the way up, the
+	// resume value on the way down.
+	Level float64 `json:"level"`
+	// Cooldown and Until are set on a change to Pause: the cooldown in
+	// force and the earliest end of the pause.
+	Cooldown time.Duration `json:"cooldown,omitempty"`
+	Until    time.Time     `json:"until,omitzero"`
 }
 
-// LimitError returns the reason as a *LimitError whose Kind is derived from
-// the signal name (KindCPU for cpu_percent, KindTemperature for
-// temperature_c, ...; the signal name itself for extra signals).
-func (r Reason) LimitError() *LimitError {
-	return &LimitError{Kind: metaOf(r.Signal, nil).kind, Subject: r.Signal, Current: r.Value, Limit: r.Threshold, Unit: r.Unit}
+// String describes the change: "temperature_c 86.0 °C > 80.0 °C: normal -> pause".
+func (c Change) String() string {
+	op := " ≥ "
+	switch {
+	case c.To == Pause:
+		op = " > "
+	case c.To < c.From:
+		op = " < "
+	}
+	v := "no reading"
+	if c.Known {
+		v = formatLevel(c.Value, c.Unit)
+	}
+	return c.Signal + " " + v + op + formatLevel(c.Level, c.Unit) + ": " + c.From.String() + " -> " + c.To.String()
 }
 
-// Transition describes a change of state, passed to transition listeners.
-type Transition struct {
-	// From and To are the states before and after.
-	From, To BreakerState
-	// At is the time of the sample that caused the transition.
-	At time.Time
-	// Reasons lists the signals over their threshold (to open) or not yet
-	// recovered (staying open); empty when closing.
-	Reasons []Reason
-	// Cooldown is the cooldown in force after a transition to open.
-	Cooldown time.Duration
+// LadderStatus is where one signal stands on its ladder.
+type LadderStatus struct {
+	Ladder
+	// Rung is the current rung, entered at Since (zero before the first
+	// change).
+	Rung  Rung      `json:"rung"`
+	Since time.Time `json:"since,omitzero"`
+	// Value is the latest value of the signal, in Unit; Known is false when
+	// the latest sample did not have it.
+	Value float64 `json:"value"`
+	Known bool    `json:"known"`
+	Unit  string  `json:"unit,omitempty"`
+	// Cooldown is the cooldown the current pause uses, or that the next
+	// one would start from; Until is the earliest end of the current pause.
+	Cooldown time.Duration `json:"cooldown"`
+	Until    time.Time     `json:"until,omitzero"`
+	// Trips counts the pauses since the cooldown last decayed.
+	Trips int `json:"trips"`
 }
 
 // BreakerStatus is a consistent view of a Breaker.
 type BreakerStatus struct {
-	// State is the current state.
-	State BreakerState
-	// Since is the time of the sample that caused the current state
-	// (zero before the first transition).
-	Since time.Time
-	// Reasons: when open, the signals not yet recovered; when closed or
-	// half-open, the signals currently over their threshold (not yet
-	// enough consecutive samples to trip).
-	Reasons []Reason
-	// Cooldown is the current cooldown (grown by backoff), and ProbeAt
-	// the earliest time the open breaker can become half-open.
-	Cooldown time.Duration
-	ProbeAt  time.Time
-	// Trips counts consecutive trips, the backoff exponent.
-	Trips int
-	// Probes is the number of probes admitted in the current half-open
-	// period, out of MaxProbes.
-	Probes, MaxProbes int
+	// Paused reports that at least one ladder is on its Pause rung.
+	Paused bool `json:"paused"`
+	// Ladders lists every ladder in configuration order.
+	Ladders []LadderStatus `json:"ladders"`
 	// LastSample is the time of the last fresh sample observed; Stale
 	// reports that none arrived for 3 check intervals.
-	LastSample time.Time
-	Stale      bool
+	LastSample time.Time `json:"last_sample,omitzero"`
+	Stale      bool      `json:"stale"`
 }
 
-// Breaker is a resource circuit breaker: closed → open → half-open →
-// closed. It is a pure state machine driven by Observe, using each sample's
-// Time as the current time; it owns no goroutine and no timer. Attach it to
-// a Monitor (Attach) to drive it with every sample.
-//
-// All methods are safe for concurrent use. Check and State are lock-free
-// while closed. Transition listeners are called outside the lock, on the
-// goroutine calling Observe.
-type Breaker struct {
-	margin      float64 // fraction of the threshold
-	tripAfter   int
-	cooldown    time.Duration
-	factor      float64
-	maxCooldown time.Duration
-	resetAfter  time.Duration
-	maxProbes   int
-	interval    time.Duration
-	log         *slog.Logger
-
-	state atomic.Int32 // BreakerState, written under mu
-
-	// mu guards the fields below.
-	mu         sync.Mutex
-	th         []threshold
-	st         BreakerState
-	since      time.Time
-	closedAt   time.Time // start of the current healthy period
-	openedAt   time.Time
-	curCool    time.Duration
-	trips      int
-	probes     int
-	last       time.Time // time of the last fresh sample
-	lastSample *Sample
-	reasons    []Reason
-	changed    chan struct{} // closed and replaced on every transition
-	listenSeq  uint64
-	listeners  []listener
-}
-
-type threshold struct {
-	name   string
-	limit  float64
-	resume float64
-	meta   signalMeta
-	over   int // consecutive fresh samples over limit
-}
-
-type listener struct {
-	id uint64
-	fn func(Transition)
-}
-
-// NewBreaker validates opts and returns a closed Breaker.
-func NewBreaker(opts BreakerOptions) (*Breaker, error) {
-	if opts.Thresholds == nil {
-		opts.Thresholds = DefaultThresholds()
-	}
-	if len(opts.Thresholds) == 0 {
-		return nil, errors.New("throttle: BreakerOptions.Thresholds is empty: need at least one signal (or nil for the defaults)")
-	}
-	switch m := opts.MarginPercent; {
-	case m == 0:
-		opts.MarginPercent = 5
-	case !(m > 0 && m < 100):
-		return nil, fmt.Errorf("throttle: BreakerOptions.MarginPercent = %v: must be in (0, 100)", m)
-	}
-	if opts.TripAfter < 0 {
-		return nil, fmt.Errorf("throttle: BreakerOptions.TripAfter = %d: must be >= 1 (or 0 for the default 1)", opts.TripAfter)
-	}
-	if opts.HalfOpenProbes < 0 {
-		return nil, fmt.Errorf("throttle: BreakerOptions.HalfOpenProbes = %d: must be >= 1 (or 0 for the default 1)", opts.HalfOpenProbes)
-	}
-	for _, d := range []struct {
-		name string
-		v    time.Duration
-	}{
-		{"Cooldown", opts.Cooldown}, {"MaxCooldown", opts.MaxCooldown},
-		{"ResetAfter", opts.ResetAfter}, {"CheckInterval", opts.CheckInterval},
-	} {
-		if err := positiveDuration("BreakerOptions."+d.name, d.v); err != nil {
-			return nil, err
+// Ladder returns the status of the ladder of signal, and false if there is
+// none.
+func (s BreakerStatus) Ladder(signal string) (LadderStatus, bool) {
+	for _, l := range s.Ladders {
+		if l.Signal == signal {
+			return l, true
 		}
 	}
-	if opts.BackoffFactor != 0 && !(opts.BackoffFactor >= 1 && opts.BackoffFactor <= 100) {
-		return nil, fmt.Errorf("throttle: BreakerOptions.BackoffFactor = %v: must be in [1, 100]", opts.BackoffFactor)
+	return LadderStatus{}, false
+}
+
+// Breaker is the resource circuit breaker: the one owner of every signal's
+// Ladder. It watches samples (Observe, or Attach to a Monitor) and keeps
+// each signal on its rung: Normal, Adapt or Pause. While any signal is on
+// Pause the breaker is open: Check fails and Wait blocks, which is how a
+// DAG run pauses before its next node. The adaptive executor follows the
+// Adapt rungs (OnChange, Status).
+//
+// It is a pure state machine over samples, using each sample's Time as the
+// current time; it owns no goroutine and no timer. All methods are safe for
+// concurrent use. Check is one atomic load while nothing is paused. Change
+// listeners are called outside the lock, on the goroutine calling Observe.
+type Breaker struct {
+	interval time.Duration
+	log      *slog.Logger
+
+	paused atomic.Int32 // ladders on Pause, written under mu
+
+	// mu guards the fields below.
+	mu        sync.Mutex
+	ladders   []ladderState
+	last      time.Time // time of the last fresh sample
+	changed   chan struct{}
+	listenSeq uint64
+	listeners []changeListener
+}
+
+type ladderState struct {
+	l          Ladder
+	unit       string
+	kind       limit.Kind
+	rung       Rung
+	since      time.Time
+	value      float64
+	known      bool
+	over       int           // consecutive samples above Pause
+	lastAdapt  time.Time     // last sample at or above Adapt
+	trips      int           // pauses since the cooldown last decayed
+	cooldown   time.Duration // of the current (or last) pause
+	until      time.Time     // earliest end of the current pause
+	leftPause  time.Time     // when the last pause ended
+	hadPaused  bool
+	pauseLevel float64 // cached resume values
+	adaptLevel float64
+}
+
+type changeListener struct {
+	id uint64
+	fn func(Change)
+}
+
+// NewBreaker validates opts and returns a Breaker with every signal on
+// Normal. The error names the ladder and field at fault.
+func NewBreaker(opts BreakerOptions) (*Breaker, error) {
+	if opts.Ladders == nil {
+		opts.Ladders = DefaultLadders()
 	}
-	opts.TripAfter = max(opts.TripAfter, 1)
-	opts.HalfOpenProbes = max(opts.HalfOpenProbes, 1)
-	if opts.Cooldown == 0 {
-		opts.Cooldown = 30 * time.Second
-	}
-	if opts.BackoffFactor == 0 {
-		opts.BackoffFactor = 2
-	}
-	if opts.MaxCooldown == 0 {
-		opts.MaxCooldown = 10 * opts.Cooldown
-	}
-	if opts.MaxCooldown < opts.Cooldown {
-		return nil, fmt.Errorf("throttle: BreakerOptions.MaxCooldown = %v: must be >= Cooldown (%v)", opts.MaxCooldown, opts.Cooldown)
-	}
-	if opts.ResetAfter == 0 {
-		opts.ResetAfter = opts.MaxCooldown
+	if err := positiveDuration("BreakerOptions.CheckInterval", opts.CheckInterval); err != nil {
+		return nil, err
 	}
 	if opts.CheckInterval == 0 {
 		opts.CheckInterval = 5 * time.Second
 	}
-	b := &Breaker{
-		margin:      opts.MarginPercent / 100,
-		tripAfter:   opts.TripAfter,
-		cooldown:    opts.Cooldown,
-		factor:      opts.BackoffFactor,
-		maxCooldown: opts.MaxCooldown,
-		resetAfter:  opts.ResetAfter,
-		maxProbes:   opts.HalfOpenProbes,
-		interval:    opts.CheckInterval,
-		log:         loggerOrDiscard(opts.Logger),
-		curCool:     opts.Cooldown,
-		changed:     make(chan struct{}),
-	}
-	for _, name := range slices.Sorted(maps.Keys(opts.Thresholds)) {
-		t, err := b.newThreshold(name, opts.Thresholds[name])
+	b := &Breaker{interval: opts.CheckInterval, log: loggerOrDiscard(opts.Logger), changed: make(chan struct{})}
+	var errs []error
+	seen := map[string]bool{}
+	for _, l := range opts.Ladders {
+		l, err := l.withDefaults()
 		if err != nil {
-			return nil, err
+			errs = append(errs, err)
+			continue
 		}
-		b.th = append(b.th, t)
+		if seen[l.Signal] {
+			errs = append(errs, fmt.Errorf("throttle: BreakerOptions.Ladders: two ladders for %q: a signal has one ladder", l.Signal))
+			continue
+		}
+		seen[l.Signal] = true
+		meta := metaOf(l.Signal, nil)
+		b.ladders = append(b.ladders, ladderState{
+			l: l, unit: meta.unit, kind: meta.kind, cooldown: l.Cooldown,
+			pauseLevel: l.PauseResume(), adaptLevel: l.AdaptResume(),
+		})
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	return b, nil
 }
 
-func (b *Breaker) newThreshold(name string, limit float64) (threshold, error) {
-	if name == "" {
-		return threshold{}, errors.New("throttle: BreakerOptions.Thresholds has an empty signal name")
-	}
-	meta := metaOf(name, nil)
-	field := fmt.Sprintf("BreakerOptions.Thresholds[%q]", name)
-	var err error
-	if meta.percent {
-		err = checkPercent(field, limit)
-	} else {
-		err = checkPositive(field, limit)
-	}
-	if err != nil {
-		return threshold{}, err
-	}
-	return threshold{name: name, limit: limit, resume: limit * (1 - b.margin), meta: meta}, nil
-}
-
-// SetThreshold adds a threshold for the signal called name, or changes an
-// existing one, with the same validation as BreakerOptions.Thresholds. It
-// takes effect with the next observed sample.
-func (b *Breaker) SetThreshold(name string, limit float64) error {
-	t, err := b.newThreshold(name, limit)
-	if err != nil {
-		return err
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for i := range b.th {
-		if b.th[i].name == name {
-			b.th[i] = t
-			return nil
-		}
-	}
-	b.th = append(b.th, t)
-	return nil
-}
-
 // Attach subscribes the breaker to sub (normally a *Monitor) so that every
 // published sample is observed. detach undoes it.
-//
-//	m, _ := throttle.NewMonitor(sampler, throttle.MonitorOptions{})
-//	b, _ := throttle.NewBreaker(throttle.BreakerOptions{})
-//	defer b.Attach(m)()
-//	_ = m.Start()
 func (b *Breaker) Attach(sub Subscriber) (detach func()) { return sub.Subscribe(b.Observe) }
 
-// Observe advances the state machine with s, using s.Time as the current
-// time. A nil sample, or one not newer than the last observed, is ignored:
-// only fresh samples count. Listeners of the transitions it causes are
-// called before it returns, outside the lock.
+// Ladders returns the ladders in force, with their defaults filled in.
+func (b *Breaker) Ladders() []Ladder {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]Ladder, len(b.ladders))
+	for i := range b.ladders {
+		out[i] = b.ladders[i].l
+	}
+	return out
+}
+
+// Observe moves every ladder with the fresh sample s, using s.Time as the
+// current time. A nil sample, or one not newer than the last observed, is
+// ignored. Listeners of the changes it causes are called before it returns,
+// outside the lock, in ladder order.
 func (b *Breaker) Observe(s *Sample) {
 	if s == nil {
 		return
@@ -349,170 +227,172 @@ func (b *Breaker) Observe(s *Sample) {
 		b.mu.Unlock()
 		return
 	}
-	b.last, b.lastSample = s.Time, s
-	now := s.Time
-
-	var tripping, overNow, unrecovered []Reason
-	for i := range b.th {
-		t := &b.th[i]
-		v, ok := s.Value(t.name)
-		if !ok {
-			t.over = 0
-			continue
+	b.last = s.Time
+	var changes []Change
+	paused := int32(0)
+	for i := range b.ladders {
+		st := &b.ladders[i]
+		if st.unit == "" {
+			st.unit = metaOf(st.l.Signal, s).unit
 		}
-		r := Reason{Signal: t.name, Value: v, Threshold: t.limit, ResumeBelow: t.resume, Unit: t.meta.unit}
-		if r.Unit == "" {
-			r.Unit = metaOf(t.name, s).unit
+		v, ok := s.Value(st.l.Signal)
+		if c, moved := st.observe(s.Time, v, ok); moved {
+			changes = append(changes, c)
 		}
-		if v > t.limit {
-			t.over++
-			overNow = append(overNow, r)
-			if t.over >= b.tripAfter {
-				tripping = append(tripping, r)
-			}
-		} else {
-			t.over = 0
-		}
-		if v >= t.resume {
-			unrecovered = append(unrecovered, r)
+		if st.rung == Pause {
+			paused++
 		}
 	}
-
-	var events []Transition
-	switch b.st {
-	case BreakerClosed:
-		if b.trips > 0 && now.Sub(b.closedAt) >= b.resetAfter {
-			b.trips = 0
-		}
-		b.reasons = overNow
-		if len(tripping) > 0 {
-			events = append(events, b.open(now, tripping))
-		}
-	case BreakerOpen:
-		b.reasons = unrecovered
-		if !now.Before(b.openedAt.Add(b.curCool)) && len(unrecovered) == 0 {
-			events = append(events, b.transition(BreakerHalfOpen, now, nil))
-		}
-	case BreakerHalfOpen:
-		b.reasons = overNow
-		switch {
-		case len(overNow) > 0:
-			events = append(events, b.open(now, overNow))
-		case len(unrecovered) == 0:
-			b.closedAt = now
-			events = append(events, b.transition(BreakerClosed, now, nil))
-		}
+	if len(changes) > 0 {
+		b.paused.Store(paused)
+		close(b.changed)
+		b.changed = make(chan struct{})
 	}
 	listeners := b.listeners
 	b.mu.Unlock()
 
-	for _, ev := range events {
-		b.logTransition(ev)
+	for _, c := range changes {
+		b.logChange(c)
 		for _, l := range listeners {
-			b.notify(l, ev)
+			b.notify(l, c)
 		}
 	}
 }
 
-// open moves to the open state, growing the cooldown. mu must be held.
-func (b *Breaker) open(now time.Time, reasons []Reason) Transition {
-	b.trips++
-	cool := b.cooldown
-	for i := 1; i < b.trips && cool < b.maxCooldown; i++ {
-		cool = time.Duration(float64(cool) * b.factor)
+// observe applies the Ladder rules to one value. It returns the change, if
+// the rung moved.
+func (st *ladderState) observe(now time.Time, v float64, ok bool) (Change, bool) {
+	l := &st.l
+	st.value, st.known = v, ok
+	if !ok {
+		v = 0 // below every level; see Ladder
 	}
-	b.curCool = min(cool, b.maxCooldown)
-	b.openedAt = now
-	b.reasons = reasons
-	ev := b.transition(BreakerOpen, now, reasons)
-	ev.Cooldown = b.curCool
-	return ev
+	above := l.Pause > 0 && v > l.Pause
+	if above {
+		st.over++
+	} else {
+		st.over = 0
+	}
+	if l.Adapt > 0 && v >= l.Adapt {
+		st.lastAdapt = now
+	}
+	from := st.rung
+	to, level := from, 0.0
+	switch {
+	case from == Pause:
+		if above {
+			st.until = laterOf(st.until, now.Add(st.cooldown))
+		}
+		if !now.Before(st.until) && v < st.pauseLevel {
+			to, level = Normal, st.pauseLevel
+			if l.Adapt > 0 && v >= st.adaptLevel {
+				to = Adapt
+				st.lastAdapt = now
+			}
+			st.leftPause = now
+		}
+	case above && st.over >= l.TripAfter:
+		if st.hadPaused && now.Sub(st.leftPause) >= st.cooldown {
+			st.trips = 0 // a quiet period as long as the cooldown: decay
+		}
+		st.trips++
+		st.cooldown = l.Cooldown
+		for i := 1; i < st.trips && st.cooldown < l.MaxCooldown; i++ {
+			st.cooldown *= 2
+		}
+		st.cooldown = min(st.cooldown, l.MaxCooldown)
+		st.until = now.Add(st.cooldown)
+		st.hadPaused = true
+		to, level = Pause, l.Pause
+	case l.Adapt > 0 && v >= l.Adapt:
+		to, level = Adapt, l.Adapt
+	case from == Adapt && v < st.adaptLevel && now.Sub(st.lastAdapt) >= l.Hold:
+		to, level = Normal, st.adaptLevel
+	}
+	if to == from {
+		return Change{}, false
+	}
+	st.rung, st.since = to, now
+	c := Change{Signal: l.Signal, From: from, To: to, At: now, Value: st.value, Known: ok, Unit: st.unit, Level: level}
+	if to == Pause {
+		c.Cooldown, c.Until = st.cooldown, st.until
+	}
+	return c, true
 }
 
-// transition sets the state and wakes waiters. mu must be held.
-func (b *Breaker) transition(to BreakerState, now time.Time, reasons []Reason) Transition {
-	ev := Transition{From: b.st, To: to, At: now, Reasons: reasons}
-	b.st, b.since, b.probes = to, now, 0
-	b.state.Store(int32(to))
-	close(b.changed)
-	b.changed = make(chan struct{})
-	return ev
+func laterOf(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
-func (b *Breaker) logTransition(ev Transition) {
-	attrs := []any{"from", ev.From.String(), "to", ev.To.String()}
-	for _, r := range ev.Reasons {
-		attrs = append(attrs, slog.Group(r.Signal, "value", r.Value, "threshold", r.Threshold))
+func (b *Breaker) logChange(c Change) {
+	attrs := []any{"signal", c.Signal, "from", c.From.String(), "to", c.To.String(), "value", c.Value, "level", c.Level}
+	switch {
+	case c.To == Pause:
+		b.log.Warn("throttle: pausing work", append(attrs, "cooldown", c.Cooldown, "until", c.Until)...)
+	case c.From == Pause:
+		b.log.Info("throttle: resuming work", attrs...)
+	default:
+		b.log.Info("throttle: rung change", attrs...)
 	}
-	if ev.To == BreakerOpen {
-		attrs = append(attrs, "cooldown", ev.Cooldown)
-		b.log.Warn("throttle: breaker open: pausing work", attrs...)
-		return
-	}
-	b.log.Info("throttle: breaker "+ev.To.String(), attrs...)
 }
 
-func (b *Breaker) notify(l listener, ev Transition) {
+func (b *Breaker) notify(l changeListener, c Change) {
 	defer func() {
 		if r := recover(); r != nil {
-			b.log.Error("throttle: breaker transition listener panicked", "panic", r)
+			b.log.Error("throttle: breaker change listener panicked", "panic", r)
 		}
 	}()
-	l.fn(ev)
+	l.fn(c)
 }
 
-// OnTransition registers fn to be called after every state change, on the
+// OnChange registers fn to be called after every rung change, on the
 // goroutine that called Observe, outside any lock, in registration order. A
 // panic in fn is recovered and logged. remove unregisters it (idempotent).
-func (b *Breaker) OnTransition(fn func(Transition)) (remove func()) {
+func (b *Breaker) OnChange(fn func(Change)) (remove func()) {
 	b.mu.Lock()
 	b.listenSeq++
 	id := b.listenSeq
 	// Copy on write: Observe iterates a snapshot of the slice.
-	b.listeners = append(slices.Clip(b.listeners), listener{id: id, fn: fn})
+	b.listeners = append(slices.Clip(b.listeners), changeListener{id: id, fn: fn})
 	b.mu.Unlock()
 	return func() {
 		b.mu.Lock()
 		defer b.mu.Unlock()
-		b.listeners = slices.DeleteFunc(slices.Clone(b.listeners), func(l listener) bool { return l.id == id })
+		b.listeners = slices.DeleteFunc(slices.Clone(b.listeners), func(l changeListener) bool { return l.id == id })
 	}
 }
 
-// State returns the current state. It is lock-free.
-func (b *Breaker) State() BreakerState { return BreakerState(b.state.Load()) }
+// Paused reports whether a ladder is on its Pause rung. It is one atomic
+// load.
+func (b *Breaker) Paused() bool { return b.paused.Load() > 0 }
 
-// Status returns the state with its reasons and timing.
+// Status returns every ladder's rung, value and timing.
 func (b *Breaker) Status() BreakerStatus {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	st := BreakerStatus{
-		State:      b.st,
-		Since:      b.since,
-		Reasons:    slices.Clone(b.reasons),
-		Cooldown:   b.curCool,
-		Trips:      b.trips,
-		Probes:     b.probes,
-		MaxProbes:  b.maxProbes,
-		LastSample: b.last,
-	}
-	if b.st == BreakerOpen {
-		st.ProbeAt = b.openedAt.Add(b.curCool)
+	st := BreakerStatus{Paused: b.paused.Load() > 0, LastSample: b.last, Ladders: make([]LadderStatus, len(b.ladders))}
+	for i := range b.ladders {
+		l := &b.ladders[i]
+		ls := LadderStatus{Ladder: l.l, Rung: l.rung, Since: l.since, Value: l.value, Known: l.known, Unit: l.unit, Cooldown: l.cooldown, Trips: l.trips}
+		if l.rung == Pause {
+			ls.Until = l.until
+		}
+		st.Ladders[i] = ls
 	}
 	st.Stale = b.last.IsZero() || time.Since(b.last) > 3*b.interval
 	return st
 }
 
-// Check returns nil when closed; while open, a *BreakerOpenError (matching
-// ErrBreakerOpen and ErrLimitExceeded, and unwrapping to a *LimitError per
-// unrecovered signal); while half-open, ErrBreakerHalfOpen, because work
-// must then be admitted through Wait or Do. It never blocks; while closed it
-// is one atomic load.
+// Check returns nil unless a ladder is on its Pause rung; then a
+// *PauseError naming only the signals that are paused, matching ErrPaused
+// and limit.ErrExceeded. It never blocks; while nothing is paused it is one
+// atomic load and does not allocate.
 func (b *Breaker) Check() error {
-	switch BreakerState(b.state.Load()) {
-	case BreakerClosed:
+	if b.paused.Load() == 0 {
 		return nil
-	case BreakerHalfOpen:
-		return ErrBreakerHalfOpen
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -520,43 +400,45 @@ func (b *Breaker) Check() error {
 }
 
 func (b *Breaker) checkLocked() error {
-	switch b.st {
-	case BreakerHalfOpen:
-		return ErrBreakerHalfOpen
-	case BreakerOpen:
-		return &BreakerOpenError{ProbeAt: b.openedAt.Add(b.curCool), Reasons: slices.Clone(b.reasons)}
+	var e *PauseError
+	for i := range b.ladders {
+		st := &b.ladders[i]
+		if st.rung != Pause {
+			continue
+		}
+		if e == nil {
+			e = &PauseError{}
+		}
+		e.Signals = append(e.Signals, PausedSignal{
+			Signal: st.l.Signal, Kind: st.kind, Value: st.value, Known: st.known, Unit: st.unit,
+			Pause: st.l.Pause, ResumeBelow: st.pauseLevel, Until: st.until,
+		})
+		e.Until = laterOf(e.Until, st.until)
 	}
-	return nil
+	if e == nil {
+		return nil
+	}
+	return e
 }
 
-// Wait blocks while the breaker is open, and while it is half-open with
-// every probe admission taken. It returns nil when closed, or when it admits
-// the caller as one of the HalfOpenProbes probes. It returns
-// context.Cause(ctx) when ctx ends first, and fails fast, without waiting,
-// when ctx's deadline comes before the cooldown ends.
+// Wait blocks while a ladder is on its Pause rung and returns nil once none
+// is. It returns context.Cause(ctx) when ctx ends first, and fails fast,
+// without waiting, when ctx's deadline comes before the pause can end.
 func (b *Breaker) Wait(ctx context.Context) error {
-	if b.State() == BreakerClosed {
+	if b.paused.Load() == 0 {
 		return nil
 	}
 	for {
 		b.mu.Lock()
-		switch b.st {
-		case BreakerClosed:
+		err := b.checkLocked()
+		if err == nil {
 			b.mu.Unlock()
 			return nil
-		case BreakerHalfOpen:
-			if b.probes < b.maxProbes {
-				b.probes++
+		}
+		if dl, ok := ctx.Deadline(); ok {
+			if until := err.(*PauseError).Until; dl.Before(until) {
 				b.mu.Unlock()
-				return nil
-			}
-		case BreakerOpen:
-			probeAt := b.openedAt.Add(b.curCool)
-			if dl, ok := ctx.Deadline(); ok && dl.Before(probeAt) {
-				err := b.checkLocked()
-				b.mu.Unlock()
-				return fmt.Errorf("throttle: breaker: Wait would exceed the context deadline (open until at least %s): %w",
-					probeAt.Format(time.RFC3339), errors.Join(context.DeadlineExceeded, err))
+				return fmt.Errorf("throttle: waiting for the pause to end would exceed the context deadline: %w", errors.Join(context.DeadlineExceeded, err))
 			}
 		}
 		ch := b.changed
@@ -567,55 +449,4 @@ func (b *Breaker) Wait(ctx context.Context) error {
 			return context.Cause(ctx)
 		}
 	}
-}
-
-// Do waits like Wait, then runs fn. It returns Wait's error without running
-// fn, or fn's error; a panic in fn is returned as a *PanicError.
-func (b *Breaker) Do(ctx context.Context, fn func(ctx context.Context) error) error {
-	if err := b.Wait(ctx); err != nil {
-		return err
-	}
-	return callProtected("Breaker.Do", func() error { return fn(ctx) })
-}
-
-// BreakerOpenError is the error Check returns while the breaker is open.
-type BreakerOpenError struct {
-	// ProbeAt is the earliest time the breaker can become half-open.
-	ProbeAt time.Time
-	// Reasons are the signals not yet below their resume value; empty
-	// when only the cooldown keeps the breaker open.
-	Reasons []Reason
-}
-
-// Error lists the reasons, or says the breaker is cooling down.
-func (e *BreakerOpenError) Error() string {
-	var b strings.Builder
-	b.WriteString("throttle: breaker open until at least ")
-	b.WriteString(e.ProbeAt.Format(time.RFC3339))
-	if len(e.Reasons) == 0 {
-		b.WriteString(": cooling down")
-	}
-	for i, r := range e.Reasons {
-		if i == 0 {
-			b.WriteString(": ")
-		} else {
-			b.WriteString("; ")
-		}
-		b.WriteString(r.LimitError().Error())
-	}
-	return b.String()
-}
-
-// Unwrap returns one *LimitError per reason.
-func (e *BreakerOpenError) Unwrap() []error {
-	errs := make([]error, len(e.Reasons))
-	for i, r := range e.Reasons {
-		errs[i] = r.LimitError()
-	}
-	return errs
-}
-
-// Is reports whether target is ErrBreakerOpen or ErrLimitExceeded.
-func (e *BreakerOpenError) Is(target error) bool {
-	return target == ErrBreakerOpen || target == ErrLimitExceeded
 }

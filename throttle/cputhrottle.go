@@ -7,11 +7,13 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/cemaf-go/cemaf/limit"
 )
 
 // CPUThrottlerOptions configures a CPUThrottler. The zero value holds the
-// process at 70 % of one core over a 5 s window with the delay strategy,
-// measuring the process's CPU time with ProcessCPUTime.
+// process at 70 % of one core over a 5 s window, measuring the process's CPU
+// time with ProcessCPUTime.
 type CPUThrottlerOptions struct {
 	// TargetPercent is the CPU use to stay at or under, in percent (0, 100]
 	// of Cores cores. Default 70.
@@ -22,18 +24,18 @@ type CPUThrottlerOptions struct {
 	// Window is the sliding window over which the average is kept. Usage
 	// can burst up to the budget of one window after idling. Default 5s.
 	Window time.Duration
-	// Strategy is "delay" (the default and only strategy): delays are
-	// inserted before operations.
-	Strategy string
-	// CPUTime returns the process's cumulative CPU time (user + system).
-	// Default ProcessCPUTime. Tests inject a fake.
+	// CPUTime returns the cumulative CPU time to pace. Default
+	// ProcessCPUTime (this process only). For an agent whose LLM runs in
+	// another process on the same board, Sampler.AgentCPUTime counts that
+	// process too; with no helper on the board, Sampler.BoardCPUTime paces
+	// against the whole board (set Cores to the board's CPUs then).
 	CPUTime func() (time.Duration, error)
 	// Logger receives CPU time read failures. Nil discards them.
 	Logger *slog.Logger
 }
 
-// CPUThrottler keeps this process's CPU use at or under a target over a
-// sliding window by delaying operations: before each one it computes, from
+// CPUThrottler keeps CPU use (this process's, or what CPUTime measures) at
+// or under a target over a sliding window by delaying operations: before each one it computes, from
 // the process's CPU time history, how long to wait for the window's usage
 // plus the expected cost of the operation to fit in the budget, and sleeps
 // that long. The expected cost is a moving average of the CPU time the
@@ -46,16 +48,16 @@ type CPUThrottlerOptions struct {
 // back by longer delays afterwards. It starts no goroutine and is safe for
 // concurrent use.
 type CPUThrottler struct {
-	rate    float64 // CPU seconds per wall second allowed
 	window  time.Duration
-	budget  time.Duration // CPU time allowed per window
-	pct     float64
 	cores   float64
 	cpuTime func() (time.Duration, error)
 	log     *slog.Logger
 
 	// mu guards the fields below.
 	mu      sync.Mutex
+	rate    float64       // CPU seconds per wall second allowed
+	budget  time.Duration // CPU time allowed per window
+	pct     float64
 	marks   []cpuMark     // CPU time history, oldest first
 	opCost  time.Duration // moving average of the CPU time per operation
 	lastErr string
@@ -90,9 +92,6 @@ func NewCPUThrottler(opts CPUThrottlerOptions) (*CPUThrottler, error) {
 	if opts.Window == 0 {
 		opts.Window = 5 * time.Second
 	}
-	if opts.Strategy != "" && opts.Strategy != "delay" {
-		return nil, fmt.Errorf("throttle: CPUThrottlerOptions.Strategy = %q: must be \"delay\"", opts.Strategy)
-	}
 	if opts.CPUTime == nil {
 		opts.CPUTime = ProcessCPUTime
 	}
@@ -110,6 +109,28 @@ func NewCPUThrottler(opts CPUThrottlerOptions) (*CPUThrottler, error) {
 		t.marks = append(t.marks, cpuMark{t: time.Now(), c: c})
 	}
 	return t, nil
+}
+
+// TargetPercent returns the target in force, in percent of Cores cores.
+func (t *CPUThrottler) TargetPercent() float64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.pct
+}
+
+// SetTargetPercent changes the target, in percent (0, 100] of Cores
+// cores, from the next operation on (the adaptive executor lowers it while
+// the board is hot). The error names the accepted range.
+func (t *CPUThrottler) SetTargetPercent(pct float64) error {
+	if err := checkPercent("CPUThrottler.SetTargetPercent", pct); err != nil {
+		return err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.pct = pct
+	t.rate = pct / 100 * t.cores
+	t.budget = time.Duration(float64(t.window) * t.rate)
+	return nil
 }
 
 // Delay returns how long an operation starting now should wait for the
@@ -276,7 +297,7 @@ func (t *CPUThrottler) note(now time.Time, c time.Duration) {
 	t.marks = recordMark(t.marks, now, c, t.effectiveWindow())
 }
 
-// Check returns a *LimitError (KindCPU, Subject "process", unit "%") when
+// Check returns a *limit.Error (limit.CPU, Subject "paced CPU", unit "%") when
 // an operation starting now would be delayed, nil otherwise; Current is the
 // window's CPU use plus the next operation's expected cost. It reads the
 // process CPU time (one system call) and does not block.
@@ -287,8 +308,11 @@ func (t *CPUThrottler) Check() error {
 	return nil
 }
 
-func (t *CPUThrottler) limitError(projectedPct float64) *LimitError {
-	return &LimitError{Kind: KindCPU, Subject: "process", Current: projectedPct, Limit: t.pct, Unit: "%",
+func (t *CPUThrottler) limitError(projectedPct float64) *limit.Error {
+	t.mu.Lock()
+	pct := t.pct
+	t.mu.Unlock()
+	return &limit.Error{Kind: limit.CPU, Subject: "paced CPU", Current: projectedPct, Limit: pct, Unit: "%",
 		Detail: fmt.Sprintf("over the last %v, with the next operation's expected cost", t.window)}
 }
 

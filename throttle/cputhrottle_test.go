@@ -3,12 +3,14 @@ package throttle_test
 import (
 	"context"
 	"errors"
+	"math"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/cemaf-go/cemaf/limit"
 	"github.com/cemaf-go/cemaf/throttle"
 )
 
@@ -116,8 +118,8 @@ func TestCPUThrottlerCheckAndWait(t *testing.T) {
 		}
 		time.Sleep(time.Second)
 		cpu.burn(3 * time.Second) // 3 s of CPU in 1 s (several threads)
-		var le *throttle.LimitError
-		if err := th.Check(); !errors.As(err, &le) || le.Kind != throttle.KindCPU || le.Subject != "process" || le.Limit != 50 || le.Current != 75 {
+		var le *limit.Error
+		if err := th.Check(); !errors.As(err, &le) || le.Kind != limit.CPU || le.Subject != "paced CPU" || le.Limit != 50 || le.Current != 75 {
 			t.Fatalf("over: Check = %v (%+v), want 75%% > 50%%", err, le)
 		}
 		// The 3 s are spread over [0, 1 s]: 1 s of them is shed once the
@@ -128,7 +130,7 @@ func TestCPUThrottlerCheckAndWait(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		start := time.Now()
-		if err := th.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, throttle.ErrLimitExceeded) {
+		if err := th.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, limit.ErrExceeded) {
 			t.Errorf("Wait with a short deadline = %v, want DeadlineExceeded and a limit error", err)
 		}
 		if time.Since(start) != 0 {
@@ -186,7 +188,6 @@ func TestNewCPUThrottlerRejectsBadOptions(t *testing.T) {
 		{"negative target", throttle.CPUThrottlerOptions{TargetPercent: -10}, "TargetPercent = -10"},
 		{"negative cores", throttle.CPUThrottlerOptions{Cores: -1}, "Cores = -1: must be > 0"},
 		{"negative window", throttle.CPUThrottlerOptions{Window: -time.Second}, "Window = -1s: must be > 0"},
-		{"unknown strategy", throttle.CPUThrottlerOptions{Strategy: "drop"}, `Strategy = "drop": must be "delay"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -245,5 +246,21 @@ func TestCPUThrottlerIntegration(t *testing.T) {
 			t.Skipf("the machine is contended: the loop got %.0f%% of a core while running", share*100)
 		}
 		t.Errorf("process CPU %.2f%% of one core, want 50 ± 5", got)
+	}
+}
+
+func TestCPUThrottlerSetTargetPercent(t *testing.T) {
+	th := newThrottler(t, throttle.CPUThrottlerOptions{TargetPercent: 90})
+	if err := th.SetTargetPercent(0); err == nil || !strings.Contains(err.Error(), "must be in (0, 100]") {
+		t.Errorf("SetTargetPercent(0) = %v", err)
+	}
+	if err := th.SetTargetPercent(math.NaN()); err == nil {
+		t.Error("SetTargetPercent(NaN) accepted")
+	}
+	if err := th.SetTargetPercent(40); err != nil {
+		t.Fatal(err)
+	}
+	if got := th.TargetPercent(); got != 40 {
+		t.Errorf("TargetPercent = %v, want 40", got)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cemaf-go/cemaf/limit"
 	"github.com/cemaf-go/cemaf/throttle"
 )
 
@@ -41,78 +42,68 @@ func ExampleNewSampler() {
 	// memory pressure: 2.00% of the last 10 s
 }
 
-// The breaker is a pure state machine over samples: here it is fed by hand.
-// In a program, Attach it to a Monitor.
+// The breaker holds one ladder per signal; here it is fed by hand (in a
+// program, Attach it to a Monitor). The agent's own CPU use and its local
+// LLM server's (a helper) are not contention: only others' use climbs the
+// CPU ladder.
 func ExampleBreaker() {
-	b, err := throttle.NewBreaker(throttle.BreakerOptions{
-		Thresholds: map[string]float64{throttle.SignalCPUPercent: 80, throttle.SignalTemperatureC: 75},
-		Cooldown:   30 * time.Second,
-	})
+	b, err := throttle.NewBreaker(throttle.BreakerOptions{Ladders: []throttle.Ladder{
+		{Signal: throttle.SignalTemperatureC, Adapt: 70, Pause: 80, Hysteresis: 3, Cooldown: 30 * time.Second},
+		{Signal: throttle.SignalCPUOthersPercent, Adapt: 70, Pause: 95, TripAfter: 3},
+	}})
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	b.OnTransition(func(tr throttle.Transition) { fmt.Printf("  %s -> %s\n", tr.From, tr.To) })
+	b.OnChange(func(c throttle.Change) { fmt.Println(" ", c) })
 
 	start := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
-	temperature := func(at time.Duration, cpu, temp float64) *throttle.Sample {
+	sample := func(at time.Duration, temp float64) *throttle.Sample {
 		return &throttle.Sample{
-			Time: start.Add(at), CPUPercent: cpu,
+			Time: start.Add(at), CPUPercent: 100, ProcessCPUPercent: 10, HelpersCPUPercent: 88, OthersCPUPercent: 2,
 			Signals: []throttle.SignalValue{{Name: throttle.SignalTemperatureC, Unit: "°C", Value: temp}},
 		}
 	}
-	b.Observe(temperature(0, 40, 70))
-	b.Observe(temperature(5*time.Second, 40, 77))
+	b.Observe(sample(0, 72))
+	b.Observe(sample(5*time.Second, 81))
 	fmt.Println(b.Check())
-	b.Observe(temperature(40*time.Second, 40, 72)) // cooldown over, but not below 75 - 5 %
-	b.Observe(temperature(45*time.Second, 40, 70)) // below 71.25: half-open, a probe may run
-	b.Observe(temperature(50*time.Second, 40, 69)) // still healthy: closed
-	fmt.Println(b.State(), b.Check())
+	b.Observe(sample(40*time.Second, 74)) // 35 s after the last hot sample, below 80 − 3
+	fmt.Println(b.Check())
 	// Output:
-	//   closed -> open
-	// throttle: breaker open until at least 2025-06-01T12:00:35Z: temperature (temperature_c) limit exceeded: 77 °C > 75 °C
-	//   open -> half-open
-	//   half-open -> closed
-	// closed <nil>
+	//   temperature_c 72.0 °C ≥ 70.0 °C: normal -> adapt
+	//   temperature_c 81.0 °C > 80.0 °C: adapt -> pause
+	// throttle: paused: temperature (temperature_c) limit exceeded: 81 °C > 80 °C: paused until at least 2025-06-01T12:00:35Z and below 77.0 °C
+	//   temperature_c 74.0 °C < 77.0 °C: pause -> adapt
+	// <nil>
 }
 
-// Guards read the Monitor's latest sample; a CompositeGuard tells which of
-// them tripped.
+// A CompositeGuard combines the breaker with guards of the application's
+// own, and says which of them holds work back.
 func ExampleCompositeGuard() {
-	src := &scriptedSource{fn: func(now time.Time) (*throttle.Sample, error) {
-		return &throttle.Sample{
-			Time: now, CPUPercent: 97, MemoryUsedPercent: 60, MemoryTotalBytes: 4 << 30,
-			Disks: []throttle.DiskUsage{{Path: "/var/lib/agent", UsedPercent: 96.5}},
-		}, nil
-	}}
-	m, _ := throttle.NewMonitor(src, throttle.MonitorOptions{})
-	if err := m.Start(); err != nil { // the first sample is taken here
-		fmt.Println(err)
-		return
-	}
-	defer m.Close()
-
-	cpu, _ := throttle.NewCPUGuard(m, throttle.CPUGuardOptions{MaxPercent: 90})
-	mem, _ := throttle.NewMemoryGuard(m, throttle.MemoryGuardOptions{MaxUsedPercent: 85})
-	disk, _ := throttle.NewDiskGuard(m, throttle.DiskGuardOptions{Path: "/var/lib/agent"})
-	g, _ := throttle.NewCompositeGuard([]throttle.CompositeMember{
-		{Name: "cpu", Guard: cpu}, {Name: "memory", Guard: mem}, {Name: "disk", Guard: disk},
-	}, throttle.CompositeOptions{Strategy: throttle.CompositeKOfN, K: 2})
-
+	b, _ := throttle.NewBreaker(throttle.BreakerOptions{})
+	b.Observe(&throttle.Sample{
+		Time: time.Now(), MemoryUsedPercent: 91, MemoryTotalBytes: 4 << 30,
+		Disks: []throttle.DiskUsage{{Path: "/var/lib/agent", UsedPercent: 40}},
+	})
+	maintenance := newFakeGuard(nil)
+	g, _ := throttle.NewCompositeGuard(
+		throttle.CompositeMember{Name: "breaker", Guard: b},
+		throttle.CompositeMember{Name: "maintenance", Guard: maintenance},
+	)
 	err := g.Check()
 	var ce *throttle.CompositeError
 	if errors.As(err, &ce) {
-		fmt.Println("tripped:", ce.Names())
+		fmt.Println("held by:", ce.Names())
 	}
-	var le *throttle.LimitError
+	var le *limit.Error
 	if errors.As(err, &le) {
-		fmt.Printf("first reason: %s %.0f%s > %.0f%s\n", le.Kind, le.Current, le.Unit, le.Limit, le.Unit)
+		fmt.Printf("reason: %s %.0f%s > %.0f%s\n", le.Kind, le.Current, le.Unit, le.Limit, le.Unit)
 	}
-	fmt.Println(errors.Is(err, throttle.ErrLimitExceeded))
+	fmt.Println(errors.Is(err, throttle.ErrPaused), errors.Is(err, limit.ErrExceeded))
 	// Output:
-	// tripped: [cpu disk]
-	// first reason: cpu 97% > 90%
-	// true
+	// held by: [breaker]
+	// reason: memory 91% > 85%
+	// true true
 }
 
 // cache is an Evictable: it holds values in memory and drops the oldest
@@ -138,26 +129,23 @@ func (c *cache) ResidentBytes() int64 {
 	return n
 }
 
-// Over its soft limit, the memory guard asks the registered Evictables to
-// free memory; over the hard limit, Check fails and Wait blocks new work.
-func ExampleMemoryGuard() {
-	var anonMB int64 = 3200
+// Over its soft limit, the Reclaimer asks the registered Evictables to
+// free memory, down to the limit minus a margin.
+func ExampleReclaimer() {
 	src := &scriptedSource{fn: func(now time.Time) (*throttle.Sample, error) {
-		return &throttle.Sample{Time: now, ProcessAnonBytes: anonMB * throttle.MB, ProcessRSSBytes: anonMB * throttle.MB,
+		return &throttle.Sample{Time: now, ProcessAnonBytes: 3200 * throttle.MB, ProcessRSSBytes: 3200 * throttle.MB,
 			MemoryUsedPercent: 50, MemoryTotalBytes: 8 << 30}, nil
 	}}
 	m, _ := throttle.NewMonitor(src, throttle.MonitorOptions{})
-	g, err := throttle.NewMemoryGuard(m, throttle.MemoryGuardOptions{
-		SoftLimitMB: 3072, HardLimitMB: 3584, Strategy: throttle.EvictSize, NoFreeOSMemory: true,
-	})
+	r, err := throttle.NewReclaimer(throttle.ReclaimerOptions{SoftLimitMB: 3072, NoFreeOSMemory: true})
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	defer g.Close()
+	defer r.Close()
 	pages := &cache{sizes: []int64{100 * throttle.MB, 100 * throttle.MB, 100 * throttle.MB, 100 * throttle.MB, 100 * throttle.MB}}
-	g.Register(pages, 0)
-	g.Attach(m)
+	r.Register(pages, 0)
+	r.Attach(m)
 	// The first sample, 3200 MB, is over the soft limit: a reclaim asks
 	// for 3200 - (3072 - 153) = 281 MB, and the cache drops 3 entries.
 	if err := m.Start(); err != nil {
@@ -166,10 +154,10 @@ func ExampleMemoryGuard() {
 	}
 	defer m.Close()
 	fmt.Println("left in the cache:", pages.ResidentBytes()/throttle.MB, "MB")
-	fmt.Println("check:", g.Check())
+	fmt.Printf("%+v\n", r.Stats())
 	// Output:
 	// left in the cache: 200 MB
-	// check: <nil>
+	// {Reclaims:1 FreedBytes:314572800 Registered:1 SoftLimitMB:3072}
 }
 
 // Call paces any client call with a CPU throttler; here a stand-in for a
@@ -189,15 +177,10 @@ func ExampleCall() {
 }
 
 // Stream consults a guard between the items of an iterator, pausing while
-// it is tripped.
+// it holds work back.
 func ExampleStream() {
-	src := &scriptedSource{fn: func(now time.Time) (*throttle.Sample, error) {
-		return &throttle.Sample{Time: now, ProcessAnonBytes: 100 * throttle.MB, MemoryTotalBytes: 1 << 30, MemoryUsedPercent: 30}, nil
-	}}
-	m, _ := throttle.NewMonitor(src, throttle.MonitorOptions{})
-	_ = m.Start()
-	defer m.Close()
-	g, _ := throttle.NewMemoryGuard(m, throttle.MemoryGuardOptions{HardLimitMB: 512})
+	b, _ := throttle.NewBreaker(throttle.BreakerOptions{})
+	b.Observe(&throttle.Sample{Time: time.Now(), MemoryTotalBytes: 1 << 30, MemoryUsedPercent: 30})
 	chunks := func(yield func(string) bool) {
 		for _, c := range []string{"intro", "body", "appendix"} {
 			if !yield(c) {
@@ -205,7 +188,7 @@ func ExampleStream() {
 			}
 		}
 	}
-	for chunk, err := range throttle.Stream(context.Background(), g, chunks) {
+	for chunk, err := range throttle.Stream(context.Background(), b, chunks) {
 		if err != nil {
 			fmt.Println(err)
 			return
@@ -216,19 +199,6 @@ func ExampleStream() {
 	// processing intro
 	// processing body
 	// processing appendix
-}
-
-// The host-derived concurrency ceilings of a Raspberry Pi 4 whose service
-// runs with 1024 open files; ResolveHostLimits does the same for the host it
-// runs on.
-func ExampleHostInfo_Resolve() {
-	pi4 := throttle.HostInfo{Cores: 4, NoFileSoft: 1024}
-	fmt.Printf("%+v\n", pi4.Resolve(throttle.HostLimitOverrides{}))
-	pool := 12
-	fmt.Printf("%+v\n", pi4.Resolve(throttle.HostLimitOverrides{Pool: &pool}))
-	// Output:
-	// {Cores:4 Blocking:2 IO:256 Pool:8}
-	// {Cores:4 Blocking:2 IO:256 Pool:12}
 }
 
 // The Monitor serves its latest sample in the Prometheus text format.
@@ -249,6 +219,7 @@ func ExampleMonitor_WritePrometheus() {
 	}
 	// Output:
 	// cemaf_cpu_percent 42.5
+	// cemaf_cpu_others_percent 0
 	// cemaf_memory_used_percent 61
 }
 

@@ -12,7 +12,7 @@ import (
 // WriteOOMScoreAdj writes adj, in [-1000, 1000], to
 // <procRoot>/self/oom_score_adj (procRoot "" means "/proc"). A higher value
 // makes the kernel's OOM killer pick this process first, which raising
-// needs no privilege for: the blueprint's 1000 sacrifices the agent rather
+// needs no privilege for: 1000 sacrifices the agent rather
 // than the rest of the device. Lowering it below its current value needs
 // CAP_SYS_RESOURCE; a refused write returns an error saying so.
 func WriteOOMScoreAdj(procRoot string, adj int) error {

@@ -46,6 +46,8 @@ func (m *Monitor) WritePrometheus(w io.Writer) error {
 	gauge("cemaf_sample_partial_errors", "Partial read failures in the latest sample.", float64(len(s.Errors)))
 	gauge("cemaf_cpu_percent", "Busy share of all online CPUs, percent.", s.CPUPercent)
 	gauge("cemaf_process_cpu_percent", "This process's share of all online CPUs, percent.", s.ProcessCPUPercent)
+	gauge("cemaf_helpers_cpu_percent", "Share of all online CPUs used by this process's helpers and children, percent.", s.HelpersCPUPercent)
+	gauge("cemaf_cpu_others_percent", "CPU contention: share of all online CPUs used by other processes, percent.", s.OthersCPUPercent)
 	gauge("cemaf_memory_used_percent", "Memory in use relative to the effective limit, percent.", s.MemoryUsedPercent)
 	gauge("cemaf_memory_available_bytes", "Memory available under the effective limit.", float64(s.MemoryAvailableBytes))
 	gauge("cemaf_memory_total_bytes", "Effective memory: the smaller of host memory and the cgroup limit.", float64(s.MemoryTotalBytes))
@@ -147,4 +149,28 @@ func boolFloat(b bool) float64 {
 		return 1
 	}
 	return 0
+}
+
+// WritePrometheus writes every ladder's rung and levels in the Prometheus
+// text format: cemaf_ladder_rung (0 normal, 1 adapt, 2 pause),
+// cemaf_ladder_level (adapt and pause levels) and cemaf_ladder_trips.
+func (b *Breaker) WritePrometheus(w io.Writer) error {
+	st := b.Status()
+	pw := promWriter{w: bufio.NewWriter(w)}
+	pw.metric("cemaf_paused", "gauge", "1 while a ladder is on its pause rung.")
+	pw.value(nil, boolFloat(st.Paused))
+	pw.metric("cemaf_ladder_rung", "gauge", "Rung of a signal's ladder: 0 normal, 1 adapt, 2 pause.")
+	for _, l := range st.Ladders {
+		pw.value([]string{"signal", l.Signal}, float64(l.Rung))
+	}
+	pw.metric("cemaf_ladder_level", "gauge", "Levels of a signal's ladder, in the signal's unit (0: no such rung).")
+	for _, l := range st.Ladders {
+		pw.value([]string{"signal", l.Signal, "rung", "adapt"}, l.Adapt)
+		pw.value([]string{"signal", l.Signal, "rung", "pause"}, l.Pause)
+	}
+	pw.metric("cemaf_ladder_trips", "gauge", "Pauses of a signal since its cooldown last decayed.")
+	for _, l := range st.Ladders {
+		pw.value([]string{"signal", l.Signal}, float64(l.Trips))
+	}
+	return pw.flush()
 }

@@ -12,7 +12,7 @@ import (
 // support, such as process rlimits outside Linux.
 var ErrUnsupported = errors.New("throttle: not supported on this platform")
 
-// Rlimits are process resource limits (seed 000). A zero field leaves that
+// Rlimits are process resource limits. A zero field leaves that
 // limit unchanged. Each limit is set to the smaller of the value asked for
 // and the current hard limit (which an unprivileged process cannot raise);
 // only the address space has a hard value of its own, because lowering a

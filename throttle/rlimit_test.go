@@ -11,8 +11,9 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/cemaf-go/cemaf/throttle"
 	"golang.org/x/sys/unix"
+
+	"github.com/cemaf-go/cemaf/throttle"
 )
 
 // TestApplyRlimitsProcess applies real limits in a child process (the test

@@ -2,6 +2,8 @@ package throttle
 
 import (
 	"time"
+
+	"github.com/cemaf-go/cemaf/limit"
 )
 
 // Names of the built-in signals. Sample.Value, the Breaker's thresholds and
@@ -13,6 +15,14 @@ const (
 	// SignalProcessCPUPercent is this process's share of all online CPUs,
 	// in percent (so it is at most SignalCPUPercent).
 	SignalProcessCPUPercent = "process_cpu_percent"
+	// SignalHelpersCPUPercent is the share of all online CPUs used by this
+	// process's helpers (SamplerOptions.Helpers) and its children.
+	SignalHelpersCPUPercent = "helpers_cpu_percent"
+	// SignalCPUOthersPercent is CPU contention: the share of all online
+	// CPUs used by everything except this process and its helpers
+	// (SignalCPUPercent − SignalProcessCPUPercent − SignalHelpersCPUPercent).
+	// A CPU kept busy by the agent's own work never raises it.
+	SignalCPUOthersPercent = "cpu_others_percent"
 	// SignalMemoryPercent is memory in use relative to the effective limit
 	// (the smaller of the host's memory and the cgroup limit), in percent.
 	SignalMemoryPercent = "memory_percent"
@@ -60,6 +70,13 @@ type Sample struct {
 	// ProcessCPUPercent is this process's share of all online CPUs over
 	// the same interval: 50 on a 2-CPU machine means one core's worth.
 	ProcessCPUPercent float64 `json:"process_cpu_percent"`
+	// HelpersCPUPercent is the share used by the helper processes and the
+	// children of this process; Helpers lists them.
+	HelpersCPUPercent float64         `json:"helpers_cpu_percent"`
+	Helpers           []HelperProcess `json:"helpers,omitempty"`
+	// OthersCPUPercent is the share used by everything else: CPU
+	// contention, the figure the CPU ladder watches.
+	OthersCPUPercent float64 `json:"others_cpu_percent"`
 
 	// MemoryUsedPercent is memory in use relative to MemoryTotalBytes.
 	MemoryUsedPercent float64 `json:"memory_used_percent"`
@@ -158,6 +175,10 @@ func (s *Sample) Value(name string) (float64, bool) {
 		return s.CPUPercent, true
 	case SignalProcessCPUPercent:
 		return s.ProcessCPUPercent, true
+	case SignalHelpersCPUPercent:
+		return s.HelpersCPUPercent, true
+	case SignalCPUOthersPercent:
+		return s.OthersCPUPercent, true
 	case SignalMemoryPercent:
 		return s.MemoryUsedPercent, s.MemoryTotalBytes > 0
 	case SignalSwapPercent:
@@ -217,7 +238,7 @@ func (s *Sample) maxDiskPercent() (float64, bool) {
 
 // signalMeta describes a signal for error messages and validation.
 type signalMeta struct {
-	kind    LimitKind
+	kind    limit.Kind
 	unit    string
 	percent bool // accepted thresholds are in (0, 100]
 }
@@ -227,24 +248,24 @@ type signalMeta struct {
 // found in s, if any.
 func metaOf(name string, s *Sample) signalMeta {
 	switch name {
-	case SignalCPUPercent, SignalProcessCPUPercent:
-		return signalMeta{KindCPU, "%", true}
+	case SignalCPUPercent, SignalProcessCPUPercent, SignalHelpersCPUPercent, SignalCPUOthersPercent:
+		return signalMeta{limit.CPU, "%", true}
 	case SignalMemoryPercent:
-		return signalMeta{KindMemory, "%", true}
+		return signalMeta{limit.Memory, "%", true}
 	case SignalProcessMemoryMB:
-		return signalMeta{KindMemory, "MB", false}
+		return signalMeta{limit.Memory, "MB", false}
 	case SignalSwapPercent:
-		return signalMeta{KindSwap, "%", true}
+		return signalMeta{limit.Swap, "%", true}
 	case SignalDiskPercent:
-		return signalMeta{KindDisk, "%", true}
+		return signalMeta{limit.Disk, "%", true}
 	case SignalLoad1, SignalLoad5, SignalLoad15:
-		return signalMeta{KindCPU, "", false}
+		return signalMeta{limit.CPU, "", false}
 	case SignalPSICPUSome, SignalPSIMemorySome, SignalPSIMemoryFull, SignalPSIIOSome, SignalPSIIOFull:
-		return signalMeta{KindPressure, "%", true}
+		return signalMeta{limit.Pressure, "%", true}
 	case SignalTemperatureC:
-		return signalMeta{KindTemperature, "°C", false}
+		return signalMeta{limit.Temperature, "°C", false}
 	}
-	m := signalMeta{kind: LimitKind(name)}
+	m := signalMeta{kind: limit.Kind(name)}
 	if s != nil {
 		for _, v := range s.Signals {
 			if v.Name == name {
@@ -254,4 +275,16 @@ func metaOf(name string, s *Sample) signalMeta {
 		}
 	}
 	return m
+}
+
+// usageFromBlocks computes a DiskUsage from statfs block counts.
+func usageFromBlocks(path string, blocks, bfree, bavail, bsize uint64) DiskUsage {
+	bfree = min(bfree, blocks)
+	used := mulSat(blocks-bfree, bsize)
+	free := mulSat(bavail, bsize)
+	u := DiskUsage{Path: path, TotalBytes: toInt64(mulSat(blocks, bsize)), FreeBytes: toInt64(free)}
+	if d := float64(used) + float64(free); d > 0 {
+		u.UsedPercent = clampPercent(float64(used) / d * 100)
+	}
+	return u
 }

@@ -1,7 +1,6 @@
 package throttle
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,8 +8,6 @@ import (
 	"slices"
 	"sync"
 	"time"
-
-	"github.com/shirou/gopsutil/v3/disk"
 )
 
 // SamplerOptions configures a Sampler. The zero value reads the host's
@@ -31,6 +28,14 @@ type SamplerOptions struct {
 	DiskPaths []string
 	// Signals are extra signals read with every sample.
 	Signals []Signal
+	// Helpers names the processes that do this agent's work elsewhere (a
+	// local LLM server). Their CPU use, and that of this process's
+	// children, is reported as HelpersCPUPercent and never counts as CPU
+	// contention (OthersCPUPercent). Read from procfs only.
+	Helpers Helpers
+	// HelperRescan is how often helper processes are looked for again.
+	// Default DefaultHelperRescan (30 s).
+	HelperRescan time.Duration
 	// MinCPUWindow is the shortest interval over which CPU percentages
 	// are computed for the first sample: the first call to Sample waits
 	// until this long after the Sampler was created, so that its CPU
@@ -58,23 +63,26 @@ type Sampler struct {
 	minWindow time.Duration
 	log       *slog.Logger
 
+	procRoot string
+	helpers  *helperTracker // nil without procfs
+
 	// mu guards the fields below and serialises the use of host.
-	mu        sync.Mutex
-	host      hostReader
-	prev      counters
-	primed    bool      // prev holds a reading
-	primedAt  time.Time // when prev was first read
-	sampled   bool      // a sample has been computed
-	cpuPct    float64   // last computed system CPU percent
-	procPct   float64   // last computed process CPU percent
-	reported  map[string]bool
-	reported2 map[string]bool
+	mu         sync.Mutex
+	host       hostReader
+	prev       counters
+	primed     bool      // prev holds a reading
+	primedAt   time.Time // when prev was first read
+	sampled    bool      // a sample has been computed
+	cpu        cpuShares // last computed CPU shares
+	helperList []HelperProcess
+	reported   map[string]bool
+	reported2  map[string]bool
 }
 
 // counters are cumulative CPU times in a unit consistent within one reader
 // (USER_HZ ticks for procfs, seconds for gopsutil).
 type counters struct {
-	total, idle, proc float64
+	total, idle, proc, helpers float64
 }
 
 // hostReader is one way of reading the host: the procfs files under the
@@ -128,10 +136,17 @@ func NewSampler(opts SamplerOptions) (*Sampler, error) {
 		reported:  make(map[string]bool),
 		reported2: make(map[string]bool),
 	}
+	if opts.HelperRescan < 0 {
+		return nil, fmt.Errorf("throttle: SamplerOptions.HelperRescan = %v: must be > 0 (0: %v)", opts.HelperRescan, DefaultHelperRescan)
+	}
 	if opts.ProcRoot == "" {
 		s.host = defaultHostReader(opts)
 	} else {
 		s.host = newProcfsReader(opts)
+	}
+	if r, ok := s.host.(*procfsReader); ok {
+		s.procRoot = r.procRoot
+		s.helpers = newHelperTracker(r.procRoot, r.cgroupRoot, opts.Helpers, opts.HelperRescan)
 	}
 	s.mu.Lock()
 	s.prime(time.Now())
@@ -139,13 +154,26 @@ func NewSampler(opts SamplerOptions) (*Sampler, error) {
 	return s, nil
 }
 
+// readCounters reads the CPU counters, the helpers' included. mu must be
+// held.
+func (s *Sampler) readCounters(now time.Time) (counters, error) {
+	c, err := s.host.counters()
+	if err == nil && s.helpers != nil {
+		c.helpers = float64(s.helpers.ticks(now))
+	}
+	return c, err
+}
+
 // prime reads the baseline counters. mu must be held.
 func (s *Sampler) prime(now time.Time) {
-	c, err := s.host.counters()
+	c, err := s.readCounters(now)
 	if err != nil {
 		return
 	}
 	s.prev, s.primed, s.primedAt = c, true, now
+	if s.helpers != nil {
+		s.helpers.processes(0)
+	}
 }
 
 // Sample reads all signals and returns them with Time set to now. It
@@ -174,7 +202,7 @@ func (s *Sampler) Sample(now time.Time) (*Sample, error) {
 			s.mu.Lock()
 		}
 	}
-	cpuErr := s.readCPU(out)
+	cpuErr := s.readCPU(now, out)
 	if cpuErr != nil {
 		errs = append(errs, cpuErr)
 	}
@@ -222,19 +250,22 @@ func (s *Sampler) Sample(now time.Time) (*Sample, error) {
 // tick elapsed since the previous sample, the previous percentages are
 // repeated and the baseline kept, so the next interval is longer. mu must be
 // held.
-func (s *Sampler) readCPU(out *Sample) error {
-	c, err := s.host.counters()
+func (s *Sampler) readCPU(now time.Time, out *Sample) error {
+	c, err := s.readCounters(now)
 	if err != nil {
-		out.CPUPercent, out.ProcessCPUPercent = s.cpuPct, s.procPct
+		s.fillCPU(out)
 		return err
 	}
 	if !s.primed {
 		s.prev, s.primed, s.primedAt = c, true, time.Now()
 		return fmt.Errorf("cpu: first reading, no interval to compute percentages over")
 	}
-	cpu, proc, ok := cpuPercents(s.prev, c)
+	p, ok := cpuPercents(s.prev, c)
 	if ok {
-		s.cpuPct, s.procPct = cpu, proc
+		s.cpu = p
+		if s.helpers != nil {
+			s.helperList = s.helpers.processes(c.total - s.prev.total)
+		}
 		s.prev = c
 		s.sampled = true
 	} else if c.total < s.prev.total {
@@ -242,21 +273,36 @@ func (s *Sampler) readCPU(out *Sample) error {
 		// wrapped counter): start a new interval.
 		s.prev = c
 	}
-	out.CPUPercent, out.ProcessCPUPercent = s.cpuPct, s.procPct
+	s.fillCPU(out)
 	return nil
 }
 
-// cpuPercents returns the system and process CPU percentages between two
-// readings, and false when no time elapsed between them.
-func cpuPercents(prev, cur counters) (cpu, proc float64, ok bool) {
+// fillCPU copies the last computed percentages into out. mu must be held.
+func (s *Sampler) fillCPU(out *Sample) {
+	out.CPUPercent, out.ProcessCPUPercent = s.cpu.cpu, s.cpu.proc
+	out.HelpersCPUPercent, out.OthersCPUPercent = s.cpu.helpers, s.cpu.others
+	out.Helpers = s.helperList
+}
+
+// cpuShares are the CPU percentages of one interval.
+type cpuShares struct {
+	cpu, proc, helpers, others float64
+}
+
+// cpuPercents returns the CPU shares between two readings, and false when
+// no time elapsed between them.
+func cpuPercents(prev, cur counters) (cpuShares, bool) {
 	dt := cur.total - prev.total
 	if !(dt > 0) {
-		return 0, 0, false
+		return cpuShares{}, false
 	}
 	idle := cur.idle - prev.idle
-	cpu = clampPercent((dt - idle) / dt * 100)
-	proc = clampPercent((cur.proc - prev.proc) / dt * 100)
-	return cpu, proc, true
+	var p cpuShares
+	p.cpu = clampPercent((dt - idle) / dt * 100)
+	p.proc = clampPercent((cur.proc - prev.proc) / dt * 100)
+	p.helpers = clampPercent((cur.helpers - prev.helpers) / dt * 100)
+	p.others = clampPercent(p.cpu - p.proc - p.helpers)
+	return p, true
 }
 
 func clampPercent(p float64) float64 {
@@ -264,20 +310,6 @@ func clampPercent(p float64) float64 {
 		return 0
 	}
 	return min(p, 100)
-}
-
-// diskUsage returns the df-style usage of the file system holding path.
-func diskUsage(path string) (DiskUsage, error) {
-	u, err := disk.UsageWithContext(context.Background(), path)
-	if err != nil {
-		return DiskUsage{}, fmt.Errorf("disk %s: %w", path, err)
-	}
-	return DiskUsage{
-		Path:        path,
-		UsedPercent: clampPercent(u.UsedPercent),
-		FreeBytes:   toInt64(u.Free),
-		TotalBytes:  toInt64(u.Total),
-	}, nil
 }
 
 // readSignal calls sig.Read, turning a panic into an error.

@@ -3,12 +3,13 @@ package throttle
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
 	"syscall"
+
+	"github.com/cemaf-go/cemaf/internal/boundedread"
 )
 
 // procfsReader reads the host from procfs and cgroupfs files under the
@@ -51,27 +52,13 @@ func newProcfsReader(opts SamplerOptions) *procfsReader {
 const maxFileBytes = 64 << 10
 
 // read returns the content of path (at most limit bytes) in r's buffer,
-// which the next call overwrites.
+// which the next call overwrites. Files that are not regular (a FIFO or a
+// device planted in a fixture or a container mount) are refused without
+// blocking.
 func (r *procfsReader) read(path string, limit int) ([]byte, error) {
-	f, err := os.Open(path)
+	b, err := boundedread.AppendPrefix(r.buf[:0], path, int64(limit))
 	if err != nil {
 		return nil, err
-	}
-	defer f.Close()
-	b := r.buf[:0]
-	for len(b) < limit {
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
-		}
-		n, err := f.Read(b[len(b):min(cap(b), limit)])
-		b = b[:len(b)+n]
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			r.buf = b[:0]
-			return nil, err
-		}
 	}
 	r.buf = b[:0]
 	return b, nil

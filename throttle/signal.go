@@ -10,7 +10,7 @@ package throttle
 // (the value is then left out of the sample). A panic in Read is recovered
 // and recorded in Sample.Errors.
 type Signal struct {
-	// Name is the name Sample.Value and the Breaker's thresholds use. It
+	// Name is the name Sample.Value and the Breaker's ladders use. It
 	// must not be empty nor the name of a built-in signal.
 	Name string
 	// Unit is shown in limit errors and metrics ("°C", "%", "MB/s").
@@ -21,7 +21,8 @@ type Signal struct {
 
 // builtinSignals lists the names Sample.Value answers without extra signals.
 var builtinSignals = [...]string{
-	SignalCPUPercent, SignalProcessCPUPercent, SignalMemoryPercent,
+	SignalCPUPercent, SignalProcessCPUPercent, SignalHelpersCPUPercent,
+	SignalCPUOthersPercent, SignalMemoryPercent,
 	SignalSwapPercent, SignalDiskPercent, SignalLoad1, SignalLoad5, SignalLoad15,
 	SignalPSICPUSome, SignalPSIMemorySome, SignalPSIMemoryFull, SignalPSIIOSome,
 	SignalPSIIOFull, SignalProcessMemoryMB,

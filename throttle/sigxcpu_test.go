@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/cemaf-go/cemaf/internal/leakcheck"
+	"github.com/cemaf-go/cemaf/limit"
 	"github.com/cemaf-go/cemaf/throttle"
 )
 
@@ -20,8 +21,8 @@ func TestNotifyCPULimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-ctx.Done()
-	var le *throttle.LimitError
-	if err := context.Cause(ctx); !errors.As(err, &le) || le.Kind != throttle.KindCPU || le.Subject != "RLIMIT_CPU" || le.Current <= 0 {
+	var le *limit.Error
+	if err := context.Cause(ctx); !errors.As(err, &le) || le.Kind != limit.CPU || le.Subject != "RLIMIT_CPU" || le.Current <= 0 {
 		t.Errorf("cause = %v (%+v), want a CPU limit error", err, le)
 	}
 	stop()

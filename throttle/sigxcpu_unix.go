@@ -11,12 +11,14 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cemaf-go/cemaf/limit"
 )
 
 // NotifyCPULimit returns a copy of parent that is cancelled when the process
 // receives SIGXCPU, the kernel's warning that the RLIMIT_CPU soft limit
 // (Rlimits.CPUSeconds) is reached; SIGKILL follows at the hard limit. The
-// cause (context.Cause) is a *LimitError of KindCPU, Subject "RLIMIT_CPU",
+// cause (context.Cause) is a *limit.Error of KindCPU, Subject "RLIMIT_CPU",
 // in seconds, and the signal is logged (nil logger: discarded). Use the
 // context as the root of the work that must shut down cleanly.
 //
@@ -33,7 +35,7 @@ func NotifyCPULimit(parent context.Context, logger *slog.Logger) (ctx context.Co
 		defer close(done)
 		select {
 		case <-sigs:
-			err := &LimitError{Kind: KindCPU, Subject: "RLIMIT_CPU", Unit: "s",
+			err := &limit.Error{Kind: limit.CPU, Subject: "RLIMIT_CPU", Unit: "s",
 				Detail: "SIGXCPU: CPU time soft limit reached; shutting down before the hard limit kills the process"}
 			if used, e := ProcessCPUTime(); e == nil {
 				err.Current = used.Seconds()

@@ -94,6 +94,28 @@ func cli(ctx context.Context, args []string, env []string, stdout, stderr io.Wri
 
 var errFlagParse = errors.New("bad flags")
 
+// configFlags maps the flags that set a CEMAF_RESOURCE_* variable to it:
+// they are the strongest layer of the configuration.
+var configFlags = map[string]string{
+	"cpu-parallel":     "CPU_PARALLEL",
+	"io-parallel":      "IO_PARALLEL",
+	"memory-limit-mb":  "PAGER_MEMORY_LIMIT_MB",
+	"memory-threshold": "MEMORY_THRESHOLD",
+	"swap-threshold":   "SWAP_THRESHOLD",
+}
+
+// guardOptions are the resource guard's options of every command: the disk
+// ladder watches the file system of the storage directory, and the server
+// of the LLM endpoint, when it runs on this host, is a helper whose CPU is
+// the agent's own.
+func guardOptions(env []string, storage string, logger *slog.Logger) factories.GuardOptions {
+	o := factories.GuardOptions{StorageDirs: []string{storage}, Logger: logger}
+	if u := getenv(env, "CEMAF_LLM_URL"); u != "" {
+		o.HelperEndpoints = []string{endpointURL(u)}
+	}
+	return o
+}
+
 // common are the flags every command shares.
 type common struct {
 	fs          *flag.FlagSet
@@ -101,7 +123,8 @@ type common struct {
 	storage     string
 	logLevel    string
 	jsonOut     bool
-	maxParallel int
+	cpuParallel int
+	ioParallel  int
 	memLimitMB  float64
 }
 
@@ -112,7 +135,8 @@ func newCommon(name string, stderr io.Writer) *common {
 	c.fs.StringVar(&c.storage, "storage", "", "`dir`ectory for pages, checkpoints and reports (default: CEMAF_RESOURCE_PAGER_STORAGE_PATH, else the user cache dir)")
 	c.fs.StringVar(&c.logLevel, "log-level", "warn", "log `level`: debug, info, warn or error")
 	c.fs.BoolVar(&c.jsonOut, "json", false, "print JSON on stdout")
-	c.fs.IntVar(&c.maxParallel, "max-parallel", 0, "most nodes running at once (default: usable CPUs; CEMAF_RESOURCE_MAX_PARALLEL)")
+	c.fs.IntVar(&c.cpuParallel, "cpu-parallel", 0, "most CPU-bound `nodes` running at once (default: max(2, CPUs − 2); CEMAF_RESOURCE_CPU_PARALLEL)")
+	c.fs.IntVar(&c.ioParallel, "io-parallel", 0, "most I/O-bound `nodes` (LLM calls) running at once (default: CPUs × 64; CEMAF_RESOURCE_IO_PARALLEL)")
 	c.fs.Float64Var(&c.memLimitMB, "memory-limit-mb", 0, "RAM budget of the context pager in MB (CEMAF_RESOURCE_PAGER_MEMORY_LIMIT_MB)")
 	return c
 }
@@ -135,11 +159,8 @@ func (c *common) parse(args []string) error {
 func (c *common) load(env []string, stderr io.Writer) (factories.ResourceConfig, error) {
 	flags := map[string]string{}
 	c.fs.Visit(func(f *flag.Flag) {
-		switch f.Name {
-		case "max-parallel":
-			flags["MAX_PARALLEL"] = f.Value.String()
-		case "memory-limit-mb":
-			flags["PAGER_MEMORY_LIMIT_MB"] = f.Value.String()
+		if v, ok := configFlags[f.Name]; ok {
+			flags[v] = f.Value.String()
 		}
 	})
 	cfg, warnings, err := factories.Load(factories.LoadOptions{Environ: env, File: c.configFile, Flags: flags})

@@ -97,10 +97,10 @@ func TestUsageErrors(t *testing.T) {
 }
 
 func TestBadEnvironmentIsReported(t *testing.T) {
-	code, _, errOut := runCLI(t, []string{"CEMAF_RESOURCE_CPU_THRESHOLD=lots", "CEMAF_RESOURCE_MAX_PARALEL=2"}, "run", "--ephemeral")
+	code, _, errOut := runCLI(t, []string{"CEMAF_RESOURCE_CPU_THRESHOLD=lots", "CEMAF_RESOURCE_CPU_PARALEL=2"}, "run", "--ephemeral")
 	assert.Equal(t, exitError, code)
 	assert.Contains(t, errOut, `CEMAF_RESOURCE_CPU_THRESHOLD = "lots" from environment: not a number`)
-	assert.Contains(t, errOut, "did you mean CEMAF_RESOURCE_MAX_PARALLEL?")
+	assert.Contains(t, errOut, "did you mean CEMAF_RESOURCE_CPU_PARALLEL?")
 }
 
 func TestDocsWithoutText(t *testing.T) {
@@ -149,7 +149,9 @@ func TestStatusOnPi4Fixture(t *testing.T) {
 	require.Equal(t, exitOK, code, errOut)
 	assert.Contains(t, out, "cpu-thermal")
 	assert.Regexp(t, `\* thermal_zone0\s+cpu-thermal`, out, "the chosen sensor is marked")
-	assert.Contains(t, out, "breaker  closed")
+	assert.Contains(t, out, "work     running")
+	assert.Regexp(t, `temperature_c\s+48.7 °C\s+normal\s+70.0 °C\s+80.0 °C`, out, "the ladder from the Pi's board table")
+	assert.Contains(t, out, "31.3 °C below the pause level")
 	assert.Contains(t, out, "mode     normal")
 
 	code, out, _ = runCLI(t, env, "status", "--json", "--storage", t.TempDir())
@@ -196,8 +198,12 @@ func (n *notifyWriter) Write(p []byte) (int, error) {
 }
 
 func TestConfigCommand(t *testing.T) {
-	code, out, _ := runCLI(t, []string{"CEMAF_RESOURCE_CPU_THRESHOLD=70"}, "config", "--max-parallel", "3")
+	sysfs, err := filepath.Abs("../../thermal/testdata/jetson-orin")
+	require.NoError(t, err)
+	code, out, _ := runCLI(t, []string{"CEMAF_RESOURCE_CPU_THRESHOLD=90", "CEMAF_RESOURCE_SYSFS_ROOT=" + sysfs}, "config", "--cpu-parallel", "3", "--memory-threshold", "70")
 	require.Equal(t, exitOK, code)
-	assert.Regexp(t, `CEMAF_RESOURCE_CPU_THRESHOLD\s+70\s+env`, out)
-	assert.Regexp(t, `CEMAF_RESOURCE_MAX_PARALLEL\s+3\s+flag`, out)
+	assert.Regexp(t, `CEMAF_RESOURCE_CPU_THRESHOLD\s+90\s+env`, out)
+	assert.Regexp(t, `CEMAF_RESOURCE_CPU_PARALLEL\s+3\s+flag`, out)
+	assert.Regexp(t, `temperature_c\s+90 °C\s+board: passive trip point of cpu-thermal \(95 °C\) − 5\s+94 °C\s+board: hot trip point`, out, "every rung says where it came from")
+	assert.Regexp(t, `memory_percent\s+65 %\s+default: lowered below CEMAF_RESOURCE_MEMORY_THRESHOLD\s+70 %\s+flag`, out)
 }

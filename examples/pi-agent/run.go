@@ -148,6 +148,7 @@ func runCmd(ctx context.Context, args []string, env []string, stdout, stderr io.
 		// only which nodes finished, and a resumed run reopens the pages.
 		Pager:          paging.Options{StoragePath: filepath.Join(storage, "pages", runID), Mode: paging.ModeDurable},
 		CheckpointPath: filepath.Join(storage, "runs.db"),
+		Guard:          guardOptions(env, storage, logger),
 		Executor:       executor.Options{Observers: []executor.Observer{progress, executor.NewLogObserver(logger)}},
 		LogLevel:       level,
 		Logger:         logger,
@@ -364,7 +365,8 @@ func (p *progress) modeChange(c adaptive.ModeChange) {
 	defer p.mu.Unlock()
 	p.mode = c.To
 	if !p.quiet {
-		fmt.Fprintf(p.w, "        mode %s -> %s (%s; max parallel %d, delay %v)\n", c.From, c.To, c.Reason, c.Settings.MaxParallel, c.Settings.InterNodeDelay)
+		fmt.Fprintf(p.w, "        mode %s -> %s (%s; %d CPU nodes, %d I/O nodes, delay %v)\n", c.From, c.To, c.Reason,
+			c.Settings.CPUParallel, c.Settings.IOParallel, c.Settings.InterNodeDelay)
 	}
 }
 
@@ -376,7 +378,7 @@ func (p *progress) summary(s runSummary) {
 	w := p.w
 	fmt.Fprintf(w, "\nrun %s finished in %v", s.RunID, time.Duration(s.DurationMS)*time.Millisecond)
 	if s.Pauses > 0 {
-		fmt.Fprintf(w, " (paused %d times, %v)", s.Pauses, time.Duration(s.PausedMS)*time.Millisecond)
+		fmt.Fprintf(w, " (paused %s, %v)", plural(s.Pauses, "time"), time.Duration(s.PausedMS)*time.Millisecond)
 	}
 	fmt.Fprintf(w, "\n%-12s %-10s %8s %10s\n", "node", "status", "attempts", "time")
 	for _, n := range s.Nodes {
@@ -423,4 +425,12 @@ func mib(b int64) string {
 		return fmt.Sprintf("%.1f KiB", float64(b)/(1<<10))
 	}
 	return fmt.Sprintf("%d B", b)
+}
+
+// plural says "1 time", "2 times".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

@@ -26,32 +26,31 @@ import (
 	"github.com/cemaf-go/cemaf/dag"
 	"github.com/cemaf-go/cemaf/executor"
 	"github.com/cemaf-go/cemaf/factories"
+	"github.com/cemaf-go/cemaf/limit"
 	"github.com/cemaf-go/cemaf/paging"
 	"github.com/cemaf-go/cemaf/throttle"
 )
 
 // serveOptions are the settings of pi-agent serve.
 type serveOptions struct {
-	addr          string
-	slots         int           // runs at once
-	queue         int           // runs waiting for a slot (0: answer 429 at once)
-	maxBody       int64         // bytes
-	runTimeout    time.Duration // per run
-	idleTimeout   time.Duration // unload heavy resources after this much idleness
-	drainTimeout  time.Duration // SIGTERM: how long in-flight runs may finish
-	memThreshold  float64       // %: 503 above
-	swapThreshold float64       // %: 503 above
-	shards, topK  int
-	chunkSize     int
-	docs          fs.FS
-	docsLabel     string
-	llmURL        string
-	llmModel      string
-	llmKey        string
-	llmTimeout    time.Duration
-	storage       string
-	applyRlimits  bool
-	rlimits       throttle.Rlimits
+	addr         string
+	slots        int           // runs at once
+	queue        int           // runs waiting for a slot (0: answer 429 at once)
+	maxBody      int64         // bytes
+	runTimeout   time.Duration // per run
+	idleTimeout  time.Duration // unload heavy resources after this much idleness
+	drainTimeout time.Duration // SIGTERM: how long in-flight runs may finish
+	shards, topK int
+	chunkSize    int
+	docs         fs.FS
+	docsLabel    string
+	llmURL       string
+	llmModel     string
+	llmKey       string
+	llmTimeout   time.Duration
+	storage      string
+	applyRlimits bool
+	rlimits      throttle.Rlimits
 }
 
 func serveCmd(ctx context.Context, args []string, env []string, stdout, stderr io.Writer) error {
@@ -77,8 +76,8 @@ func serveCmd(ctx context.Context, args []string, env []string, stdout, stderr i
 	c.fs.DurationVar(&o.runTimeout, "run-timeout", envDur("CEMAF_SERVE_RUN_TIMEOUT", 2*time.Minute), "timeout of one run (CEMAF_SERVE_RUN_TIMEOUT)")
 	c.fs.DurationVar(&o.idleTimeout, "idle-timeout", envDur("CEMAF_SERVE_IDLE_TIMEOUT", 10*time.Minute), "unload the index and LLM connections after this idleness (CEMAF_SERVE_IDLE_TIMEOUT)")
 	c.fs.DurationVar(&o.drainTimeout, "drain-timeout", envDur("CEMAF_SERVE_DRAIN_TIMEOUT", 30*time.Second), "on SIGTERM, how long in-flight runs may finish (CEMAF_SERVE_DRAIN_TIMEOUT)")
-	c.fs.Float64Var(&o.memThreshold, "memory-threshold", 0, "memory use in % above which runs are refused with 503 (default: CEMAF_RESOURCE_MEMORY_THRESHOLD)")
-	c.fs.Float64Var(&o.swapThreshold, "swap-threshold", float64(envInt("CEMAF_SERVE_SWAP_THRESHOLD", 80)), "swap use in % above which runs are refused with 503 (CEMAF_SERVE_SWAP_THRESHOLD)")
+	c.fs.Float64("memory-threshold", 0, "memory use in `%` above which work pauses and runs are refused with 503 (CEMAF_RESOURCE_MEMORY_THRESHOLD)")
+	c.fs.Float64("swap-threshold", 0, "swap use in `%` above which work pauses and runs are refused with 503 (CEMAF_RESOURCE_SWAP_THRESHOLD)")
 	c.fs.IntVar(&o.shards, "shards", 4, "parallel index nodes")
 	c.fs.IntVar(&o.topK, "top-k", 4, "passages to retrieve")
 	c.fs.IntVar(&o.chunkSize, "chunk-size", 900, "chunk size in bytes")
@@ -99,8 +98,6 @@ func serveCmd(ctx context.Context, args []string, env []string, stdout, stderr i
 		return usageError{fmt.Sprintf("--max-body-bytes %d: want 64 to 67108864", o.maxBody)}
 	case o.runTimeout <= 0 || o.idleTimeout <= 0 || o.drainTimeout <= 0:
 		return usageError{"--run-timeout, --idle-timeout and --drain-timeout must be positive"}
-	case o.memThreshold < 0 || o.memThreshold > 100 || o.swapThreshold <= 0 || o.swapThreshold > 100:
-		return usageError{"--memory-threshold and --swap-threshold: want a percentage in (0, 100]"}
 	}
 	o.rlimits = throttle.Rlimits{OpenFiles: *nofile, FileSizeBytes: *fsizeMB << 20, AddressSpaceSoft: *asMB << 20, AddressSpaceHard: *asMB << 20}
 	logger, level, err := c.logger(stderr)
@@ -112,9 +109,6 @@ func serveCmd(ctx context.Context, args []string, env []string, stdout, stderr i
 		return err
 	}
 	o.storage = storage
-	if o.memThreshold == 0 {
-		o.memThreshold = cfg.MemoryThreshold
-	}
 	if o.docs, o.docsLabel, err = corpus(*docs); err != nil {
 		return err
 	}
@@ -132,7 +126,7 @@ func serveCmd(ctx context.Context, args []string, env []string, stdout, stderr i
 	if err != nil {
 		return err
 	}
-	s, err := newServer(cfg, o, logger, level, factories.Overrides{Logger: logger})
+	s, err := newServer(cfg, o, logger, level, guardOptions(env, storage, logger))
 	if err != nil {
 		ln.Close()
 		return err
@@ -179,18 +173,18 @@ type builtIndex struct {
 	docs   int
 }
 
-func newServer(cfg factories.ResourceConfig, o serveOptions, logger *slog.Logger, level *slog.LevelVar, ov factories.Overrides) (*server, error) {
-	g, err := factories.CreateResourceGuard(cfg, ov)
+func newServer(cfg factories.ResourceConfig, o serveOptions, logger *slog.Logger, level *slog.LevelVar, gopts factories.GuardOptions) (*server, error) {
+	g, err := factories.CreateResourceGuard(cfg, gopts)
 	if err != nil {
 		return nil, err
 	}
 	s := &server{cfg: cfg, opts: o, logger: logger, guard: g, slots: make(chan struct{}, o.slots)}
-	s.cpu, err = throttle.NewCPUThrottler(throttle.CPUThrottlerOptions{TargetPercent: cfg.CPUTargetPercent, Logger: logger})
+	s.cpu, err = g.NewCPUThrottler(cfg, logger)
 	if err != nil {
 		g.Close()
 		return nil, err
 	}
-	s.exec, _, err = factories.CreateAdaptiveExecutor(cfg, factories.AdaptiveDeps{Guard: g, LogLevel: level, Logger: logger,
+	s.exec, _, err = factories.CreateAdaptiveExecutor(cfg, factories.AdaptiveDeps{Guard: g, CPU: s.cpu, LogLevel: level, Logger: logger,
 		Executor: executor.Options{Observers: []executor.Observer{executor.NewLogObserver(logger)}},
 		Adaptive: adaptive.Options{Pager: pagerRef{s}}})
 	if err != nil {
@@ -265,7 +259,7 @@ type apiError struct {
 	Limit any    `json:"limit,omitempty"`
 }
 
-func (s *server) fail(w http.ResponseWriter, code int, retryAfter time.Duration, msg string, lim *throttle.LimitError) {
+func (s *server) fail(w http.ResponseWriter, code int, retryAfter time.Duration, msg string, lim *limit.Error) {
 	if retryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(retryAfter.Seconds()))))
 	}
@@ -320,7 +314,7 @@ func (s *server) handleRun(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.ContentLength > s.opts.maxBody {
 		s.fail(w, http.StatusRequestEntityTooLarge, 0, fmt.Sprintf("body of %d bytes is over the limit of %d", r.ContentLength, s.opts.maxBody),
-			&throttle.LimitError{Kind: throttle.KindMessageSize, Current: float64(r.ContentLength), Limit: float64(s.opts.maxBody), Unit: "bytes"})
+			&limit.Error{Kind: limit.MessageSize, Current: float64(r.ContentLength), Limit: float64(s.opts.maxBody), Unit: "bytes"})
 		return
 	}
 	if lim, retry := s.pressure(); lim != nil {
@@ -330,7 +324,7 @@ func (s *server) handleRun(w http.ResponseWriter, r *http.Request) {
 	release, ok := s.acquire(r.Context())
 	if !ok {
 		s.fail(w, http.StatusTooManyRequests, s.retryAfterBusy(), fmt.Sprintf("all %d run slots are busy", s.opts.slots),
-			&throttle.LimitError{Kind: throttle.KindQueue, Current: float64(s.opts.slots + int(s.queued.Load())), Limit: float64(s.opts.slots + s.opts.queue), Detail: "run slots and queue full"})
+			&limit.Error{Kind: limit.Queue, Current: float64(s.opts.slots + int(s.queued.Load())), Limit: float64(s.opts.slots + s.opts.queue), Detail: "run slots and queue full"})
 		return
 	}
 	defer release()
@@ -341,7 +335,7 @@ func (s *server) handleRun(w http.ResponseWriter, r *http.Request) {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			s.fail(w, http.StatusRequestEntityTooLarge, 0, fmt.Sprintf("body is over the limit of %d bytes", s.opts.maxBody),
-				&throttle.LimitError{Kind: throttle.KindMessageSize, Current: float64(s.opts.maxBody + 1), Limit: float64(s.opts.maxBody), Unit: "bytes"})
+				&limit.Error{Kind: limit.MessageSize, Current: float64(s.opts.maxBody + 1), Limit: float64(s.opts.maxBody), Unit: "bytes"})
 			return
 		}
 		s.fail(w, http.StatusBadRequest, 0, "malformed JSON: "+err.Error(), nil)
@@ -367,25 +361,25 @@ func (s *server) handleRun(w http.ResponseWriter, r *http.Request) {
 	enc.Encode(resp)
 }
 
-// pressure says whether memory, swap or the breaker refuse new runs.
-func (s *server) pressure() (*throttle.LimitError, time.Duration) {
+// pressure says whether the resource guard refuses new runs, and for how
+// long: a signal on its Pause rung (heat, memory, swap, disk, or CPU used by
+// others for several samples), or a guard of the application's own. The
+// ladders decide, not serve: a single busy CPU sample never refuses.
+func (s *server) pressure() (*limit.Error, time.Duration) {
+	err := s.guard.Check()
+	if err == nil {
+		return nil, 0
+	}
 	retry := 2 * s.cfg.CheckInterval
-	if smp := s.guard.Monitor.Snapshot().Sample; smp != nil {
-		if smp.MemoryTotalBytes > 0 && smp.MemoryUsedPercent > s.opts.memThreshold {
-			return &throttle.LimitError{Kind: throttle.KindMemory, Current: smp.MemoryUsedPercent, Limit: s.opts.memThreshold, Unit: "%"}, retry
-		}
-		if smp.SwapTotalBytes > 0 && smp.SwapUsedPercent > s.opts.swapThreshold {
-			return &throttle.LimitError{Kind: throttle.KindSwap, Current: smp.SwapUsedPercent, Limit: s.opts.swapThreshold, Unit: "%"}, retry
-		}
+	var pe *throttle.PauseError
+	if errors.As(err, &pe) {
+		retry = max(time.Until(pe.Until), time.Second)
 	}
-	if st := s.guard.Breaker.Status(); st.State == throttle.BreakerOpen {
-		lim := &throttle.LimitError{Kind: throttle.KindPressure, Detail: "resource breaker open"}
-		if len(st.Reasons) > 0 {
-			lim = st.Reasons[0].LimitError()
-		}
-		return lim, max(time.Until(st.ProbeAt), time.Second)
+	var lim *limit.Error
+	if !errors.As(err, &lim) {
+		lim = &limit.Error{Kind: limit.Pressure, Detail: err.Error()}
 	}
-	return nil, 0
+	return lim, retry
 }
 
 func (s *server) retryAfterBusy() time.Duration { return 2 * time.Second }
@@ -544,7 +538,7 @@ func (s *server) buildIndex(ctx context.Context) (*builtIndex, error) {
 		pager.Close()
 		return nil, err
 	}
-	idx := &builtIndex{pager: pager, built: time.Now(), unreg: s.guard.Memory.Register(pager, 0)}
+	idx := &builtIndex{pager: pager, built: time.Now(), unreg: s.guard.Reclaimer.Register(pager, 0)}
 	idx.chunks, _ = dag.GetJSON[int](pager, keyChunks)
 	if docs, err := dag.GetJSON[[]docMeta](pager, keyDocs); err == nil {
 		idx.docs = len(docs)
@@ -613,11 +607,12 @@ func (s *server) handleHealthz(w http.ResponseWriter, r *http.Request) {
 type detailed struct {
 	Status      string                              `json:"status"`
 	Time        time.Time                           `json:"time"`
+	CPU         map[string]any                      `json:"cpu"`
 	Memory      map[string]any                      `json:"memory"`
 	Swap        map[string]any                      `json:"swap"`
 	Temperature map[string]any                      `json:"temperature"`
 	Mode        adaptive.Status                     `json:"mode"`
-	Breaker     breakerReport                       `json:"breaker"`
+	Ladders     throttle.BreakerStatus              `json:"ladders"`
 	Concurrency map[string]int64                    `json:"concurrency"`
 	Index       map[string]any                      `json:"index"`
 	LLM         map[string]any                      `json:"llm"`
@@ -633,20 +628,21 @@ func (s *server) handleDetailed(w http.ResponseWriter, r *http.Request) {
 	}
 	if smp := s.guard.Monitor.Snapshot().Sample; smp != nil {
 		d.Memory = map[string]any{"percent": smp.MemoryUsedPercent, "available_mb": smp.MemoryAvailableBytes >> 20,
-			"total_mb": smp.MemoryTotalBytes >> 20, "threshold_percent": s.opts.memThreshold, "process_rss_mb": smp.ProcessRSSBytes >> 20}
-		d.Swap = map[string]any{"percent": smp.SwapUsedPercent, "total_mb": smp.SwapTotalBytes >> 20, "threshold_percent": s.opts.swapThreshold}
+			"total_mb": smp.MemoryTotalBytes >> 20, "process_rss_mb": smp.ProcessRSSBytes >> 20}
+		d.Swap = map[string]any{"percent": smp.SwapUsedPercent, "total_mb": smp.SwapTotalBytes >> 20}
+		d.CPU = map[string]any{"percent": smp.CPUPercent, "process_percent": smp.ProcessCPUPercent, "helpers_percent": smp.HelpersCPUPercent,
+			"others_percent": smp.OthersCPUPercent, "helpers": smp.Helpers}
 		if lim, _ := s.pressure(); lim != nil {
 			d.Status = "degraded"
 		}
 	}
 	if tm := s.guard.Thermal; tm != nil {
 		st := tm.Status()
-		d.Temperature = map[string]any{"celsius": st.TempC, "sensor": st.Sensor, "state": st.State.String(), "warning_c": st.WarningC, "critical_c": st.CriticalC, "headroom": st.Headroom}
+		d.Temperature = map[string]any{"celsius": st.TempC, "sensor": st.Sensor, "adapt_c": st.Levels.AdaptC, "pause_c": st.Levels.PauseC, "below_pause_c": st.BelowPauseC}
 	} else {
 		d.Temperature = map[string]any{"available": false}
 	}
-	bs := s.guard.Breaker.Status()
-	d.Breaker = breakerReport{State: bs.State.String(), Reasons: bs.Reasons}
+	d.Ladders = s.guard.Breaker.Status()
 	used := s.inFlight.Load()
 	d.Concurrency = map[string]int64{"slots": int64(s.opts.slots), "in_use": used, "free": int64(s.opts.slots) - used, "queue": int64(s.opts.queue), "queued": s.queued.Load()}
 	s.mu.Lock()
@@ -670,6 +666,7 @@ func (s *server) handleDetailed(w http.ResponseWriter, r *http.Request) {
 func (s *server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	s.guard.Monitor.WritePrometheus(w)
+	s.guard.Breaker.WritePrometheus(w)
 	gauge := func(name, help string, v float64) {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s gauge\n%s %g\n", name, help, name, name, v)
 	}
@@ -684,7 +681,7 @@ func (s *server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	gauge("cemaf_runs_queued", "Runs waiting for a slot.", float64(s.queued.Load()))
 	fmt.Fprintf(w, "# HELP cemaf_mode Current adaptive mode (1 for the mode in effect).\n# TYPE cemaf_mode gauge\n")
 	cur := s.exec.CurrentMode()
-	for _, m := range []adaptive.Mode{adaptive.Normal, adaptive.LowMemory, adaptive.HighTemp, adaptive.LowDisk} {
+	for _, m := range append([]adaptive.Mode{adaptive.Normal}, adaptive.DefaultPriority()...) {
 		v := 0
 		if m == cur {
 			v = 1

@@ -49,7 +49,7 @@ func startServer(t *testing.T, mutate func(*serveOptions)) *testServer {
 	require.NoError(t, err)
 	docs, _ := fs.Sub(builtinCorpus, "corpus")
 	o := serveOptions{slots: 2, queue: 0, maxBody: 4096, runTimeout: 30 * time.Second, idleTimeout: time.Hour, drainTimeout: 10 * time.Second,
-		memThreshold: 85, swapThreshold: 80, shards: 4, topK: 4, chunkSize: 900, docs: docs, docsLabel: "built-in corpus",
+		shards: 4, topK: 4, chunkSize: 900, docs: docs, docsLabel: "built-in corpus",
 		llmTimeout: 10 * time.Second, storage: t.TempDir()}
 	if mutate != nil {
 		mutate(&o)
@@ -57,7 +57,7 @@ func startServer(t *testing.T, mutate func(*serveOptions)) *testServer {
 	dev := &device{}
 	dev.memPercent.Store(30)
 	logger := slog.New(slog.DiscardHandler)
-	s, err := newServer(cfg, o, logger, new(slog.LevelVar), factories.Overrides{SampleSource: dev, Logger: logger})
+	s, err := newServer(cfg, o, logger, new(slog.LevelVar), factories.GuardOptions{SampleSource: dev, Logger: logger})
 	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -115,7 +115,7 @@ func TestServeRunHealthMetrics(t *testing.T) {
 	var d map[string]any
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&d))
 	resp.Body.Close()
-	for _, k := range []string{"memory", "swap", "temperature", "mode", "breaker", "concurrency", "index", "llm", "pager", "config"} {
+	for _, k := range []string{"memory", "swap", "temperature", "mode", "ladders", "cpu", "concurrency", "index", "llm", "pager", "config"} {
 		assert.Contains(t, d, k)
 	}
 	conc := d["concurrency"].(map[string]any)
@@ -160,12 +160,12 @@ func TestServeAdmission(t *testing.T) {
 	code, hdr, body := post(t, ts.url, `{"question":"swap?"}`)
 	assert.Equal(t, http.StatusServiceUnavailable, code)
 	assert.NotEmpty(t, hdr.Get("Retry-After"))
-	assert.Contains(t, string(body), "memory limit exceeded: 95% > 85%")
+	assert.Contains(t, string(body), "memory (memory_percent) limit exceeded: 95% > 85%")
 	ts.setMemory(30)
 	require.Eventually(t, func() bool {
 		code, _, _ := post(t, ts.url, `{"question":"swap?"}`)
 		return code == http.StatusOK
-	}, 10*time.Second, 20*time.Millisecond, "the breaker closes again after its cooldown")
+	}, 10*time.Second, 20*time.Millisecond, "work resumes after the cooldown")
 	require.NoError(t, ts.stop())
 }
 

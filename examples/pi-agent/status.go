@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/cemaf-go/cemaf/adaptive"
@@ -17,32 +19,24 @@ import (
 
 // statusReport is what pi-agent status prints.
 type statusReport struct {
-	Time    time.Time           `json:"time"`
-	Sample  *throttle.Sample    `json:"sample"`
-	Thermal *thermalReport      `json:"thermal,omitempty"`
-	Breaker breakerReport       `json:"breaker"`
-	Mode    adaptive.Mode       `json:"mode"`
-	Active  []adaptive.Pressure `json:"active_pressures,omitempty"`
-	Storage string              `json:"storage"`
+	Time    time.Time              `json:"time"`
+	Sample  *throttle.Sample       `json:"sample"`
+	Thermal *thermalReport         `json:"thermal,omitempty"`
+	Ladders throttle.BreakerStatus `json:"ladders"`
+	Mode    adaptive.Mode          `json:"mode"`
+	Active  []adaptive.Pressure    `json:"active_pressures,omitempty"`
+	Storage string                 `json:"storage"`
 }
 
 type thermalReport struct {
 	Board         string            `json:"board,omitempty"`
-	State         string            `json:"state,omitempty"`
 	TempC         float64           `json:"temp_c"`
 	Sensor        string            `json:"sensor,omitempty"`
-	WarningC      float64           `json:"warning_c,omitempty"`
-	CriticalC     float64           `json:"critical_c,omitempty"`
-	Headroom      float64           `json:"headroom"`
+	Levels        *thermal.Levels   `json:"levels,omitempty"`
+	BelowPauseC   float64           `json:"below_pause_c"`
 	Zones         []thermal.Reading `json:"zones,omitempty"`
 	ThrottleFlags string            `json:"throttle_flags,omitempty"`
 	Note          string            `json:"note,omitempty"`
-}
-
-type breakerReport struct {
-	State   string            `json:"state"`
-	Reasons []throttle.Reason `json:"reasons,omitempty"`
-	ProbeAt time.Time         `json:"probe_at,omitzero"`
 }
 
 func statusCmd(ctx context.Context, args []string, env []string, stdout, stderr io.Writer) error {
@@ -63,23 +57,24 @@ func statusCmd(ctx context.Context, args []string, env []string, stdout, stderr 
 	if err != nil {
 		return err
 	}
-	cfg.PagerStoragePath = storage
 	if *watch {
 		cfg.CheckInterval = *interval
 	}
-	g, err := factories.CreateResourceGuard(cfg, factories.Overrides{Logger: logger})
+	g, err := factories.CreateResourceGuard(cfg, guardOptions(env, storage, logger))
 	if err != nil {
 		return err
 	}
 	defer g.Close()
 	// The mode as the adaptive executor would see it.
-	base, _ := executor.New(executor.Options{})
+	base, err := executor.New(executor.Options{})
+	if err != nil {
+		return err
+	}
 	mode, err := adaptive.New(base, adaptive.Options{})
 	if err != nil {
 		return err
 	}
-	mode.Observe(g.Monitor.Snapshot().Sample)
-	mode.Attach(g.Monitor)
+	mode.Attach(g.Breaker)
 	defer mode.Close()
 
 	tty := isTerminal(stdout)
@@ -108,11 +103,10 @@ func statusCmd(ctx context.Context, args []string, env []string, stdout, stderr 
 
 func collectStatus(g *factories.ResourceGuard, mode *adaptive.Executor, storage string) statusReport {
 	snap := g.Monitor.Snapshot()
-	r := statusReport{Time: time.Now(), Sample: snap.Sample, Storage: storage}
+	r := statusReport{Time: time.Now(), Sample: snap.Sample, Storage: storage, Ladders: g.Breaker.Status()}
 	if tm := g.Thermal; tm != nil {
 		st := tm.Status()
-		tr := &thermalReport{Board: st.Board, State: st.State.String(), TempC: st.TempC, Sensor: st.Sensor,
-			WarningC: st.WarningC, CriticalC: st.CriticalC, Headroom: st.Headroom}
+		tr := &thermalReport{Board: st.Board, TempC: st.TempC, Sensor: st.Sensor, Levels: &st.Levels, BelowPauseC: st.BelowPauseC}
 		tr.Zones, _ = tm.Readings()
 		if fl, ok := tm.ThrottleFlags(); ok {
 			tr.ThrottleFlags = fl.String()
@@ -120,11 +114,6 @@ func collectStatus(g *factories.ResourceGuard, mode *adaptive.Executor, storage 
 		r.Thermal = tr
 	} else if g.ThermalErr != nil {
 		r.Thermal = &thermalReport{Note: g.ThermalErr.Error()}
-	}
-	bs := g.Breaker.Status()
-	r.Breaker = breakerReport{State: bs.State.String(), Reasons: bs.Reasons}
-	if bs.State == throttle.BreakerOpen {
-		r.Breaker.ProbeAt = bs.ProbeAt
 	}
 	st := mode.Status()
 	r.Mode, r.Active = st.Mode, st.Active
@@ -138,12 +127,16 @@ func printStatus(w io.Writer, r statusReport) {
 		fmt.Fprintln(w, "no sample yet")
 		return
 	}
-	fmt.Fprintf(w, "CPU      %5.1f%% total, %5.1f%% this process; load %.2f %.2f %.2f\n", s.CPUPercent, s.ProcessCPUPercent, s.Load1, s.Load5, s.Load15)
+	fmt.Fprintf(w, "CPU      %5.1f%% busy: %.1f%% this process, %.1f%% its helpers, %.1f%% others; load %.2f %.2f %.2f\n",
+		s.CPUPercent, s.ProcessCPUPercent, s.HelpersCPUPercent, s.OthersCPUPercent, s.Load1, s.Load5, s.Load15)
+	for _, h := range s.Helpers {
+		fmt.Fprintf(w, "helper   %-7d %-16s %5.1f%%  (%s)\n", h.PID, h.Name, h.CPUPercent, h.Via)
+	}
 	limit := ""
 	if s.MemoryLimitedByCgroup {
 		limit = " (cgroup limit)"
 	}
-	fmt.Fprintf(w, "memory   %5.1f%% used, %s available of %s%s\n", s.MemoryUsedPercent, mib(s.MemoryAvailableBytes), mib(s.MemoryTotalBytes), limit)
+	fmt.Fprintf(w, "memory   %5.1f%% used, %s available of %s%s; this process %s\n", s.MemoryUsedPercent, mib(s.MemoryAvailableBytes), mib(s.MemoryTotalBytes), limit, mib(s.ProcessAnonBytes))
 	if s.SwapTotalBytes > 0 {
 		fmt.Fprintf(w, "swap     %5.1f%% used of %s\n", s.SwapUsedPercent, mib(s.SwapTotalBytes))
 	} else {
@@ -162,8 +155,7 @@ func printStatus(w io.Writer, r statusReport) {
 		if t.Note != "" {
 			fmt.Fprintf(w, "thermal  %s\n", t.Note)
 		} else {
-			fmt.Fprintf(w, "thermal  %.1f °C (%s), %s; warning %.0f °C, critical %.0f °C; headroom %.0f%%; board %s\n",
-				t.TempC, t.Sensor, t.State, t.WarningC, t.CriticalC, 100*t.Headroom, t.Board)
+			fmt.Fprintf(w, "thermal  %.1f °C (%s), %.1f °C below the pause level; board %s\n", t.TempC, t.Sensor, t.BelowPauseC, t.Board)
 			for _, z := range t.Zones {
 				mark := " "
 				if z.Chosen {
@@ -184,11 +176,8 @@ func printStatus(w io.Writer, r statusReport) {
 			}
 		}
 	}
-	fmt.Fprintf(w, "breaker  %s", r.Breaker.State)
-	for _, rs := range r.Breaker.Reasons {
-		fmt.Fprintf(w, "; %s %.1f (threshold %.1f)", rs.Signal, rs.Value, rs.Threshold)
-	}
 	fmt.Fprintln(w)
+	printLadders(w, r.Ladders)
 	fmt.Fprintf(w, "mode     %s", r.Mode)
 	var act []string
 	for _, p := range r.Active {
@@ -201,6 +190,46 @@ func printStatus(w io.Writer, r statusReport) {
 	for _, e := range s.Errors {
 		fmt.Fprintf(w, "note     %s\n", e)
 	}
+}
+
+// printLadders prints where each signal stands on its ladder.
+func printLadders(w io.Writer, st throttle.BreakerStatus) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "LADDER\tNOW\tRUNG\tADAPT AT\tPAUSE ABOVE\t")
+	level := func(v float64, unit string) string {
+		if v == 0 {
+			return "never"
+		}
+		return formatLevel(v, unit)
+	}
+	for _, l := range st.Ladders {
+		now := "no reading"
+		if l.Known {
+			now = formatLevel(l.Value, l.Unit)
+		}
+		rung := l.Rung.String()
+		if l.Rung == throttle.Pause {
+			rung += " until " + l.Until.Local().Format(time.TimeOnly) + ", below " + formatLevel(l.PauseResume(), l.Unit)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t\n", l.Signal, now, rung, level(l.Adapt, l.Unit), level(l.Pause, l.Unit))
+	}
+	tw.Flush()
+	if st.Paused {
+		fmt.Fprintln(w, "work     paused")
+	} else {
+		fmt.Fprintln(w, "work     running")
+	}
+}
+
+func formatLevel(v float64, unit string) string {
+	s := strconv.FormatFloat(v, 'f', 1, 64)
+	switch unit {
+	case "":
+		return s
+	case "%":
+		return s + "%"
+	}
+	return s + " " + unit
 }
 
 func isTerminal(w io.Writer) bool {

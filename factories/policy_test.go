@@ -1,0 +1,223 @@
+package factories_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cemaf-go/cemaf/adaptive"
+	"github.com/cemaf-go/cemaf/dag"
+	"github.com/cemaf-go/cemaf/executor"
+	"github.com/cemaf-go/cemaf/factories"
+	"github.com/cemaf-go/cemaf/internal/llmstub"
+	"github.com/cemaf-go/cemaf/throttle"
+)
+
+// TestLLMStubChild is the stand-in LLM server process of the policy tests:
+// a separate process, as llama.cpp's server or Ollama is on a Pi.
+func TestLLMStubChild(t *testing.T) {
+	mode := os.Getenv("FACTORIES_LLM_STUB")
+	if mode == "" {
+		t.Skip("helper process of TestOwnLLMDoesNotPause")
+	}
+	work, _ := time.ParseDuration(os.Getenv("FACTORIES_LLM_STUB_WORK"))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		os.Exit(2)
+	}
+	fmt.Println(ln.Addr().String())
+	_ = http.Serve(ln, &llmstub.Handler{Work: work, Burn: mode == "burn"})
+	os.Exit(0)
+}
+
+// startStub starts a stand-in LLM server process and returns its URL.
+func startStub(t *testing.T, mode string, work time.Duration) string {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestLLMStubChild$")
+	cmd.Env = append(os.Environ(), "FACTORIES_LLM_STUB="+mode, "FACTORIES_LLM_STUB_WORK="+work.String())
+	out, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	require.NoError(t, err)
+	return "http://" + strings.TrimSpace(line) + "/v1/chat/completions"
+}
+
+// othersCPU measures the CPU used by other processes over d, in percent of
+// all CPUs.
+func othersCPU(t *testing.T, d time.Duration) float64 {
+	t.Helper()
+	s, err := throttle.NewSampler(throttle.SamplerOptions{MinCPUWindow: d})
+	require.NoError(t, err)
+	smp, err := s.Sample(time.Now())
+	require.NoError(t, err)
+	return smp.OthersCPUPercent
+}
+
+func requireProcfs(t *testing.T) {
+	t.Helper()
+	if runtime.GOOS != "linux" {
+		t.Skip("needs procfs")
+	}
+	if _, err := os.Stat("/proc/self/net/tcp"); err != nil {
+		t.Skip("needs procfs:", err)
+	}
+}
+
+// policyConfig is the default configuration of this host, sampling five
+// times a second so that a short test sees several samples.
+func policyConfig(t *testing.T, extra ...string) factories.ResourceConfig {
+	t.Helper()
+	env := append([]string{
+		"CEMAF_RESOURCE_CHECK_INTERVAL_SECONDS=0.2",
+		"CEMAF_RESOURCE_PAGER_STORAGE_PATH=" + filepath.Join(t.TempDir(), "pages"),
+		"CEMAF_RESOURCE_PAGER_MEMORY_LIMIT_MB=16",
+	}, extra...)
+	cfg, _, err := factories.Load(factories.LoadOptions{Environ: env})
+	require.NoError(t, err)
+	return cfg
+}
+
+// llmRun runs calls LLM calls one after the other through the runtime (each
+// an I/O-bound node paced by the CPU throttler) and returns the run's
+// result and its wall time.
+func llmRun(t *testing.T, url string, calls int) (*executor.Result, time.Duration, *factories.Runtime) {
+	t.Helper()
+	rt, err := factories.NewRuntime(policyConfig(t), factories.RuntimeOptions{Guard: factories.GuardOptions{HelperEndpoints: []string{url}}})
+	require.NoError(t, err)
+	t.Cleanup(func() { rt.Close() })
+	var nodes []dag.Node
+	for i := range calls {
+		n := dag.Node{ID: "call-" + strconv.Itoa(i), Class: dag.IO, Run: func(ctx context.Context, s dag.State) error {
+			return rt.CPU.Do(ctx, func(ctx context.Context) error {
+				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader([]byte(`{"model":"m","messages":[{"role":"user","content":"hi"}]}`)))
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					return err
+				}
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					return fmt.Errorf("status %d", resp.StatusCode)
+				}
+				return nil
+			})
+		}}
+		if i > 0 {
+			n.DependsOn = []string{"call-" + strconv.Itoa(i-1)}
+		}
+		nodes = append(nodes, n)
+	}
+	g, err := dag.New(nodes...)
+	require.NoError(t, err)
+	start := time.Now()
+	res, err := rt.Executor.Run(context.Background(), g, rt.State())
+	require.NoError(t, err)
+	return res, time.Since(start), rt
+}
+
+// TestOwnLLMDoesNotPause runs an agent whose LLM server, a separate process
+// on 127.0.0.1, keeps every core busy while it answers, with the default
+// ladders and nothing declared: the server is found from its listening
+// socket and counted as the agent's own work, so the run is not paused,
+// and its wall time stays within 1.2× the same run against a server that
+// only waits as long.
+func TestOwnLLMDoesNotPause(t *testing.T) {
+	requireProcfs(t)
+	if testing.Short() {
+		t.Skip("takes about 10 s")
+	}
+	if busy := othersCPU(t, time.Second); busy > 50 {
+		t.Skipf("other processes use %.0f%% of the CPUs: too busy to measure the agent's own load", busy)
+	}
+	const work, calls = 700 * time.Millisecond, 5
+	waitURL := startStub(t, "wait", work)
+	burnURL := startStub(t, "burn", work)
+
+	waitRes, waitWall, _ := llmRun(t, waitURL, calls)
+	burnRes, burnWall, rt := llmRun(t, burnURL, calls)
+
+	smp := rt.Guard.Monitor.Snapshot().Sample
+	var found bool
+	for _, h := range smp.Helpers {
+		found = found || strings.HasPrefix(h.Via, "endpoint ")
+	}
+	assert.True(t, found, "the LLM server is found from its socket: %+v", smp.Helpers)
+	assert.Zero(t, waitRes.Pauses)
+	assert.Zero(t, burnRes.Pauses, "the CPU its own LLM uses never pauses the agent")
+	ls, _ := rt.Guard.Breaker.Status().Ladder(throttle.SignalCPUOthersPercent)
+	assert.Less(t, ls.Trips, 1, "the CPU ladder never tripped")
+	ratio := float64(burnWall) / float64(waitWall)
+	t.Logf("wall time: waiting server %v, busy server %v (%.2f×); throttler delays %+v", waitWall, burnWall, ratio, rt.CPU.Stats())
+	assert.LessOrEqual(t, ratio, 1.2)
+}
+
+// TestUnrelatedHogYields starts stress-ng on every core: the CPU used by
+// others climbs the CPU ladder, the agent goes to cpu_contention (one CPU
+// node at a time), then pauses, and resumes once the hog is gone.
+func TestUnrelatedHogYields(t *testing.T) {
+	requireProcfs(t)
+	if testing.Short() {
+		t.Skip("runs stress-ng for several seconds")
+	}
+	stress, err := exec.LookPath("stress-ng")
+	if err != nil {
+		t.Skip("stress-ng is not installed (CI installs it)")
+	}
+	cfg := policyConfig(t, "CEMAF_RESOURCE_HOLD_SECONDS=1", "CEMAF_RESOURCE_COOLDOWN_SECONDS=1")
+	rt, err := factories.NewRuntime(cfg, factories.RuntimeOptions{})
+	require.NoError(t, err)
+	defer rt.Close()
+	modes := make(chan adaptive.Mode, 64)
+	rt.Executor.OnModeChange(func(c adaptive.ModeChange) { modes <- c.To })
+	paused := make(chan bool, 64)
+	rt.Guard.Breaker.OnChange(func(c throttle.Change) {
+		if c.Signal == throttle.SignalCPUOthersPercent {
+			paused <- c.To == throttle.Pause
+		}
+	})
+
+	hog := exec.Command(stress, "--cpu", strconv.Itoa(runtime.NumCPU()), "--timeout", "60s", "--quiet")
+	require.NoError(t, hog.Start())
+	killed := false
+	defer func() {
+		if !killed {
+			_ = hog.Process.Kill()
+			_ = hog.Wait()
+		}
+	}()
+	waitFor := func(what string, d time.Duration, ok func() bool) {
+		t.Helper()
+		deadline := time.After(d)
+		for !ok() {
+			select {
+			case <-deadline:
+				t.Fatalf("%s did not happen within %v; ladders %+v", what, d, rt.Guard.Breaker.Status().Ladders)
+			case <-rt.Guard.Monitor.Next():
+			}
+		}
+	}
+	waitFor("cpu_contention", 20*time.Second, func() bool { return rt.Executor.CurrentMode() == adaptive.CPUContention })
+	assert.Equal(t, 1, rt.Base.Limits().CPU, "the CPU class narrows to one node")
+	waitFor("the pause", 20*time.Second, func() bool { return rt.Guard.Breaker.Paused() })
+	require.Error(t, rt.Guard.Check())
+
+	require.NoError(t, hog.Process.Kill())
+	_ = hog.Wait()
+	killed = true
+	waitFor("the resume", 60*time.Second, func() bool { return !rt.Guard.Breaker.Paused() })
+}
