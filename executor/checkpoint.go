@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"slices"
@@ -31,7 +32,29 @@ var (
 	ErrRunFinished = errors.New("run already finished")
 	// ErrStoreClosed is returned by a closed CheckpointStore.
 	ErrStoreClosed = errors.New("checkpoint store closed")
+	// ErrCheckpointLocked is returned by OpenCheckpoints when another
+	// process (or another store in this one) holds the file. The error
+	// names the file and wraps the cause.
+	ErrCheckpointLocked = errors.New("checkpoint file is locked by another process")
+	// ErrRunNotFound is returned when the store has no run with the ID
+	// asked for: by Run and CompletedNodes, and by RunWith with
+	// RunOptions.Resume. The error names the ID and the file. It also
+	// matches fs.ErrNotExist (and so os.ErrNotExist).
+	ErrRunNotFound error = notFoundError("run not found")
 )
+
+// notFoundError is the type of ErrRunNotFound.
+type notFoundError string
+
+func (e notFoundError) Error() string { return string(e) }
+
+// Is matches fs.ErrNotExist.
+func (notFoundError) Is(target error) bool { return target == fs.ErrNotExist }
+
+// runNotFound is the error for a run id the store does not hold.
+func (s *CheckpointStore) runNotFound(id string) error {
+	return fmt.Errorf("executor: checkpoint file %s: %w: %q", s.path, ErrRunNotFound, id)
+}
 
 const checkpointFormat = "cemaf-checkpoints/1"
 
@@ -198,7 +221,7 @@ func openCheckpointDB(path string) (*bolt.DB, error) {
 func boltOpenError(path string, err error) error {
 	switch {
 	case errors.Is(err, berrors.ErrTimeout):
-		return fmt.Errorf("executor: checkpoint file %s is locked by another process", path)
+		return fmt.Errorf("executor: %s: %w: %w", path, ErrCheckpointLocked, err)
 	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum), errors.Is(err, berrors.ErrVersionMismatch):
 		return fmt.Errorf("executor: checkpoint file %s: %w: %v", path, ErrCheckpointCorrupt, err)
 	}
@@ -226,7 +249,7 @@ func verifyCheckpointFile(path string) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, boltcheck.ErrLocked):
-		return fmt.Errorf("executor: checkpoint file %s is locked by another process", path)
+		return fmt.Errorf("executor: %s: %w: %w", path, ErrCheckpointLocked, err)
 	}
 	return fmt.Errorf("executor: checkpoint file %s: %w: %v", path, ErrCheckpointCorrupt, err)
 }
@@ -316,19 +339,22 @@ func (s *CheckpointStore) Runs() ([]RunRecord, error) {
 	return out, nil
 }
 
-// Run returns the record of one run; the error wraps os.ErrNotExist when
-// there is none.
+// Run returns the record of one run; the error matches ErrRunNotFound (and
+// os.ErrNotExist) when there is none.
 func (s *CheckpointStore) Run(id string) (RunRecord, error) {
 	var rec RunRecord
 	err := s.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketRuns).Bucket([]byte(id))
 		if b == nil {
-			return os.ErrNotExist
+			return ErrRunNotFound
 		}
 		var err error
 		rec, err = readInfo(b)
 		return err
 	})
+	if errors.Is(err, ErrRunNotFound) {
+		return rec, s.runNotFound(id)
+	}
 	if err != nil {
 		return rec, fmt.Errorf("executor: run %q: %w", id, err)
 	}
@@ -336,13 +362,14 @@ func (s *CheckpointStore) Run(id string) (RunRecord, error) {
 }
 
 // CompletedNodes returns the IDs of the nodes of a run whose completion is
-// durable in the store, sorted.
+// durable in the store, sorted. The error matches ErrRunNotFound (and
+// os.ErrNotExist) when the store has no such run.
 func (s *CheckpointStore) CompletedNodes(id string) ([]string, error) {
 	var out []string
 	err := s.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketRuns).Bucket([]byte(id))
 		if b == nil {
-			return os.ErrNotExist
+			return ErrRunNotFound
 		}
 		done := b.Bucket(bucketDone)
 		if done == nil {
@@ -353,6 +380,9 @@ func (s *CheckpointStore) CompletedNodes(id string) ([]string, error) {
 			return nil
 		})
 	})
+	if errors.Is(err, ErrRunNotFound) {
+		return nil, s.runNotFound(id)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("executor: run %q: %w", id, err)
 	}

@@ -38,13 +38,17 @@ type restored struct {
 }
 
 // begin records a new run, or loads an unfinished one with the same ID.
-// durable says whether the State keeps its own values (DurableState).
-func (s *CheckpointStore) begin(id string, g *dag.Graph, durable bool, now time.Time) (*restored, error) {
+// durable says whether the State keeps its own values (DurableState); with
+// resume, the run must exist (else the error matches ErrRunNotFound).
+func (s *CheckpointStore) begin(id string, g *dag.Graph, durable, resume bool, now time.Time) (*restored, error) {
 	fp := g.Fingerprint()
 	var out *restored
 	err := s.update(func(tx *bolt.Tx) error {
 		runs := tx.Bucket(bucketRuns)
 		b := runs.Bucket([]byte(id))
+		if b == nil && resume {
+			return ErrRunNotFound
+		}
 		if b == nil {
 			b, err := runs.CreateBucket([]byte(id))
 			if err != nil {
@@ -118,6 +122,9 @@ func (s *CheckpointStore) begin(id string, g *dag.Graph, durable bool, now time.
 	if err != nil {
 		if gce := (*GraphChangedError)(nil); errors.As(err, &gce) {
 			return nil, err // a complete message of its own
+		}
+		if errors.Is(err, ErrRunNotFound) {
+			return nil, s.runNotFound(id)
 		}
 		return nil, fmt.Errorf("executor: run %q: %w", id, err)
 	}

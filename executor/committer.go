@@ -3,6 +3,8 @@ package executor
 import (
 	"fmt"
 	"time"
+
+	"github.com/cemaf-go/cemaf/internal/panicerr"
 )
 
 func (r *run) signalCommitter() {
@@ -37,19 +39,22 @@ func (r *run) committer() {
 			if r.durable != nil {
 				// The values stay in the State: make them durable first,
 				// then record the completions.
-				if err = r.durable.Checkpoint(); err != nil {
+				if err = panicerr.Call("DurableState.Checkpoint", r.durable.Checkpoint); err != nil {
 					err = fmt.Errorf("checkpoint the State: %w", err)
 				}
 			}
 			if err == nil {
 				err = r.store.commit(r.id, batch, time.Now())
 			}
-			reason := r.check()
+			reason, fault := r.check()
 			r.mu.Lock()
 			r.committing = false
 			if err != nil && r.ckptErr == nil {
 				r.ckptErr = fmt.Errorf("executor: checkpoint run %s: %w", r.id, err)
 				r.stop(r.ckptErr)
+			}
+			if fault != nil {
+				r.gateFailed(fault)
 			}
 			for _, i := range idx {
 				if err == nil {

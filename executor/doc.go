@@ -33,7 +33,9 @@
 // node cancels the nodes in flight, with the failure as the context's cause,
 // and skips the rest; under Continue only its descendants are skipped. A
 // panic in a node becomes a *PanicError carrying the value and stack; it is
-// never retried. Errors wrapped with dag.Permanent are never retried either.
+// never retried. Other user code the executor calls is protected the same
+// way: a panic in a Gate's Wait, a Checker's Check or a DurableState's
+// Checkpoint becomes a *PanicError that stops the run and is its error. Errors wrapped with dag.Permanent are never retried either.
 // When the caller's context ends, nothing more starts, running nodes are
 // cancelled, and Run returns an error wrapping context.Cause.
 //
@@ -47,12 +49,14 @@
 // every node that succeeds is recorded, with the State keys it changed,
 // before its dependents start. Running the same graph with the same
 // RunOptions.ID resumes an unfinished run: completed nodes are skipped and
-// their State restored. Each node runs at least once; NodeInfo's
+// their State restored. With RunOptions.Resume the ID must name a run in the
+// store (else ErrRunNotFound) instead of starting a new one. Each node runs at least once; NodeInfo's
 // IdempotencyKey, stable across attempts and resumes, lets node code make
 // side effects exactly-once. A CommitPolicy groups completions into fewer
 // fsync'd commits (SD-card wear) without letting a dependent start early. A
 // changed graph is refused with a *GraphChangedError that lists the
-// differences; a damaged file with ErrCheckpointCorrupt. With a State that
+// differences; a damaged file with ErrCheckpointCorrupt; a file another
+// process holds with ErrCheckpointLocked. With a State that
 // keeps its values durably itself (DurableState: a paging.Pager in durable
 // mode), the store records only the completions, after checkpointing the
 // State. Finished runs are garbage-collected by age and count.

@@ -180,8 +180,14 @@ func (e *Executor) notify() {
 type RunOptions struct {
 	// ID names the run. Empty means a new, time-ordered unique ID. With a
 	// checkpoint store, the ID of an unfinished run resumes it: completed
-	// nodes are skipped and the State they produced is restored.
+	// nodes are skipped and the State they produced is restored. An ID the
+	// store does not know starts a new run, unless Resume is set.
 	ID string
+	// Resume requires ID to name a run in the checkpoint store: RunWith
+	// fails with an error matching ErrRunNotFound (naming the ID and the
+	// file) instead of starting a new run. It needs Options.Checkpoints
+	// and a non-empty ID.
+	Resume bool
 	// Observers receive this run's events in addition to the executor's.
 	Observers []Observer
 }
@@ -200,7 +206,8 @@ func (e *Executor) Run(ctx context.Context, g *dag.Graph, s dag.State) (*Result,
 // anything starts. Each node runs at least once; NodeInfo.IdempotencyKey
 // lets node code make side effects exactly-once. Resuming with a changed
 // graph fails with a *GraphChangedError; resuming a run that succeeded fails
-// with ErrRunFinished.
+// with ErrRunFinished; with RunOptions.Resume, an ID the store does not know
+// fails with ErrRunNotFound.
 //
 // Each node starts once all its dependencies have finished (succeeded, or
 // failed while optional), at most MaxParallel at a time, ready nodes taken by
@@ -220,6 +227,12 @@ func (e *Executor) RunWith(ctx context.Context, g *dag.Graph, s dag.State, ro Ru
 	if s == nil {
 		return nil, errors.New("executor: nil state")
 	}
+	if ro.Resume && ro.ID == "" {
+		return nil, errors.New("executor: RunOptions.Resume needs RunOptions.ID: the run to resume")
+	}
+	if ro.Resume && e.opts.Checkpoints == nil {
+		return nil, fmt.Errorf("executor: resume run %q: RunOptions.Resume needs Options.Checkpoints (no checkpoint store to resume from)", ro.ID)
+	}
 	id := ro.ID
 	if id == "" {
 		id = NewRunID(time.Now())
@@ -231,6 +244,7 @@ func (e *Executor) RunWith(ctx context.Context, g *dag.Graph, s dag.State, ro Ru
 	runCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	r := newRun(runCtx, e, g, s, id, observers, cancel)
+	r.resume = ro.Resume
 	r.res.Start = time.Now()
 	if err := r.prepare(); err != nil {
 		r.res.End = time.Now()

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/cemaf-go/cemaf/internal/panicerr"
 )
 
 // pauseThreshold is how long Wait of a Gate without Checker must block before
@@ -73,13 +75,34 @@ func (g *gateState) takeBypass() bool {
 	return true
 }
 
-// check asks the gate's Checker whether a node may start (nil: yes). It is
-// called without mu: Check is the gate's code.
-func (r *run) check() error {
+// check asks the gate's Checker whether a node may start: reason is nil
+// when it may. A panic in Check is returned as fault (a *PanicError), and
+// as reason too; the caller reports it with gateFailed, which stops the
+// run. It is called without mu: Check is the gate's code.
+func (r *run) check() (reason, fault error) {
 	if r.checker == nil {
-		return nil
+		return nil, nil
 	}
-	return r.checker.Check()
+	if err := panicerr.Call("Checker.Check", func() error { reason = r.checker.Check(); return nil }); err != nil {
+		return err, err
+	}
+	return reason, nil
+}
+
+// gateFailed stops the run because its gate failed (Wait returned an error
+// other than the run's end, or the gate panicked). Called with mu held.
+func (r *run) gateFailed(err error) {
+	if r.stopping {
+		return
+	}
+	r.gateErr = fmt.Errorf("executor: gate: %w", err)
+	r.stop(r.gateErr)
+}
+
+// waitGate calls the gate's Wait, turning a panic into a *PanicError.
+// Called without mu.
+func (r *run) waitGate(ctx context.Context) error {
+	return panicerr.Call("Gate.Wait", func() error { return r.gate.Wait(ctx) })
 }
 
 // gateAdmits reports whether the gate lets the next node start, given
@@ -127,9 +150,8 @@ func (r *run) gateReturned(parent context.Context, d time.Duration, err error) {
 			r.cancelled = true
 			r.stop(context.Cause(parent))
 		}
-	case !r.stopping:
-		r.gateErr = fmt.Errorf("executor: gate: %w", err)
-		r.stop(r.gateErr)
+	default:
+		r.gateFailed(err)
 	}
 }
 
@@ -144,7 +166,7 @@ func (r *run) waitPlainGate() {
 		return
 	}
 	start := time.Now()
-	err := r.gate.Wait(r.ctx)
+	err := r.waitGate(r.ctx)
 	d := time.Since(start)
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -159,8 +181,7 @@ func (r *run) waitPlainGate() {
 		r.gs.endWait(true)
 	case r.ctx.Err() != nil:
 		// Cancellation: the coordinator sees it next.
-	case !r.stopping:
-		r.gateErr = fmt.Errorf("executor: gate: %w", err)
-		r.stop(r.gateErr)
+	default:
+		r.gateFailed(err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cemaf-go/cemaf/dag"
+	"github.com/cemaf-go/cemaf/internal/panicerr"
 	"github.com/cemaf-go/cemaf/internal/readyq"
 )
 
@@ -45,6 +46,8 @@ type run struct {
 	gate         Gate
 	checker      Checker // gate's Checker, nil if it has none
 	abandonAfter time.Duration
+	// resume: RunOptions.Resume, the run must exist in the store.
+	resume bool
 	// ctx is the run's context (per call, never retained after RunWith).
 	ctx    context.Context
 	cancel context.CancelCauseFunc
@@ -96,7 +99,7 @@ func newRun(ctx context.Context, e *Executor, g *dag.Graph, s dag.State, id stri
 		e: e, g: g, state: s, id: id, observers: observers, ctx: ctx, cancel: cancel,
 		gate: e.opts.Gate, abandonAfter: e.opts.AbandonAfter,
 		wake:      make(chan struct{}, 1),
-		res:       &Result{RunID: id, Nodes: make([]NodeResult, n)},
+		res:       &Result{RunID: id, Nodes: make([]NodeResult, n), g: g},
 		indeg:     make([]int32, n),
 		slots:     make([]slot, n),
 		nctx:      make([]nodeCtx, n),
@@ -107,9 +110,6 @@ func newRun(ctx context.Context, e *Executor, g *dag.Graph, s dag.State, id stri
 	}
 	if e.opts.Checkpoints != nil {
 		r.store = e.opts.Checkpoints
-		if ds, ok := s.(DurableState); ok && ds.Durable() {
-			r.durable = ds
-		}
 		r.policy = r.store.opts.Commit
 		r.commitWake = make(chan struct{}, 1)
 		r.commitDone = make(chan struct{})
@@ -138,6 +138,15 @@ func newRun(ctx context.Context, e *Executor, g *dag.Graph, s dag.State, id stri
 // nodes that can start.
 func (r *run) prepare() error {
 	if r.store != nil {
+		if ds, ok := r.state.(DurableState); ok {
+			var durable bool
+			if err := panicerr.Call("DurableState.Durable", func() error { durable = ds.Durable(); return nil }); err != nil {
+				return fmt.Errorf("executor: run %s: %w", r.id, err)
+			}
+			if durable {
+				r.durable = ds
+			}
+		}
 		if err := r.restore(); err != nil {
 			return err
 		}
@@ -162,12 +171,12 @@ func (r *run) prepare() error {
 // one: its completed nodes are marked succeeded (and their dependents'
 // in-degrees lowered) and the State keys they changed are written back.
 func (r *run) restore() error {
-	rest, err := r.store.begin(r.id, r.g, r.durable != nil, time.Now())
+	rest, err := r.store.begin(r.id, r.g, r.durable != nil, r.resume, time.Now())
 	if err != nil || rest == nil {
 		return err
 	}
 	for _, k := range rest.deleted {
-		if err := r.state.Delete(k); err != nil {
+		if err := panicerr.Call("State.Delete", func() error { return r.state.Delete(k) }); err != nil {
 			return fmt.Errorf("executor: resume run %q: restore deletion of %q: %w", r.id, k, err)
 		}
 	}
@@ -177,7 +186,7 @@ func (r *run) restore() error {
 	}
 	slices.Sort(keys)
 	for _, k := range keys {
-		if err := r.state.Put(k, rest.state[k]); err != nil {
+		if err := panicerr.Call("State.Put", func() error { return r.state.Put(k, rest.state[k]) }); err != nil {
 			return fmt.Errorf("executor: resume run %q: restore key %q: %w", r.id, k, err)
 		}
 	}
@@ -214,16 +223,19 @@ func (r *run) loop(parent context.Context) {
 	var gateStart time.Time
 	var spare []Event
 	for {
-		var reason error
+		var reason, fault error
 		if r.gate != nil {
 			if r.checker == nil {
 				r.waitPlainGate()
 			} else {
-				reason = r.check()
+				reason, fault = r.check()
 			}
 		}
 		now := time.Now()
 		r.mu.Lock()
+		if fault != nil {
+			r.gateFailed(fault)
+		}
 		r.dispatch(now, reason, false)
 		finished := r.inflight == 0 && !r.gs.waiting() && len(r.pending) == 0 && !r.committing &&
 			(r.remaining == 0 || r.stopping || (r.ready.Len() == 0 && r.retries == 0))
@@ -251,7 +263,7 @@ func (r *run) loop(parent context.Context) {
 			if gateDone == nil {
 				gateDone = make(chan error, 1)
 			}
-			go func() { gateDone <- r.gate.Wait(gctx) }()
+			go func() { gateDone <- r.waitGate(gctx) }()
 		}
 		if !next.Equal(timerAt) {
 			timerAt = next

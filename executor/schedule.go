@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cemaf-go/cemaf/dag"
+	"github.com/cemaf-go/cemaf/internal/panicerr"
 )
 
 // dispatch starts ready nodes while there are free slots, the inter-node
@@ -95,7 +96,7 @@ func (r *run) worker(a attempt) {
 		err := r.call(ctx, a.idx, st)
 		var changes []change
 		if err == nil && tracked != nil {
-			if changes, err = tracked.changes(); err != nil {
+			if err = panicerr.Call("State.Get", func() (err error) { changes, err = tracked.changes(); return err }); err != nil {
 				err = fmt.Errorf("executor: read the keys the node changed, for its checkpoint: %w", err)
 			}
 		}
@@ -109,12 +110,15 @@ func (r *run) worker(a attempt) {
 		if !r.slots[a.idx].token.CompareAndSwap(a.gen<<1, a.gen<<1|1) {
 			return // abandoned: the coordinator has reported this attempt
 		}
-		var reason error
+		var reason, fault error
 		if r.gate != nil {
-			reason = r.check()
+			reason, fault = r.check()
 		}
 		r.mu.Lock()
 		r.complete(a.idx, err, timedOut, runDone, end, changes)
+		if fault != nil {
+			r.gateFailed(fault)
+		}
 		next, ok := r.dispatch(end, reason, true)
 		kick := r.kick || r.inflight == 0
 		commitKick := len(r.pending) > 0
@@ -136,7 +140,7 @@ func (r *run) worker(a attempt) {
 func (r *run) call(ctx context.Context, i int32, s dag.State) (err error) {
 	defer func() {
 		if v := recover(); v != nil {
-			err = &PanicError{Value: v, Stack: debug.Stack()}
+			err = &PanicError{Op: "Node.Run", Value: v, Stack: debug.Stack()}
 		}
 	}()
 	return r.g.At(int(i)).Run(ctx, s)
