@@ -45,6 +45,16 @@
 // Resumed event with its duration. The guards of packages throttle, thermal
 // and disk implement Gate and Checker.
 //
+// Streaming: a running node sends partial output (LLM tokens, progress)
+// with Emit; observers receive each Chunk as a NodeOutput event, after the
+// node's NodeStarted and before its final event, in the order of the Emit
+// calls. Emit queues the chunk under the run's lock and wakes the
+// coordinator; it never waits for observers. When more than a few dozen
+// chunks of one node wait for a slow observer, consecutive chunks of the same
+// kind are coalesced (their Text concatenated) instead of queued one by one:
+// nothing is dropped, and the queue holds one event per change of kind.
+// Chunks are not checkpointed.
+//
 // Durable runs: with Options.Checkpoints (a CheckpointStore, a bbolt file),
 // every node that succeeds is recorded, with the State keys it changed,
 // before its dependents start. Running the same graph with the same
@@ -73,5 +83,10 @@
 // transiently into RAM); use a durable pager for large States. Observers must be
 // quick: they run on the coordinator, which also fires timers. A Gate that
 // does not implement Checker is waited on inline by the coordinator, which
-// then serialises node starts; implement Checker for a cheap fast path.
+// then serialises node starts, and holds back the delivery of events and
+// chunks while it waits; implement Checker for a cheap fast path. Streamed
+// output is kept in memory until delivered: a stuck observer makes the
+// queue grow by the Text emitted (coalescing bounds the number of events,
+// not the bytes). Emit from a goroutine that outlives its node's attempt
+// returns false and the chunk is dropped.
 package executor

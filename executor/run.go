@@ -83,6 +83,11 @@ type run struct {
 	gs         gateState
 	events     []Event
 	kick       bool
+	// Coalescing of node output (output.go): out is allocated on the
+	// first chunk; epoch counts takes of events.
+	out       []outState
+	coalesced []int32
+	epoch     uint32
 	// Completions of succeeded nodes waiting to be committed; their
 	// dependents are released once the commit is durable.
 	pending      []completionRecord
@@ -246,11 +251,12 @@ func (r *run) loop(parent context.Context) {
 			r.emit(Event{Kind: Paused, Time: now, Err: r.gs.beginWait()})
 		}
 		next := r.nextTimer()
-		evs := r.events
-		r.events, spare = spare[:0], evs
+		evs := r.takeEvents(spare)
 		r.kick = false
 		r.mu.Unlock()
 		r.deliver(evs)
+		clear(evs) // let delivered chunks' Text go
+		spare = evs
 		if finished {
 			break
 		}
@@ -321,8 +327,7 @@ func (r *run) loop(parent context.Context) {
 	}
 	r.mu.Lock()
 	r.finishRemaining()
-	evs := r.events
-	r.events = nil
+	evs := r.takeEvents(nil)
 	r.mu.Unlock()
 	r.deliver(evs)
 }
