@@ -20,7 +20,8 @@ import (
 // leave that knob alone. When several pressures hold, their adaptations
 // combine, strictest value first.
 type Adaptation struct {
-	// MaxParallel caps the number of nodes running at once.
+	// MaxParallel caps the number of CPU-class nodes running at once
+	// (executor.Limits.CPU).
 	MaxParallel int `json:"max_parallel,omitempty"`
 	// InterNodeDelay is the least time between two node starts.
 	InterNodeDelay time.Duration `json:"inter_node_delay,omitempty"`
@@ -46,8 +47,8 @@ func DefaultAdaptations() map[Mode]Adaptation {
 // Runner is the executor the adaptive executor drives: *executor.Executor.
 type Runner interface {
 	RunWith(ctx context.Context, g *dag.Graph, s dag.State, ro executor.RunOptions) (*executor.Result, error)
-	MaxParallel() int
-	SetMaxParallel(n int)
+	Limits() executor.Limits
+	SetLimits(l executor.Limits)
 	InterNodeDelay() time.Duration
 	SetInterNodeDelay(d time.Duration)
 }
@@ -133,7 +134,7 @@ const maxHistory = 128
 // pressure on the device. Feed it samples with Attach (or Observe); it owns
 // no goroutine. It is safe for concurrent use.
 //
-// While attached, it owns the wrapped executor's MaxParallel and
+// While attached, it owns the wrapped executor's CPU limit (Limits.CPU) and
 // InterNodeDelay, the LogLevel and the pager's memory limit: it records their
 // values at New as the normal settings and restores them when the pressure
 // ends and on Close.
@@ -175,7 +176,7 @@ func New(base Runner, opts Options) (*Executor, error) {
 	if e.logger == nil {
 		e.logger = slog.New(slog.DiscardHandler)
 	}
-	e.normal = Settings{MaxParallel: base.MaxParallel(), InterNodeDelay: base.InterNodeDelay()}
+	e.normal = Settings{MaxParallel: base.Limits().CPU, InterNodeDelay: base.InterNodeDelay()}
 	if opts.LogLevel != nil {
 		e.normalL = opts.LogLevel.Level()
 		e.normal.LogLevel = e.normalL.String()
@@ -358,7 +359,9 @@ func (e *Executor) settingsFor(active []Pressure) Settings {
 // apply turns the knobs to s and returns what took effect (the pager may
 // refuse a limit). Called with applyMu held, without mu.
 func (e *Executor) apply(s Settings) Settings {
-	e.base.SetMaxParallel(s.MaxParallel)
+	lim := e.base.Limits()
+	lim.CPU = s.MaxParallel
+	e.base.SetLimits(lim)
 	e.base.SetInterNodeDelay(s.InterNodeDelay)
 	if lv := e.opts.LogLevel; lv != nil {
 		var l slog.Level

@@ -113,7 +113,7 @@ func TestModesDriveAdaptations(t *testing.T) {
 		src.set(40, 45, 50)
 		mon, err := throttle.NewMonitor(src, throttle.MonitorOptions{CheckInterval: time.Second})
 		require.NoError(t, err)
-		base, err := executor.New(executor.Options{MaxParallel: 4})
+		base, err := executor.New(executor.Options{Limits: executor.Limits{CPU: 4}})
 		require.NoError(t, err)
 		level := new(slog.LevelVar)
 		pager := &fakePager{limit: 256 << 20}
@@ -193,7 +193,7 @@ func TestNoFlappingAroundThreshold(t *testing.T) {
 		src.set(40, 40, 40)
 		mon, err := throttle.NewMonitor(src, throttle.MonitorOptions{CheckInterval: time.Second})
 		require.NoError(t, err)
-		base, err := executor.New(executor.Options{MaxParallel: 4})
+		base, err := executor.New(executor.Options{Limits: executor.Limits{CPU: 4}})
 		require.NoError(t, err)
 		a, err := adaptive.New(base, adaptive.Options{TransitionPeriod: 30 * time.Second})
 		require.NoError(t, err)
@@ -211,7 +211,7 @@ func TestNoFlappingAroundThreshold(t *testing.T) {
 		}
 		assert.EqualValues(t, 1, changes.Load(), "entered low_memory once, never left")
 		assert.Equal(t, adaptive.LowMemory, a.CurrentMode())
-		assert.Equal(t, 1, base.MaxParallel())
+		assert.Equal(t, 1, base.Limits().CPU)
 
 		// Inside the margin (80 × 0.95 = 76): still low memory after minutes.
 		for i := range 120 {
@@ -228,12 +228,12 @@ func TestNoFlappingAroundThreshold(t *testing.T) {
 		synctest.Wait()
 		assert.Equal(t, adaptive.Normal, a.CurrentMode(), "last over-threshold sample was long ago")
 		assert.EqualValues(t, 2, changes.Load())
-		assert.Equal(t, 4, base.MaxParallel())
+		assert.Equal(t, 4, base.Limits().CPU)
 	})
 }
 
 func TestSimultaneousPressures(t *testing.T) {
-	base, err := executor.New(executor.Options{MaxParallel: 4})
+	base, err := executor.New(executor.Options{Limits: executor.Limits{CPU: 4}})
 	require.NoError(t, err)
 	level := new(slog.LevelVar)
 	a, err := adaptive.New(base, adaptive.Options{LogLevel: level})
@@ -247,7 +247,7 @@ func TestSimultaneousPressures(t *testing.T) {
 	assert.Equal(t, []adaptive.Mode{adaptive.HighTemp, adaptive.LowMemory, adaptive.LowDisk},
 		[]adaptive.Mode{st.Active[0].Mode, st.Active[1].Mode, st.Active[2].Mode})
 	// Every active pressure's adaptation applies.
-	assert.Equal(t, 1, base.MaxParallel())
+	assert.Equal(t, 1, base.Limits().CPU)
 	assert.Equal(t, 100*time.Millisecond, base.InterNodeDelay())
 	assert.Equal(t, slog.LevelWarn, level.Level())
 
@@ -256,7 +256,7 @@ func TestSimultaneousPressures(t *testing.T) {
 	assert.Len(t, a.Status().Active, 3)
 
 	require.NoError(t, a.Close())
-	assert.Equal(t, 4, base.MaxParallel(), "Close restores the normal settings")
+	assert.Equal(t, 4, base.Limits().CPU, "Close restores the normal settings")
 	assert.Zero(t, base.InterNodeDelay())
 	assert.Equal(t, slog.LevelInfo, level.Level())
 }
@@ -279,7 +279,7 @@ func TestAttachSeesTheLatestSample(t *testing.T) {
 }
 
 func TestMissingSignalIsNotPressure(t *testing.T) {
-	base, _ := executor.New(executor.Options{MaxParallel: 2})
+	base, _ := executor.New(executor.Options{Limits: executor.Limits{CPU: 2}})
 	a, err := adaptive.New(base, adaptive.Options{})
 	require.NoError(t, err)
 	a.Observe(&throttle.Sample{Time: time.Now(), MemoryUsedPercent: 10}) // no temperature, no disks

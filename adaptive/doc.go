@@ -41,7 +41,7 @@
 //
 // # Caveats
 //
-// While attached the Executor owns the wrapped executor's MaxParallel and
+// While attached the Executor owns the wrapped executor's CPU limit and
 // InterNodeDelay, the log level and the pager limit: changes made to them by
 // others are overwritten at the next mode change and on Close. Shrinking the
 // pager evicts pages on the sampling goroutine, which delays the next sample

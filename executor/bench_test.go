@@ -105,7 +105,7 @@ func benchShape(b *testing.B, g *dag.Graph) {
 		b.ReportMetric(float64(after.Mallocs-before.Mallocs)/nodes, "allocs/node")
 	}
 	b.Run("cemaf", func(b *testing.B) {
-		e := mustExec(b, executor.Options{MaxParallel: maxPar})
+		e := mustExec(b, executor.Options{Limits: executor.Limits{CPU: maxPar}})
 		s := dag.NewMemoryState()
 		run(b, func() {
 			if _, err := e.Run(ctx, g, s); err != nil {

@@ -76,9 +76,10 @@ var (
 // 60 KB per node when committing every node, 6 KB in groups of 16).
 //
 // A commit starts as soon as any of these holds: MaxNodes completions are
-// pending; the oldest pending one is MaxDelay old; the run has a free slot
-// and nothing ready to fill it (so grouping never stalls a chain of nodes);
-// the run is ending. Completions that arrive while a commit is in progress go
+// pending; the oldest pending one is MaxDelay old; a class (CPU or IO) has
+// a free slot, nothing ready to fill it and nodes waiting for their
+// dependencies, or nothing runs at all (so grouping never stalls a chain of
+// nodes); the run is ending. Completions that arrive while a commit is in progress go
 // together in the next one.
 type CommitPolicy struct {
 	// MaxNodes is the group size that triggers a commit. 0 means

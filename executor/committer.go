@@ -88,6 +88,23 @@ func (r *run) committer() {
 	}
 }
 
+// starved reports whether holding completions back may leave the run idle:
+// nothing runs and nothing is ready, or a class has a free slot, nothing
+// ready, and nodes still waiting for their dependencies. Called with mu
+// held.
+func (r *run) starved() bool {
+	if r.inflight == 0 && r.readyLen() == 0 {
+		return true
+	}
+	lim := r.e.classLimits()
+	for c := range r.ready {
+		if r.running[c] < lim[c] && r.ready[c].Len() == 0 && r.unreleased[c] > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // takeBatch decides whether to commit now. It returns the batch to commit,
 // or how long to wait (0: until signalled), or exit. Called with mu held.
 func (r *run) takeBatch(now time.Time) (batch []completionRecord, wait time.Duration, exit bool) {
@@ -97,7 +114,7 @@ func (r *run) takeBatch(now time.Time) (batch []completionRecord, wait time.Dura
 	p := r.policy
 	due := len(r.pending) >= max(p.MaxNodes, 1) ||
 		(p.MaxDelay > 0 && now.Sub(r.pendingSince) >= p.MaxDelay) ||
-		(r.inflight < r.e.MaxParallel() && r.ready.Len() == 0) ||
+		r.starved() ||
 		r.stopping || r.commitStop
 	if !due {
 		if p.MaxDelay > 0 {

@@ -1,22 +1,29 @@
 // Package executor runs dag graphs: each node starts once its dependencies
-// have finished, at most MaxParallel at a time, with per-node timeouts,
-// retries with exponential backoff and jitter, a failure policy, a Gate that
-// pauses the run while a resource is over its limit, and events for
-// observers.
+// have finished, within the concurrency limit of its class, with per-node
+// timeouts, retries with exponential backoff and jitter, a failure policy, a
+// Gate that pauses the run while a resource is over its limit, and events
+// (including streamed node output) for observers.
 //
 // # Model
 //
-// An Executor holds options and two run-time knobs, MaxParallel and
-// InterNodeDelay, which SetMaxParallel and SetInterNodeDelay change for the
-// runs in progress (the adaptive executor turns them under pressure). Run and
+// An Executor holds options and two run-time knobs, Limits and
+// InterNodeDelay, which SetLimits and SetInterNodeDelay change for the runs
+// in progress (the adaptive executor turns them under pressure). Run and
 // RunWith execute one graph over one dag.State and return a *Result with the
 // status, attempts, start and end time and error of every node. One Executor
 // may run many graphs concurrently.
 //
-// Scheduling: ready nodes are taken by priority, then graph order. Node
-// functions run on worker goroutines owned by the run; a worker that finishes
-// a node records it and runs the next ready node itself, so a run needs about
-// MaxParallel goroutines and no hand-off per node. The goroutine that called
+// Scheduling: every node has a class (dag.Node.Class): CPU for work that
+// computes on this device, IO for work that waits on something else (an LLM
+// or HTTP call). Each class has its own limit (Limits), derived from the host
+// unless set: max(2, cores − 2) CPU nodes and cores × 64 IO nodes (clamped
+// to half the open-files limit) at once, so a Raspberry Pi 4 runs 2 CPU
+// nodes and up to 256 LLM calls together. Among the ready nodes whose class
+// has a free slot, the highest priority starts first, then graph order; a
+// full class never holds back the other. Node functions run on worker
+// goroutines owned by the run; a worker that finishes a node records it and
+// runs the next ready node itself, so a run needs about as many goroutines
+// as nodes in flight and no hand-off per node. The goroutine that called
 // Run coordinates what needs waiting: retry and timeout timers, the gate,
 // cancellation, and event delivery. Observers are called from that goroutine,
 // in order, never while the executor holds a lock.

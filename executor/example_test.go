@@ -42,7 +42,7 @@ func Example() {
 		panic(err)
 	}
 
-	e, err := executor.New(executor.Options{MaxParallel: 2})
+	e, err := executor.New(executor.Options{Limits: executor.Limits{CPU: 2}})
 	if err != nil {
 		panic(err)
 	}

@@ -160,7 +160,7 @@ func (r *run) gateReturned(parent context.Context, d time.Duration, err error) {
 // nodes under such a gate; they kick the coordinator instead.
 func (r *run) waitPlainGate() {
 	r.mu.Lock()
-	can := !r.stopping && !r.gs.bypassing() && r.ready.Len() > 0 && r.inflight < r.e.MaxParallel() && r.delayPassed(time.Now())
+	can := !r.stopping && !r.gs.bypassing() && r.pick(r.e.classLimits()) != nil && r.delayPassed(time.Now())
 	r.mu.Unlock()
 	if !can {
 		return

@@ -23,9 +23,13 @@ type slot struct {
 	// The fields below are guarded by run.mu.
 	gen     uint64
 	attempt int32
+	class   dag.Class // in attempt's padding: a slot stays 40 bytes
 	timeout time.Duration
 	retry   *dag.RetryPolicy
 }
+
+// nClasses is the number of node classes (dag.CPU, dag.IO).
+const nClasses = int(dag.IO) + 1
 
 // run is the state of one RunWith call.
 //
@@ -64,10 +68,16 @@ type run struct {
 	commitDone chan struct{}
 
 	// mu guards every field below, and the non-atomic fields of slots.
-	mu         sync.Mutex
-	res        *Result
-	indeg      []int32
-	ready      *readyq.Queue
+	mu    sync.Mutex
+	res   *Result
+	indeg []int32
+	// ready holds the nodes that may start, one queue per class; running
+	// counts the attempts in flight per class (inflight is their sum);
+	// unreleased counts per class the nodes never queued yet (waiting for
+	// dependencies).
+	ready      [nClasses]readyq.Queue
+	running    [nClasses]int
+	unreleased [nClasses]int
 	slots      []slot
 	nctx       []nodeCtx
 	inflight   int
@@ -123,6 +133,7 @@ func newRun(ctx context.Context, e *Executor, g *dag.Graph, s dag.State, id stri
 	for i := range n {
 		nd := g.At(i)
 		prio[i] = nd.Priority
+		r.unreleased[nd.Class]++
 		r.indeg[i] = int32(len(g.Dependencies(i)))
 		r.res.Nodes[i] = NodeResult{ID: nd.ID, Optional: nd.Optional}
 		sl := &r.slots[i]
@@ -134,8 +145,11 @@ func newRun(ctx context.Context, e *Executor, g *dag.Graph, s dag.State, id stri
 		if sl.retry == nil {
 			sl.retry = e.opts.Retry
 		}
+		sl.class = nd.Class
 	}
-	r.ready = readyq.New(prio, n)
+	for c := range r.ready {
+		r.ready[c] = *readyq.New(prio, r.unreleased[c])
+	}
 	return r
 }
 
@@ -160,15 +174,28 @@ func (r *run) prepare() error {
 	for i := range r.indeg {
 		if r.indeg[i] == 0 && r.res.Nodes[i].Status == Pending {
 			roots = append(roots, int32(i))
+			r.unreleased[r.slots[i].class]--
 		}
 	}
+	// By class, then in queue order: each class's roots are one sorted run.
 	slices.SortFunc(roots, func(a, b int32) int {
-		if r.ready.Less(a, b) {
+		if ca, cb := r.slots[a].class, r.slots[b].class; ca != cb {
+			return int(ca) - int(cb)
+		}
+		if r.ready[0].Less(a, b) {
 			return -1
 		}
 		return 1
 	})
-	r.ready.SetBase(roots)
+	for len(roots) > 0 {
+		c := r.slots[roots[0]].class
+		k := 1
+		for k < len(roots) && r.slots[roots[k]].class == c {
+			k++
+		}
+		r.ready[c].SetBase(roots[:k:k])
+		roots = roots[k:]
+	}
 	return nil
 }
 
@@ -201,6 +228,7 @@ func (r *run) restore() error {
 		nr.Status, nr.Restored, nr.Checkpointed = Succeeded, true, true
 		nr.Attempts, nr.End = d.Attempts, d.End
 		r.remaining--
+		r.unreleased[r.slots[i].class]--
 		for _, c := range r.g.Dependents(i) {
 			r.indeg[c]--
 		}
@@ -243,7 +271,7 @@ func (r *run) loop(parent context.Context) {
 		}
 		r.dispatch(now, reason, false)
 		finished := r.inflight == 0 && !r.gs.waiting() && len(r.pending) == 0 && !r.committing &&
-			(r.remaining == 0 || r.stopping || (r.ready.Len() == 0 && r.retries == 0))
+			(r.remaining == 0 || r.stopping || (r.readyLen() == 0 && r.retries == 0))
 		commitKick := len(r.pending) > 0
 		startGate := r.gs.blocked() && !r.stopping && !finished
 		if startGate {

@@ -10,14 +10,20 @@ import (
 
 	"github.com/cemaf-go/cemaf/dag"
 	"github.com/cemaf-go/cemaf/internal/panicerr"
+	"github.com/cemaf-go/cemaf/internal/readyq"
 )
 
-// dispatch starts ready nodes while there are free slots, the inter-node
-// delay has passed and the gate allows (reason == nil). With cont, the first
-// node started is returned instead of given a goroutine: the calling worker
-// goroutine runs it next. Called with mu held.
+// dispatch starts ready nodes while their class has free slots, the
+// inter-node delay has passed and the gate allows (reason == nil). With
+// cont, the first node started is returned instead of given a goroutine:
+// the calling worker goroutine runs it next. Called with mu held.
 func (r *run) dispatch(now time.Time, reason error, cont bool) (next attempt, ok bool) {
-	for r.ready.Len() > 0 && r.inflight < r.e.MaxParallel() && !r.stopping {
+	lim := r.e.classLimits()
+	for !r.stopping {
+		q := r.pick(lim)
+		if q == nil {
+			break
+		}
 		if !r.delayPassed(now) {
 			if at := r.lastStart.Add(r.e.InterNodeDelay()); !at.Equal(r.delayUntil) {
 				r.delayUntil = at
@@ -28,7 +34,7 @@ func (r *run) dispatch(now time.Time, reason error, cont bool) (next attempt, ok
 		if !r.gateAdmits(reason) {
 			return next, ok
 		}
-		a := r.start(now, r.ready.Pop())
+		a := r.start(now, q.Pop())
 		if cont && !ok {
 			next, ok = a, true
 		} else {
@@ -36,6 +42,34 @@ func (r *run) dispatch(now time.Time, reason error, cont bool) (next attempt, ok
 		}
 	}
 	return next, ok
+}
+
+// pick returns the ready queue to start from: among the classes with a
+// ready node and a free slot under lim, the one whose first node comes
+// first (priority, then graph order); nil if there is none. Called with mu
+// held.
+func (r *run) pick(lim [nClasses]int) *readyq.Queue {
+	var best *readyq.Queue
+	for c := range r.ready {
+		q := &r.ready[c]
+		if q.Len() == 0 || r.running[c] >= lim[c] {
+			continue
+		}
+		if best == nil || q.Less(q.Peek(), best.Peek()) {
+			best = q
+		}
+	}
+	return best
+}
+
+// readyLen is the number of nodes ready to start, all classes. Called with
+// mu held.
+func (r *run) readyLen() int {
+	n := 0
+	for c := range r.ready {
+		n += r.ready[c].Len()
+	}
+	return n
 }
 
 // attempt identifies one attempt of a node, handed to a worker goroutine.
@@ -70,6 +104,7 @@ func (r *run) start(now time.Time, i int32) attempt {
 		r.pushTimer(timerEntry{at: now.Add(sl.timeout + r.abandonAfter), idx: i, kind: timerAbandon, gen: sl.gen})
 	}
 	r.inflight++
+	r.running[sl.class]++
 	if len(r.observers) > 0 {
 		r.emit(Event{Kind: NodeStarted, Node: nr.ID, Attempt: nr.Attempts, Time: now})
 	}
@@ -149,6 +184,7 @@ func (r *run) call(ctx context.Context, i int32, s dag.State) (err error) {
 // complete records the end of an attempt. Called with mu held.
 func (r *run) complete(i int32, err error, timedOut, runDone bool, end time.Time, changes []change) {
 	r.inflight--
+	r.running[r.slots[i].class]--
 	nr := &r.res.Nodes[i]
 	nr.End = end
 	switch {
@@ -250,7 +286,8 @@ func (r *run) release(i int32) {
 	r.remaining--
 	for _, c := range r.g.Dependents(int(i)) {
 		if r.indeg[c]--; r.indeg[c] == 0 && r.res.Nodes[c].Status == Pending {
-			r.ready.Push(c)
+			r.unreleased[r.slots[c].class]--
+			r.ready[r.slots[c].class].Push(c)
 		}
 	}
 }
@@ -268,6 +305,7 @@ func (r *run) skipDescendants(i int32, failed string) {
 			nr.Status = Skipped
 			nr.Err = &UpstreamError{Dependency: failed}
 			r.remaining--
+			r.unreleased[r.slots[c].class]--
 			r.emit(Event{Kind: NodeSkipped, Node: nr.ID, Time: time.Now(), Status: Skipped, Err: nr.Err})
 			stack = append(stack, c)
 		}

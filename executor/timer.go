@@ -38,7 +38,7 @@ func (r *run) nextTimer() time.Time {
 	if len(r.timers) > 0 {
 		next = r.timers[0].at
 	}
-	if !r.delayUntil.IsZero() && r.ready.Len() > 0 && (next.IsZero() || r.delayUntil.Before(next)) {
+	if !r.delayUntil.IsZero() && r.readyLen() > 0 && (next.IsZero() || r.delayUntil.Before(next)) {
 		next = r.delayUntil
 	}
 	return next
@@ -55,7 +55,7 @@ func (r *run) fireTimers(now time.Time) {
 		case timerRetry:
 			r.retries--
 			if !r.stopping {
-				r.ready.Push(t.idx)
+				r.ready[r.slots[t.idx].class].Push(t.idx)
 			}
 		case timerAbandon:
 			sl := &r.slots[t.idx]
@@ -64,6 +64,7 @@ func (r *run) fireTimers(now time.Time) {
 			}
 			r.wg.Done() // on behalf of the goroutine, which will not report
 			r.inflight--
+			r.running[sl.class]--
 			r.res.Abandoned++
 			nr := &r.res.Nodes[t.idx]
 			nr.Abandoned = true

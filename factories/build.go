@@ -259,7 +259,7 @@ type AdaptiveDeps struct {
 	LogLevel *slog.LevelVar // raised under disk pressure
 	Logger   *slog.Logger
 	// Executor sets the base executor's other options (timeouts, retries,
-	// observers, checkpoints); MaxParallel and Gate are set from cfg and
+	// observers, checkpoints); Limits.CPU and Gate are set from cfg and
 	// Guard.
 	Executor executor.Options
 	// Adaptive sets the adaptive executor's options (triggers,
@@ -267,12 +267,12 @@ type AdaptiveDeps struct {
 	Adaptive adaptive.Options
 }
 
-// CreateAdaptiveExecutor builds the base executor (MaxParallel from cfg,
+// CreateAdaptiveExecutor builds the base executor (Limits.CPU from cfg,
 // the resource guard as its Gate) and the adaptive executor around it,
 // attached to the guard's Monitor. Close the adaptive executor to detach.
 func CreateAdaptiveExecutor(cfg ResourceConfig, deps AdaptiveDeps) (*adaptive.Executor, *executor.Executor, error) {
 	eo := deps.Executor
-	eo.MaxParallel = cfg.MaxParallel
+	eo.Limits = executor.Limits{CPU: cfg.MaxParallel}
 	if deps.Guard != nil {
 		eo.Gate = deps.Guard
 	}

@@ -103,7 +103,7 @@ func TestRuntimeRunsAPagedGraph(t *testing.T) {
 	rec, err := rt.Checkpoints.Run("paged")
 	require.NoError(t, err)
 	assert.True(t, rec.Finished())
-	assert.Equal(t, 4, rt.Base.MaxParallel())
+	assert.Equal(t, 4, rt.Base.Limits().CPU)
 	require.NoError(t, rt.Close())
 	require.NoError(t, rt.Close(), "Close is idempotent")
 }

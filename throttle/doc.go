@@ -63,9 +63,8 @@
 // Every limit hit is a *LimitError (an alias of the module's one limit
 // error type): errors.As extracts it and errors.Is(err, ErrLimitExceeded)
 // matches it, including through CompositeError and BreakerOpenError.
-// ResolveHostLimits derives concurrency ceilings from the CPU count and the
-// open-files limit; ApplyRlimits sets process rlimits and reports failures
-// as warnings; NotifyCPULimit turns SIGXCPU into a cancelled context.
+// ApplyRlimits sets process rlimits and reports failures as warnings;
+// NotifyCPULimit turns SIGXCPU into a cancelled context.
 //
 // # Goroutines and lifetimes
 //
@@ -94,7 +93,7 @@
 //   - The cgroup of the process is resolved once (again only if it
 //     disappears); a process moved to another cgroup keeps the old limit
 //     until then. Only the memory controller is read; the CPU quota is
-//     seen through runtime.GOMAXPROCS in HostInfo.
+//     seen through runtime.GOMAXPROCS.
 //   - PSI is the host's /proc/pressure, not the cgroup's memory.pressure.
 //   - MemoryGuard's figure lags the kernel's by up to one check interval,
 //     and freed Go memory shows in RSS only after a garbage collection;

@@ -218,19 +218,6 @@ func ExampleStream() {
 	// processing appendix
 }
 
-// The host-derived concurrency ceilings of a Raspberry Pi 4 whose service
-// runs with 1024 open files; ResolveHostLimits does the same for the host it
-// runs on.
-func ExampleHostInfo_Resolve() {
-	pi4 := throttle.HostInfo{Cores: 4, NoFileSoft: 1024}
-	fmt.Printf("%+v\n", pi4.Resolve(throttle.HostLimitOverrides{}))
-	pool := 12
-	fmt.Printf("%+v\n", pi4.Resolve(throttle.HostLimitOverrides{Pool: &pool}))
-	// Output:
-	// {Cores:4 Blocking:2 IO:256 Pool:8}
-	// {Cores:4 Blocking:2 IO:256 Pool:12}
-}
-
 // The Monitor serves its latest sample in the Prometheus text format.
 func ExampleMonitor_WritePrometheus() {
 	src := &scriptedSource{fn: func(now time.Time) (*throttle.Sample, error) {
