@@ -172,14 +172,14 @@ func TestAdaptationsActOnRealNodes(t *testing.T) {
 		a, _ := newAdaptive(t, adaptive.Options{})
 		a.Attach(dev)
 		dev.sample(75, 40, 50, 0)
-		var running, peakCPU, peakIO atomic.Int64
+		var runCPU, runIO, peakCPU, peakIO atomic.Int64
 		var mu sync.Mutex
 		var starts []time.Time
 		var nodes []dag.Node
 		for i := range 8 {
-			class, peak := dag.CPU, &peakCPU
+			class, running, peak := dag.CPU, &runCPU, &peakCPU
 			if i%2 == 1 {
-				class, peak = dag.IO, &peakIO
+				class, running, peak = dag.IO, &runIO, &peakIO
 			}
 			nodes = append(nodes, dag.Node{ID: strconv.Itoa(i), Class: class, Run: func(context.Context, dag.State) error {
 				mu.Lock()
@@ -198,6 +198,7 @@ func TestAdaptationsActOnRealNodes(t *testing.T) {
 		_, err = a.Run(context.Background(), g, dag.NewMemoryState())
 		require.NoError(t, err)
 		assert.EqualValues(t, 1, peakCPU.Load(), "one CPU node at a time")
+		assert.Greater(t, peakIO.Load(), int64(1), "I/O nodes are not narrowed by heat")
 		for k := 1; k < len(starts); k++ {
 			assert.GreaterOrEqual(t, starts[k].Sub(starts[k-1]), 100*time.Millisecond)
 		}

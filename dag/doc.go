@@ -5,10 +5,12 @@
 //
 // A Node is a unit of work (an LLM call, a tool, a transform): an ID, a Func
 // and the IDs of the nodes it depends on, plus optional settings read by the
-// executor (timeout, retry policy, priority, optional). New validates a list
-// of nodes and returns an immutable *Graph: IDs must be non-empty and unique,
-// every dependency must name a node, no node may depend on itself and there
-// must be no cycle. Every problem is reported at once, each as a
+// executor (timeout, retry policy, priority, optional, and its Class: CPU
+// work that computes on this device, or IO work that waits on an LLM, the
+// network or disk, each bounded by its own concurrency limit). New
+// validates a list of nodes and returns an immutable *Graph: IDs must be
+// non-empty and unique, every dependency must name a node, no node may
+// depend on itself and there must be no cycle. Every problem is reported at once, each as a
 // *ValidationError wrapping a sentinel (ErrCycle, ErrDuplicateID, …) that
 // names the nodes involved; a cycle is reported with its path, "a -> b -> a".
 //

@@ -12,8 +12,9 @@ import (
 )
 
 // WriteDOT writes the graph in Graphviz DOT. An edge a -> b means b depends
-// on a (data flows along the arrows). Optional nodes are drawn dashed. Node
-// IDs are quoted and escaped, so any ID is valid DOT.
+// on a (data flows along the arrows). Optional nodes are drawn dashed, IO
+// nodes with a double border. Node IDs are quoted and escaped, so any ID is
+// valid DOT.
 func (g *Graph) WriteDOT(w io.Writer) error {
 	bw := bufio.NewWriter(w)
 	bw.WriteString("digraph cemaf {\n\trankdir=LR;\n\tnode [shape=box, style=rounded];\n")
@@ -21,8 +22,13 @@ func (g *Graph) WriteDOT(w io.Writer) error {
 		nd := &g.nodes[i]
 		bw.WriteString("\t")
 		bw.WriteString(dotQuote(nd.ID))
-		if nd.Optional {
+		switch {
+		case nd.Optional && nd.Class == IO:
+			bw.WriteString(" [style=\"rounded,dashed\", peripheries=2]")
+		case nd.Optional:
 			bw.WriteString(" [style=\"rounded,dashed\"]")
+		case nd.Class == IO:
+			bw.WriteString(" [peripheries=2]")
 		}
 		bw.WriteString(";\n")
 	}
@@ -60,22 +66,31 @@ func dotQuote(s string) string {
 
 // WriteMermaid writes the graph as a Mermaid flowchart (left to right). Nodes
 // get synthetic identifiers n0, n1, … (by position) and their IDs as labels,
-// so any ID renders; optional nodes have a stadium shape.
+// so any ID renders; optional nodes have a stadium shape; IO nodes are in
+// class io, drawn with a thick border.
 func (g *Graph) WriteMermaid(w io.Writer) error {
 	bw := bufio.NewWriter(w)
 	bw.WriteString("flowchart LR\n")
+	io := false
 	for _, i := range g.order {
 		nd := &g.nodes[i]
 		open, close := `["`, `"]`
 		if nd.Optional {
 			open, close = `(["`, `"])`
 		}
-		bw.WriteString("    n" + strconv.Itoa(int(i)) + open + mermaidEscape(nd.ID) + close + "\n")
+		class := ""
+		if nd.Class == IO {
+			class, io = ":::io", true
+		}
+		bw.WriteString("    n" + strconv.Itoa(int(i)) + open + mermaidEscape(nd.ID) + close + class + "\n")
 	}
 	for _, i := range g.order {
 		for _, c := range g.Dependents(int(i)) {
 			bw.WriteString("    n" + strconv.Itoa(int(i)) + " --> n" + strconv.Itoa(int(c)) + "\n")
 		}
+	}
+	if io {
+		bw.WriteString("    classDef io stroke-width:3px\n")
 	}
 	return bw.Flush()
 }

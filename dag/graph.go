@@ -57,6 +57,10 @@ func New(nodes ...Node) (*Graph, error) {
 			errs = append(errs, &ValidationError{Err: ErrInvalidSetting, Node: nd.ID, Index: i,
 				Detail: fieldError("Timeout", nd.Timeout, "must be ≥ 0 (0 = the executor's default)").Error()})
 		}
+		if nd.Class > IO {
+			errs = append(errs, &ValidationError{Err: ErrInvalidSetting, Node: nd.ID, Index: i,
+				Detail: fieldError("Class", nd.Class, "must be dag.CPU or dag.IO").Error()})
+		}
 		if nd.Retry != nil {
 			if err := nd.Retry.Validate(); err != nil {
 				errs = append(errs, &ValidationError{Err: ErrInvalidSetting, Node: nd.ID, Index: i, Detail: err.Error()})

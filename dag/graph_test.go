@@ -197,6 +197,16 @@ func TestWriteDOT(t *testing.T) {
 	out := buf.String()
 	assert.Contains(t, out, `"say \"hi\"" -> "back\\slash";`)
 	assert.Contains(t, out, `"opt" [style="rounded,dashed"];`)
+	assert.Contains(t, out, `"say \"hi\"";`, "CPU nodes have no attributes")
+
+	io, err := dag.New(dag.Node{ID: "llm", Run: noop, Class: dag.IO}, dag.Node{ID: "opt-llm", Run: noop, Class: dag.IO, Optional: true})
+	require.NoError(t, err)
+	buf.Reset()
+	require.NoError(t, io.WriteDOT(&buf))
+	assert.Contains(t, buf.String(), `"llm" [peripheries=2];`)
+	assert.Contains(t, buf.String(), `"opt-llm" [style="rounded,dashed", peripheries=2];`)
+	buf.Reset()
+	require.NoError(t, g.WriteDOT(&buf))
 
 	dot, err := exec.LookPath("dot")
 	if err != nil {
@@ -225,6 +235,14 @@ func TestWriteMermaid(t *testing.T) {
 	buf.Reset()
 	require.NoError(t, q.WriteMermaid(&buf))
 	assert.Contains(t, buf.String(), `n0["a #quot;quoted#quot; #lt;id#gt;"]`)
+	assert.NotContains(t, buf.String(), "classDef", "no class line without IO nodes")
+
+	io, _ := dag.New(dag.Node{ID: "llm", Run: noop, Class: dag.IO}, n("parse", "llm"))
+	buf.Reset()
+	require.NoError(t, io.WriteMermaid(&buf))
+	assert.Contains(t, buf.String(), `n0["llm"]:::io`)
+	assert.Contains(t, buf.String(), `n1["parse"]`+"\n")
+	assert.True(t, strings.HasSuffix(buf.String(), "    classDef io stroke-width:3px\n"))
 }
 
 // graphFromBytes builds node lists from arbitrary bytes: each node takes two

@@ -32,6 +32,11 @@ type Node struct {
 	// Optional marks a node whose failure does not fail the run. Its
 	// dependents still run (they must tolerate its missing output).
 	Optional bool
+	// Class says which of the executor's concurrency limits bounds the
+	// node: CPU (the zero value) for work that computes on this device, IO
+	// for work that mostly waits on something else (an LLM or HTTP call, a
+	// remote node, disk).
+	Class Class
 }
 
 // RetryPolicy says whether and when a failed node attempt is tried again.

@@ -105,7 +105,7 @@ func benchShape(b *testing.B, g *dag.Graph) {
 		b.ReportMetric(float64(after.Mallocs-before.Mallocs)/nodes, "allocs/node")
 	}
 	b.Run("cemaf", func(b *testing.B) {
-		e := mustExec(b, executor.Options{MaxParallel: maxPar})
+		e := mustExec(b, executor.Options{Limits: executor.Limits{CPU: maxPar}})
 		s := dag.NewMemoryState()
 		run(b, func() {
 			if _, err := e.Run(ctx, g, s); err != nil {
@@ -209,4 +209,59 @@ func BenchmarkCheckpoint(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkEmit measures Emit from inside a running node: with no
+// observer, with an observer that does nothing (the coordinator delivers
+// concurrently), and against a baseline of the obvious alternative, a send
+// on a buffered channel drained by another goroutine.
+func BenchmarkEmit(b *testing.B) {
+	c := executor.Chunk{Kind: executor.ChunkToken, Text: "tok"}
+	emitting := func(b *testing.B) *dag.Graph {
+		return mustGraph(b, dag.Node{ID: "llm", Run: func(ctx context.Context, _ dag.State) error {
+			b.ResetTimer()
+			for range b.N {
+				executor.Emit(ctx, c)
+			}
+			b.StopTimer()
+			return nil
+		}})
+	}
+	b.Run("no-observer", func(b *testing.B) {
+		b.ReportAllocs()
+		e := mustExec(b, executor.Options{})
+		if _, err := e.Run(context.Background(), emitting(b), dag.NewMemoryState()); err != nil {
+			b.Fatal(err)
+		}
+	})
+	b.Run("observer", func(b *testing.B) {
+		b.ReportAllocs()
+		var n atomic.Int64
+		obs := executor.ObserverFunc(func(ev executor.Event) {
+			if ev.Kind == executor.NodeOutput {
+				n.Add(1)
+			}
+		})
+		e := mustExec(b, executor.Options{Observers: []executor.Observer{obs}})
+		if _, err := e.Run(context.Background(), emitting(b), dag.NewMemoryState()); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(b.N)/float64(max(n.Load(), 1)), "chunks/event")
+	})
+	b.Run("baseline-channel", func(b *testing.B) {
+		b.ReportAllocs()
+		ch := make(chan executor.Chunk, 1024)
+		done := make(chan struct{})
+		go func() {
+			for range ch {
+			}
+			close(done)
+		}()
+		b.ResetTimer()
+		for range b.N {
+			ch <- c
+		}
+		close(ch)
+		<-done
+	})
 }

@@ -4,16 +4,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
-	"github.com/cemaf-go/cemaf/dag"
 	"github.com/cemaf-go/cemaf/internal/boltcheck"
 )
 
@@ -32,7 +32,29 @@ var (
 	ErrRunFinished = errors.New("run already finished")
 	// ErrStoreClosed is returned by a closed CheckpointStore.
 	ErrStoreClosed = errors.New("checkpoint store closed")
+	// ErrCheckpointLocked is returned by OpenCheckpoints when another
+	// process (or another store in this one) holds the file. The error
+	// names the file and wraps the cause.
+	ErrCheckpointLocked = errors.New("checkpoint file is locked by another process")
+	// ErrRunNotFound is returned when the store has no run with the ID
+	// asked for: by Run and CompletedNodes, and by RunWith with
+	// RunOptions.Resume. The error names the ID and the file. It also
+	// matches fs.ErrNotExist (and so os.ErrNotExist).
+	ErrRunNotFound error = notFoundError("run not found")
 )
+
+// notFoundError is the type of ErrRunNotFound.
+type notFoundError string
+
+func (e notFoundError) Error() string { return string(e) }
+
+// Is matches fs.ErrNotExist.
+func (notFoundError) Is(target error) bool { return target == fs.ErrNotExist }
+
+// runNotFound is the error for a run id the store does not hold.
+func (s *CheckpointStore) runNotFound(id string) error {
+	return fmt.Errorf("executor: checkpoint file %s: %w: %q", s.path, ErrRunNotFound, id)
+}
 
 const checkpointFormat = "cemaf-checkpoints/1"
 
@@ -54,9 +76,10 @@ var (
 // 60 KB per node when committing every node, 6 KB in groups of 16).
 //
 // A commit starts as soon as any of these holds: MaxNodes completions are
-// pending; the oldest pending one is MaxDelay old; the run has a free slot
-// and nothing ready to fill it (so grouping never stalls a chain of nodes);
-// the run is ending. Completions that arrive while a commit is in progress go
+// pending; the oldest pending one is MaxDelay old; a class (CPU or IO) has
+// a free slot, nothing ready to fill it and nodes waiting for their
+// dependencies, or nothing runs at all (so grouping never stalls a chain of
+// nodes); the run is ending. Completions that arrive while a commit is in progress go
 // together in the next one.
 type CommitPolicy struct {
 	// MaxNodes is the group size that triggers a commit. 0 means
@@ -198,9 +221,9 @@ func openCheckpointDB(path string) (*bolt.DB, error) {
 
 func boltOpenError(path string, err error) error {
 	switch {
-	case errors.Is(err, bolt.ErrTimeout):
-		return fmt.Errorf("executor: checkpoint file %s is locked by another process", path)
-	case errors.Is(err, bolt.ErrInvalid), errors.Is(err, bolt.ErrChecksum), errors.Is(err, bolt.ErrVersionMismatch):
+	case errors.Is(err, berrors.ErrTimeout):
+		return fmt.Errorf("executor: %s: %w: %w", path, ErrCheckpointLocked, err)
+	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum), errors.Is(err, berrors.ErrVersionMismatch):
 		return fmt.Errorf("executor: checkpoint file %s: %w: %v", path, ErrCheckpointCorrupt, err)
 	}
 	return fmt.Errorf("executor: open checkpoint file %s: %w", path, err)
@@ -227,7 +250,7 @@ func verifyCheckpointFile(path string) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, boltcheck.ErrLocked):
-		return fmt.Errorf("executor: checkpoint file %s is locked by another process", path)
+		return fmt.Errorf("executor: %s: %w: %w", path, ErrCheckpointLocked, err)
 	}
 	return fmt.Errorf("executor: checkpoint file %s: %w: %v", path, ErrCheckpointCorrupt, err)
 }
@@ -269,16 +292,6 @@ type RunRecord struct {
 
 // Finished reports whether the run succeeded (and cannot be resumed).
 func (r RunRecord) Finished() bool { return r.Status == "succeeded" }
-
-type graphRecord struct {
-	Nodes []string    `json:"nodes"`
-	Edges [][2]string `json:"edges"`
-}
-
-type doneRecord struct {
-	Attempts int       `json:"attempts"`
-	End      time.Time `json:"end"`
-}
 
 // view runs fn in a read transaction and update in a write transaction;
 // both turn a panic inside bbolt (a damaged page) into ErrCheckpointCorrupt.
@@ -327,19 +340,22 @@ func (s *CheckpointStore) Runs() ([]RunRecord, error) {
 	return out, nil
 }
 
-// Run returns the record of one run; the error wraps os.ErrNotExist when
-// there is none.
+// Run returns the record of one run; the error matches ErrRunNotFound (and
+// os.ErrNotExist) when there is none.
 func (s *CheckpointStore) Run(id string) (RunRecord, error) {
 	var rec RunRecord
 	err := s.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketRuns).Bucket([]byte(id))
 		if b == nil {
-			return os.ErrNotExist
+			return ErrRunNotFound
 		}
 		var err error
 		rec, err = readInfo(b)
 		return err
 	})
+	if errors.Is(err, ErrRunNotFound) {
+		return rec, s.runNotFound(id)
+	}
 	if err != nil {
 		return rec, fmt.Errorf("executor: run %q: %w", id, err)
 	}
@@ -347,13 +363,14 @@ func (s *CheckpointStore) Run(id string) (RunRecord, error) {
 }
 
 // CompletedNodes returns the IDs of the nodes of a run whose completion is
-// durable in the store, sorted.
+// durable in the store, sorted. The error matches ErrRunNotFound (and
+// os.ErrNotExist) when the store has no such run.
 func (s *CheckpointStore) CompletedNodes(id string) ([]string, error) {
 	var out []string
 	err := s.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketRuns).Bucket([]byte(id))
 		if b == nil {
-			return os.ErrNotExist
+			return ErrRunNotFound
 		}
 		done := b.Bucket(bucketDone)
 		if done == nil {
@@ -364,6 +381,9 @@ func (s *CheckpointStore) CompletedNodes(id string) ([]string, error) {
 			return nil
 		})
 	})
+	if errors.Is(err, ErrRunNotFound) {
+		return nil, s.runNotFound(id)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("executor: run %q: %w", id, err)
 	}
@@ -374,7 +394,7 @@ func (s *CheckpointStore) CompletedNodes(id string) ([]string, error) {
 func (s *CheckpointStore) DeleteRun(id string) error {
 	err := s.update(func(tx *bolt.Tx) error {
 		err := tx.Bucket(bucketRuns).DeleteBucket([]byte(id))
-		if errors.Is(err, bolt.ErrBucketNotFound) {
+		if errors.Is(err, berrors.ErrBucketNotFound) {
 			return nil
 		}
 		return err
@@ -440,341 +460,4 @@ func putJSON(b *bolt.Bucket, key []byte, v any) error {
 		return err
 	}
 	return b.Put(key, raw)
-}
-
-// GraphChangedError is the error of a resume with a graph that differs from
-// the run's original one. It matches ErrGraphChanged.
-type GraphChangedError struct {
-	RunID                    string
-	AddedNodes, RemovedNodes []string
-	AddedEdges, RemovedEdges [][2]string
-	OrderChanged             bool // same nodes and edges in a different order
-}
-
-// Error lists what changed: added and removed nodes and edges.
-func (e *GraphChangedError) Error() string {
-	var parts []string
-	list := func(what string, ids []string) {
-		if len(ids) > 0 {
-			parts = append(parts, what+" "+strings.Join(ids, ", "))
-		}
-	}
-	edges := func(what string, es [][2]string) {
-		if len(es) > 0 {
-			s := make([]string, len(es))
-			for i, e := range es {
-				s[i] = e[0] + " -> " + e[1]
-			}
-			list(what, s)
-		}
-	}
-	list("added nodes", e.AddedNodes)
-	list("removed nodes", e.RemovedNodes)
-	edges("added edges", e.AddedEdges)
-	edges("removed edges", e.RemovedEdges)
-	if e.OrderChanged {
-		parts = append(parts, "node order changed")
-	}
-	return fmt.Sprintf("executor: cannot resume run %q: graph changed since the run started: %s", e.RunID, strings.Join(parts, "; "))
-}
-
-// Is matches ErrGraphChanged.
-func (e *GraphChangedError) Is(target error) bool { return target == ErrGraphChanged }
-
-func diffGraphs(id string, old graphRecord, g *dag.Graph) *GraphChangedError {
-	e := &GraphChangedError{RunID: id}
-	newNodes := make([]string, g.Len())
-	for i := range newNodes {
-		newNodes[i] = g.At(i).ID
-	}
-	e.AddedNodes, e.RemovedNodes = diffSets(newNodes, old.Nodes)
-	e.AddedEdges, e.RemovedEdges = diffSets(g.Edges(), old.Edges)
-	if len(e.AddedNodes)+len(e.RemovedNodes)+len(e.AddedEdges)+len(e.RemovedEdges) == 0 {
-		e.OrderChanged = true
-	}
-	return e
-}
-
-func diffSets[T comparable](cur, old []T) (added, removed []T) {
-	oldSet := make(map[T]bool, len(old))
-	for _, v := range old {
-		oldSet[v] = true
-	}
-	curSet := make(map[T]bool, len(cur))
-	for _, v := range cur {
-		curSet[v] = true
-		if !oldSet[v] {
-			added = append(added, v)
-		}
-	}
-	for _, v := range old {
-		if !curSet[v] {
-			removed = append(removed, v)
-		}
-	}
-	return added, removed
-}
-
-// restored is what a resume brings back from the store.
-type restored struct {
-	done    map[string]doneRecord
-	state   map[string][]byte
-	deleted []string
-}
-
-// DurableState is a State that keeps its values in durable storage of its
-// own, such as a paging.Pager in ModeDurable. When a run's State is one and
-// Durable reports true, the checkpoint store does not copy the values nodes
-// write: before it records completions it calls Checkpoint, which must make
-// every change made before the call survive a crash. A resumed run must
-// then be given the same State (the same pager storage), which still holds
-// the values.
-//
-// Caveat: a durable State may also keep values written by a node that had
-// not completed when the process died; that node runs again on resume and
-// normally rewrites them.
-type DurableState interface {
-	dag.State
-	Checkpoint() error
-	Durable() bool
-}
-
-// begin records a new run, or loads an unfinished one with the same ID.
-// durable says whether the State keeps its own values (DurableState).
-func (s *CheckpointStore) begin(id string, g *dag.Graph, durable bool, now time.Time) (*restored, error) {
-	fp := g.Fingerprint()
-	var out *restored
-	err := s.update(func(tx *bolt.Tx) error {
-		runs := tx.Bucket(bucketRuns)
-		b := runs.Bucket([]byte(id))
-		if b == nil {
-			b, err := runs.CreateBucket([]byte(id))
-			if err != nil {
-				return err
-			}
-			rec := RunRecord{ID: id, Graph: fp, Nodes: g.Len(), Created: now, Updated: now, Status: "running", DurableState: durable}
-			gr := graphRecord{Edges: g.Edges()}
-			for i := range g.Len() {
-				gr.Nodes = append(gr.Nodes, g.At(i).ID)
-			}
-			for _, name := range [][]byte{bucketDone, bucketState, bucketDeleted} {
-				if _, err := b.CreateBucket(name); err != nil {
-					return err
-				}
-			}
-			if err := putJSON(b, keyGraph, gr); err != nil {
-				return err
-			}
-			return putJSON(b, keyInfo, rec)
-		}
-		rec, err := readInfo(b)
-		if err != nil {
-			return err
-		}
-		if rec.Finished() {
-			return fmt.Errorf("%w at %s", ErrRunFinished, rec.Updated.Format(time.RFC3339))
-		}
-		if rec.DurableState && !durable {
-			return errors.New("it kept its values in a durable State (a pager in durable mode); resume it with that State")
-		}
-		if rec.Graph != fp {
-			var gr graphRecord
-			if err := json.Unmarshal(b.Get(keyGraph), &gr); err != nil {
-				return fmt.Errorf("%w: graph record of run %q: %v", ErrCheckpointCorrupt, id, err)
-			}
-			return diffGraphs(id, gr, g)
-		}
-		out = &restored{done: map[string]doneRecord{}, state: map[string][]byte{}}
-		done, state, deleted := b.Bucket(bucketDone), b.Bucket(bucketState), b.Bucket(bucketDeleted)
-		if done == nil || state == nil || deleted == nil {
-			return fmt.Errorf("%w: run %q lacks its buckets", ErrCheckpointCorrupt, id)
-		}
-		if err := done.ForEach(func(k, v []byte) error {
-			var d doneRecord
-			if err := json.Unmarshal(v, &d); err != nil {
-				return fmt.Errorf("%w: completion of node %q in run %q: %v", ErrCheckpointCorrupt, k, id, err)
-			}
-			if _, ok := g.Node(string(k)); !ok {
-				return fmt.Errorf("%w: run %q records unknown node %q", ErrCheckpointCorrupt, id, k)
-			}
-			out.done[string(k)] = d
-			return nil
-		}); err != nil {
-			return err
-		}
-		if err := state.ForEach(func(k, v []byte) error {
-			out.state[string(k)] = slices.Clone(v)
-			return nil
-		}); err != nil {
-			return err
-		}
-		if err := deleted.ForEach(func(k, _ []byte) error {
-			out.deleted = append(out.deleted, string(k))
-			return nil
-		}); err != nil {
-			return err
-		}
-		rec.Status, rec.Error, rec.Updated = "running", "", now
-		return putJSON(b, keyInfo, rec)
-	})
-	if err != nil {
-		if gce := (*GraphChangedError)(nil); errors.As(err, &gce) {
-			return nil, err // a complete message of its own
-		}
-		return nil, fmt.Errorf("executor: run %q: %w", id, err)
-	}
-	return out, nil
-}
-
-// completionRecord is one node completion waiting to be committed.
-type completionRecord struct {
-	node     string
-	attempts int
-	end      time.Time
-	changes  []change
-}
-
-type change struct {
-	key     string
-	value   []byte
-	deleted bool
-}
-
-// commit makes a group of completions durable in one transaction.
-func (s *CheckpointStore) commit(id string, batch []completionRecord, now time.Time) error {
-	return s.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketRuns).Bucket([]byte(id))
-		if b == nil {
-			return fmt.Errorf("run %q vanished from the store", id)
-		}
-		done, state, deleted := b.Bucket(bucketDone), b.Bucket(bucketState), b.Bucket(bucketDeleted)
-		added := 0
-		for _, c := range batch {
-			for _, ch := range c.changes {
-				k := []byte(ch.key)
-				if ch.deleted {
-					if err := state.Delete(k); err != nil {
-						return err
-					}
-					if err := deleted.Put(k, nil); err != nil {
-						return err
-					}
-					continue
-				}
-				if err := deleted.Delete(k); err != nil {
-					return err
-				}
-				if err := state.Put(k, ch.value); err != nil {
-					return err
-				}
-			}
-			if done.Get([]byte(c.node)) == nil {
-				added++
-			}
-			if err := putJSON(done, []byte(c.node), doneRecord{Attempts: c.attempts, End: c.end}); err != nil {
-				return err
-			}
-		}
-		rec, err := readInfo(b)
-		if err != nil {
-			return err
-		}
-		rec.Completed += added
-		rec.Updated = now
-		return putJSON(b, keyInfo, rec)
-	})
-}
-
-// finish records the end of a run: succeeded, failed or cancelled.
-func (s *CheckpointStore) finish(id, status string, runErr error, now time.Time) error {
-	err := s.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketRuns).Bucket([]byte(id))
-		if b == nil {
-			return nil
-		}
-		rec, err := readInfo(b)
-		if err != nil {
-			return err
-		}
-		rec.Status, rec.Updated = status, now
-		rec.Error = ""
-		if runErr != nil {
-			rec.Error = runErr.Error()
-		}
-		if status == "succeeded" {
-			// A finished run is kept for inspection only: drop the values.
-			for _, name := range [][]byte{bucketState, bucketDeleted} {
-				if err := b.DeleteBucket(name); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
-					return err
-				}
-			}
-		}
-		return putJSON(b, keyInfo, rec)
-	})
-	if err != nil {
-		return err
-	}
-	_, err = s.GC(now)
-	return err
-}
-
-// trackedState records the keys a node attempt changes, for its checkpoint.
-type trackedState struct {
-	dag.State
-	mu      sync.Mutex
-	changed map[string]bool // key → deleted
-}
-
-func (t *trackedState) Put(key string, value []byte) error {
-	err := t.State.Put(key, value)
-	if err == nil {
-		t.mark(key, false)
-	}
-	return err
-}
-
-func (t *trackedState) Delete(key string) error {
-	err := t.State.Delete(key)
-	if err == nil {
-		t.mark(key, true)
-	}
-	return err
-}
-
-func (t *trackedState) mark(key string, deleted bool) {
-	t.mu.Lock()
-	if t.changed == nil {
-		t.changed = make(map[string]bool)
-	}
-	t.changed[key] = deleted
-	t.mu.Unlock()
-}
-
-// ReadAt keeps the wrapped State's incremental reads available.
-func (t *trackedState) ReadAt(key string, p []byte, off int64) (int, error) {
-	return dag.ReadAt(t.State, key, p, off)
-}
-
-// changes reads the current value of every key the attempt changed.
-func (t *trackedState) changes() ([]change, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	out := make([]change, 0, len(t.changed))
-	for k, deleted := range t.changed {
-		if deleted {
-			out = append(out, change{key: k, deleted: true})
-			continue
-		}
-		v, err := t.State.Get(k)
-		if errors.Is(err, dag.ErrNotFound) {
-			out = append(out, change{key: k, deleted: true}) // deleted since by another node
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, change{key: k, value: v})
-	}
-	slices.SortFunc(out, func(a, b change) int { return strings.Compare(a.key, b.key) })
-	return out, nil
 }

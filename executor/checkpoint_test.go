@@ -266,7 +266,7 @@ func TestDependentsStartAfterDurableCommit(t *testing.T) {
 					return s.Put(strconv.Itoa(i), []byte{byte(i)})
 				}})
 			}
-			e := mustExec(t, executor.Options{Checkpoints: store, MaxParallel: 4})
+			e := mustExec(t, executor.Options{Checkpoints: store, Limits: executor.Limits{CPU: 4}})
 			res, err := e.RunWith(context.Background(), mustGraph(t, nodes...), dag.NewMemoryState(), executor.RunOptions{ID: "r"})
 			require.NoError(t, err)
 			assert.Zero(t, violations.Load(), "a node started before a dependency was durable")

@@ -96,7 +96,7 @@ func TestCrashChild(t *testing.T) {
 			fmt.Println("durable", ev.Node)
 		}
 	})
-	e, _ := executor.New(executor.Options{Checkpoints: store, MaxParallel: 3, Observers: []executor.Observer{progress}})
+	e, _ := executor.New(executor.Options{Checkpoints: store, Limits: executor.Limits{CPU: 3}, Observers: []executor.Observer{progress}})
 	var s dag.State = dag.NewMemoryState()
 	if os.Getenv("CEMAF_CRASH_PAGER") != "" {
 		// The State is a durable pager: the values stay in its own file.

@@ -1,22 +1,29 @@
 // Package executor runs dag graphs: each node starts once its dependencies
-// have finished, at most MaxParallel at a time, with per-node timeouts,
-// retries with exponential backoff and jitter, a failure policy, a Gate that
-// pauses the run while a resource is over its limit, and events for
-// observers.
+// have finished, within the concurrency limit of its class, with per-node
+// timeouts, retries with exponential backoff and jitter, a failure policy, a
+// Gate that pauses the run while a resource is over its limit, and events
+// (including streamed node output) for observers.
 //
 // # Model
 //
-// An Executor holds options and two run-time knobs, MaxParallel and
-// InterNodeDelay, which SetMaxParallel and SetInterNodeDelay change for the
-// runs in progress (the adaptive executor turns them under pressure). Run and
+// An Executor holds options and two run-time knobs, Limits and
+// InterNodeDelay, which SetLimits and SetInterNodeDelay change for the runs
+// in progress (the adaptive executor turns them under pressure). Run and
 // RunWith execute one graph over one dag.State and return a *Result with the
 // status, attempts, start and end time and error of every node. One Executor
 // may run many graphs concurrently.
 //
-// Scheduling: ready nodes are taken by priority, then graph order. Node
-// functions run on worker goroutines owned by the run; a worker that finishes
-// a node records it and runs the next ready node itself, so a run needs about
-// MaxParallel goroutines and no hand-off per node. The goroutine that called
+// Scheduling: every node has a class (dag.Node.Class): CPU for work that
+// computes on this device, IO for work that waits on something else (an LLM
+// or HTTP call). Each class has its own limit (Limits), derived from the host
+// unless set: max(2, cores − 2) CPU nodes and cores × 64 IO nodes (clamped
+// to half the open-files limit) at once, so a Raspberry Pi 4 runs 2 CPU
+// nodes and up to 256 LLM calls together. Among the ready nodes whose class
+// has a free slot, the highest priority starts first, then graph order; a
+// full class never holds back the other. Node functions run on worker
+// goroutines owned by the run; a worker that finishes a node records it and
+// runs the next ready node itself, so a run needs about as many goroutines
+// as nodes in flight and no hand-off per node. The goroutine that called
 // Run coordinates what needs waiting: retry and timeout timers, the gate,
 // cancellation, and event delivery. Observers are called from that goroutine,
 // in order, never while the executor holds a lock.
@@ -33,7 +40,9 @@
 // node cancels the nodes in flight, with the failure as the context's cause,
 // and skips the rest; under Continue only its descendants are skipped. A
 // panic in a node becomes a *PanicError carrying the value and stack; it is
-// never retried. Errors wrapped with dag.Permanent are never retried either.
+// never retried. Other user code the executor calls is protected the same
+// way: a panic in a Gate's Wait, a Checker's Check or a DurableState's
+// Checkpoint becomes a *PanicError that stops the run and is its error. Errors wrapped with dag.Permanent are never retried either.
 // When the caller's context ends, nothing more starts, running nodes are
 // cancelled, and Run returns an error wrapping context.Cause.
 //
@@ -43,16 +52,28 @@
 // Resumed event with its duration. The guards of packages throttle, thermal
 // and disk implement Gate and Checker.
 //
+// Streaming: a running node sends partial output (LLM tokens, progress)
+// with Emit; observers receive each Chunk as a NodeOutput event, after the
+// node's NodeStarted and before its final event, in the order of the Emit
+// calls. Emit queues the chunk under the run's lock and wakes the
+// coordinator; it never waits for observers. When more than a few dozen
+// chunks of one node wait for a slow observer, consecutive chunks of the same
+// kind are coalesced (their Text concatenated) instead of queued one by one:
+// nothing is dropped, and the queue holds one event per change of kind.
+// Chunks are not checkpointed.
+//
 // Durable runs: with Options.Checkpoints (a CheckpointStore, a bbolt file),
 // every node that succeeds is recorded, with the State keys it changed,
 // before its dependents start. Running the same graph with the same
 // RunOptions.ID resumes an unfinished run: completed nodes are skipped and
-// their State restored. Each node runs at least once; NodeInfo's
+// their State restored. With RunOptions.Resume the ID must name a run in the
+// store (else ErrRunNotFound) instead of starting a new one. Each node runs at least once; NodeInfo's
 // IdempotencyKey, stable across attempts and resumes, lets node code make
 // side effects exactly-once. A CommitPolicy groups completions into fewer
 // fsync'd commits (SD-card wear) without letting a dependent start early. A
 // changed graph is refused with a *GraphChangedError that lists the
-// differences; a damaged file with ErrCheckpointCorrupt. With a State that
+// differences; a damaged file with ErrCheckpointCorrupt; a file another
+// process holds with ErrCheckpointLocked. With a State that
 // keeps its values durably itself (DurableState: a paging.Pager in durable
 // mode), the store records only the completions, after checkpointing the
 // State. Finished runs are garbage-collected by age and count.
@@ -69,5 +90,10 @@
 // transiently into RAM); use a durable pager for large States. Observers must be
 // quick: they run on the coordinator, which also fires timers. A Gate that
 // does not implement Checker is waited on inline by the coordinator, which
-// then serialises node starts; implement Checker for a cheap fast path.
+// then serialises node starts, and holds back the delivery of events and
+// chunks while it waits; implement Checker for a cheap fast path. Streamed
+// output is kept in memory until delivered: a stuck observer makes the
+// queue grow by the Text emitted (coalescing bounds the number of events,
+// not the bytes). Emit from a goroutine that outlives its node's attempt
+// returns false and the chunk is dropped.
 package executor

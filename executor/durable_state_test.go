@@ -88,7 +88,7 @@ func TestDurableStateKeepsItsOwnValues(t *testing.T) {
 		}})
 	}
 	g := mustGraph(t, nodes...)
-	e := mustExec(t, executor.Options{Checkpoints: store, MaxParallel: 3})
+	e := mustExec(t, executor.Options{Checkpoints: store, Limits: executor.Limits{CPU: 3}})
 	_, err = e.RunWith(context.Background(), g, st, executor.RunOptions{ID: "r"})
 	require.ErrorIs(t, err, fail)
 	assert.Zero(t, violations.Load())

@@ -22,10 +22,11 @@ const (
 	Paused                     // the Gate holds the run; Err is the reason when the Gate reports one
 	Resumed                    // the Gate let the run go on; Duration is the length of the pause
 	NodeCheckpointed           // the node's completion is durable in the checkpoint store
+	NodeOutput                 // partial output of a running attempt (Emit); Chunk holds it
 )
 
 var eventNames = [...]string{"", "run_started", "run_finished", "node_started", "node_succeeded",
-	"node_failed", "node_retrying", "node_skipped", "node_cancelled", "paused", "resumed", "node_checkpointed"}
+	"node_failed", "node_retrying", "node_skipped", "node_cancelled", "paused", "resumed", "node_checkpointed", "node_output"}
 
 // String returns the kind in snake_case.
 func (k EventKind) String() string {
@@ -46,6 +47,7 @@ type Event struct {
 	Duration time.Duration
 	Status   Status // for node events that end a node
 	Err      error
+	Chunk    Chunk // for NodeOutput
 }
 
 // Observer receives the events of runs. OnEvent is called synchronously from
@@ -101,7 +103,7 @@ func (o *LogObserver) OnEvent(ev Event) {
 	if !o.Logger.Enabled(ctx, level) {
 		return
 	}
-	attrs := make([]slog.Attr, 0, 6)
+	attrs := make([]slog.Attr, 0, 8)
 	attrs = append(attrs, slog.String("run", ev.RunID))
 	if ev.Node != "" {
 		attrs = append(attrs, slog.String("node", ev.Node))
@@ -117,6 +119,9 @@ func (o *LogObserver) OnEvent(ev Event) {
 	}
 	if ev.Err != nil {
 		attrs = append(attrs, slog.String("error", ev.Err.Error()))
+	}
+	if ev.Kind == NodeOutput {
+		attrs = append(attrs, slog.String("chunk_kind", ev.Chunk.Kind), slog.String("text", ev.Chunk.Text))
 	}
 	o.Logger.LogAttrs(ctx, level, ev.Kind.String(), attrs...)
 }

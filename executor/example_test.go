@@ -42,7 +42,7 @@ func Example() {
 		panic(err)
 	}
 
-	e, err := executor.New(executor.Options{MaxParallel: 2})
+	e, err := executor.New(executor.Options{Limits: executor.Limits{CPU: 2}})
 	if err != nil {
 		panic(err)
 	}
@@ -78,4 +78,31 @@ func ExampleExecutor_RunWith_continue() {
 	// search failed
 	// summarise skipped
 	// weather succeeded
+}
+
+func ExampleEmit() {
+	answer := func(ctx context.Context, s dag.State) error {
+		for _, tok := range []string{"Pis ", "throttle ", "at 80 °C."} {
+			executor.Emit(ctx, executor.Chunk{Kind: executor.ChunkToken, Text: tok})
+		}
+		return nil
+	}
+	g, _ := dag.New(dag.Node{ID: "answer", Run: answer})
+	show := executor.ObserverFunc(func(ev executor.Event) {
+		switch ev.Kind {
+		case executor.NodeOutput:
+			fmt.Printf("%s %s: %q\n", ev.Node, ev.Chunk.Kind, ev.Chunk.Text)
+		case executor.NodeSucceeded:
+			fmt.Println(ev.Node, "done")
+		}
+	})
+	e, _ := executor.New(executor.Options{Observers: []executor.Observer{show}})
+	_, _ = e.Run(context.Background(), g, dag.NewMemoryState())
+	fmt.Println(executor.Emit(context.Background(), executor.Chunk{Text: "not in a node"}))
+	// Output:
+	// answer token: "Pis "
+	// answer token: "throttle "
+	// answer token: "at 80 °C."
+	// answer done
+	// false
 }

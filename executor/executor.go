@@ -1,18 +1,19 @@
 package executor
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/cemaf-go/cemaf/dag"
+	"github.com/cemaf-go/cemaf/internal/hostlimits"
 )
 
 // FailurePolicy decides what a run does when a node fails.
@@ -42,14 +43,28 @@ func (p FailurePolicy) String() string {
 // after its context ends (timeout or cancellation) before it is abandoned.
 const DefaultAbandonAfter = time.Second
 
+// Limits bound how many nodes of each class (dag.Class) a run executes at
+// once. The classes are bounded independently: a full CPU class does not
+// hold back a ready IO node, nor the reverse.
+type Limits struct {
+	// CPU bounds nodes of class dag.CPU, work that computes on this device.
+	// The host-derived default is max(2, cores − 2) (2 on a Raspberry Pi
+	// 4), cores being runtime.GOMAXPROCS(0), which honours CPU affinity and
+	// the cgroup CPU quota.
+	CPU int
+	// IO bounds nodes of class dag.IO, work that waits on something else (an
+	// LLM or HTTP call, a remote node, disk). The host-derived default is
+	// cores × 64, at least 64, clamped to half the open-files limit (256
+	// on a Raspberry Pi 4 with 1024 open files).
+	IO int
+}
+
 // Options configures an Executor. The zero value is valid: host-derived
-// parallelism, no timeouts, no retries, fail-fast, no gate.
+// concurrency limits, no timeouts, no retries, fail-fast, no gate.
 type Options struct {
-	// MaxParallel bounds how many nodes run at once. 0 means
-	// runtime.GOMAXPROCS(0): the CPUs this process may use, which honours
-	// CPU affinity and the cgroup CPU quota (4 on a Raspberry Pi 4). Nodes
-	// that mostly wait on the network (LLM calls) can use a higher value.
-	MaxParallel int
+	// Limits bound the nodes running at once, per class. A zero field means
+	// the host-derived default (see Limits).
+	Limits Limits
 	// NodeTimeout bounds each attempt of nodes that set no Timeout of their
 	// own. 0 means no timeout.
 	NodeTimeout time.Duration
@@ -84,14 +99,14 @@ type Options struct {
 
 // Executor runs graphs. It is safe for concurrent use: several graphs may run
 // at once, each with its own goroutines and state. Its run-time knobs
-// (SetMaxParallel, SetInterNodeDelay) apply to every run in progress from the
+// (SetLimits, SetInterNodeDelay) apply to every run in progress from the
 // next node they start.
 type Executor struct {
 	opts   Options
 	logger *slog.Logger
 
-	maxParallel atomic.Int64
-	delay       atomic.Int64 // time.Duration
+	limits atomic.Uint64 // CPU limit in the low 32 bits, IO in the high ones
+	delay  atomic.Int64  // time.Duration
 
 	// mu serialises knob changes, which close and replace changed.
 	mu      sync.Mutex
@@ -105,8 +120,11 @@ func New(opts Options) (*Executor, error) {
 	bad := func(field string, v any, want string) {
 		errs = append(errs, fmt.Errorf("executor: Options.%s = %v: %s", field, v, want))
 	}
-	if opts.MaxParallel < 0 {
-		bad("MaxParallel", opts.MaxParallel, "must be ≥ 0 (0 = number of usable CPUs)")
+	if opts.Limits.CPU < 0 {
+		bad("Limits.CPU", opts.Limits.CPU, "must be ≥ 0 (0 = host-derived)")
+	}
+	if opts.Limits.IO < 0 {
+		bad("Limits.IO", opts.Limits.IO, "must be ≥ 0 (0 = host-derived)")
 	}
 	if opts.NodeTimeout < 0 {
 		bad("NodeTimeout", opts.NodeTimeout, "must be ≥ 0 (0 = no timeout)")
@@ -128,8 +146,10 @@ func New(opts Options) (*Executor, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	if opts.MaxParallel == 0 {
-		opts.MaxParallel = runtime.GOMAXPROCS(0)
+	if opts.Limits.CPU == 0 || opts.Limits.IO == 0 {
+		host := hostlimits.Detect()
+		opts.Limits.CPU = cmp.Or(opts.Limits.CPU, host.CPU)
+		opts.Limits.IO = cmp.Or(opts.Limits.IO, host.IO)
 	}
 	if opts.AbandonAfter == 0 {
 		opts.AbandonAfter = DefaultAbandonAfter
@@ -138,22 +158,40 @@ func New(opts Options) (*Executor, error) {
 	if e.logger == nil {
 		e.logger = slog.New(slog.DiscardHandler)
 	}
-	e.maxParallel.Store(int64(opts.MaxParallel))
+	e.limits.Store(packLimits(opts.Limits))
 	e.delay.Store(int64(opts.InterNodeDelay))
 	ch := make(chan struct{})
 	e.changed.Store(&ch)
 	return e, nil
 }
 
-// MaxParallel returns the current bound on concurrently running nodes.
-func (e *Executor) MaxParallel() int { return int(e.maxParallel.Load()) }
+// Limits returns the current per-class bounds on concurrently running
+// nodes.
+func (e *Executor) Limits() Limits {
+	c := e.classLimits()
+	return Limits{CPU: c[dag.CPU], IO: c[dag.IO]}
+}
 
-// SetMaxParallel changes the bound on concurrently running nodes, for runs in
-// progress too: from the next node they start. Values below 1 mean 1. Nodes
-// already running are not interrupted when the bound drops.
-func (e *Executor) SetMaxParallel(n int) {
-	e.maxParallel.Store(int64(max(n, 1)))
+// SetLimits changes the per-class bounds on concurrently running nodes, for
+// runs in progress too: from the next node they start. Values below 1 mean
+// 1. Nodes already running are not interrupted when a bound drops.
+func (e *Executor) SetLimits(l Limits) {
+	e.limits.Store(packLimits(l))
 	e.notify()
+}
+
+// maxLimit is the largest bound Limits keeps (values above mean it).
+const maxLimit = 1<<31 - 1
+
+func packLimits(l Limits) uint64 {
+	clamp := func(v int) uint64 { return uint64(min(max(v, 1), maxLimit)) }
+	return clamp(l.CPU) | clamp(l.IO)<<32
+}
+
+// classLimits returns the bounds indexed by class, from one atomic load.
+func (e *Executor) classLimits() [nClasses]int {
+	v := e.limits.Load()
+	return [nClasses]int{dag.CPU: int(v & maxLimit), dag.IO: int(v >> 32)}
 }
 
 // InterNodeDelay returns the current minimum time between node starts.
@@ -180,8 +218,14 @@ func (e *Executor) notify() {
 type RunOptions struct {
 	// ID names the run. Empty means a new, time-ordered unique ID. With a
 	// checkpoint store, the ID of an unfinished run resumes it: completed
-	// nodes are skipped and the State they produced is restored.
+	// nodes are skipped and the State they produced is restored. An ID the
+	// store does not know starts a new run, unless Resume is set.
 	ID string
+	// Resume requires ID to name a run in the checkpoint store: RunWith
+	// fails with an error matching ErrRunNotFound (naming the ID and the
+	// file) instead of starting a new run. It needs Options.Checkpoints
+	// and a non-empty ID.
+	Resume bool
 	// Observers receive this run's events in addition to the executor's.
 	Observers []Observer
 }
@@ -200,11 +244,13 @@ func (e *Executor) Run(ctx context.Context, g *dag.Graph, s dag.State) (*Result,
 // anything starts. Each node runs at least once; NodeInfo.IdempotencyKey
 // lets node code make side effects exactly-once. Resuming with a changed
 // graph fails with a *GraphChangedError; resuming a run that succeeded fails
-// with ErrRunFinished.
+// with ErrRunFinished; with RunOptions.Resume, an ID the store does not know
+// fails with ErrRunNotFound.
 //
 // Each node starts once all its dependencies have finished (succeeded, or
-// failed while optional), at most MaxParallel at a time, ready nodes taken by
-// priority then graph order. The Result is always returned, with the outcome
+// failed while optional), within the limit of its class (Limits): among the
+// ready nodes whose class has a free slot, the highest priority starts
+// first, then graph order. The Result is always returned, with the outcome
 // of every node. The error is nil when every non-optional node succeeded;
 // otherwise it is the *NodeError of the failure (errors.Join of all of them
 // under the Continue policy), or, when ctx ended, an error wrapping
@@ -220,6 +266,12 @@ func (e *Executor) RunWith(ctx context.Context, g *dag.Graph, s dag.State, ro Ru
 	if s == nil {
 		return nil, errors.New("executor: nil state")
 	}
+	if ro.Resume && ro.ID == "" {
+		return nil, errors.New("executor: RunOptions.Resume needs RunOptions.ID: the run to resume")
+	}
+	if ro.Resume && e.opts.Checkpoints == nil {
+		return nil, fmt.Errorf("executor: resume run %q: RunOptions.Resume needs Options.Checkpoints (no checkpoint store to resume from)", ro.ID)
+	}
 	id := ro.ID
 	if id == "" {
 		id = NewRunID(time.Now())
@@ -231,6 +283,7 @@ func (e *Executor) RunWith(ctx context.Context, g *dag.Graph, s dag.State, ro Ru
 	runCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	r := newRun(runCtx, e, g, s, id, observers, cancel)
+	r.resume = ro.Resume
 	r.res.Start = time.Now()
 	if err := r.prepare(); err != nil {
 		r.res.End = time.Now()

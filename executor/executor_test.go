@@ -91,7 +91,7 @@ func TestRunPassesDataThroughState(t *testing.T) {
 	}
 	g := mustGraph(t, put("a", "A"), put("b", "B", "a"), put("c", "C", "a"), put("d", "D", "b", "c"))
 	rec := &recorder{}
-	e := mustExec(t, executor.Options{MaxParallel: 2, Observers: []executor.Observer{rec}})
+	e := mustExec(t, executor.Options{Limits: executor.Limits{CPU: 2}, Observers: []executor.Observer{rec}})
 	s := dag.NewMemoryState()
 	res, err := e.Run(context.Background(), g, s)
 	require.NoError(t, err)
@@ -113,7 +113,7 @@ func TestRunPassesDataThroughState(t *testing.T) {
 
 // TestRandomDAGProperties checks, over random DAGs and parallelism bounds,
 // that no node starts before its dependencies finished, that concurrency
-// never exceeds MaxParallel, and that every node runs exactly once.
+// never exceeds the CPU limit, and that every node runs exactly once.
 func TestRandomDAGProperties(t *testing.T) {
 	leakcheck.Check(t)
 	r := rand.New(rand.NewPCG(7, 11))
@@ -161,11 +161,11 @@ func TestRandomDAGProperties(t *testing.T) {
 			}}
 		}
 		g := mustGraph(t, nodes...)
-		e := mustExec(t, executor.Options{MaxParallel: maxPar})
+		e := mustExec(t, executor.Options{Limits: executor.Limits{CPU: maxPar}})
 		res, err := e.Run(context.Background(), g, dag.NewMemoryState())
 		require.NoError(t, err, "trial %d", trial)
 		assert.Zero(t, violations.Load(), "trial %d: a node started before a dependency finished", trial)
-		assert.LessOrEqual(t, peak.Load(), int64(maxPar), "trial %d: concurrency above MaxParallel", trial)
+		assert.LessOrEqual(t, peak.Load(), int64(maxPar), "trial %d: concurrency above Limits.CPU", trial)
 		for i := range runs {
 			assert.EqualValues(t, 1, runs[i].Load(), "trial %d node %d", trial, i)
 		}
@@ -173,7 +173,7 @@ func TestRandomDAGProperties(t *testing.T) {
 	}
 }
 
-func TestPeakConcurrencyReachesMaxParallel(t *testing.T) {
+func TestPeakConcurrencyReachesLimit(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var running, peak atomic.Int64
 		var nodes []dag.Node
@@ -186,7 +186,7 @@ func TestPeakConcurrencyReachesMaxParallel(t *testing.T) {
 				return nil
 			}})
 		}
-		e := mustExec(t, executor.Options{MaxParallel: 4})
+		e := mustExec(t, executor.Options{Limits: executor.Limits{CPU: 4}})
 		start := time.Now()
 		_, err := e.Run(context.Background(), mustGraph(t, nodes...), dag.NewMemoryState())
 		require.NoError(t, err)
@@ -217,7 +217,7 @@ func TestTimeouts(t *testing.T) {
 			}},
 			dag.Node{ID: "independent", Timeout: time.Minute, Run: func(context.Context, dag.State) error { time.Sleep(10 * time.Second); return nil }},
 		)
-		e := mustExec(t, executor.Options{FailurePolicy: executor.Continue, NodeTimeout: 3 * time.Second, AbandonAfter: 500 * time.Millisecond, MaxParallel: 4})
+		e := mustExec(t, executor.Options{FailurePolicy: executor.Continue, NodeTimeout: 3 * time.Second, AbandonAfter: 500 * time.Millisecond, Limits: executor.Limits{CPU: 4}})
 		start := time.Now()
 		res, err := e.Run(context.Background(), g, dag.NewMemoryState())
 		require.Error(t, err)
@@ -284,7 +284,7 @@ func TestRetries(t *testing.T) {
 			Run: func(context.Context, dag.State) error { elapsedCalls.Add(1); return errors.New("down") }}
 
 		rec := &recorder{}
-		e := mustExec(t, executor.Options{FailurePolicy: executor.Continue, MaxParallel: 4,
+		e := mustExec(t, executor.Options{FailurePolicy: executor.Continue, Limits: executor.Limits{CPU: 4},
 			Retry: &dag.RetryPolicy{MaxAttempts: 3}, Observers: []executor.Observer{rec}})
 		res, err := e.Run(context.Background(), mustGraph(t, flaky, perm, pred, elapsed), dag.NewMemoryState())
 		require.Error(t, err)
@@ -333,7 +333,7 @@ func TestFailFast(t *testing.T) {
 			dag.Node{ID: "after", DependsOn: []string{"fails"}, Run: noop},
 			dag.Node{ID: "late", Priority: -1, Run: func(context.Context, dag.State) error { lateRan.Store(true); return nil }},
 		)
-		e := mustExec(t, executor.Options{MaxParallel: 2})
+		e := mustExec(t, executor.Options{Limits: executor.Limits{CPU: 2}})
 		start := time.Now()
 		res, err := e.Run(context.Background(), g, dag.NewMemoryState())
 		assert.Equal(t, time.Second, time.Since(start), "in-flight nodes are cancelled at once")
@@ -516,7 +516,7 @@ func TestGatePausesRun(t *testing.T) {
 			}}
 		}
 		rec := &recorder{}
-		e := mustExec(t, executor.Options{Gate: gate, MaxParallel: 1, Observers: []executor.Observer{rec}})
+		e := mustExec(t, executor.Options{Gate: gate, Limits: executor.Limits{CPU: 1}, Observers: []executor.Observer{rec}})
 		res, err := e.Run(context.Background(), mustGraph(t, step("a"), step("b", "a"), step("c", "b")), dag.NewMemoryState())
 		require.NoError(t, err)
 		assert.Equal(t, []time.Duration{0, 30 * time.Second, 31 * time.Second}, startTimes, "b waits for the gate")
@@ -582,7 +582,7 @@ func TestKnobsApplyToRunInProgress(t *testing.T) {
 				concurrency = append(concurrency, cur)
 				mu.Unlock()
 				if i == 3 {
-					e.SetMaxParallel(1)
+					e.SetLimits(executor.Limits{CPU: 1, IO: 1})
 					e.SetInterNodeDelay(1500 * time.Millisecond)
 				}
 				time.Sleep(time.Second)
@@ -590,7 +590,7 @@ func TestKnobsApplyToRunInProgress(t *testing.T) {
 				return nil
 			}})
 		}
-		e = mustExec(t, executor.Options{MaxParallel: 4})
+		e = mustExec(t, executor.Options{Limits: executor.Limits{CPU: 4}})
 		_, err := e.Run(context.Background(), mustGraph(t, nodes...), dag.NewMemoryState())
 		require.NoError(t, err)
 		// Nodes 0-3 start together; node 3 turns the knobs. The four in
@@ -604,7 +604,7 @@ func TestKnobsApplyToRunInProgress(t *testing.T) {
 				assert.Equal(t, 1500*time.Millisecond, starts[k]-starts[k-1])
 			}
 		}
-		assert.Equal(t, 1, e.MaxParallel())
+		assert.Equal(t, executor.Limits{CPU: 1, IO: 1}, e.Limits())
 		assert.Equal(t, 1500*time.Millisecond, e.InterNodeDelay())
 	})
 }
@@ -623,7 +623,7 @@ func TestInterNodeDelay(t *testing.T) {
 				return nil
 			}})
 		}
-		e := mustExec(t, executor.Options{MaxParallel: 4, InterNodeDelay: 100 * time.Millisecond})
+		e := mustExec(t, executor.Options{Limits: executor.Limits{CPU: 4}, InterNodeDelay: 100 * time.Millisecond})
 		_, err := e.Run(context.Background(), mustGraph(t, nodes...), dag.NewMemoryState())
 		require.NoError(t, err)
 		assert.Equal(t, []time.Duration{0, 100 * time.Millisecond, 200 * time.Millisecond, 300 * time.Millisecond, 400 * time.Millisecond}, starts)
@@ -642,7 +642,7 @@ func TestObserverPanicIsContained(t *testing.T) {
 
 func TestConcurrentRuns(t *testing.T) {
 	leakcheck.Check(t)
-	e := mustExec(t, executor.Options{MaxParallel: 3})
+	e := mustExec(t, executor.Options{Limits: executor.Limits{CPU: 3}})
 	var wg sync.WaitGroup
 	for w := range 6 {
 		wg.Go(func() {
@@ -694,7 +694,8 @@ func TestOptionsValidation(t *testing.T) {
 		opts executor.Options
 		want string
 	}{
-		{"negative parallel", executor.Options{MaxParallel: -1}, "Options.MaxParallel = -1: must be ≥ 0"},
+		{"negative CPU limit", executor.Options{Limits: executor.Limits{CPU: -1}}, "Options.Limits.CPU = -1: must be ≥ 0"},
+		{"negative IO limit", executor.Options{Limits: executor.Limits{IO: -2}}, "Options.Limits.IO = -2: must be ≥ 0"},
 		{"negative timeout", executor.Options{NodeTimeout: -time.Second}, "Options.NodeTimeout = -1s"},
 		{"negative abandon", executor.Options{AbandonAfter: -1}, "Options.AbandonAfter"},
 		{"negative delay", executor.Options{InterNodeDelay: -1}, "Options.InterNodeDelay"},
@@ -708,15 +709,15 @@ func TestOptionsValidation(t *testing.T) {
 			assert.Contains(t, err.Error(), tt.want)
 		})
 	}
-	_, err := executor.New(executor.Options{MaxParallel: -1, NodeTimeout: -1})
-	assert.ErrorContains(t, err, "MaxParallel")
+	_, err := executor.New(executor.Options{Limits: executor.Limits{CPU: -1}, NodeTimeout: -1})
+	assert.ErrorContains(t, err, "Limits.CPU")
 	assert.ErrorContains(t, err, "NodeTimeout", "all bad options are reported at once")
 
 	e := mustExec(t, executor.Options{})
 	_, err = e.Run(context.Background(), nil, dag.NewMemoryState())
 	assert.Error(t, err)
-	e.SetMaxParallel(0)
-	assert.Equal(t, 1, e.MaxParallel())
+	e.SetLimits(executor.Limits{CPU: 0, IO: -5})
+	assert.Equal(t, executor.Limits{CPU: 1, IO: 1}, e.Limits(), "values below 1 mean 1")
 }
 
 func TestStatusStrings(t *testing.T) {

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/cemaf-go/cemaf/dag"
+	"github.com/cemaf-go/cemaf/internal/panicerr"
 )
 
 // Status is the outcome of one node in a run.
@@ -88,22 +91,27 @@ type Result struct {
 	Pauses int           `json:"pauses"`
 	Paused time.Duration `json:"paused_ns"`
 
-	index map[string]int
+	// g is the graph of the run that made the Result (nil for a Result
+	// built or decoded by the caller): its ID index serves Node.
+	g *dag.Graph
 }
 
-// Node returns the result of the node with the given ID.
+// Node returns the result of the node with the given ID. It only reads the
+// Result, so it is safe to call from several goroutines at once. On a
+// Result returned by Run it costs one lookup in the graph's index; on one
+// built otherwise (decoded from JSON) it scans Nodes.
 func (r *Result) Node(id string) (*NodeResult, bool) {
-	if r.index == nil {
-		r.index = make(map[string]int, len(r.Nodes))
-		for i := range r.Nodes {
-			r.index[r.Nodes[i].ID] = i
+	if r.g != nil {
+		if i, ok := r.g.IndexOf(id); ok && i < len(r.Nodes) && r.Nodes[i].ID == id {
+			return &r.Nodes[i], true
 		}
 	}
-	i, ok := r.index[id]
-	if !ok {
-		return nil, false
+	for i := range r.Nodes {
+		if r.Nodes[i].ID == id {
+			return &r.Nodes[i], true
+		}
 	}
-	return &r.Nodes[i], true
+	return nil, false
 }
 
 // Count returns how many nodes ended with status s.
@@ -144,15 +152,14 @@ func (e *NodeError) Error() string {
 // Unwrap returns the cause.
 func (e *NodeError) Unwrap() error { return e.Err }
 
-// PanicError is the error of a node whose function panicked. Panics are
-// never retried.
-type PanicError struct {
-	Value any
-	Stack []byte
-}
-
-// Error formats the panic value.
-func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v", e.Value) }
+// PanicError is the error of user code that panicked on a goroutine the
+// executor runs it on: a node function (Op "Node.Run"), a Gate's Wait or
+// Checker's Check, a DurableState's Checkpoint or Durable, a State read or
+// write the executor makes for a checkpoint. Value is the value passed to
+// panic, Stack where it was raised; Unwrap returns Value when it is an
+// error. Panics are never retried. It is the module's one panic error type:
+// throttle.PanicError is the same type.
+type PanicError = panicerr.Error
 
 // TimeoutError is the error of an attempt that exceeded its timeout. It
 // matches ErrTimeout and context.DeadlineExceeded with errors.Is.

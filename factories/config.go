@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cemaf-go/cemaf/internal/hostlimits"
 	"github.com/cemaf-go/cemaf/thermal"
 	"github.com/cemaf-go/cemaf/throttle"
 )
@@ -163,7 +164,7 @@ func (c *ResourceConfig) fitAdaptLevels() {
 		}
 		a, _ := c.float(lv.adapt)
 		p, _ := c.float(lv.pause)
-		if p <= 0 || *a < *p || c.Source(lv.adapt) >= SourceEnv {
+		if *p <= 0 || *a < *p || c.Source(lv.adapt) >= SourceEnv {
 			continue
 		}
 		step := 5.0

@@ -167,7 +167,7 @@ func TestTemperatureLevelsFromTheBoard(t *testing.T) {
 		pauseFrom    string
 	}{
 		{"pi4", 70, 80, "raspberry-pi board table"},
-		{"jetson-orin", 90, 94, "hot trip point of tj-thermal (99 °C) − 5"},
+		{"jetson-orin", 90, 94, "hot trip point of cpu-thermal (99 °C) − 5"},
 		{"jetson-nano", 83.5, 93.5, "hot trip point of CPU-therm (98.5 °C) − 5"},
 	} {
 		t.Run(tt.fixture, func(t *testing.T) {

@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/cemaf-go/cemaf/internal/boundedread"
+	"github.com/cemaf-go/cemaf/internal/hostlimits"
 	"github.com/cemaf-go/cemaf/thermal"
 	"github.com/cemaf-go/cemaf/throttle"
 )
@@ -104,8 +106,7 @@ func FromEnv() (ResourceConfig, error) {
 // cgroup CPU quota), the open-files limit and the effective memory (the
 // smaller of the host's MemTotal and the cgroup limit) under the given roots.
 func DetectHost(procfsRoot, sysfsRoot, cgroupRoot string) (Host, error) {
-	cores, nofile := hostlimits.Detect()
-	h := Host{Cores: cores, NoFileSoft: nofile}
+	h := Host{Cores: runtime.GOMAXPROCS(0), NoFileSoft: hostlimits.NoFileSoft()}
 	s, err := throttle.NewSampler(throttle.SamplerOptions{ProcRoot: procfsRoot, SysRoot: sysfsRoot, CgroupRoot: cgroupRoot, MinCPUWindow: time.Millisecond})
 	if err != nil {
 		return h, err

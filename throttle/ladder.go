@@ -38,6 +38,17 @@ func (r Rung) String() string {
 // MarshalText encodes the rung as its name.
 func (r Rung) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
 
+// UnmarshalText decodes a rung name written by MarshalText.
+func (r *Rung) UnmarshalText(b []byte) error {
+	for _, x := range []Rung{Normal, Adapt, Pause} {
+		if x.String() == string(b) {
+			*r = x
+			return nil
+		}
+	}
+	return fmt.Errorf("throttle: unknown rung %q: want normal, adapt or pause", b)
+}
+
 // Defaults of zero Ladder fields.
 const (
 	DefaultCooldown       = 30 * time.Second

@@ -1,34 +1,14 @@
 package throttle
 
-import "fmt"
+import "github.com/cemaf-go/cemaf/internal/panicerr"
 
 // PanicError is returned in place of a panic raised by user code that a
 // function of this package ran (the fn of Do or Protected, a SampleSource).
-// No panic escapes the package.
-type PanicError struct {
-	// Op names what panicked, for example "Breaker.Do".
-	Op string
-	// Value is the value passed to panic.
-	Value any
-}
-
-// Error returns "throttle: <Op>: panic: <value>".
-func (e *PanicError) Error() string {
-	return fmt.Sprintf("throttle: %s: panic: %v", e.Op, e.Value)
-}
-
-// Unwrap returns the panic value if it is an error.
-func (e *PanicError) Unwrap() error {
-	err, _ := e.Value.(error)
-	return err
-}
+// No panic escapes the package. Op names what panicked (for example
+// "Breaker.Do"), Value is the value passed to panic and Stack where it was
+// raised; Unwrap returns Value when it is an error. It is the module's one
+// panic error type: executor.PanicError is the same type.
+type PanicError = panicerr.Error
 
 // callProtected runs fn, turning a panic into a *PanicError.
-func callProtected(op string, fn func() error) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = &PanicError{Op: op, Value: r}
-		}
-	}()
-	return fn()
-}
+func callProtected(op string, fn func() error) error { return panicerr.Call(op, fn) }

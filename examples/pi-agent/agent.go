@@ -128,12 +128,16 @@ func indexNodes(spec agentSpec) ([]dag.Node, []string) {
 // queryNodes answer the question over a built index: question, retrieve
 // (after the given index nodes, if any) → answer.
 func queryNodes(spec agentSpec, after []string) []dag.Node {
+	answerClass := dag.CPU // extractive answers compute here
+	if _, ok := spec.Answerer.(*llmClient); ok {
+		answerClass = dag.IO // an LLM call waits on the server
+	}
 	return []dag.Node{
 		{ID: "question", Run: func(_ context.Context, s dag.State) error {
 			return dag.PutJSON(s, keyQuestion, spec.Question)
 		}},
 		{ID: "retrieve", DependsOn: append([]string{"question"}, after...), Run: spec.retrieve, Timeout: time.Minute},
-		{ID: "answer", DependsOn: []string{"retrieve"}, Run: spec.answer, Optional: true,
+		{ID: "answer", DependsOn: []string{"retrieve"}, Run: spec.answer, Optional: true, Class: answerClass,
 			Timeout: spec.Answerer.Timeout(), Retry: spec.Answerer.Retry()},
 	}
 }

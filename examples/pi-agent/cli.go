@@ -137,6 +137,8 @@ func newCommon(name string, stderr io.Writer) *common {
 	c.fs.BoolVar(&c.jsonOut, "json", false, "print JSON on stdout")
 	c.fs.IntVar(&c.cpuParallel, "cpu-parallel", 0, "most CPU-bound `nodes` running at once (default: max(2, CPUs − 2); CEMAF_RESOURCE_CPU_PARALLEL)")
 	c.fs.IntVar(&c.ioParallel, "io-parallel", 0, "most I/O-bound `nodes` (LLM calls) running at once (default: CPUs × 64; CEMAF_RESOURCE_IO_PARALLEL)")
+	c.fs.Float64("memory-threshold", 0, "memory use in `%` above which work pauses (and serve answers 503) (CEMAF_RESOURCE_MEMORY_THRESHOLD)")
+	c.fs.Float64("swap-threshold", 0, "swap use in `%` above which work pauses (and serve answers 503) (CEMAF_RESOURCE_SWAP_THRESHOLD)")
 	c.fs.Float64Var(&c.memLimitMB, "memory-limit-mb", 0, "RAM budget of the context pager in MB (CEMAF_RESOURCE_PAGER_MEMORY_LIMIT_MB)")
 	return c
 }

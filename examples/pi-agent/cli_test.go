@@ -34,7 +34,9 @@ func TestDefaultRun(t *testing.T) {
 	assert.Contains(t, out, "cemaf-overview.md")
 	assert.Contains(t, out, "(extractive)")
 	assert.Contains(t, errOut, "[10/10]")
-	assert.Contains(t, errOut, "mode: normal throughout")
+	// On a busy test machine other processes may well put the agent in
+	// cpu_contention; nothing else should move it.
+	assert.Regexp(t, `mode: (normal|cpu_contention) throughout|mode normal -> cpu_contention`, errOut)
 	assert.Contains(t, errOut, "pager:")
 	assert.Contains(t, errOut, "peak memory (RSS):")
 	reports, _ := filepath.Glob(filepath.Join(storage, "reports", "*.md"))
@@ -152,7 +154,7 @@ func TestStatusOnPi4Fixture(t *testing.T) {
 	assert.Contains(t, out, "work     running")
 	assert.Regexp(t, `temperature_c\s+48.7 °C\s+normal\s+70.0 °C\s+80.0 °C`, out, "the ladder from the Pi's board table")
 	assert.Contains(t, out, "31.3 °C below the pause level")
-	assert.Contains(t, out, "mode     normal")
+	assert.Regexp(t, `mode     (normal|cpu_contention)`, out, "a busy test machine may show CPU contention")
 
 	code, out, _ = runCLI(t, env, "status", "--json", "--storage", t.TempDir())
 	require.Equal(t, exitOK, code)

@@ -76,8 +76,6 @@ func serveCmd(ctx context.Context, args []string, env []string, stdout, stderr i
 	c.fs.DurationVar(&o.runTimeout, "run-timeout", envDur("CEMAF_SERVE_RUN_TIMEOUT", 2*time.Minute), "timeout of one run (CEMAF_SERVE_RUN_TIMEOUT)")
 	c.fs.DurationVar(&o.idleTimeout, "idle-timeout", envDur("CEMAF_SERVE_IDLE_TIMEOUT", 10*time.Minute), "unload the index and LLM connections after this idleness (CEMAF_SERVE_IDLE_TIMEOUT)")
 	c.fs.DurationVar(&o.drainTimeout, "drain-timeout", envDur("CEMAF_SERVE_DRAIN_TIMEOUT", 30*time.Second), "on SIGTERM, how long in-flight runs may finish (CEMAF_SERVE_DRAIN_TIMEOUT)")
-	c.fs.Float64("memory-threshold", 0, "memory use in `%` above which work pauses and runs are refused with 503 (CEMAF_RESOURCE_MEMORY_THRESHOLD)")
-	c.fs.Float64("swap-threshold", 0, "swap use in `%` above which work pauses and runs are refused with 503 (CEMAF_RESOURCE_SWAP_THRESHOLD)")
 	c.fs.IntVar(&o.shards, "shards", 4, "parallel index nodes")
 	c.fs.IntVar(&o.topK, "top-k", 4, "passages to retrieve")
 	c.fs.IntVar(&o.chunkSize, "chunk-size", 900, "chunk size in bytes")

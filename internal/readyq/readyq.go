@@ -81,3 +81,12 @@ func (q *Queue) Pop() int32 {
 	}
 	return top
 }
+
+// Peek returns the first index without removing it. It panics on an empty
+// queue.
+func (q *Queue) Peek() int32 {
+	if len(q.base) > 0 && (len(q.items) == 0 || q.less(q.base[0], q.items[0])) {
+		return q.base[0]
+	}
+	return q.items[0]
+}

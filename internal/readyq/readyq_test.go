@@ -43,7 +43,11 @@ func TestPopsByPriorityThenIndex(t *testing.T) {
 		}
 		var got []int32
 		for q.Len() > 0 {
-			got = append(got, q.Pop())
+			head := q.Peek()
+			if p := q.Pop(); p != head {
+				t.Fatalf("trial %d: Peek = %d, then Pop = %d", trial, head, p)
+			}
+			got = append(got, head)
 		}
 		want := make([]int32, n)
 		for i := range want {

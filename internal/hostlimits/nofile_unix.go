@@ -1,6 +1,6 @@
 //go:build unix
 
-package throttle
+package hostlimits
 
 import "golang.org/x/sys/unix"
 

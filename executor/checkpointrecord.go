@@ -1,0 +1,224 @@
+package executor
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/cemaf-go/cemaf/dag"
+)
+
+// What a run records in the store: begin writes the run's record and its
+// graph, commit adds groups of completions (and the State keys they
+// changed), finish writes the outcome.
+
+// graphRecord is the graph a run started with, kept to explain a refused
+// resume (GraphChangedError).
+type graphRecord struct {
+	Nodes []string    `json:"nodes"`
+	Edges [][2]string `json:"edges"`
+}
+
+// doneRecord is the record of one completed node.
+type doneRecord struct {
+	Attempts int       `json:"attempts"`
+	End      time.Time `json:"end"`
+}
+
+// restored is what a resume brings back from the store.
+type restored struct {
+	done    map[string]doneRecord
+	state   map[string][]byte
+	deleted []string
+}
+
+// begin records a new run, or loads an unfinished one with the same ID.
+// durable says whether the State keeps its own values (DurableState); with
+// resume, the run must exist (else the error matches ErrRunNotFound).
+func (s *CheckpointStore) begin(id string, g *dag.Graph, durable, resume bool, now time.Time) (*restored, error) {
+	fp := g.Fingerprint()
+	var out *restored
+	err := s.update(func(tx *bolt.Tx) error {
+		runs := tx.Bucket(bucketRuns)
+		b := runs.Bucket([]byte(id))
+		if b == nil && resume {
+			return ErrRunNotFound
+		}
+		if b == nil {
+			b, err := runs.CreateBucket([]byte(id))
+			if err != nil {
+				return err
+			}
+			rec := RunRecord{ID: id, Graph: fp, Nodes: g.Len(), Created: now, Updated: now, Status: "running", DurableState: durable}
+			gr := graphRecord{Edges: g.Edges()}
+			for i := range g.Len() {
+				gr.Nodes = append(gr.Nodes, g.At(i).ID)
+			}
+			for _, name := range [][]byte{bucketDone, bucketState, bucketDeleted} {
+				if _, err := b.CreateBucket(name); err != nil {
+					return err
+				}
+			}
+			if err := putJSON(b, keyGraph, gr); err != nil {
+				return err
+			}
+			return putJSON(b, keyInfo, rec)
+		}
+		rec, err := readInfo(b)
+		if err != nil {
+			return err
+		}
+		if rec.Finished() {
+			return fmt.Errorf("%w at %s", ErrRunFinished, rec.Updated.Format(time.RFC3339))
+		}
+		if rec.DurableState && !durable {
+			return errors.New("it kept its values in a durable State (a pager in durable mode); resume it with that State")
+		}
+		if rec.Graph != fp {
+			var gr graphRecord
+			if err := json.Unmarshal(b.Get(keyGraph), &gr); err != nil {
+				return fmt.Errorf("%w: graph record of run %q: %v", ErrCheckpointCorrupt, id, err)
+			}
+			return diffGraphs(id, gr, g)
+		}
+		out = &restored{done: map[string]doneRecord{}, state: map[string][]byte{}}
+		done, state, deleted := b.Bucket(bucketDone), b.Bucket(bucketState), b.Bucket(bucketDeleted)
+		if done == nil || state == nil || deleted == nil {
+			return fmt.Errorf("%w: run %q lacks its buckets", ErrCheckpointCorrupt, id)
+		}
+		if err := done.ForEach(func(k, v []byte) error {
+			var d doneRecord
+			if err := json.Unmarshal(v, &d); err != nil {
+				return fmt.Errorf("%w: completion of node %q in run %q: %v", ErrCheckpointCorrupt, k, id, err)
+			}
+			if _, ok := g.Node(string(k)); !ok {
+				return fmt.Errorf("%w: run %q records unknown node %q", ErrCheckpointCorrupt, id, k)
+			}
+			out.done[string(k)] = d
+			return nil
+		}); err != nil {
+			return err
+		}
+		if err := state.ForEach(func(k, v []byte) error {
+			out.state[string(k)] = slices.Clone(v)
+			return nil
+		}); err != nil {
+			return err
+		}
+		if err := deleted.ForEach(func(k, _ []byte) error {
+			out.deleted = append(out.deleted, string(k))
+			return nil
+		}); err != nil {
+			return err
+		}
+		rec.Status, rec.Error, rec.Updated = "running", "", now
+		return putJSON(b, keyInfo, rec)
+	})
+	if err != nil {
+		if gce := (*GraphChangedError)(nil); errors.As(err, &gce) {
+			return nil, err // a complete message of its own
+		}
+		if errors.Is(err, ErrRunNotFound) {
+			return nil, s.runNotFound(id)
+		}
+		return nil, fmt.Errorf("executor: run %q: %w", id, err)
+	}
+	return out, nil
+}
+
+// completionRecord is one node completion waiting to be committed.
+type completionRecord struct {
+	node     string
+	attempts int
+	end      time.Time
+	changes  []change
+}
+
+type change struct {
+	key     string
+	value   []byte
+	deleted bool
+}
+
+// commit makes a group of completions durable in one transaction.
+func (s *CheckpointStore) commit(id string, batch []completionRecord, now time.Time) error {
+	return s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketRuns).Bucket([]byte(id))
+		if b == nil {
+			return fmt.Errorf("run %q vanished from the store", id)
+		}
+		done, state, deleted := b.Bucket(bucketDone), b.Bucket(bucketState), b.Bucket(bucketDeleted)
+		added := 0
+		for _, c := range batch {
+			for _, ch := range c.changes {
+				k := []byte(ch.key)
+				if ch.deleted {
+					if err := state.Delete(k); err != nil {
+						return err
+					}
+					if err := deleted.Put(k, nil); err != nil {
+						return err
+					}
+					continue
+				}
+				if err := deleted.Delete(k); err != nil {
+					return err
+				}
+				if err := state.Put(k, ch.value); err != nil {
+					return err
+				}
+			}
+			if done.Get([]byte(c.node)) == nil {
+				added++
+			}
+			if err := putJSON(done, []byte(c.node), doneRecord{Attempts: c.attempts, End: c.end}); err != nil {
+				return err
+			}
+		}
+		rec, err := readInfo(b)
+		if err != nil {
+			return err
+		}
+		rec.Completed += added
+		rec.Updated = now
+		return putJSON(b, keyInfo, rec)
+	})
+}
+
+// finish records the end of a run: succeeded, failed or cancelled.
+func (s *CheckpointStore) finish(id, status string, runErr error, now time.Time) error {
+	err := s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketRuns).Bucket([]byte(id))
+		if b == nil {
+			return nil
+		}
+		rec, err := readInfo(b)
+		if err != nil {
+			return err
+		}
+		rec.Status, rec.Updated = status, now
+		rec.Error = ""
+		if runErr != nil {
+			rec.Error = runErr.Error()
+		}
+		if status == "succeeded" {
+			// A finished run is kept for inspection only: drop the values.
+			for _, name := range [][]byte{bucketState, bucketDeleted} {
+				if err := b.DeleteBucket(name); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
+					return err
+				}
+			}
+		}
+		return putJSON(b, keyInfo, rec)
+	})
+	if err != nil {
+		return err
+	}
+	_, err = s.GC(now)
+	return err
+}

@@ -1,0 +1,362 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"runtime/debug"
+	"time"
+
+	"github.com/cemaf-go/cemaf/dag"
+	"github.com/cemaf-go/cemaf/internal/panicerr"
+	"github.com/cemaf-go/cemaf/internal/readyq"
+)
+
+// dispatch starts ready nodes while their class has free slots, the
+// inter-node delay has passed and the gate allows (reason == nil). With
+// cont, the first node started is returned instead of given a goroutine:
+// the calling worker goroutine runs it next. Called with mu held.
+func (r *run) dispatch(now time.Time, reason error, cont bool) (next attempt, ok bool) {
+	lim := r.e.classLimits()
+	for !r.stopping {
+		q := r.pick(lim)
+		if q == nil {
+			break
+		}
+		if !r.delayPassed(now) {
+			if at := r.lastStart.Add(r.e.InterNodeDelay()); !at.Equal(r.delayUntil) {
+				r.delayUntil = at
+				r.kick = true
+			}
+			return next, ok
+		}
+		if !r.gateAdmits(reason) {
+			return next, ok
+		}
+		a := r.start(now, q.Pop())
+		if cont && !ok {
+			next, ok = a, true
+		} else {
+			go r.worker(a)
+		}
+	}
+	return next, ok
+}
+
+// pick returns the ready queue to start from: among the classes with a
+// ready node and a free slot under lim, the one whose first node comes
+// first (priority, then graph order); nil if there is none. Called with mu
+// held.
+func (r *run) pick(lim [nClasses]int) *readyq.Queue {
+	var best *readyq.Queue
+	for c := range r.ready {
+		q := &r.ready[c]
+		if q.Len() == 0 || r.running[c] >= lim[c] {
+			continue
+		}
+		if best == nil || q.Less(q.Peek(), best.Peek()) {
+			best = q
+		}
+	}
+	return best
+}
+
+// readyLen is the number of nodes ready to start, all classes. Called with
+// mu held.
+func (r *run) readyLen() int {
+	n := 0
+	for c := range r.ready {
+		n += r.ready[c].Len()
+	}
+	return n
+}
+
+// attempt identifies one attempt of a node, handed to a worker goroutine.
+type attempt struct {
+	nc      *nodeCtx
+	idx     int32
+	gen     uint64
+	timeout time.Duration
+}
+
+// start books the next attempt of node i; the caller runs it on a worker.
+// Called with mu held.
+func (r *run) start(now time.Time, i int32) attempt {
+	sl := &r.slots[i]
+	sl.attempt++
+	sl.gen++
+	sl.token.Store(sl.gen << 1)
+	r.lastStart = now
+	r.delayUntil = time.Time{}
+	nr := &r.res.Nodes[i]
+	if sl.attempt == 1 {
+		nr.Start = now
+	}
+	nr.Attempts = int(sl.attempt)
+	nc := &r.nctx[i]
+	if sl.attempt == 1 {
+		*nc = nodeCtx{Context: r.ctx, run: r, idx: i, attempt: 1}
+	} else {
+		nc = &nodeCtx{Context: r.ctx, run: r, idx: i, attempt: sl.attempt}
+	}
+	if sl.timeout > 0 {
+		r.pushTimer(timerEntry{at: now.Add(sl.timeout + r.abandonAfter), idx: i, kind: timerAbandon, gen: sl.gen})
+	}
+	r.inflight++
+	r.running[sl.class]++
+	if len(r.observers) > 0 {
+		r.emit(Event{Kind: NodeStarted, Node: nr.ID, Attempt: nr.Attempts, Time: now})
+	}
+	r.wg.Add(1)
+	return attempt{nc: nc, idx: i, gen: sl.gen, timeout: sl.timeout}
+}
+
+// worker runs node attempts: a, then, as long as finishing one makes
+// another startable, that one too, so a chain of nodes runs on one
+// goroutine without a hand-off. It records each outcome under mu.
+func (r *run) worker(a attempt) {
+	for {
+		var ctx context.Context = a.nc
+		var cancel context.CancelFunc
+		if a.timeout > 0 {
+			ctx, cancel = context.WithTimeout(ctx, a.timeout)
+		}
+		var st dag.State = r.state
+		var tracked *trackedState
+		if r.store != nil && r.durable == nil {
+			tracked = &trackedState{State: r.state}
+			st = tracked
+		}
+		err := r.call(ctx, a.idx, st)
+		var changes []change
+		if err == nil && tracked != nil {
+			if err = panicerr.Call("State.Get", func() (err error) { changes, err = tracked.changes(); return err }); err != nil {
+				err = fmt.Errorf("executor: read the keys the node changed, for its checkpoint: %w", err)
+			}
+		}
+		timedOut := false
+		if cancel != nil {
+			timedOut = err != nil && ctx.Err() == context.DeadlineExceeded && a.nc.Err() == nil
+			cancel()
+		}
+		runDone := a.nc.Err() != nil
+		end := time.Now()
+		if !r.slots[a.idx].token.CompareAndSwap(a.gen<<1, a.gen<<1|1) {
+			return // abandoned: the coordinator has reported this attempt
+		}
+		var reason, fault error
+		if r.gate != nil {
+			reason, fault = r.check()
+		}
+		r.mu.Lock()
+		r.complete(a.idx, err, timedOut, runDone, end, changes)
+		if fault != nil {
+			r.gateFailed(fault)
+		}
+		next, ok := r.dispatch(end, reason, true)
+		kick := r.kick || r.inflight == 0
+		commitKick := len(r.pending) > 0
+		r.mu.Unlock()
+		if kick {
+			r.signal()
+		}
+		if commitKick {
+			r.signalCommitter()
+		}
+		r.wg.Done()
+		if !ok {
+			return
+		}
+		a = next
+	}
+}
+
+func (r *run) call(ctx context.Context, i int32, s dag.State) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &PanicError{Op: "Node.Run", Value: v, Stack: debug.Stack()}
+		}
+	}()
+	return r.g.At(int(i)).Run(ctx, s)
+}
+
+// complete records the end of an attempt. Called with mu held.
+func (r *run) complete(i int32, err error, timedOut, runDone bool, end time.Time, changes []change) {
+	r.inflight--
+	r.running[r.slots[i].class]--
+	nr := &r.res.Nodes[i]
+	nr.End = end
+	switch {
+	case err == nil:
+		nr.Status, nr.Err = Succeeded, nil
+		if len(r.observers) > 0 {
+			r.emit(Event{Kind: NodeSucceeded, Node: nr.ID, Attempt: nr.Attempts, Time: end, Duration: end.Sub(nr.Start), Status: Succeeded})
+		}
+		if r.store == nil {
+			r.release(i)
+			return
+		}
+		// Dependents wait until the completion is durable.
+		if len(r.pending) == 0 {
+			r.pendingSince = end
+		}
+		r.pending = append(r.pending, completionRecord{node: nr.ID, attempts: nr.Attempts, end: end, changes: changes})
+		r.pendingIdx = append(r.pendingIdx, i)
+	case runDone && !timedOut:
+		// Whatever it returned, the node stopped because the run did. If
+		// no stop is recorded yet, the caller's context ended (fail-fast
+		// and gate failures record the stop before cancelling).
+		if !r.stopping {
+			r.cancelled = true
+			r.stop(context.Cause(r.ctx))
+		}
+		r.cancelNode(i, err)
+	default:
+		status := Failed
+		if timedOut {
+			err, status = &TimeoutError{Timeout: r.slots[i].timeout}, TimedOut
+		}
+		if delay, ok := r.retryDelay(i, err, end); ok {
+			r.retries++
+			r.pushTimer(timerEntry{at: end.Add(delay), idx: i, kind: timerRetry})
+			r.emit(Event{Kind: NodeRetrying, Node: nr.ID, Attempt: nr.Attempts, Time: end, Duration: delay, Err: err})
+			return
+		}
+		r.fail(i, status, err)
+	}
+}
+
+// retryDelay decides whether node i gets another attempt after err, and
+// after how long. Called with mu held; it calls the policy's Retryable
+// predicate, which must not call back into the run.
+func (r *run) retryDelay(i int32, err error, now time.Time) (time.Duration, bool) {
+	sl := &r.slots[i]
+	p := sl.retry
+	if r.stopping || p == nil || int(sl.attempt) >= p.MaxAttempts || dag.IsPermanent(err) {
+		return 0, false
+	}
+	var pe *PanicError
+	if errors.As(err, &pe) {
+		return 0, false
+	}
+	if p.Retryable != nil && !r.safePredicate(p.Retryable, err) {
+		return 0, false
+	}
+	delay := p.Backoff(int(sl.attempt), rand.Float64())
+	if p.MaxElapsed > 0 && now.Add(delay).Sub(r.res.Nodes[i].Start) > p.MaxElapsed {
+		return 0, false
+	}
+	return delay, true
+}
+
+func (r *run) safePredicate(f func(error) bool, err error) (ok bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			r.e.logger.Error("executor: retry predicate panicked", "run", r.id, "panic", v)
+			ok = false
+		}
+	}()
+	return f(err)
+}
+
+// fail gives node i its final failed or timed-out status and applies the
+// failure policy. Called with mu held.
+func (r *run) fail(i int32, status Status, err error) {
+	nr := &r.res.Nodes[i]
+	nr.Status = status
+	ne := &NodeError{Node: nr.ID, Attempts: nr.Attempts, Err: err}
+	nr.Err = ne
+	r.emit(Event{Kind: NodeFailed, Node: nr.ID, Attempt: nr.Attempts, Time: nr.End, Status: status, Err: ne})
+	if nr.Optional {
+		r.release(i) // an optional node's failure does not hold back its dependents
+		return
+	}
+	r.remaining--
+	r.failures = append(r.failures, ne)
+	if r.e.opts.FailurePolicy == FailFast {
+		r.stop(ne)
+		return
+	}
+	r.skipDescendants(i, nr.ID)
+}
+
+// release marks node i finished and queues dependents that became ready.
+func (r *run) release(i int32) {
+	r.remaining--
+	for _, c := range r.g.Dependents(int(i)) {
+		if r.indeg[c]--; r.indeg[c] == 0 && r.res.Nodes[c].Status == Pending {
+			r.unreleased[r.slots[c].class]--
+			r.ready[r.slots[c].class].Push(c)
+		}
+	}
+}
+
+func (r *run) skipDescendants(i int32, failed string) {
+	stack := []int32{i}
+	for len(stack) > 0 {
+		v := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		for _, c := range r.g.Dependents(int(v)) {
+			nr := &r.res.Nodes[c]
+			if nr.Status != Pending {
+				continue
+			}
+			nr.Status = Skipped
+			nr.Err = &UpstreamError{Dependency: failed}
+			r.remaining--
+			r.unreleased[r.slots[c].class]--
+			r.emit(Event{Kind: NodeSkipped, Node: nr.ID, Time: time.Now(), Status: Skipped, Err: nr.Err})
+			stack = append(stack, c)
+		}
+	}
+}
+
+func (r *run) cancelNode(i int32, err error) {
+	nr := &r.res.Nodes[i]
+	nr.Status, nr.Err = Cancelled, err
+	r.remaining--
+	r.emit(Event{Kind: NodeCancelled, Node: nr.ID, Attempt: nr.Attempts, Time: nr.End, Status: Cancelled, Err: err})
+}
+
+// stop makes the run start nothing more: it cancels the nodes in flight
+// (with cause) and gives them AbandonAfter to return. Called with mu held.
+func (r *run) stop(cause error) {
+	if r.stopping {
+		return
+	}
+	r.stopping = true
+	r.kick = true
+	r.cancel(cause)
+	deadline := time.Now().Add(r.abandonAfter)
+	for i := range r.slots {
+		sl := &r.slots[i]
+		if sl.gen > 0 && sl.token.Load() == sl.gen<<1 {
+			r.pushTimer(timerEntry{at: deadline, idx: int32(i), kind: timerAbandon, gen: sl.gen})
+		}
+	}
+}
+
+// finishRemaining gives every node still pending its final status once the
+// loop has ended: cancelled if the run was cancelled, skipped otherwise.
+// Called with mu held.
+func (r *run) finishRemaining() {
+	if r.remaining == 0 {
+		return
+	}
+	now := time.Now()
+	for i := range r.res.Nodes {
+		nr := &r.res.Nodes[i]
+		if nr.Status != Pending {
+			continue
+		}
+		if r.cancelled {
+			nr.Status, nr.Err = Cancelled, ErrRunStopped
+			r.emit(Event{Kind: NodeCancelled, Node: nr.ID, Time: now, Status: Cancelled, Err: ErrRunStopped})
+		} else {
+			nr.Status, nr.Err = Skipped, ErrRunStopped
+			r.emit(Event{Kind: NodeSkipped, Node: nr.ID, Time: now, Status: Skipped, Err: ErrRunStopped})
+		}
+	}
+	r.remaining = 0
+}
