@@ -348,11 +348,8 @@ func (e *Executor) Observe(c throttle.Change) {
 	if !changed {
 		return
 	}
-	level := slog.LevelWarn
-	if newMode == Normal {
-		level = slog.LevelInfo
-	}
-	e.logger.Log(context.Background(), level, "adaptive: mode change", "from", ev.From, "to", ev.To, "reason", ev.Reason,
+	// A mode change is the system working as designed: Info, not Warn.
+	e.logger.Info("adaptive: mode change", "from", ev.From, "to", ev.To, "reason", ev.Reason,
 		"cpu_parallel", want.CPUParallel, "io_parallel", want.IOParallel, "inter_node_delay", want.InterNodeDelay,
 		"log_level", want.LogLevel, "pager_limit_bytes", want.PagerLimit, "cpu_target_percent", want.CPUTargetPercent)
 	for _, fn := range listeners {

@@ -65,8 +65,10 @@ type ObserverFunc func(Event)
 // OnEvent calls f(ev).
 func (f ObserverFunc) OnEvent(ev Event) { f(ev) }
 
-// LogObserver logs events to a slog.Logger: run start and end at Info, pauses
-// and retries at Warn, failures at Error, node starts and successes at Debug.
+// LogObserver logs events to a slog.Logger: run start and end, pauses and
+// resumes at Info (pausing is the executor working as designed), retries,
+// skips and cancellations at Warn, failures at Error, node starts and
+// successes at Debug.
 // The logger's handler decides what is shown, so an adaptive executor can
 // turn logging down through a slog.LevelVar.
 type LogObserver struct {
@@ -94,7 +96,9 @@ func (o *LogObserver) OnEvent(ev Event) {
 		if ev.Kind == NodeCheckpointed {
 			level = slog.LevelDebug
 		}
-	case Paused, Resumed, NodeRetrying, NodeSkipped, NodeCancelled:
+	case Paused, Resumed:
+		level = slog.LevelInfo
+	case NodeRetrying, NodeSkipped, NodeCancelled:
 		level = slog.LevelWarn
 	case NodeFailed:
 		level = slog.LevelError

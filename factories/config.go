@@ -236,7 +236,7 @@ func DefaultConfig(host Host) ResourceConfig {
 		CheckInterval:    5 * time.Second,
 		Cooldown:         throttle.DefaultCooldown,
 		Hold:             throttle.DefaultHold,
-		TripAfter:        2,
+		TripAfter:        1,
 		CPUTripAfter:     3,
 		TempHysteresisC:  thermal.DefaultHysteresisC,
 		CPUTargetPercent: 90,

@@ -185,7 +185,7 @@ var specs = []spec{
 	pathlessSpec("CPU_HELPERS", "Processes doing the agent's work elsewhere, whose CPU is the agent's own: pid:N, name:NAME, cgroup:/PATH, endpoint:URL (the LLM endpoint's server on this host is found by default)", "empty", func(c *ResourceConfig) *string { return &c.CPUHelpers }, validHelpers),
 	intSpec("MEMORY_SOFT_LIMIT_MB", "Above this much process memory the context pager is asked to page out", "MB", "75 % of effective memory", func(c *ResourceConfig) *int64 { return &c.MemorySoftLimitMB }, 1, maxMB),
 	intSpec("MEMORY_HARD_LIMIT_MB", "Above this much process memory work pauses", "MB", "87.5 % of effective memory", func(c *ResourceConfig) *int64 { return &c.MemoryHardLimitMB }, 1, maxMB),
-	intRangeSpec("TRIP_AFTER_SAMPLES", "Consecutive samples above a pause level before work pauses (CPU has its own)", "samples", "2", func(c *ResourceConfig) *int { return &c.TripAfter }, 1, 100),
+	intRangeSpec("TRIP_AFTER_SAMPLES", "Consecutive samples above a pause level before work pauses (CPU has its own)", "samples", "1", func(c *ResourceConfig) *int { return &c.TripAfter }, 1, 100),
 	secondsSpec("COOLDOWN_SECONDS", "Least time work stays paused after the last sample above a pause level (doubles on repeated pauses, decays after as long without one)", "30", func(c *ResourceConfig) *time.Duration { return &c.Cooldown }, 0, 86400),
 	secondsSpec("HOLD_SECONDS", "Least time the agent stays adapted after the last sample at an adapt level", "30", func(c *ResourceConfig) *time.Duration { return &c.Hold }, 0, 86400),
 	secondsSpec("CHECK_INTERVAL_SECONDS", "How often resources are sampled", "5", func(c *ResourceConfig) *time.Duration { return &c.CheckInterval }, 0, 3600),

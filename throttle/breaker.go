@@ -331,7 +331,7 @@ func (b *Breaker) logChange(c Change) {
 	attrs := []any{"signal", c.Signal, "from", c.From.String(), "to", c.To.String(), "value", c.Value, "level", c.Level}
 	switch {
 	case c.To == Pause:
-		b.log.Warn("throttle: pausing work", append(attrs, "cooldown", c.Cooldown, "until", c.Until)...)
+		b.log.Info("throttle: pausing work", append(attrs, "cooldown", c.Cooldown, "until", c.Until)...)
 	case c.From == Pause:
 		b.log.Info("throttle: resuming work", attrs...)
 	default:

@@ -107,17 +107,18 @@ func (t TrippedGuard) Error() string { return "throttle: guard " + t.Name + ": "
 // Unwrap returns the member's error.
 func (t TrippedGuard) Unwrap() error { return t.Err }
 
-// Error lists the tripped members and their reasons.
+// Error lists the tripped members and their reasons: "throttle: breaker:
+// paused: ...; quota: exhausted".
 func (e *CompositeError) Error() string {
 	var b strings.Builder
-	b.WriteString("throttle: held by ")
+	b.WriteString("throttle: ")
 	for i, t := range e.Tripped {
 		if i > 0 {
 			b.WriteString("; ")
 		}
 		b.WriteString(t.Name)
 		b.WriteString(": ")
-		b.WriteString(t.Err.Error())
+		b.WriteString(strings.TrimPrefix(t.Err.Error(), "throttle: "))
 	}
 	return b.String()
 }

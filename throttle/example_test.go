@@ -72,7 +72,7 @@ func ExampleBreaker() {
 	// Output:
 	//   temperature_c 72.0 °C ≥ 70.0 °C: normal -> adapt
 	//   temperature_c 81.0 °C > 80.0 °C: adapt -> pause
-	// throttle: paused: temperature (temperature_c) limit exceeded: 81 °C > 80 °C: paused until at least 2025-06-01T12:00:35Z and below 77.0 °C
+	// throttle: paused: temperature (temperature_c) limit exceeded: 81 °C > 80 °C: until at least 2025-06-01T12:00:35Z and below 77.0 °C
 	//   temperature_c 74.0 °C < 77.0 °C: pause -> adapt
 	// <nil>
 }

@@ -79,7 +79,7 @@ func TestCompositeGuardCheck(t *testing.T) {
 	require.ErrorAs(t, err, &ce)
 	require.Equal(t, []string{"a", "b"}, ce.Names())
 	require.ErrorIs(t, err, limit.ErrExceeded)
-	require.Contains(t, err.Error(), "throttle: held by a: maintenance; b: cpu (memory) limit exceeded")
+	require.Contains(t, err.Error(), "throttle: a: maintenance; b: cpu (memory) limit exceeded")
 }
 
 func TestCompositeGuardWait(t *testing.T) {

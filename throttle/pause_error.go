@@ -40,7 +40,7 @@ func (p PausedSignal) LimitError() *limit.Error {
 	if !p.Known {
 		d.WriteString("no reading now; ")
 	}
-	d.WriteString("paused until at least ")
+	d.WriteString("until at least ")
 	d.WriteString(p.Until.UTC().Format(time.RFC3339))
 	d.WriteString(" and below ")
 	d.WriteString(formatLevel(p.ResumeBelow, p.Unit))
