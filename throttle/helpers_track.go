@@ -135,6 +135,18 @@ func (t *helperTracker) processes(totalTicks float64) []HelperProcess {
 	return out
 }
 
+// list returns the helper processes with the shares of the last
+// processes call, without starting a new interval.
+func (t *helperTracker) list() []HelperProcess {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]HelperProcess, 0, len(t.procs))
+	for _, p := range t.procs {
+		out = append(out, HelperProcess{PID: p.pid, Name: p.name, Via: p.via, CPUPercent: p.pct})
+	}
+	return out
+}
+
 func (t *helperTracker) readStat(pid int) (pidStat, error) {
 	b, err := boundedread.AppendPrefix(t.buf[:0], filepath.Join(t.procRoot, strconv.Itoa(pid), "stat"), 4096)
 	if err != nil {
@@ -209,8 +221,17 @@ func (t *helperTracker) scan(now time.Time) {
 		if err != nil || !IsLocalHost(host) {
 			continue
 		}
+		via := "endpoint " + strconv.Itoa(port)
+		// The server found last time, if it still runs, is still the one:
+		// reading the socket tables again is not needed.
+		if i := slices.IndexFunc(t.procs, func(p trackedProc) bool { return p.via == via }); i >= 0 {
+			if st, ok := byPID[t.procs[i].pid]; ok && st.start == t.procs[i].start {
+				add(st.pid, via)
+				continue
+			}
+		}
 		if pid := t.listener(port, all); pid != 0 {
-			add(pid, "endpoint "+strconv.Itoa(port))
+			add(pid, via)
 		}
 	}
 	// Descendants of the helpers and of this process.
@@ -313,12 +334,6 @@ func (t *helperTracker) listener(port int, all []pidStat) int {
 	}
 	if len(inodes) == 0 {
 		return 0
-	}
-	// The process found last time, first.
-	for _, p := range t.procs {
-		if strings.HasPrefix(p.via, "endpoint ") && t.hasSocket(p.pid, inodes) {
-			return p.pid
-		}
 	}
 	for _, st := range all {
 		if st.pid != t.self && t.hasSocket(st.pid, inodes) {

@@ -273,6 +273,9 @@ func (s *Sampler) readCPU(now time.Time, out *Sample) error {
 		// wrapped counter): start a new interval.
 		s.prev = c
 	}
+	if !ok && s.helpers != nil {
+		s.helperList = s.helpers.list() // found, but no interval to measure yet
+	}
 	s.fillCPU(out)
 	return nil
 }
