@@ -5,7 +5,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -68,46 +67,6 @@ func addStr(t testing.TB, s string, d uint64) string {
 		t.Fatal(err)
 	}
 	return strconv.FormatUint(v+d, 10)
-}
-
-// staticSource is a SnapshotSource whose sample the test sets.
-type staticSource struct {
-	mu   sync.Mutex
-	next chan struct{}
-	cur  atomic.Pointer[throttle.Snapshot]
-	seq  uint64
-}
-
-func newStaticSource(s *throttle.Sample) *staticSource {
-	src := &staticSource{next: make(chan struct{})}
-	if s != nil {
-		src.set(s)
-	}
-	return src
-}
-
-// set publishes s and wakes waiters.
-func (src *staticSource) set(s *throttle.Sample) {
-	src.mu.Lock()
-	defer src.mu.Unlock()
-	src.seq++
-	src.cur.Store(&throttle.Snapshot{Sample: s, Seq: src.seq})
-	close(src.next)
-	src.next = make(chan struct{})
-}
-
-func (src *staticSource) Snapshot() throttle.Snapshot {
-	p := src.cur.Load()
-	if p == nil {
-		return throttle.Snapshot{}
-	}
-	return *p
-}
-
-func (src *staticSource) Next() <-chan struct{} {
-	src.mu.Lock()
-	defer src.mu.Unlock()
-	return src.next
 }
 
 // scriptedSource is a SampleSource returning samples computed from the

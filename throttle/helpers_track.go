@@ -1,7 +1,6 @@
 package throttle
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -381,7 +380,3 @@ func (t *helperTracker) inHelperCgroup(pid int) bool {
 	}
 	return false
 }
-
-// errNoHelperCPU is returned by CPU time readers when neither this process
-// nor its helpers could be read.
-var errNoHelperCPU = errors.New("throttle: CPU time of this process could not be read")
