@@ -8,7 +8,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cemaf-go/cemaf/disk"
-	"github.com/cemaf-go/cemaf/internal/leakcheck"
 )
 
 // skipIfUnavailable skips when the kernel (or an emulator) does not offer
@@ -21,7 +20,6 @@ func skipIfUnavailable(t *testing.T, err error) {
 }
 
 func TestThreadIOPriority(t *testing.T) {
-	leakcheck.Check(t)
 	setErr := make(chan error, 1)
 	go func() {
 		// The thread stays locked and exits with the goroutine, so the

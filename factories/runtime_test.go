@@ -15,7 +15,6 @@ import (
 	"github.com/cemaf-go/cemaf/dag"
 	"github.com/cemaf-go/cemaf/executor"
 	"github.com/cemaf-go/cemaf/factories"
-	"github.com/cemaf-go/cemaf/internal/leakcheck"
 	"github.com/cemaf-go/cemaf/throttle"
 )
 
@@ -44,7 +43,6 @@ func pi4Config(t *testing.T) factories.ResourceConfig {
 }
 
 func TestRuntimeRunsAPagedGraph(t *testing.T) {
-	leakcheck.Check(t)
 	cfg := pi4Config(t)
 	rt, err := factories.NewRuntime(cfg, factories.RuntimeOptions{
 		Guard:          factories.GuardOptions{SampleSource: steady{}},
@@ -139,7 +137,6 @@ func (b *blocker) Wait(ctx context.Context) error {
 }
 
 func TestGuardOptionsAddGuards(t *testing.T) {
-	leakcheck.Check(t)
 	cfg := pi4Config(t)
 	custom := &blocker{closed: true, opened: make(chan struct{})}
 	g, err := factories.CreateResourceGuard(cfg, factories.GuardOptions{
@@ -165,7 +162,6 @@ func TestGuardOptionsAddGuards(t *testing.T) {
 }
 
 func TestRuntimeFailsCleanlyOnBadSensorPath(t *testing.T) {
-	leakcheck.Check(t)
 	cfg := pi4Config(t)
 	cfg.ThermalSensorPath = "/nonexistent/thermal_zone9/temp"
 	_, err := factories.NewRuntime(cfg, factories.RuntimeOptions{Guard: factories.GuardOptions{SampleSource: steady{}}})
@@ -186,7 +182,6 @@ func TestRuntimeRefusesWhatItSets(t *testing.T) {
 // The disk ladder watches the file system that holds the storage, not the
 // temporary directory: one path per file system.
 func TestStorageFileSystemsAreWatched(t *testing.T) {
-	leakcheck.Check(t)
 	cfg := pi4Config(t)
 	store := t.TempDir()
 	g, err := factories.CreateResourceGuard(cfg, factories.GuardOptions{StorageDirs: []string{filepath.Join(store, "not-yet", "pages"), store, "/proc"}})

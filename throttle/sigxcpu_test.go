@@ -8,13 +8,11 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/cemaf-go/cemaf/internal/leakcheck"
 	"github.com/cemaf-go/cemaf/limit"
 	"github.com/cemaf-go/cemaf/throttle"
 )
 
 func TestNotifyCPULimit(t *testing.T) {
-	leakcheck.Check(t)
 	ctx, stop := throttle.NotifyCPULimit(context.Background(), nil)
 	defer stop()
 	if err := syscall.Kill(syscall.Getpid(), syscall.SIGXCPU); err != nil {
