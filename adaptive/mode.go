@@ -3,7 +3,6 @@ package adaptive
 import (
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -67,18 +66,7 @@ func (p Pressure) String() string {
 	if p.Rung == throttle.Pause {
 		op = " > "
 	}
-	return fmt.Sprintf("%s: %s %s%s%s", p.Mode, p.Signal, formatValue(p.Value, p.Unit), op, formatValue(p.Level, p.Unit))
-}
-
-func formatValue(v float64, unit string) string {
-	s := strconv.FormatFloat(v, 'f', 1, 64)
-	switch unit {
-	case "":
-		return s
-	case "%":
-		return s + "%"
-	}
-	return s + " " + unit
+	return fmt.Sprintf("%s: %s %s%s%s", p.Mode, p.Signal, throttle.FormatValue(p.Value, p.Unit), op, throttle.FormatValue(p.Level, p.Unit))
 }
 
 func describe(active []Pressure) string {

@@ -63,9 +63,9 @@ func (c Change) String() string {
 	}
 	v := "no reading"
 	if c.Known {
-		v = formatLevel(c.Value, c.Unit)
+		v = FormatValue(c.Value, c.Unit)
 	}
-	return c.Signal + " " + v + op + formatLevel(c.Level, c.Unit) + ": " + c.From.String() + " -> " + c.To.String()
+	return c.Signal + " " + v + op + FormatValue(c.Level, c.Unit) + ": " + c.From.String() + " -> " + c.To.String()
 }
 
 // LadderStatus is where one signal stands on its ladder.

@@ -43,7 +43,7 @@ func (p PausedSignal) LimitError() *limit.Error {
 	d.WriteString("until at least ")
 	d.WriteString(p.Until.UTC().Format(time.RFC3339))
 	d.WriteString(" and below ")
-	d.WriteString(formatLevel(p.ResumeBelow, p.Unit))
+	d.WriteString(FormatValue(p.ResumeBelow, p.Unit))
 	e.Detail = d.String()
 	return e
 }
@@ -74,8 +74,9 @@ func (e *PauseError) Unwrap() []error {
 // Is reports whether target is ErrPaused or limit.ErrExceeded.
 func (e *PauseError) Is(target error) bool { return target == ErrPaused || target == limit.ErrExceeded }
 
-// formatLevel formats a value with its unit, one decimal.
-func formatLevel(v float64, unit string) string {
+// FormatValue formats a signal's value with its unit, one decimal, as
+// every message of the module shows levels: "86.0 °C", "72.5%", "3072.0 MB".
+func FormatValue(v float64, unit string) string {
 	s := strconv.FormatFloat(v, 'f', 1, 64)
 	switch unit {
 	case "":

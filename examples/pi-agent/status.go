@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -200,16 +199,16 @@ func printLadders(w io.Writer, st throttle.BreakerStatus) {
 		if v == 0 {
 			return "never"
 		}
-		return formatLevel(v, unit)
+		return throttle.FormatValue(v, unit)
 	}
 	for _, l := range st.Ladders {
 		now := "no reading"
 		if l.Known {
-			now = formatLevel(l.Value, l.Unit)
+			now = throttle.FormatValue(l.Value, l.Unit)
 		}
 		rung := l.Rung.String()
 		if l.Rung == throttle.Pause {
-			rung += " until " + l.Until.Local().Format(time.TimeOnly) + ", below " + formatLevel(l.PauseResume(), l.Unit)
+			rung += " until " + l.Until.Local().Format(time.TimeOnly) + ", below " + throttle.FormatValue(l.PauseResume(), l.Unit)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t\n", l.Signal, now, rung, level(l.Adapt, l.Unit), level(l.Pause, l.Unit))
 	}
@@ -219,17 +218,6 @@ func printLadders(w io.Writer, st throttle.BreakerStatus) {
 	} else {
 		fmt.Fprintln(w, "work     running")
 	}
-}
-
-func formatLevel(v float64, unit string) string {
-	s := strconv.FormatFloat(v, 'f', 1, 64)
-	switch unit {
-	case "":
-		return s
-	case "%":
-		return s + "%"
-	}
-	return s + " " + unit
 }
 
 func isTerminal(w io.Writer) bool {
