@@ -405,7 +405,10 @@ func attemptsNote(err error, n int) error {
 // once sends one attempt and reads its answer.
 func (c *Client) once(ctx context.Context, attempt int, body []byte, onToken func(Token), rec *Record) (Response, error) {
 	t0 := c.clock.Now()
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, c.endpoint, bytes.NewReader(body))
+	// reqCtx lets a finished stream's last bytes be drained with a bound.
+	reqCtx, cancelReq := context.WithCancel(ctx)
+	defer cancelReq()
+	hreq, err := http.NewRequestWithContext(reqCtx, http.MethodPost, c.endpoint, bytes.NewReader(body))
 	if err != nil {
 		return Response{}, &ResponseError{URL: c.shown, Err: err}
 	}
@@ -431,6 +434,9 @@ func (c *Client) once(ctx context.Context, attempt int, body []byte, onToken fun
 	var out streamResult
 	if stream && !strings.HasPrefix(hresp.Header.Get("Content-Type"), "application/json") {
 		out, err = c.readStream(ctx, hresp.Body, attempt, onToken, t0)
+		if err == nil {
+			drain(hresp.Body, cancelReq)
+		}
 	} else {
 		out, err = c.readWhole(ctx, hresp.Body)
 		if err == nil && stream && out.content != "" {
@@ -463,6 +469,19 @@ func (c *Client) once(ctx context.Context, attempt int, body []byte, onToken fun
 		Message:      Message{Role: RoleAssistant, Content: out.content, ToolCalls: out.calls},
 		FinishReason: out.finish,
 	}, nil
+}
+
+// drainBound bounds the wait for the end of a finished stream's body.
+const drainBound = 50 * time.Millisecond
+
+// drain reads what is left of a finished stream (the end of the chunked
+// body, after [DONE]), so that the connection can serve the next call; a
+// server that holds the stream open after [DONE] gets drainBound, then
+// the request is cancelled and the connection closed.
+func drain(body io.Reader, cancel context.CancelFunc) {
+	t := time.AfterFunc(drainBound, cancel)
+	_, _ = io.CopyN(io.Discard, body, 4<<10)
+	t.Stop()
 }
 
 // transportError wraps a failure to send or read, with ctx's cause when ctx

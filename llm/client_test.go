@@ -113,6 +113,19 @@ func TestChatStreamedToolCalls(t *testing.T) {
 	assert.JSONEq(t, `{"type":"object","properties":{}}`, string(r.Tools[0].Function.Parameters))
 }
 
+func TestStreamedCallsReuseTheConnection(t *testing.T) {
+	leakcheck.Check(t)
+	s := newChatServer(t, always(reply{text: "a b c"}))
+	c, _ := newClient(t, s, llm.Options{})
+	req := ask("q")
+	req.OnToken = func(llm.Token) {}
+	for range 5 {
+		_, err := c.Chat(context.Background(), req)
+		require.NoError(t, err)
+	}
+	assert.Equal(t, int32(1), s.conns.Load())
+}
+
 func TestStreamAnsweredInOnePiece(t *testing.T) {
 	leakcheck.Check(t)
 	s := newChatServer(t, always(reply{text: "whole answer", asJSON: true}))
