@@ -478,12 +478,16 @@ func TestNewRefusesBadOptions(t *testing.T) {
 		{"negative backoff", "http://h", llm.Options{Profile: good, InitialBackoff: -1}, "Options.InitialBackoff"},
 		{"too many attempts", "http://h", llm.Options{Profile: good, MaxAttempts: 1000}, "Options.MaxAttempts = 1000"},
 		{"negative body", "http://h", llm.Options{Profile: good, MaxResponseBytes: -1}, "Options.MaxResponseBytes = -1"},
+		{"API key with newline", "http://h", llm.Options{Profile: good, APIKey: "sk-abc\n"}, "Options.APIKey has a control character at byte 6"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := llm.New(tt.url, tt.opts)
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tt.want)
+			if tt.opts.APIKey != "" {
+				assert.NotContains(t, err.Error(), tt.opts.APIKey)
+			}
 			assert.True(t, strings.HasPrefix(err.Error(), "llm: "), err.Error())
 		})
 	}
@@ -503,6 +507,10 @@ func TestChatRefusesBadRequests(t *testing.T) {
 		{"negative max tokens", llm.Request{Messages: []llm.Message{llm.User("x")}, MaxTokens: -5}, "Request.MaxTokens = -5"},
 		{"negative timeout", llm.Request{Messages: []llm.Message{llm.User("x")}, Timeout: -1}, "Request.Timeout"},
 		{"temperature", llm.Request{Messages: []llm.Message{llm.User("x")}, Temperature: new(-0.5)}, "Request.Temperature = -0.5"},
+		{"key with newline", llm.Request{Messages: []llm.Message{llm.User("x")}, IdempotencyKey: "a\r\nX-Evil: 1"}, "Request.IdempotencyKey has a control character at byte 1"},
+		{"key too long", llm.Request{Messages: []llm.Message{llm.User("x")}, IdempotencyKey: strings.Repeat("k", 256)}, "Request.IdempotencyKey is 256 bytes long: at most 255"},
+		{"tool name", llm.Request{Messages: []llm.Message{llm.User("x")}, Tools: []llm.ToolSpec{{Name: "a b"}}}, `Request.Tools[0]: llm: tool name "a b"`},
+		{"tool schema", llm.Request{Messages: []llm.Message{llm.User("x")}, Tools: []llm.ToolSpec{{Name: "t", Parameters: []byte("{")}}}, `Request.Tools[0]: llm: tool "t": Parameters must be a JSON schema object`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -19,10 +19,11 @@
 // slots; a call that finds none free waits in a queue served by
 // Request.Priority (higher first, first come first served within a
 // priority), cancellable by ctx, with no goroutine per waiter. Once it has
-// a slot, the call's timeout (Request.Timeout, else Options.Timeout)
-// starts, and each attempt waits on Options.Guard (blocks while the device
-// is hot or short of memory), runs inside Options.Throttler's Do (paces
-// the process's CPU use), and sends the request. Connection errors, a
+// a slot and Options.Guard lets it through (the guard blocks while the
+// device is hot or short of memory), the call's timeout (Request.Timeout,
+// else Options.Timeout) starts, and each attempt runs inside
+// Options.Throttler's Do (paces the process's CPU use) and sends the
+// request; each retry waits on the guard again. Connection errors, a
 // stream cut before its end, and statuses 408, 425, 429 and 5xx are
 // retried up to Options.MaxAttempts, after exponential backoff or the wait
 // a Retry-After header asks for (seconds or an HTTP date; a wait over
@@ -108,6 +109,6 @@
 // limits apply to the calls of one Client: two clients of the same server
 // do not share slots. A tool's context is the loop's; a tool that ignores
 // it holds the loop up (use LoopOptions.ToolTimeout and honour ctx).
-// Options.Timeout does not bound the wait for a slot or for the guard:
-// ctx does.
+// Options.Timeout does not bound the wait for a slot nor the first wait on
+// the guard: ctx does; the guard's waits before retries count in it.
 package llm

@@ -117,11 +117,12 @@ func (e *ResponseError) Error() string {
 // Unwrap returns the cause.
 func (e *ResponseError) Unwrap() error { return e.Err }
 
-// PanicError is a panic in user code the package called: a tool, or a
-// Request.OnToken callback. Value is what was passed to panic; Stack is the
+// PanicError is a panic in user code the package called: a tool, a
+// Request.OnToken callback, Options.Mode, Options.Guard or
+// Options.Throttler. Value is what was passed to panic; Stack is the
 // goroutine's stack at the panic.
 type PanicError struct {
-	Where string // "tool \"name\"" or "OnToken"
+	Where string // `tool "name"`, "OnToken", "Options.Mode", "Guard.Wait", "Throttler.Do"
 	Value any
 	Stack []byte
 }

@@ -123,3 +123,28 @@ func TestGuardOrThrottlerRefusal(t *testing.T) {
 	assert.Contains(t, err.Error(), "throttler")
 	assert.Empty(t, s.requests(), "nothing is sent while the device is in danger")
 }
+
+// panickyGuard panics in Wait.
+type panickyGuard struct{}
+
+func (panickyGuard) Wait(context.Context) error { panic("sensor driver bug") }
+
+func TestPanicsInInjectedCodeAreErrors(t *testing.T) {
+	leakcheck.Check(t)
+	s := newChatServer(t, always(reply{text: "ok"}))
+
+	c, _ := newClient(t, s, llm.Options{Mode: func() string { panic("mode source broke") }})
+	resp, err := c.Chat(context.Background(), ask("q"))
+	var pe *llm.PanicError
+	require.ErrorAs(t, err, &pe)
+	assert.Equal(t, "Options.Mode", pe.Where)
+	assert.Equal(t, "normal", resp.Record.Mode)
+	assert.True(t, dag.IsPermanent(err))
+
+	c, _ = newClient(t, s, llm.Options{Guard: panickyGuard{}})
+	_, err = c.Chat(context.Background(), ask("q"))
+	require.ErrorAs(t, err, &pe)
+	assert.Equal(t, "Guard.Wait", pe.Where)
+	assert.Equal(t, "sensor driver bug", pe.Value)
+	assert.Empty(t, s.requests())
+}
