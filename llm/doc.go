@@ -82,18 +82,21 @@
 // # Why no client library
 //
 // The package speaks the protocol with net/http and encoding/json. Both
-// candidate libraries were measured for the pi-agent (figures in
-// BENCHMARKS.md, section llm): a program making one streamed call with
-// github.com/openai/openai-go/v3 v3.98.0 builds to 23.1 MB stripped for
-// linux/arm64, over the agent's 20 MB budget by itself (the client holds
-// every API service, which the linker keeps), against 5.6 MB with net/http
-// alone; github.com/sashabaranov/go-openai v1.43.0 adds only 0.4 MB, but
-// its stream reader runs regular expressions on every line and costs 1.5×
-// a bare bufio.Scanner reader per streamed token, over the 1.2× budget
-// (this package: within it). Neither retries with Retry-After and a
-// stable Idempotency-Key as required, so what would be reused is the wire
-// structs, about a hundred lines. The cost: the package follows the
-// protocol's additions itself; only the fields in wire.go are sent and read.
+// candidate libraries were measured for the pi-agent (figures and commands
+// in BENCHMARKS.md, section llm): a small program making a streamed and a
+// plain call with github.com/openai/openai-go/v3 v3.98.0 builds to
+// 22.1 MiB stripped for linux/arm64, over the agent's 20 MB budget by
+// itself (its client holds every API service, and the linker keeps them),
+// against 5.4 MiB with net/http alone and 5.7 MiB with this package;
+// github.com/sashabaranov/go-openai v1.43.0 adds only 0.4 MiB, but its
+// stream reader runs regular expressions on every line and decodes each
+// event into its full response type: 1.46× a bare bufio.Scanner reader per
+// streamed token, over the 1.2× budget (this package: 0.91×, within the
+// noise of the same run). Neither library retries with Retry-After and a
+// stable Idempotency-Key as this package must, so what would have been
+// reused is the wire structs, about a hundred lines (wire.go). The cost:
+// the package follows the protocol's additions itself, and only the fields
+// in wire.go are sent and read.
 //
 // # Caveats
 //

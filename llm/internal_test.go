@@ -214,3 +214,33 @@ func TestStatusOfErrorEvent(t *testing.T) {
 		assert.Equal(t, want, e.status(), code)
 	}
 }
+
+func TestRealClockSleep(t *testing.T) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	stop := errors.New("stop")
+	cancel(stop)
+	assert.ErrorIs(t, realClock{}.Sleep(ctx, time.Hour), stop, "an ended context returns at once")
+	assert.NoError(t, realClock{}.Sleep(context.Background(), time.Nanosecond))
+}
+
+func TestMergeToolDeltasWithoutIndex(t *testing.T) {
+	piece := func(id, name, args string) wireToolCall {
+		return wireToolCall{ID: id, Function: wireFunctionCall{Name: name, Arguments: wireArgs(args)}}
+	}
+	var calls []toolAcc
+	for _, d := range []wireToolCall{
+		piece("a", "weather", `{"city":`), piece("", "", `"Oslo"}`),
+		piece("b", "time", `{}`),
+		piece("b", "time", ``), // a server repeating the ID and name
+	} {
+		calls = mergeToolDelta(calls, d)
+	}
+	var got []ToolCall
+	for i := range calls {
+		got = append(got, calls[i].call(i))
+	}
+	assert.Equal(t, []ToolCall{{ID: "a", Name: "weather", Arguments: `{"city":"Oslo"}`}, {ID: "b", Name: "time", Arguments: `{}`}}, got)
+
+	calls = mergeToolDelta(nil, piece("", "ping", `{}`))
+	assert.Equal(t, ToolCall{ID: "call_1", Name: "ping", Arguments: `{}`}, calls[0].call(0), "a call with no ID gets one")
+}
