@@ -98,6 +98,7 @@ type TransportError struct {
 	Err error
 }
 
+// Error names the URL and the cause.
 func (e *TransportError) Error() string { return "llm: " + e.URL + ": " + e.Err.Error() }
 
 // Unwrap returns the cause.
@@ -110,6 +111,7 @@ type ResponseError struct {
 	Err error
 }
 
+// Error names the URL and what is wrong with the answer.
 func (e *ResponseError) Error() string {
 	return "llm: " + e.URL + ": not a chat-completions response: " + e.Err.Error()
 }
@@ -127,6 +129,7 @@ type PanicError struct {
 	Stack []byte
 }
 
+// Error names the code that panicked and the panic's value.
 func (e *PanicError) Error() string { return fmt.Sprintf("llm: %s panicked: %v", e.Where, e.Value) }
 
 // ToolError is the failure of one tool call: the tool returned an error or
@@ -138,6 +141,7 @@ type ToolError struct {
 	Err    error
 }
 
+// Error names the tool, the call and the cause.
 func (e *ToolError) Error() string {
 	return fmt.Sprintf("llm: tool %q (call %s): %v", e.Tool, e.CallID, e.Err)
 }
@@ -154,6 +158,7 @@ type LoopError struct {
 	Limit  *limit.Error
 }
 
+// Error names the bound and the figures.
 func (e *LoopError) Error() string { return e.Reason.Error() + ": " + e.Limit.Error() }
 
 // Unwrap returns Reason and Limit.

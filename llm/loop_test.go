@@ -232,6 +232,7 @@ func TestModelCallFailureEndsTheLoop(t *testing.T) {
 }
 
 func TestRunToolsRefusesBadTools(t *testing.T) {
+	leakcheck.Check(t)
 	s := newChatServer(t, always(reply{text: "ok"}))
 	c, _ := newClient(t, s, llm.Options{})
 	add := addTool(t)

@@ -5,12 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,8 +23,6 @@ import (
 type chatServer struct {
 	*httptest.Server
 	script func(n int, req seenRequest) reply
-
-	conns atomic.Int32 // connections accepted
 
 	mu   sync.Mutex
 	reqs []seenRequest
@@ -99,13 +95,7 @@ type reply struct {
 func newChatServer(t *testing.T, script func(n int, req seenRequest) reply) *chatServer {
 	t.Helper()
 	s := &chatServer{script: script}
-	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
-	s.Config.ConnState = func(_ net.Conn, st http.ConnState) {
-		if st == http.StateNew {
-			s.conns.Add(1)
-		}
-	}
-	s.Start()
+	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
 	t.Cleanup(s.Close)
 	return s
 }

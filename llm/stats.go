@@ -27,7 +27,8 @@ type Stats struct {
 	ToolCalls  uint64 `json:"tool_calls"`
 	ToolErrors uint64 `json:"tool_errors"`
 	// Latency and Queued add up the finished calls' Record.Latency and
-	// Record.Queued: divided by Calls - InFlight - Waiting, the means.
+	// Record.Queued: divided by the calls finished (about Calls -
+	// InFlight - Waiting), the means.
 	Latency time.Duration `json:"latency_ns"`
 	Queued  time.Duration `json:"queued_ns"`
 	// InFlight is the calls holding a slot now; Waiting those queued for
