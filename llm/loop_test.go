@@ -98,9 +98,7 @@ func TestToolFailuresGoBackToTheModel(t *testing.T) {
 	})
 	require.NoError(t, err)
 	panicking, err := llm.NewTool("add", "Adds.", func(ctx context.Context, args addArgs) (string, error) {
-		var m map[string]int
-		m["boom"]++ // nil map: panics
-		return "", nil
+		panic("adder bug")
 	})
 	require.NoError(t, err)
 	tests := []struct {

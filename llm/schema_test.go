@@ -31,7 +31,8 @@ type searchArgs struct {
 	Since   time.Time      `json:"since"`
 	Addr    netip.Addr     `json:"addr"`
 	Ignored string         `json:"-"`
-	private int            // unexported: not a property
+	//lint:ignore U1000 the schema must leave unexported fields out
+	private int // unexported: not a property
 	Plain   int
 	Extra   map[string]Place `json:"extra,omitempty"`
 }
