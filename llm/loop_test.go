@@ -110,7 +110,7 @@ func TestToolFailuresGoBackToTheModel(t *testing.T) {
 		wantErr    error
 	}{
 		{"tool error", failing, "add", `{"a":1,"b":2}`, "error: adder offline", nil},
-		{"tool panics", panicking, "add", `{"a":1,"b":2}`, "error: the tool failed (panic: assignment to entry in nil map)", nil},
+		{"tool panics", panicking, "add", `{"a":1,"b":2}`, "error: the tool failed (panic: adder bug)", nil},
 		{"unknown tool", addTool(t), "multiply", `{"a":1,"b":2}`, `error: there is no tool named "multiply"; the tools are: add`, llm.ErrUnknownTool},
 		{"invalid JSON", addTool(t), "add", `{"a":1,"b":`, "error: llm: invalid tool arguments: not a JSON object: unexpected end of JSON input", llm.ErrInvalidArguments},
 		{"not an object", addTool(t), "add", `[1,2]`, "error: llm: invalid tool arguments: not a JSON object", llm.ErrInvalidArguments},
