@@ -60,7 +60,14 @@
 // Close (which writes every dirty value back) sync the file once. Before
 // bbolt opens an existing file read-write, Wrap walks its structure itself
 // with ReadAt (internal/boltcheck): bbolt trusts the file it maps, and a
-// damaged one could otherwise make it fault where no recover reaches. If
+// damaged one could otherwise make it fault where no recover reaches.
+// bbolt keeps two meta pages (the headers that locate the data); when one
+// is damaged, a torn write at power loss say, the file is opened on the
+// other one, as it was at that transaction, and the damaged page is
+// rewritten from it (logged). A file with both damaged, or otherwise
+// damaged and not provably a cache file of ours left open, is reported
+// with ErrCorrupt, in words naming the file and what to do, and left
+// alone. If
 // Wrap finds the state "open" (the previous owner crashed or lost power),
 // it also verifies the contents: bbolt's consistency check, then orphan
 // pages (written
