@@ -123,26 +123,3 @@ func (s Stats) String() string {
 		s.PagesInMemory, s.BytesInMemory, s.MemoryLimitBytes, s.PagesOnDisk, s.StoredBytesOnDisk, s.CompressionRatio,
 		100*s.HitRate, s.Evictions, s.PageIns, s.PageOuts, s.PrefetchUsed, s.PrefetchWasted, s.FileBytes, s.DeadBytes)
 }
-
-// Compact rewrites the page file without its dead space (see
-// Stats.DeadBytes) and swaps it in. Writers wait for it; readers continue
-// until the swap. It needs free disk space for the live data, and on 32-bit
-// platforms address space for both files. Wrap compacts automatically when
-// more than half of a file of at least 8 MiB is dead.
-func (p *Pager) Compact() error {
-	p.wmu.Lock()
-	defer p.wmu.Unlock()
-	p.mu.Lock()
-	closed := p.closed
-	p.mu.Unlock()
-	if closed {
-		return ErrClosed
-	}
-	if err := p.st.compact(); err != nil {
-		return err
-	}
-	p.mu.Lock()
-	p.c.compactions++
-	p.mu.Unlock()
-	return nil
-}

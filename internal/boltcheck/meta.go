@@ -19,8 +19,6 @@ const (
 	metaSumLen     = 56 // meta bytes covered by the checksum
 	noFreelist     = ^uint64(0)
 	freelistFlag   = 0x10
-	// metaReadLen is what bbolt reads to find a meta page: 4 KiB.
-	metaReadLen = 0x1000
 	// Page sizes bbolt accepts, and that Verify accepts.
 	minPageSize = 512
 	maxPageSize = 1 << 20
