@@ -32,12 +32,47 @@
 //
 // Get returns a one-page value without copying (the hit path takes one
 // short lock, does one map lookup and no allocation); a value of several
-// pages is assembled into a new slice. ReadAt and dag.NewValueReader read
+// pages is assembled into a new slice. A page that Get returned is never
+// reused, so every miss of Get allocates. AppendValue copies a value of any
+// size into a buffer the caller owns and reuses, and ReadAt a range of
+// one: with them the pager recycles the buffers of the pages it evicts
+// (spares, counted in the budget) for its page-ins and for the pages that
+// Put and ValueWriter fill, and moving data through a full budget
+// allocates little beyond bbolt's own transaction buffers (0.4 bytes per
+// byte moved with AppendValue, 0.85 with Get; see "Memory bound").
+// ReadAt and dag.NewValueReader read
 // only the pages they need; a reader that moves to the next page of a value
 // starts asynchronous read-ahead of the following pages (a window of 2 up
 // to Options.ReadAheadPages pages, bounded by a quarter of the budget and
 // using only room that needs no write-back). Create returns a ValueWriter
 // that stores a value of any size page by page.
+//
+// # Memory bound
+//
+// The budget bounds the process, not only the cache: by default an open
+// pager sets the Go runtime's memory limit (runtime/debug.SetMemoryLimit),
+// which is what makes the garbage collector keep the heap, garbage
+// included, near the live heap instead of letting it grow to twice that.
+// The rule, for every pager of the process together:
+//
+//   - The limit set is the sum, over the open pagers, of 1.5 × the budget
+//     + 8 MiB, plus the live heap outside the pagers when the first one
+//     opened. It follows the pagers: raised when one opens or its budget
+//     grows (SetMemoryLimit), lowered when one closes or its budget
+//     shrinks, restored to what it was when the last one closes.
+//   - A limit the pagers did not set is never touched: if GOMEMLIMIT is in
+//     the environment (any value, "off" included), if a limit is in force
+//     when the first pager opens, or if the program changes the limit the
+//     pagers set, the program is in charge from then on.
+//   - Options.LeaveGoMemoryLimit opts a pager out.
+//
+// TestMemoryBound and BenchmarkMemory measure it: writing ten times a
+// 32 MiB budget in 64 KiB values and reading them back in random order,
+// the heap in use peaks at ≤ 1.5 × the budget + 8 MiB, and, reading with
+// AppendValue, the live heap at ≤ the budget + 8 MiB (BENCHMARKS.md). A
+// program that keeps much more memory outside the pagers than it had when
+// the first one opened should set GOMEMLIMIT itself: the collector would
+// otherwise run often to stay under the pagers' limit.
 //
 // # Memory guard and adaptive executor
 //
@@ -143,11 +178,13 @@
 //     value's buffer stays valid after it is evicted.
 //   - Get of a value of several pages allocates and copies it; Get of a value
 //     larger than the budget fails (read it with dag.NewValueReader).
-//   - Not counted in the budget: the key index (about 200 bytes plus the key
+//   - Not counted in the budget: the key index (about 250 bytes plus the key
 //     per value), buffers returned by Get and still held by callers, and the
 //     working memory of write-back and compression (a few MiB, growing with
 //     the page size). TestHeapBound checks that writing ten times a 16 or
 //     32 MiB budget keeps the Go heap within 1.10 × the budget + 8 MiB.
+//   - The Go memory limit is process-wide: see "Memory bound" for how the
+//     pagers share it and when they leave it alone.
 //   - Replacing a value needs room in the file for both versions until the
 //     new one commits.
 //   - Cache mode does not survive power loss by design: a file left "open"

@@ -168,6 +168,19 @@ func (p *Pager) CheckInvariants() error {
 	for pg := p.dirtyHead; pg != nil; pg = pg.dnext {
 		n++
 	}
+	var spareBytes, spareCount int64
+	for n, l := range p.spares {
+		if len(l) == 0 {
+			return fmt.Errorf("empty spare list of %d bytes", n)
+		}
+		for _, b := range l {
+			if int64(len(b)) != n || int64(cap(b)) != n {
+				return fmt.Errorf("spare of %d/%d bytes in the list of %d", len(b), cap(b), n)
+			}
+			spareBytes += n
+			spareCount++
+		}
+	}
 	lruCount := int64(0)
 	for _, pg := range p.lru.Keys() {
 		if pg.flags&fInLRU == 0 || pg.buf == nil {
@@ -176,8 +189,12 @@ func (p *Pager) CheckInvariants() error {
 		lruCount++
 	}
 	switch {
-	case resident+p.loading != p.resident:
-		return fmt.Errorf("resident = %d, pages hold %d, loading %d", p.resident, resident, p.loading)
+	case resident+p.loading+p.filling != p.resident:
+		return fmt.Errorf("resident = %d, pages hold %d, loading %d, filling %d", p.resident, resident, p.loading, p.filling)
+	case spareBytes != p.spareBytes || spareCount != p.spareCount:
+		return fmt.Errorf("spares = %d B in %d buffers, counted %d B in %d", p.spareBytes, p.spareCount, spareBytes, spareCount)
+	case p.resident+p.spareBytes > p.limit:
+		return fmt.Errorf("resident %d + spares %d > limit %d", p.resident, p.spareBytes, p.limit)
 	case residentPages != p.residentPages:
 		return fmt.Errorf("residentPages = %d, counted %d", p.residentPages, residentPages)
 	case dirty != p.dirtyBytes || dirtyPages != p.dirtyPages || n != dirtyPages:

@@ -54,6 +54,7 @@ func Wrap(state dag.State, opts Options) (*Pager, error) {
 		return nil, err
 	}
 	p := newPager(cfg, st)
+	p.adviseGoLimit()
 	p.recoveredAt = rec
 	p.logRecovery(rec)
 	if err := p.loadIndex(); err != nil {
@@ -95,13 +96,29 @@ func newPager(cfg config, st *store) *Pager {
 	return p
 }
 
+// adviseGoLimit gives the process's Go memory limit coordinator this
+// pager's advice for its current budget (none once closed). Called
+// without p.mu held.
+func (p *Pager) adviseGoLimit() {
+	if !p.cfg.goLimit {
+		return
+	}
+	p.mu.Lock()
+	advice := goLimitAdvice(p.limit)
+	if p.closed {
+		advice = 0
+	}
+	p.mu.Unlock()
+	goLimits.update(p, advice)
+}
+
 // setLimitLocked sets the budget and the values derived from it.
 func (p *Pager) setLimitLocked(limit int64) {
 	p.limit = limit
 	p.low = int64(float64(limit) * p.cfg.lowPercent / 100)
 	p.low = min(p.low, limit-p.cfg.pageSize)
 	p.mid = p.low + (limit-p.low)/2
-	p.batchBytes = max(p.cfg.pageSize, min(4<<20, limit/8))
+	p.batchBytes = max(p.cfg.pageSize, min(4<<20, limit/16))
 }
 
 // logRecovery reports what Wrap found in a file not closed cleanly.
@@ -127,6 +144,7 @@ func (p *Pager) abandon() {
 	p.mu.Lock()
 	p.closed = true
 	p.mu.Unlock()
+	p.adviseGoLimit()
 	_ = p.st.close(!p.recoveredAt.unclean || p.recoveredAt.discarded)
 	if p.cfg.ephemeral {
 		os.RemoveAll(p.cfg.dir)
@@ -262,11 +280,12 @@ func (p *Pager) prefetchAtOpen() {
 				continue
 			}
 			n := e.pageLen(i)
-			if !p.reserveCleanLocked(n, nil) {
+			var spare []byte
+			if !p.reserveCleanLocked(n, &spare) {
 				return
 			}
 			p.c.prefetchIssued++
-			if _, err := p.loadLocked(pg, n, true, nil); err != nil {
+			if _, err := p.loadLocked(pg, n, true, spare); err != nil {
 				p.cfg.logger.Warn("paging: prefetch failed", "key", shortKey(k), "err", err)
 				break
 			}

@@ -121,6 +121,13 @@ type Options struct {
 	// Logger receives open/recovery/compaction notes and background write
 	// errors. nil means slog.New(slog.DiscardHandler).
 	Logger *slog.Logger
+	// LeaveGoMemoryLimit keeps the pager from advising the Go runtime's
+	// memory limit. By default an open pager raises the limit to bound the
+	// process's heap by its budget (1.5 × MemoryLimitMB + 8 MiB per pager,
+	// plus the heap outside the pagers), and never touches a limit set by
+	// GOMEMLIMIT or by debug.SetMemoryLimit; see "Memory bound" in the
+	// package documentation.
+	LeaveGoMemoryLimit bool
 
 	// faults is set only by tests (export_test.go).
 	faults *faults
@@ -150,6 +157,7 @@ type config struct {
 	lowPercent float64
 	readAhead  int
 	logger     *slog.Logger
+	goLimit    bool // advise the Go memory limit
 	faults     faults
 	workers    int // read-ahead goroutines and compression goroutines
 }
@@ -243,6 +251,7 @@ func (o *Options) resolve() (config, error) {
 	}
 	c.prefetch = append([]string(nil), o.PrefetchKeys...)
 	c.logger = o.Logger
+	c.goLimit = !o.LeaveGoMemoryLimit
 	if c.logger == nil {
 		c.logger = slog.New(slog.DiscardHandler)
 	}

@@ -66,15 +66,21 @@ type Pager struct {
 	resident        int64 // bytes of resident pages plus page-in reservations
 	evicting        int64 // resident bytes claimed for eviction, not yet dropped
 	loading         int64 // bytes reserved by page-ins in progress
-	dirtyBytes      int64
-	dirtyPages      int64
-	residentPages   int64
-	pinned          int64 // bytes of visible pinned values
-	pinPending      int64 // bytes of pinned values being written
-	size            int64 // sum of visible value sizes
-	seq             uint64
-	nextBlob        uint64
-	closed          bool
+	filling         int64 // bytes reserved by Puts copying a page outside the lock
+	// spares are buffers of pages that left RAM, kept for reuse and
+	// counted in the budget (spares.go): spareBytes in spareCount buffers.
+	spares        map[int64][][]byte
+	spareBytes    int64
+	spareCount    int64
+	dirtyBytes    int64
+	dirtyPages    int64
+	residentPages int64
+	pinned        int64 // bytes of visible pinned values
+	pinPending    int64 // bytes of pinned values being written
+	size          int64 // sum of visible value sizes
+	seq           uint64
+	nextBlob      uint64
+	closed        bool
 
 	lastAccess time.Time
 	stampedSeq uint64 // c.accesses when lastAccess was taken
@@ -204,7 +210,9 @@ func (p *Pager) Close() error {
 			p.releaseLocked(e.page(i))
 		}
 	}
+	p.dropSparesLocked(0)
 	p.mu.Unlock()
+	p.adviseGoLimit()
 	if cerr := p.st.close(err == nil && !p.cfg.ephemeral); err == nil && cerr != nil {
 		err = fmt.Errorf("paging: close: %w", cerr)
 	}

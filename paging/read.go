@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"slices"
 
 	"github.com/cemaf-go/cemaf/dag"
 	"github.com/cemaf-go/cemaf/limit"
@@ -19,7 +21,9 @@ import (
 // the memory limit is refused with a *limit.Error of Kind limit.Memory.
 // A page that fails its checksum yields an error wrapping ErrCorrupt that
 // names the key. Get blocks while pages are read from disk or, when the
-// budget is full, while dirty pages are written back to make room.
+// budget is full, while dirty pages are written back to make room. A
+// returned buffer is never reused by the pager, so each miss allocates
+// the page: to read without allocating, use AppendValue or ReadAt.
 func (p *Pager) Get(key string) ([]byte, error) {
 	p.mu.Lock()
 	e := p.index[key]
@@ -303,5 +307,48 @@ func (p *Pager) touchLocked(pg *page) {
 	if pg.flags&fPrefetched != 0 {
 		pg.flags &^= fPrefetched
 		p.c.prefetchUsed++
+	}
+}
+
+// AppendValue appends the value stored under key to dst and returns the
+// extended slice, or an error wrapping dag.ErrNotFound. Unlike Get it
+// copies, into memory the caller owns and may reuse: reading a value into
+// a buffer with room for it allocates nothing, and the pager can then
+// recycle the buffers of the pages it evicts for its page-ins. It reads
+// values of any size (larger than the budget too), page by page with
+// read-ahead. A page that fails its checksum yields an error wrapping
+// ErrCorrupt that names the key; dst then holds an unspecified prefix.
+// Safe for concurrent use; blocks on page-ins.
+func (p *Pager) AppendValue(dst []byte, key string) ([]byte, error) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return dst, ErrClosed
+	}
+	p.c.accesses++
+	p.ops.Add(1)
+	defer p.ops.Done()
+	for {
+		e := p.index[key]
+		if e == nil {
+			p.mu.Unlock()
+			return dst, notFound(key)
+		}
+		if e.size > int64(math.MaxInt-len(dst)) {
+			p.mu.Unlock()
+			return dst, fmt.Errorf("paging: key %q: value of %d bytes does not fit in memory here", shortKey(key), e.size)
+		}
+		start := len(dst)
+		out := slices.Grow(dst, int(e.size))[:start+int(e.size)]
+		err := p.readEntryLocked(e, out[start:], 0)
+		if err == errGone {
+			dst = out[:start]
+			continue
+		}
+		p.mu.Unlock()
+		if err != nil {
+			return out[:start], err
+		}
+		return out, nil
 	}
 }

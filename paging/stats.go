@@ -18,9 +18,13 @@ type Stats struct {
 	MemoryLimitBytes int64 `json:"memory_limit_bytes"`
 	PagesInMemory    int64 `json:"pages_in_memory"`
 	BytesInMemory    int64 `json:"bytes_in_memory"`
-	DirtyPages       int64 `json:"dirty_pages"`
-	DirtyBytes       int64 `json:"dirty_bytes"`
-	PinnedBytes      int64 `json:"pinned_bytes"`
+	// SpareBytes are buffers of pages that left RAM, kept for reuse by
+	// the next pages of the same length; they count in the budget:
+	// BytesInMemory + SpareBytes <= MemoryLimitBytes.
+	SpareBytes  int64 `json:"spare_bytes"`
+	DirtyPages  int64 `json:"dirty_pages"`
+	DirtyBytes  int64 `json:"dirty_bytes"`
+	PinnedBytes int64 `json:"pinned_bytes"`
 
 	// PagesOnDisk and LogicalBytesOnDisk describe the live page records in
 	// the file; StoredBytesOnDisk is their size in the file.
@@ -78,6 +82,7 @@ func (p *Pager) Stats() Stats {
 		MemoryLimitBytes:    p.limit,
 		PagesInMemory:       p.residentPages,
 		BytesInMemory:       p.resident,
+		SpareBytes:          p.spareBytes,
 		DirtyPages:          p.dirtyPages,
 		DirtyBytes:          p.dirtyBytes,
 		PinnedBytes:         p.pinned,

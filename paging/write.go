@@ -2,7 +2,6 @@ package paging
 
 import (
 	"fmt"
-	"slices"
 )
 
 // Put stores a copy of value under key, replacing any previous value. The
@@ -20,11 +19,6 @@ func (p *Pager) Put(key string, value []byte) error {
 	if err := checkKey(key); err != nil {
 		return fmt.Errorf("paging: put: %w", err)
 	}
-	var small []byte
-	if int64(len(value)) <= p.cfg.pageSize && len(value) > 0 {
-		// Copy before taking the lock: one critical section for the rest.
-		small = slices.Clone(value)
-	}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -38,22 +32,25 @@ func (p *Pager) Put(key string, value []byte) error {
 		p.mu.Unlock()
 		return err
 	}
-	if small != nil {
-		if err := p.addPageLocked(e, 0, small); err != nil {
+	for i := range e.npages() {
+		// Reserve the page (taking a spare buffer when there is one), then
+		// copy outside the lock: the reservation is counted as filling.
+		n := e.pageLen(i)
+		var buf []byte
+		if err := p.reserveLocked(n, &buf); err != nil {
+			p.abortLocked(e)
 			p.mu.Unlock()
 			return err
 		}
-	} else {
-		for i := range e.npages() {
-			p.mu.Unlock()
-			lo := i * e.psize
-			buf := slices.Clone(value[lo : lo+e.pageLen(i)])
-			p.mu.Lock()
-			if err := p.addPageLocked(e, i, buf); err != nil {
-				p.mu.Unlock()
-				return err
-			}
+		p.filling += n
+		p.mu.Unlock()
+		if buf == nil {
+			buf = make([]byte, n)
 		}
+		copy(buf, value[i*e.psize:])
+		p.mu.Lock()
+		p.filling -= n
+		p.installPageLocked(e, i, buf)
 	}
 	p.publishLocked(e)
 	p.mu.Unlock()
@@ -91,11 +88,18 @@ func (p *Pager) growPinLocked(e *entry, n int64) error {
 // addPageLocked makes room for buf and installs it as dirty page i of the
 // pending entry e. On failure e is aborted.
 func (p *Pager) addPageLocked(e *entry, i int64, buf []byte) error {
-	n := int64(len(buf))
-	if err := p.reserveLocked(n, nil); err != nil {
+	if err := p.reserveLocked(int64(len(buf)), nil); err != nil {
 		p.abortLocked(e)
 		return err
 	}
+	p.installPageLocked(e, i, buf)
+	return nil
+}
+
+// installPageLocked installs buf, whose bytes are reserved, as dirty page
+// i of the pending entry e.
+func (p *Pager) installPageLocked(e *entry, i int64, buf []byte) {
+	n := int64(len(buf))
 	pg := e.page(i)
 	pg.buf = buf
 	pg.flags = fDirty
@@ -112,7 +116,10 @@ func (p *Pager) addPageLocked(e *entry, i int64, buf []byte) error {
 	if p.resident > p.mid {
 		p.wakeReclaimerLocked()
 	}
-	return nil
+	if p.filling > 0 {
+		// Writers waiting for room may now evict this page.
+		p.cond.Broadcast()
+	}
 }
 
 // publishLocked makes the pending entry e the visible value of its key.
@@ -195,6 +202,7 @@ func (p *Pager) releaseLocked(pg *page) {
 	if pg.flags&fPrefetched != 0 {
 		p.c.prefetchWasted++
 	}
+	p.recycleLocked(pg.buf, pg.flags, pg.readers)
 	pg.flags &^= fDirty | fEvictOnClean | fPrefetched | fExposed
 	pg.buf = nil
 }
