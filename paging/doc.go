@@ -55,10 +55,14 @@
 // included, near the live heap instead of letting it grow to twice that.
 // The rule, for every pager of the process together:
 //
-//   - The limit set is the sum, over the open pagers, of 1.5 × the budget
-//     + 8 MiB, plus the live heap outside the pagers when the first one
-//     opened. It follows the pagers: raised when one opens or its budget
-//     grows (SetMemoryLimit), lowered when one closes or its budget
+//   - Each open pager advises a heap of 1.4 × its budget + 8 MiB (below
+//     the 1.5 × + 8 MiB promised, for what the collector lets through
+//     while it marks). The limit set is the sum of the advice, plus the
+//     live heap outside the pagers beyond 8 MiB (measured when the first
+//     one opened), plus the runtime's memory that is not heap objects
+//     (metadata, stacks, fragmentation; measured at each change), which the
+//     Go limit counts. It follows the pagers: raised when one opens or its
+//     budget grows (SetMemoryLimit), lowered when one closes or its budget
 //     shrinks, restored to what it was when the last one closes.
 //   - A limit the pagers did not set is never touched: if GOMEMLIMIT is in
 //     the environment (any value, "off" included), if a limit is in force

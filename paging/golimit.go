@@ -16,9 +16,12 @@ import (
 // through goLimits, the package's only process-wide state (it mirrors the
 // runtime's own). The rule:
 //
-//   - Each open pager advises 1.5 × its budget + 8 MiB (goLimitAdvice);
-//     the limit set is the sum of the advice of the open pagers plus the
-//     live heap outside them when the first one opened.
+//   - Each open pager advises a heap of 1.4 × its budget + 8 MiB
+//     (goLimitAdvice). The limit set is the sum of the advice of the open
+//     pagers, plus the live heap outside them beyond 8 MiB (measured when
+//     the first one opened), plus the runtime's memory that is not heap
+//     objects (metadata, stacks, span fragmentation; measured at each
+//     change), which the Go limit counts and the heap bound does not.
 //   - The pagers never touch a limit they did not set: if GOMEMLIMIT is in
 //     the environment (any value, "off" included), or a limit is in force
 //     when the first pager opens, or the limit changes from the one they
@@ -30,17 +33,23 @@ import (
 //     one closes.
 //   - Options.LeaveGoMemoryLimit opts a pager out.
 
-// goLimitAdvice is the Go memory limit a pager with the given budget
-// advises: the heap it needs is the budget plus a fixed working set, and
-// half the budget of headroom lets the collector run at a rate its own
-// allocations (mostly recycled) make cheap.
-func goLimitAdvice(budget int64) int64 { return budget + budget/2 + 8<<20 }
+// goLimitAdvice is the heap a pager with the given budget advises: the
+// budget, a fixed working set, and headroom for garbage. It stays below
+// the 1.5 × budget + 8 MiB the package promises for the heap in use, so
+// that what the collector lets through while it marks fits.
+func goLimitAdvice(budget int64) int64 { return budget + budget*2/5 + 8<<20 }
+
+// ownHeapAllowance is the live heap outside the pagers that the pagers'
+// advice already covers (its fixed 8 MiB): only the excess is added.
+const ownHeapAllowance = 8 << 20
 
 // goLimiter coordinates the Go memory limit among the pagers of a process.
 type goLimiter struct {
-	// setLimit is debug.SetMemoryLimit; liveHeap reports the live heap.
+	// setLimit is debug.SetMemoryLimit; liveHeap reports the live heap
+	// and nonHeap the runtime's memory that is not heap objects.
 	setLimit func(int64) int64
 	liveHeap func() int64
+	nonHeap  func() int64
 	env      func(string) (string, bool)
 
 	// mu guards the fields below.
@@ -57,7 +66,7 @@ type goLimiter struct {
 }
 
 // goLimits is the coordinator of this process's pagers.
-var goLimits = &goLimiter{setLimit: debug.SetMemoryLimit, liveHeap: liveHeap, env: os.LookupEnv}
+var goLimits = &goLimiter{setLimit: debug.SetMemoryLimit, liveHeap: liveHeap, nonHeap: nonHeap, env: os.LookupEnv}
 
 // liveHeap is the live heap as of the latest collection (before the first
 // one, the heap in use).
@@ -68,6 +77,21 @@ func liveHeap() int64 {
 		return int64(v)
 	}
 	return int64(s[1].Value.Uint64())
+}
+
+// nonHeap is the memory the Go limit counts beyond heap objects and free
+// heap spans: runtime metadata, stacks, profiling buckets, fragmentation
+// inside spans.
+func nonHeap() int64 {
+	s := []metrics.Sample{
+		{Name: "/memory/classes/total:bytes"},
+		{Name: "/memory/classes/heap/released:bytes"},
+		{Name: "/memory/classes/heap/objects:bytes"},
+		{Name: "/memory/classes/heap/free:bytes"},
+	}
+	metrics.Read(s)
+	n := int64(s[0].Value.Uint64()) - int64(s[1].Value.Uint64()) - int64(s[2].Value.Uint64()) - int64(s[3].Value.Uint64())
+	return max(0, n)
 }
 
 // update records p's advice (0: p leaves) and applies the rule.
@@ -105,7 +129,7 @@ func (g *goLimiter) update(p *Pager, advice int64) {
 	if !g.owned {
 		g.owned, g.prev, g.other = true, cur, g.liveHeap()
 	}
-	want := g.other
+	want := max(0, g.other-ownHeapAllowance) + g.nonHeap()
 	for _, a := range g.advice {
 		want += a
 	}

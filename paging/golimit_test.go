@@ -23,6 +23,7 @@ func (f *fakeRuntime) limiter(live int64) *goLimiter {
 			return old
 		},
 		liveHeap: func() int64 { return live },
+		nonHeap:  func() int64 { return 3 << 20 },
 		env: func(k string) (string, bool) {
 			v, ok := f.env[k]
 			return v, ok
@@ -35,18 +36,18 @@ func TestGoLimiterRule(t *testing.T) {
 	a, b := &Pager{}, &Pager{}
 	t.Run("raise with each pager, restore after the last", func(t *testing.T) {
 		f := &fakeRuntime{limit: math.MaxInt64}
-		g := f.limiter(10 * mb)
+		g := f.limiter(10 * mb) // 2 MiB beyond the allowance; 3 MiB not heap
 		g.update(a, 56*mb)
-		if f.limit != 66*mb {
-			t.Fatalf("one pager: limit %d MiB, want 10 + 56", f.limit/mb)
+		if f.limit != 61*mb {
+			t.Fatalf("one pager: limit %d MiB, want 2 + 3 + 56", f.limit/mb)
 		}
 		g.update(b, 20*mb)
-		if f.limit != 86*mb {
-			t.Fatalf("two pagers: limit %d MiB, want 10 + 56 + 20", f.limit/mb)
+		if f.limit != 81*mb {
+			t.Fatalf("two pagers: limit %d MiB, want 2 + 3 + 56 + 20", f.limit/mb)
 		}
 		g.update(a, 30*mb) // a's budget shrank
-		if f.limit != 60*mb {
-			t.Fatalf("after a shrank: limit %d MiB, want 10 + 30 + 20", f.limit/mb)
+		if f.limit != 55*mb {
+			t.Fatalf("after a shrank: limit %d MiB, want 2 + 3 + 30 + 20", f.limit/mb)
 		}
 		g.update(a, 0)
 		g.update(b, 0)

@@ -269,7 +269,7 @@ func (p *Pager) ResidentBytes() int64 {
 func (p *Pager) AccessCount() uint64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.c.accesses
+	return p.accessesLocked()
 }
 
 // LastAccess returns when the pager was last accessed. To keep the hit path
@@ -279,8 +279,8 @@ func (p *Pager) AccessCount() uint64 {
 func (p *Pager) LastAccess() time.Time {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.c.accesses != p.stampedSeq {
-		p.stampedSeq = p.c.accesses
+	if n := p.accessesLocked(); n != p.stampedSeq {
+		p.stampedSeq = n
 		p.lastAccess = time.Now()
 	}
 	return p.lastAccess

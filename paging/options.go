@@ -122,11 +122,11 @@ type Options struct {
 	// errors. nil means slog.New(slog.DiscardHandler).
 	Logger *slog.Logger
 	// LeaveGoMemoryLimit keeps the pager from advising the Go runtime's
-	// memory limit. By default an open pager raises the limit to bound the
-	// process's heap by its budget (1.5 × MemoryLimitMB + 8 MiB per pager,
-	// plus the heap outside the pagers), and never touches a limit set by
-	// GOMEMLIMIT or by debug.SetMemoryLimit; see "Memory bound" in the
-	// package documentation.
+	// memory limit. By default an open pager sets the limit so that the
+	// process's heap in use stays within 1.5 × MemoryLimitMB + 8 MiB (its
+	// advice adds to other pagers' and to a large heap outside them), and
+	// never touches a limit set by GOMEMLIMIT or by debug.SetMemoryLimit;
+	// see "Memory bound" in the package documentation.
 	LeaveGoMemoryLimit bool
 
 	// faults is set only by tests (export_test.go).

@@ -39,11 +39,16 @@ type Pager struct {
 	wmu  sync.Mutex
 	encs []encoder
 
-	// mu guards every field below and every entry and page.
-	mu   sync.Mutex
-	cond *sync.Cond // broadcast when a write-back, page-in or read-ahead ends
+	// mu guards every field below and every entry and page. The fields
+	// the hit path of Get touches come first, next to it.
+	mu     sync.Mutex
+	index  map[string]*entry
+	closed bool
+	// getHits counts Get calls served by the hit path; they are accesses
+	// and page hits (see hits and accesses).
+	getHits uint64
+	cond    *sync.Cond // broadcast when a write-back, page-in or read-ahead ends
 
-	index map[string]*entry
 	// lru orders the resident pages that may be evicted (not pinned, not
 	// loading, not claimed for eviction) by recency. It has no entry limit
 	// of its own: eviction is by bytes, driven by the budget. A hit does
@@ -80,10 +85,9 @@ type Pager struct {
 	size          int64 // sum of visible value sizes
 	seq           uint64
 	nextBlob      uint64
-	closed        bool
 
 	lastAccess time.Time
-	stampedSeq uint64 // c.accesses when lastAccess was taken
+	stampedSeq uint64 // accessesLocked() when lastAccess was taken
 	c          counters
 	disk       blobRef // what the file holds: pages, logical and stored bytes
 	lastErr    error
@@ -96,7 +100,8 @@ type Pager struct {
 	ckErr      error  // result of the last finished checkpoint
 }
 
-// counters are the cumulative event counts reported by Stats.
+// counters are the cumulative event counts reported by Stats. Get's hit
+// path counts in Pager.getHits instead of accesses and hits.
 type counters struct {
 	accesses       uint64
 	hits           uint64
@@ -130,6 +135,9 @@ var (
 // errGone is returned internally when the entry being read was replaced or
 // deleted meanwhile; callers look the key up again.
 var errGone = errors.New("paging: entry replaced")
+
+// accessesLocked is the number of accesses so far.
+func (p *Pager) accessesLocked() uint64 { return p.c.accesses + p.getHits }
 
 // Keys returns the keys present, sorted. It costs O(n log n) in the number
 // of keys and does no I/O. After Close it returns nil.

@@ -30,13 +30,12 @@ func (p *Pager) Get(key string) ([]byte, error) {
 	if e != nil && !p.closed && e.size <= e.psize && e.p0.buf != nil {
 		pg := &e.p0
 		if pg.flags&(fInLRU|fPrefetched) == fInLRU {
-			pg.flags |= fReferenced
+			pg.flags |= fReferenced | fExposed
 		} else {
 			p.touchLocked(pg)
+			pg.flags |= fExposed
 		}
-		pg.flags |= fExposed
-		p.c.hits++
-		p.c.accesses++
+		p.getHits++
 		buf := pg.buf
 		p.mu.Unlock()
 		return buf, nil
