@@ -30,8 +30,12 @@
 // at most half of the budget. When Put returns, the resident bytes are
 // within the limit; a value larger than the budget streams through it.
 //
-// Get returns a one-page value without copying (the hit path takes one
-// short lock, does one map lookup and no allocation); a value of several
+// Get returns a one-page value without copying. Its hit path takes no lock:
+// a table of atomic slots indexed by a hash of the key points at the
+// entries whose one page is resident and evictable (or pinned), which
+// publish their buffer atomically; a hit loads it, marks the page
+// referenced, counts, and allocates nothing. Keys sharing a slot fall back
+// to one short critical section and a map lookup. A value of several
 // pages is assembled into a new slice. A page that Get returned is never
 // reused, so every miss of Get allocates. AppendValue copies a value of any
 // size into a buffer the caller owns and reuses, and ReadAt a range of
@@ -55,7 +59,7 @@
 // included, near the live heap instead of letting it grow to twice that.
 // The rule, for every pager of the process together:
 //
-//   - Each open pager advises a heap of 1.4 × its budget + 8 MiB (below
+//   - Each open pager advises a heap of 1.3 × its budget + 8 MiB (below
 //     the 1.5 × + 8 MiB promised, for what the collector lets through
 //     while it marks). The limit set is the sum of the advice, plus the
 //     live heap outside the pagers beyond 8 MiB (measured when the first

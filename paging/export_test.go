@@ -142,6 +142,13 @@ func (p *Pager) CheckInvariants() error {
 				return fmt.Errorf("key %q page %d: resident, unpinned, not in LRU", e.key, i)
 			}
 		}
+		if hb := e.hotBuf.Load(); hb != nil {
+			pg := &e.p0
+			if e.state != stateVisible || pg.buf == nil || &(*hb)[0] != &pg.buf[0] || pg.flags&(fPrefetched|fEvictOnClean) != 0 ||
+				(pg.flags&fInLRU == 0 && !e.pinned) {
+				return fmt.Errorf("key %q: hot buffer published for a page that is not hot (flags %b)", e.key, pg.flags)
+			}
+		}
 		if nd != e.ndirty {
 			return fmt.Errorf("key %q: ndirty %d, counted %d", e.key, e.ndirty, nd)
 		}
@@ -228,6 +235,7 @@ func (p *Pager) Crash() {
 	p.wg.Wait()
 	p.ops.Wait()
 	_ = p.st.closeDB()
+	p.adviseGoLimit() // a crashed process takes its memory limit with it
 }
 
 // WaitReadAhead blocks until no read-ahead request is queued or running.

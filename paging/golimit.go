@@ -16,7 +16,7 @@ import (
 // through goLimits, the package's only process-wide state (it mirrors the
 // runtime's own). The rule:
 //
-//   - Each open pager advises a heap of 1.4 × its budget + 8 MiB
+//   - Each open pager advises a heap of 1.3 × its budget + 8 MiB
 //     (goLimitAdvice). The limit set is the sum of the advice of the open
 //     pagers, plus the live heap outside them beyond 8 MiB (measured when
 //     the first one opened), plus the runtime's memory that is not heap
@@ -37,7 +37,7 @@ import (
 // budget, a fixed working set, and headroom for garbage. It stays below
 // the 1.5 × budget + 8 MiB the package promises for the heap in use, so
 // that what the collector lets through while it marks fits.
-func goLimitAdvice(budget int64) int64 { return budget + budget*2/5 + 8<<20 }
+func goLimitAdvice(budget int64) int64 { return budget + budget*3/10 + 8<<20 }
 
 // ownHeapAllowance is the live heap outside the pagers that the pagers'
 // advice already covers (its fixed 8 MiB): only the excess is added.

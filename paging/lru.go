@@ -9,6 +9,7 @@ func (p *Pager) lruAddLocked(pg *page) {
 		pg.flags |= fInLRU
 		pg.flags &^= fReferenced
 		p.lruLen++
+		p.hotSyncPageLocked(pg)
 	}
 }
 
@@ -18,6 +19,7 @@ func (p *Pager) lruRemoveLocked(pg *page) {
 		p.lru.Remove(pg)
 		pg.flags &^= fInLRU | fReferenced
 		p.lruLen--
+		p.hotSyncPageLocked(pg)
 	}
 }
 
@@ -31,7 +33,8 @@ func (p *Pager) lruOldest() *page {
 		if !ok {
 			return nil
 		}
-		if pg.flags&fReferenced == 0 {
+		// Both halves of the referenced bit are read and cleared.
+		if hot := p.hotReferencedLocked(pg); pg.flags&fReferenced == 0 && !hot {
 			return pg
 		}
 		pg.flags &^= fReferenced

@@ -138,6 +138,7 @@ func (p *Pager) selectVictimsLocked(target int64) []*page {
 // evictCleanLocked drops a clean resident page that is not in the LRU; its
 // buffer becomes a spare when nobody else can see it.
 func (p *Pager) evictCleanLocked(pg *page) {
+	fl := p.hotDropLocked(pg)
 	n := int64(len(pg.buf))
 	p.resident -= n
 	p.residentPages--
@@ -147,7 +148,7 @@ func (p *Pager) evictCleanLocked(pg *page) {
 	if pg.flags&fPrefetched != 0 {
 		p.c.prefetchWasted++
 	}
-	p.recycleLocked(pg.buf, pg.flags, pg.readers)
+	p.recycleLocked(pg.buf, fl, pg.readers)
 	pg.flags &^= fEvictOnClean | fPrefetched | fExposed
 	pg.buf = nil
 	p.c.evictions++

@@ -91,6 +91,7 @@ func newPager(cfg config, st *store) *Pager {
 	}
 	p.encs = make([]encoder, cfg.workers)
 	p.cond = sync.NewCond(&p.mu)
+	p.hot = newHotTable(cfg.limit)
 	p.lru, _ = simplelru.NewLRU[*page, struct{}](math.MaxInt32, nil) // no count limit: evicted by bytes
 	p.setLimitLocked(cfg.limit)
 	return p
@@ -162,6 +163,7 @@ func (p *Pager) loadIndex() error {
 	p.nextBlob = maxBlob + 1
 	for _, v := range vals {
 		e := newEntry(v.key, v.h.size, v.h.psize)
+		e.hslot = p.hot.slotOf(v.key)
 		e.blob = v.h.blob
 		e.state = stateVisible
 		e.headerOnDisk = true

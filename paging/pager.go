@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
@@ -44,9 +45,13 @@ type Pager struct {
 	mu     sync.Mutex
 	index  map[string]*entry
 	closed bool
-	// getHits counts Get calls served by the hit path; they are accesses
-	// and page hits (see hits and accesses).
+	// getHits counts Get calls served by the locked hit path; they are
+	// accesses and page hits (see hits and accesses).
 	getHits uint64
+	// hot is the lock-free index of the hit path (hot.go), set by Wrap;
+	// hotHits counts the Get calls it served.
+	hot     hotTable
+	hotHits atomic.Uint64
 	cond    *sync.Cond // broadcast when a write-back, page-in or read-ahead ends
 
 	// lru orders the resident pages that may be evicted (not pinned, not
@@ -54,8 +59,9 @@ type Pager struct {
 	// of its own: eviction is by bytes, driven by the budget. A hit does
 	// not reorder it; it sets the page's fReferenced bit, and lruOldest
 	// gives referenced pages a second chance by moving them to the front
-	// (the CLOCK approximation of LRU), which keeps the hit path to one
-	// map lookup and a flag.
+	// (the CLOCK approximation of LRU); lock-free hits set the same bit in
+	// the entry's hotBits. This keeps the hit path to a lookup and a
+	// flag.
 	lru    *simplelru.LRU[*page, struct{}]
 	lruLen int64
 	// The dirty list holds dirty pages in the order they became dirty.
@@ -137,7 +143,7 @@ var (
 var errGone = errors.New("paging: entry replaced")
 
 // accessesLocked is the number of accesses so far.
-func (p *Pager) accessesLocked() uint64 { return p.c.accesses + p.getHits }
+func (p *Pager) accessesLocked() uint64 { return p.c.accesses + p.getHits + p.hotHits.Load() }
 
 // Keys returns the keys present, sorted. It costs O(n log n) in the number
 // of keys and does no I/O. After Close it returns nil.

@@ -15,7 +15,8 @@ import (
 // dag.ErrNotFound. The bytes are shared and must not be modified.
 //
 // A value of one page (at most the page size) is returned without copying;
-// when it is resident this is the hit path: one short critical section, no
+// when it is resident this is the hit path: no lock (hot.go; a key whose
+// slot another hot key holds takes one short critical section), no
 // allocation. A value of several pages is assembled into a new slice of its
 // length (prefer dag.NewValueReader for large values); a value larger than
 // the memory limit is refused with a *limit.Error of Kind limit.Memory.
@@ -25,17 +26,27 @@ import (
 // returned buffer is never reused by the pager, so each miss allocates
 // the page: to read without allocating, use AppendValue or ReadAt.
 func (p *Pager) Get(key string) ([]byte, error) {
+	if buf, ok := p.getHot(key); ok {
+		return buf, nil
+	}
+	// The locked hit path needs no closed check: Close releases every page
+	// before it returns.
 	p.mu.Lock()
 	e := p.index[key]
-	if e != nil && !p.closed && e.size <= e.psize && e.p0.buf != nil {
+	if e != nil && e.size <= e.psize && e.p0.buf != nil {
 		pg := &e.p0
-		if pg.flags&(fInLRU|fPrefetched) == fInLRU {
+		const hot = fInLRU | fReferenced | fExposed
+		switch f := pg.flags; {
+		case f&(hot|fPrefetched) == hot:
+			// Already marked: leave the entry's cache line clean.
+		case f&(fInLRU|fPrefetched) == fInLRU:
 			pg.flags |= fReferenced | fExposed
-		} else {
+		default:
 			p.touchLocked(pg)
 			pg.flags |= fExposed
 		}
 		p.getHits++
+		p.hotSyncLocked(e)
 		buf := pg.buf
 		p.mu.Unlock()
 		return buf, nil
@@ -289,6 +300,7 @@ func (p *Pager) loadLocked(pg *page, n int64, prefetch bool, spare []byte) ([]by
 	if !e.pinned {
 		p.lruAddLocked(pg)
 	}
+	p.hotSyncPageLocked(pg)
 	return buf, nil
 }
 
@@ -307,6 +319,7 @@ func (p *Pager) touchLocked(pg *page) {
 		pg.flags &^= fPrefetched
 		p.c.prefetchUsed++
 	}
+	p.hotSyncPageLocked(pg)
 }
 
 // AppendValue appends the value stored under key to dst and returns the

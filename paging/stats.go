@@ -90,7 +90,7 @@ func (p *Pager) Stats() Stats {
 		LogicalBytesOnDisk:  p.disk.logical,
 		StoredBytesOnDisk:   p.disk.stored,
 		MaxFileBytes:        p.cfg.maxFile,
-		Hits:                p.c.hits + p.getHits,
+		Hits:                p.c.hits + p.getHits + p.hotHits.Load(),
 		Misses:              p.c.misses,
 		Evictions:           p.c.evictions,
 		PageIns:             p.c.pageIns,

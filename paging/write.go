@@ -60,6 +60,7 @@ func (p *Pager) Put(key string, value []byte) error {
 // beginLocked creates the pending entry of a write to key.
 func (p *Pager) beginLocked(key string, size int64) (*entry, error) {
 	e := newEntry(key, size, p.cfg.pageSize)
+	e.hslot = p.hot.slotOf(key)
 	e.blob = p.nextBlob
 	p.nextBlob++
 	if p.cfg.pins[key] {
@@ -145,6 +146,7 @@ func (p *Pager) publishLocked(e *entry) {
 	if e.ndirty == 0 {
 		p.readyLocked(e)
 	}
+	p.hotSyncLocked(e)
 }
 
 // abortLocked discards the pending entry e.
@@ -186,6 +188,7 @@ func (p *Pager) releaseLocked(pg *page) {
 	if pg.buf == nil {
 		return
 	}
+	fl := p.hotDropLocked(pg)
 	n := int64(len(pg.buf))
 	p.resident -= n
 	p.residentPages--
@@ -202,7 +205,7 @@ func (p *Pager) releaseLocked(pg *page) {
 	if pg.flags&fPrefetched != 0 {
 		p.c.prefetchWasted++
 	}
-	p.recycleLocked(pg.buf, pg.flags, pg.readers)
+	p.recycleLocked(pg.buf, fl|pg.flags, pg.readers)
 	pg.flags &^= fDirty | fEvictOnClean | fPrefetched | fExposed
 	pg.buf = nil
 }
