@@ -160,21 +160,23 @@
 // # Page size
 //
 // The default page, 256 KiB, was chosen by measurement (BenchmarkPageSize,
-// 2-core amd64, text-like corpus; page-in MB/s, write-back MB/s, 64 MiB
-// scan MB/s, peak heap beyond a 32 MiB budget):
+// 2-core amd64 shared with other work, text-like corpus; median of 3:
+// page-in MB/s, write-back MB/s, 64 MiB scan MB/s, peak heap beyond a
+// 32 MiB budget):
 //
 //	page     page-in  write-back  scan   heap overhead
-//	64 KiB   1890     405         2190   4-6 MiB
-//	256 KiB  1830     400         2780   5-6 MiB
-//	1 MiB    2000     360         2740   8-9.5 MiB
-//	4 MiB    1870     200         2530   8.3 MiB
-//	16 MiB   1900     250         -      20.5 MiB (over the bound, 64 MiB budget)
+//	64 KiB   2950     690         4390   4.5-5.1 MiB
+//	256 KiB  3390     660         5440   5.8-6.4 MiB
+//	1 MiB    3190     520         3970   6.3-9.0 MiB
+//	4 MiB    2270     190         3550   6.6-11.1 MiB
+//	16 MiB   1480     240         -      19.8-22.0 MiB (over the bound, 64 MiB budget)
 //
-// Page-in speed is flat (LZ4 decoding dominates); scanning gains from
-// 64 KiB to 256 KiB as the fixed cost per page (a bbolt lookup, a lock
-// round, a frame header) is amortised, and gains nothing beyond; write-back
+// Page-in speed is about flat up to 1 MiB (LZ4 decoding dominates) and
+// drops beyond; scanning gains from 64 KiB to 256 KiB as the fixed cost
+// per page (a bbolt lookup, a lock round, a frame header) is amortised,
+// and loses beyond; write-back
 // loses from 1 MiB on, as a batch holds fewer pages to compress in
-// parallel; and what a page costs outside the budget (LZ4 block buffers,
+// parallel; and what a page costs outside the budget (the record arena,
 // the write-back batch, the read amplification of a small ReadAt, the
 // granularity of eviction) grows with it. LZ4 matches only within 64 KiB,
 // so larger pages do not compress better (ratio 2.23 at 256 KiB, 2.25 at
