@@ -81,7 +81,7 @@ const (
 // Options configures a Pager. The zero value means: 256 MB of RAM, pages of
 // DefaultPageSizeMB, LZ4 compression, cache mode, a private temporary
 // directory removed at Close, no pinned or prefetched keys, read-ahead on,
-// logging discarded.
+// logging discarded, the Go memory limit advised (see LeaveGoMemoryLimit).
 type Options struct {
 	// MemoryLimitMB is the RAM budget for value bytes, in MB (2^20 bytes);
 	// fractions are allowed. 0 means DefaultMemoryLimitMB. It must hold at
