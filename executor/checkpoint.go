@@ -188,16 +188,21 @@ func OpenCheckpoints(path string, opts CheckpointOptions) (*CheckpointStore, err
 
 func openCheckpointDB(path string) (*bolt.DB, error) {
 	// bbolt trusts the file it maps: a damaged one can make a read-write
-	// open panic or fault where no recover reaches. An existing file is
-	// therefore verified first by reading it (internal/boltcheck).
-	if fi, err := os.Stat(path); err == nil && fi.Size() > 0 {
-		if err := verifyCheckpointFile(path); err != nil {
-			return nil, err
-		}
-	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
-	if err != nil {
-		return nil, boltOpenError(path, err)
+	// open panic or fault where no recover reaches. boltcheck.Open verifies
+	// an existing file by reading it first, and repairs a damaged meta page
+	// from the good one.
+	db, err := boltcheck.Open(path, boltcheck.Options{
+		Bolt:    &bolt.Options{Timeout: 2 * time.Second},
+		Mode:    0o600,
+		Inspect: inspectCheckpointFile,
+	})
+	switch {
+	case errors.Is(err, boltcheck.ErrLocked):
+		return nil, fmt.Errorf("executor: checkpoint file %s: %w: %w", path, ErrCheckpointLocked, err)
+	case errors.Is(err, boltcheck.ErrNotBolt), errors.Is(err, boltcheck.ErrDamaged), errors.Is(err, errNotCheckpoint):
+		return nil, fmt.Errorf("executor: checkpoint file %s: %w: %w", path, ErrCheckpointCorrupt, err)
+	case err != nil:
+		return nil, fmt.Errorf("executor: open checkpoint file %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		m, err := tx.CreateBucketIfNotExists(bucketMeta)
@@ -219,40 +224,24 @@ func openCheckpointDB(path string) (*bolt.DB, error) {
 	return db, nil
 }
 
-func boltOpenError(path string, err error) error {
-	switch {
-	case errors.Is(err, berrors.ErrTimeout):
-		return fmt.Errorf("executor: %s: %w: %w", path, ErrCheckpointLocked, err)
-	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum), errors.Is(err, berrors.ErrVersionMismatch):
-		return fmt.Errorf("executor: checkpoint file %s: %w: %v", path, ErrCheckpointCorrupt, err)
-	}
-	return fmt.Errorf("executor: open checkpoint file %s: %w", path, err)
-}
+// errNotCheckpoint is the error of a bbolt file that is not a checkpoint
+// file.
+var errNotCheckpoint = errors.New("not a cemaf checkpoint file")
 
-// verifyCheckpointFile checks, without writing a byte and without letting
-// a damaged file crash the process (internal/boltcheck), that path is a
-// consistent cemaf checkpoint file or an empty bbolt file.
-func verifyCheckpointFile(path string) error {
-	err := boltcheck.Verify(path, 2*time.Second, func(tx *bolt.Tx) error {
-		empty := true
-		if err := tx.ForEach(func([]byte, *bolt.Bucket) error { empty = false; return nil }); err != nil {
-			return err
-		}
-		if empty {
-			return nil
-		}
-		if m := tx.Bucket(bucketMeta); m == nil || string(m.Get(keyFormat)) != checkpointFormat {
-			return errors.New("not a cemaf checkpoint file")
-		}
-		return nil
-	})
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, boltcheck.ErrLocked):
-		return fmt.Errorf("executor: %s: %w: %w", path, ErrCheckpointLocked, err)
+// inspectCheckpointFile accepts an empty bbolt file or one with the
+// checkpoint format mark.
+func inspectCheckpointFile(tx *bolt.Tx) error {
+	empty := true
+	if err := tx.ForEach(func([]byte, *bolt.Bucket) error { empty = false; return nil }); err != nil {
+		return err
 	}
-	return fmt.Errorf("executor: checkpoint file %s: %w: %v", path, ErrCheckpointCorrupt, err)
+	if empty {
+		return nil
+	}
+	if m := tx.Bucket(bucketMeta); m == nil || string(m.Get(keyFormat)) != checkpointFormat {
+		return errNotCheckpoint
+	}
+	return nil
 }
 
 // Path returns the file the store writes.
