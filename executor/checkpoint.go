@@ -64,6 +64,7 @@ var (
 	keyFormat     = []byte("format")
 	keyInfo       = []byte("info")
 	keyGraph      = []byte("graph")
+	keyInputs     = []byte("inputs")
 	bucketDone    = []byte("done")
 	bucketState   = []byte("state")
 	bucketDeleted = []byte("deleted")
@@ -288,6 +289,13 @@ type RunRecord struct {
 	// durably (a paging.Pager in ModeDurable): the store then records only
 	// which nodes completed, and a resume must use that same State.
 	DurableState bool `json:"durable_state,omitempty"`
+	// Inputs are the run's inputs (RunOptions.Inputs) as recorded when it
+	// started, or as replaced by a resume with IgnoreInputs. Nil for a run
+	// recorded without inputs.
+	Inputs map[string]string `json:"inputs,omitempty"`
+	// AcceptedChanges lists the input changes that resumes with
+	// RunOptions.IgnoreInputs accepted, oldest first.
+	AcceptedChanges []InputChange `json:"accepted_changes,omitempty"`
 }
 
 // Finished reports whether the run succeeded (and cannot be resumed).
@@ -325,7 +333,7 @@ func (s *CheckpointStore) Runs() ([]RunRecord, error) {
 	var out []RunRecord
 	err := s.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketRuns).ForEachBucket(func(k []byte) error {
-			rec, err := readInfo(tx.Bucket(bucketRuns).Bucket(k))
+			rec, err := readRecord(tx.Bucket(bucketRuns).Bucket(k))
 			if err != nil {
 				return fmt.Errorf("run %q: %w", k, err)
 			}
@@ -340,8 +348,9 @@ func (s *CheckpointStore) Runs() ([]RunRecord, error) {
 	return out, nil
 }
 
-// Run returns the record of one run; the error matches ErrRunNotFound (and
-// os.ErrNotExist) when there is none.
+// Run returns the record of one run, with the inputs it recorded (for a CLI
+// to show them, or to resume with them); the error matches ErrRunNotFound
+// (and os.ErrNotExist) when there is none.
 func (s *CheckpointStore) Run(id string) (RunRecord, error) {
 	var rec RunRecord
 	err := s.view(func(tx *bolt.Tx) error {
@@ -350,7 +359,7 @@ func (s *CheckpointStore) Run(id string) (RunRecord, error) {
 			return ErrRunNotFound
 		}
 		var err error
-		rec, err = readInfo(b)
+		rec, err = readRecord(b)
 		return err
 	})
 	if errors.Is(err, ErrRunNotFound) {
@@ -451,6 +460,20 @@ func readInfo(b *bolt.Bucket) (RunRecord, error) {
 	if err := json.Unmarshal(raw, &rec); err != nil {
 		return rec, fmt.Errorf("%w: run info: %v", ErrCheckpointCorrupt, err)
 	}
+	return rec, nil
+}
+
+// readRecord is readInfo with the run's inputs, for Run and Runs.
+func readRecord(b *bolt.Bucket) (RunRecord, error) {
+	rec, err := readInfo(b)
+	if err != nil {
+		return rec, err
+	}
+	ir, err := readInputs(b)
+	if err != nil {
+		return rec, err
+	}
+	rec.Inputs, rec.AcceptedChanges = ir.Inputs, ir.Accepted
 	return rec, nil
 }
 

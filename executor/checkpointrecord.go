@@ -35,18 +35,33 @@ type restored struct {
 	done    map[string]doneRecord
 	state   map[string][]byte
 	deleted []string
+	// accepted are the input changes this resume accepted (IgnoreInputs).
+	accepted []InputChange
+}
+
+// beginArgs are the arguments of begin.
+type beginArgs struct {
+	id string
+	g  *dag.Graph
+	// durable: the State keeps its own values (DurableState).
+	durable bool
+	// resume: the run must exist (else the error matches ErrRunNotFound).
+	resume bool
+	// inputs and ignoreInputs: RunOptions.Inputs and IgnoreInputs.
+	inputs       map[string]string
+	ignoreInputs bool
+	now          time.Time
 }
 
 // begin records a new run, or loads an unfinished one with the same ID.
-// durable says whether the State keeps its own values (DurableState); with
-// resume, the run must exist (else the error matches ErrRunNotFound).
-func (s *CheckpointStore) begin(id string, g *dag.Graph, durable, resume bool, now time.Time) (*restored, error) {
+func (s *CheckpointStore) begin(a beginArgs) (*restored, error) {
+	id, g, durable, now := a.id, a.g, a.durable, a.now
 	fp := g.Fingerprint()
 	var out *restored
 	err := s.update(func(tx *bolt.Tx) error {
 		runs := tx.Bucket(bucketRuns)
 		b := runs.Bucket([]byte(id))
-		if b == nil && resume {
+		if b == nil && a.resume {
 			return ErrRunNotFound
 		}
 		if b == nil {
@@ -67,6 +82,11 @@ func (s *CheckpointStore) begin(id string, g *dag.Graph, durable, resume bool, n
 			if err := putJSON(b, keyGraph, gr); err != nil {
 				return err
 			}
+			if len(a.inputs) > 0 {
+				if err := putJSON(b, keyInputs, inputsRecord{Inputs: a.inputs}); err != nil {
+					return err
+				}
+			}
 			return putJSON(b, keyInfo, rec)
 		}
 		rec, err := readInfo(b)
@@ -86,7 +106,24 @@ func (s *CheckpointStore) begin(id string, g *dag.Graph, durable, resume bool, n
 			}
 			return diffGraphs(id, gr, g)
 		}
-		out = &restored{done: map[string]doneRecord{}, state: map[string][]byte{}}
+		ir, err := readInputs(b)
+		if err != nil {
+			return err
+		}
+		changed := diffInputs(ir.Inputs, a.inputs)
+		var accepted []InputChange
+		switch {
+		case len(changed) == 0:
+		case !a.ignoreInputs:
+			return &InputsChangedError{RunID: id, Changed: changed}
+		case len(a.inputs) > 0:
+			accepted = changed
+			ir.Inputs, ir.Accepted = a.inputs, append(ir.Accepted, changed...)
+			if err := putJSON(b, keyInputs, ir); err != nil {
+				return err
+			}
+		}
+		out = &restored{done: map[string]doneRecord{}, state: map[string][]byte{}, accepted: accepted}
 		done, state, deleted := b.Bucket(bucketDone), b.Bucket(bucketState), b.Bucket(bucketDeleted)
 		if done == nil || state == nil || deleted == nil {
 			return fmt.Errorf("%w: run %q lacks its buckets", ErrCheckpointCorrupt, id)
@@ -123,12 +160,29 @@ func (s *CheckpointStore) begin(id string, g *dag.Graph, durable, resume bool, n
 		if gce := (*GraphChangedError)(nil); errors.As(err, &gce) {
 			return nil, err // a complete message of its own
 		}
+		if ice := (*InputsChangedError)(nil); errors.As(err, &ice) {
+			return nil, err
+		}
 		if errors.Is(err, ErrRunNotFound) {
 			return nil, s.runNotFound(id)
 		}
 		return nil, fmt.Errorf("executor: run %q: %w", id, err)
 	}
 	return out, nil
+}
+
+// readInputs reads a run's inputs record; a run recorded without inputs
+// (or by a version that did not record them) has none.
+func readInputs(b *bolt.Bucket) (inputsRecord, error) {
+	var ir inputsRecord
+	raw := b.Get(keyInputs)
+	if raw == nil {
+		return ir, nil
+	}
+	if err := json.Unmarshal(raw, &ir); err != nil {
+		return ir, fmt.Errorf("%w: inputs record: %v", ErrCheckpointCorrupt, err)
+	}
+	return ir, nil
 }
 
 // completionRecord is one node completion waiting to be committed.

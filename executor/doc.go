@@ -72,7 +72,12 @@
 // side effects exactly-once. A CommitPolicy groups completions into fewer
 // fsync'd commits (SD-card wear) without letting a dependent start early. A
 // changed graph is refused with a *GraphChangedError that lists the
-// differences; a damaged file with ErrCheckpointCorrupt; a file another
+// differences. A run's inputs (RunOptions.Inputs: the question, a
+// fingerprint of the corpus, every knob that changes results) are part of
+// the run: recorded when it starts (RunRecord.Inputs, from
+// CheckpointStore.Run), compared at resume, and a resume with different
+// inputs, or none, is refused with an *InputsChangedError naming each
+// change (RunOptions.IgnoreInputs accepts them, on the caller's word); a damaged file with ErrCheckpointCorrupt; a file another
 // process holds with ErrCheckpointLocked. With a State that
 // keeps its values durably itself (DurableState: a paging.Pager in durable
 // mode), the store records only the completions, after checkpointing the

@@ -226,6 +226,31 @@ type RunOptions struct {
 	// file) instead of starting a new run. It needs Options.Checkpoints
 	// and a non-empty ID.
 	Resume bool
+	// Inputs are what the run's results depend on besides the graph: the
+	// question, a fingerprint of the corpus's content (not its path), every
+	// knob that changes results ("chunk_size" → "900"). Names must be
+	// non-empty and values at most MaxInputBytes; the caller computes
+	// fingerprints (hash the content of large inputs). Without
+	// Options.Checkpoints they are not used.
+	//
+	// A new run records them in the checkpoint store (RunRecord.Inputs).
+	// Resuming the run compares the inputs given now with the recorded
+	// ones, exactly: a changed value, an input given now but not recorded,
+	// or one recorded but not given now (including a resume that gives no
+	// Inputs at all) fails with an *InputsChangedError naming each
+	// difference, before anything runs or is restored; the run stays as it
+	// was and can still be resumed with its recorded inputs. A run recorded
+	// without inputs (an older checkpoint file, or a caller that gave none)
+	// resumes only without inputs. To honour changed inputs, start a new
+	// run (another ID), or set IgnoreInputs.
+	Inputs map[string]string
+	// IgnoreInputs resumes even when Inputs differ from the recorded ones:
+	// the caller asserts that the differences do not affect the nodes
+	// already completed (their results are kept). The given Inputs then
+	// replace the recorded ones, and the differences are appended to
+	// RunRecord.AcceptedChanges and logged at Warn. With IgnoreInputs and
+	// no Inputs, the recorded inputs are kept unchecked.
+	IgnoreInputs bool
 	// Observers receive this run's events in addition to the executor's.
 	Observers []Observer
 }
@@ -243,7 +268,8 @@ func (e *Executor) Run(ctx context.Context, g *dag.Graph, s dag.State) (*Result,
 // Restored set) and the State keys they changed are restored into s before
 // anything starts. Each node runs at least once; NodeInfo.IdempotencyKey
 // lets node code make side effects exactly-once. Resuming with a changed
-// graph fails with a *GraphChangedError; resuming a run that succeeded fails
+// graph fails with a *GraphChangedError; with changed inputs
+// (RunOptions.Inputs) with an *InputsChangedError; resuming a run that succeeded fails
 // with ErrRunFinished; with RunOptions.Resume, an ID the store does not know
 // fails with ErrRunNotFound.
 //
@@ -269,6 +295,9 @@ func (e *Executor) RunWith(ctx context.Context, g *dag.Graph, s dag.State, ro Ru
 	if ro.Resume && ro.ID == "" {
 		return nil, errors.New("executor: RunOptions.Resume needs RunOptions.ID: the run to resume")
 	}
+	if err := validateInputs(ro.Inputs); err != nil {
+		return nil, err
+	}
 	if ro.Resume && e.opts.Checkpoints == nil {
 		return nil, fmt.Errorf("executor: resume run %q: RunOptions.Resume needs Options.Checkpoints (no checkpoint store to resume from)", ro.ID)
 	}
@@ -284,6 +313,7 @@ func (e *Executor) RunWith(ctx context.Context, g *dag.Graph, s dag.State, ro Ru
 	defer cancel(nil)
 	r := newRun(runCtx, e, g, s, id, observers, cancel)
 	r.resume = ro.Resume
+	r.inputs, r.ignoreInputs = ro.Inputs, ro.IgnoreInputs
 	r.res.Start = time.Now()
 	if err := r.prepare(); err != nil {
 		r.res.End = time.Now()

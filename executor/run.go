@@ -52,6 +52,9 @@ type run struct {
 	abandonAfter time.Duration
 	// resume: RunOptions.Resume, the run must exist in the store.
 	resume bool
+	// inputs and ignoreInputs: RunOptions.Inputs and IgnoreInputs.
+	inputs       map[string]string
+	ignoreInputs bool
 	// ctx is the run's context (per call, never retained after RunWith).
 	ctx    context.Context
 	cancel context.CancelCauseFunc
@@ -203,9 +206,14 @@ func (r *run) prepare() error {
 // one: its completed nodes are marked succeeded (and their dependents'
 // in-degrees lowered) and the State keys they changed are written back.
 func (r *run) restore() error {
-	rest, err := r.store.begin(r.id, r.g, r.durable != nil, r.resume, time.Now())
+	rest, err := r.store.begin(beginArgs{id: r.id, g: r.g, durable: r.durable != nil, resume: r.resume,
+		inputs: r.inputs, ignoreInputs: r.ignoreInputs, now: time.Now()})
 	if err != nil || rest == nil {
 		return err
+	}
+	if len(rest.accepted) > 0 {
+		r.e.logger.Warn("executor: resuming with changed inputs (RunOptions.IgnoreInputs)", "run", r.id,
+			"changed", (&InputsChangedError{RunID: r.id, Changed: rest.accepted}).changes())
 	}
 	for _, k := range rest.deleted {
 		if err := panicerr.Call("State.Delete", func() error { return r.state.Delete(k) }); err != nil {
