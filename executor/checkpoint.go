@@ -64,6 +64,8 @@ var (
 	keyFormat     = []byte("format")
 	keyInfo       = []byte("info")
 	keyGraph      = []byte("graph")
+	keyInputs     = []byte("inputs")
+	keyAnswers    = []byte("answers")
 	bucketDone    = []byte("done")
 	bucketState   = []byte("state")
 	bucketDeleted = []byte("deleted")
@@ -269,14 +271,25 @@ type RunRecord struct {
 	Created   time.Time `json:"created"`
 	Updated   time.Time `json:"updated"`
 	// Status is "running" (in progress, or interrupted by a crash),
-	// "succeeded", "failed" or "cancelled". Only succeeded runs are
-	// finished; the others can be resumed.
+	// "succeeded", "failed", "cancelled" or "waiting" (nodes wait for
+	// input: Questions). Only succeeded runs are finished; the others can
+	// be resumed.
 	Status string `json:"status"`
 	Error  string `json:"error,omitempty"`
+	// Questions are the questions of the nodes waiting for input when the
+	// run last ended (see Interrupt); resume with RunOptions.Answers.
+	Questions []Question `json:"questions,omitempty"`
 	// DurableState is set when the run's State keeps its own values
 	// durably (a paging.Pager in ModeDurable): the store then records only
 	// which nodes completed, and a resume must use that same State.
 	DurableState bool `json:"durable_state,omitempty"`
+	// Inputs are the run's inputs (RunOptions.Inputs) as recorded when it
+	// started, or as replaced by a resume with IgnoreInputs. Nil for a run
+	// recorded without inputs.
+	Inputs map[string]string `json:"inputs,omitempty"`
+	// AcceptedChanges lists the input changes that resumes with
+	// RunOptions.IgnoreInputs accepted, oldest first.
+	AcceptedChanges []InputChange `json:"accepted_changes,omitempty"`
 }
 
 // Finished reports whether the run succeeded (and cannot be resumed).
@@ -314,7 +327,7 @@ func (s *CheckpointStore) Runs() ([]RunRecord, error) {
 	var out []RunRecord
 	err := s.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketRuns).ForEachBucket(func(k []byte) error {
-			rec, err := readInfo(tx.Bucket(bucketRuns).Bucket(k))
+			rec, err := readRecord(tx.Bucket(bucketRuns).Bucket(k))
 			if err != nil {
 				return fmt.Errorf("run %q: %w", k, err)
 			}
@@ -329,8 +342,9 @@ func (s *CheckpointStore) Runs() ([]RunRecord, error) {
 	return out, nil
 }
 
-// Run returns the record of one run; the error matches ErrRunNotFound (and
-// os.ErrNotExist) when there is none.
+// Run returns the record of one run, with the inputs it recorded (for a CLI
+// to show them, or to resume with them); the error matches ErrRunNotFound
+// (and os.ErrNotExist) when there is none.
 func (s *CheckpointStore) Run(id string) (RunRecord, error) {
 	var rec RunRecord
 	err := s.view(func(tx *bolt.Tx) error {
@@ -339,7 +353,7 @@ func (s *CheckpointStore) Run(id string) (RunRecord, error) {
 			return ErrRunNotFound
 		}
 		var err error
-		rec, err = readInfo(b)
+		rec, err = readRecord(b)
 		return err
 	})
 	if errors.Is(err, ErrRunNotFound) {
@@ -440,6 +454,20 @@ func readInfo(b *bolt.Bucket) (RunRecord, error) {
 	if err := json.Unmarshal(raw, &rec); err != nil {
 		return rec, fmt.Errorf("%w: run info: %v", ErrCheckpointCorrupt, err)
 	}
+	return rec, nil
+}
+
+// readRecord is readInfo with the run's inputs, for Run and Runs.
+func readRecord(b *bolt.Bucket) (RunRecord, error) {
+	rec, err := readInfo(b)
+	if err != nil {
+		return rec, err
+	}
+	ir, err := readInputs(b)
+	if err != nil {
+		return rec, err
+	}
+	rec.Inputs, rec.AcceptedChanges = ir.Inputs, ir.Accepted
 	return rec, nil
 }
 
