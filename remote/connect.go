@@ -79,6 +79,15 @@ func Connect(ctx context.Context, url string, opts ConnectOptions) (*nats.Conn, 
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			logger.Warn("remote: disconnected from NATS", "url", url, "error", err)
 		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subject := ""
+			if sub != nil {
+				subject = sub.Subject
+			}
+			// Slow consumers drop doorbells and replies, which the
+			// pollers make up for.
+			logger.Debug("remote: NATS asynchronous error", "subject", subject, "error", err)
+		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			logger.Info("remote: reconnected to NATS", "url", nc.ConnectedUrlRedacted())
 		}),

@@ -342,6 +342,9 @@ func (w *Worker) pull(ctx, taskCtx context.Context, res *resources, cons [][numB
 		}
 		select {
 		case <-bells:
+			for len(bells) > 0 { // one pull answers them all
+				<-bells
+			}
 		case <-poll.C:
 			poll.Reset(w.opts.PollInterval)
 		case <-ctx.Done():
