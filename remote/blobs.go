@@ -18,7 +18,8 @@ func (r *resources) putBlob(ctx context.Context, name string, s dag.State, key s
 	if err != nil {
 		return 0, err
 	}
-	info, err := r.blobs.Put(ctx, jetstream.ObjectMeta{Name: name}, rd)
+	chunk := uint32(min(128<<10, r.maxPayload-msgHeadroom))
+	info, err := r.blobs.Put(ctx, jetstream.ObjectMeta{Name: name, Opts: &jetstream.ObjectMetaOptions{ChunkSize: chunk}}, rd)
 	if err != nil {
 		return 0, fmt.Errorf("store in object store %s as %q: %w", r.lay.blobsName(), name, err)
 	}

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -99,7 +100,7 @@ func (c *Coordinator) listKeys(ctx context.Context, filter string) ([]string, er
 	for k := range l.Keys() {
 		keys = append(keys, k)
 	}
-	if err := l.Stop(); err != nil {
+	if err := l.Stop(); err != nil && !errors.Is(err, nats.ErrBadSubscription) {
 		return nil, fmt.Errorf("remote: list %s in %s: %w", filter, c.res.lay.resultsName(), err)
 	}
 	return keys, nil
