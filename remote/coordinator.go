@@ -209,7 +209,7 @@ func (c *Coordinator) Node(n dag.Node, spec Spec) (dag.Node, error) {
 // Check reports ErrDisconnected while the NATS connection is down, nil
 // otherwise. It does not block or allocate when connected.
 func (c *Coordinator) Check() error {
-	if c.connected.Load() {
+	if c.connected.Load() && c.res.nc.IsConnected() {
 		return nil
 	}
 	if c.res.nc.IsClosed() {
@@ -223,7 +223,7 @@ func (c *Coordinator) Check() error {
 // closed for good (or the coordinator is), or context.Cause(ctx).
 func (c *Coordinator) Wait(ctx context.Context) error {
 	for {
-		if c.connected.Load() {
+		if c.Check() == nil {
 			return nil
 		}
 		if c.res.nc.IsClosed() || c.closed.Load() {
@@ -232,14 +232,25 @@ func (c *Coordinator) Wait(ctx context.Context) error {
 		c.mu.Lock()
 		wake := c.connWake
 		c.mu.Unlock()
-		if c.connected.Load() {
-			return nil
-		}
 		select {
 		case <-wake:
+			// The connection dropped but its event has not reached the
+			// loop yet: look again shortly rather than spin.
+			wake = nil
+			t := time.NewTimer(10 * time.Millisecond)
+			select {
+			case <-t.C:
+			case <-c.stop:
+			case <-ctx.Done():
+			}
+			t.Stop()
 		case <-c.stop:
-			return fmt.Errorf("remote: coordinator: %w", ErrClosed)
 		case <-ctx.Done():
+		}
+		if c.closed.Load() {
+			return fmt.Errorf("remote: coordinator: %w", ErrClosed)
+		}
+		if ctx.Err() != nil {
 			return context.Cause(ctx)
 		}
 	}

@@ -3,6 +3,7 @@ package remote
 import (
 	"cmp"
 	"context"
+	"errors"
 	"encoding/base64"
 	"fmt"
 	"strconv"
@@ -178,7 +179,7 @@ func openResources(ctx context.Context, nc *nats.Conn, lay Layout) (*resources, 
 	where := func(what, name string, err error) error {
 		return fmt.Errorf("remote: create %s %s on %s: %w", what, name, nc.ConnectedUrlRedacted(), err)
 	}
-	r.stream, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	want := jetstream.StreamConfig{
 		Name:        lay.streamName(),
 		Description: "cemaf remote tasks (work queue)",
 		Subjects:    []string{lay.Prefix + ".task.>"},
@@ -187,28 +188,50 @@ func openResources(ctx context.Context, nc *nats.Conn, lay Layout) (*resources, 
 		Replicas:    lay.Replicas,
 		MaxAge:      lay.ResultTTL,
 		Duplicates:  lay.Duplicates,
-	})
-	if err != nil {
-		return nil, where("stream", lay.streamName(), err)
 	}
-	r.results, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	// Update only what differs: every worker and coordinator opens these
+	// at start, and a needless update races the server's consumer
+	// creation.
+	if r.stream, err = js.Stream(ctx, want.Name); err == nil {
+		have := r.stream.CachedInfo().Config
+		if have.MaxAge != want.MaxAge || have.Duplicates != want.Duplicates || have.Replicas != want.Replicas {
+			r.stream, err = js.UpdateStream(ctx, want)
+		}
+	} else if errors.Is(err, jetstream.ErrStreamNotFound) {
+		r.stream, err = js.CreateOrUpdateStream(ctx, want)
+	}
+	if err != nil {
+		return nil, where("stream", want.Name, err)
+	}
+	kv := func(cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+		b, err := js.KeyValue(ctx, cfg.Bucket)
+		if errors.Is(err, jetstream.ErrBucketNotFound) {
+			b, err = js.CreateOrUpdateKeyValue(ctx, cfg)
+		}
+		if err != nil {
+			return nil, where("key-value bucket", cfg.Bucket, err)
+		}
+		return b, nil
+	}
+	if r.results, err = kv(jetstream.KeyValueConfig{
 		Bucket: lay.resultsName(), Description: "cemaf remote results, first write wins",
 		TTL: lay.ResultTTL, Storage: jetstream.FileStorage, Replicas: lay.Replicas,
-	})
-	if err != nil {
-		return nil, where("key-value bucket", lay.resultsName(), err)
+	}); err != nil {
+		return nil, err
 	}
-	r.fleet, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	if r.fleet, err = kv(jetstream.KeyValueConfig{
 		Bucket: lay.fleetName(), Description: "cemaf worker heartbeats",
 		TTL: 2 * lay.StaleAfter, Storage: jetstream.MemoryStorage, Replicas: lay.Replicas,
-	})
-	if err != nil {
-		return nil, where("key-value bucket", lay.fleetName(), err)
+	}); err != nil {
+		return nil, err
 	}
-	r.blobs, err = js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
-		Bucket: lay.blobsName(), Description: "cemaf remote values larger than a message",
-		TTL: lay.ResultTTL, Storage: jetstream.FileStorage, Replicas: lay.Replicas,
-	})
+	r.blobs, err = js.ObjectStore(ctx, lay.blobsName())
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		r.blobs, err = js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+			Bucket: lay.blobsName(), Description: "cemaf remote values larger than a message",
+			TTL: lay.ResultTTL, Storage: jetstream.FileStorage, Replicas: lay.Replicas,
+		})
+	}
 	if err != nil {
 		return nil, where("object store", lay.blobsName(), err)
 	}
@@ -220,7 +243,7 @@ func openResources(ctx context.Context, nc *nats.Conn, lay Layout) (*resources, 
 // one of them.
 func (r *resources) consumer(ctx context.Context, capability string, band int) (jetstream.Consumer, error) {
 	name := consumerName(capability, band)
-	c, err := r.js.CreateOrUpdateConsumer(ctx, r.lay.streamName(), jetstream.ConsumerConfig{
+	want := jetstream.ConsumerConfig{
 		Durable:       name,
 		Description:   "cemaf workers of " + capability + ", " + bandNames[band] + " priority",
 		FilterSubject: r.lay.taskSubject(capability, band),
@@ -230,7 +253,16 @@ func (r *resources) consumer(ctx context.Context, capability string, band int) (
 		MaxAckPending: r.lay.MaxAckPending,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		Replicas:      r.lay.Replicas,
-	})
+	}
+	c, err := r.js.Consumer(ctx, r.lay.streamName(), name)
+	if err == nil {
+		have := c.CachedInfo().Config
+		if have.AckWait != want.AckWait || have.MaxDeliver != want.MaxDeliver || have.MaxAckPending != want.MaxAckPending {
+			c, err = r.js.CreateOrUpdateConsumer(ctx, r.lay.streamName(), want)
+		}
+	} else if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		c, err = r.js.CreateOrUpdateConsumer(ctx, r.lay.streamName(), want)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("remote: create consumer %s on %s: %w", name, r.nc.ConnectedUrlRedacted(), err)
 	}

@@ -111,6 +111,7 @@ type Worker struct {
 	}
 	busy      atomic.Int64
 	slotFreed chan struct{} // capacity 1
+	ready     chan struct{} // closed once Run serves
 
 	// mu guards running and paused.
 	mu      sync.Mutex
@@ -153,7 +154,7 @@ func NewWorker(nc *nats.Conn, reg *Registry, opts WorkerOptions) (*Worker, error
 	opts.MaxValueBytes = cmp.Or(opts.MaxValueBytes, DefaultMaxValueBytes)
 	host, _ := os.Hostname()
 	w := &Worker{nc: nc, reg: reg, opts: opts, id: opts.ID, logger: opts.Logger, host: host,
-		slotFreed: make(chan struct{}, 1), running: map[string]*runningTask{}}
+		slotFreed: make(chan struct{}, 1), ready: make(chan struct{}), running: map[string]*runningTask{}}
 	if w.id == "" {
 		w.id = fmt.Sprintf("%s-%d-%s", cmp.Or(host, "worker"), os.Getpid(), nuid.Next()[:8])
 	}
@@ -183,6 +184,11 @@ func NewWorker(nc *nats.Conn, reg *Registry, opts WorkerOptions) (*Worker, error
 
 // ID returns the worker's ID.
 func (w *Worker) ID() string { return w.id }
+
+// Ready returns a channel closed once Run has set up the fleet's streams
+// and consumers, subscribed, and published its first heartbeat: from then
+// on the worker is in the fleet view and takes tasks.
+func (w *Worker) Ready() <-chan struct{} { return w.ready }
 
 // Stats returns the worker's counters.
 func (w *Worker) Stats() WorkerStats {
@@ -243,6 +249,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	var tasks sync.WaitGroup
 	keeperStop := make(chan struct{})
 	keeperDone := make(chan struct{})
+	w.heartbeat(res)
+	close(w.ready)
 	go w.keep(res, cancels, keeperStop, keeperDone)
 
 	w.pull(ctx, taskCtx, res, cons, bells, &tasks)
@@ -383,7 +391,6 @@ func (w *Worker) keep(res *resources, cancels <-chan *nats.Msg, stop <-chan stru
 	defer beat.Stop()
 	progress := time.NewTicker(res.lay.AckWait / 3)
 	defer progress.Stop()
-	w.heartbeat(res)
 	for {
 		select {
 		case <-stop:

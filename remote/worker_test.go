@@ -101,6 +101,7 @@ func TestHotWorkerTakesNoTask(t *testing.T) {
 			Status: func() remote.Status { return remote.Status{Mode: "high_temp", TemperatureC: 82} }})
 		workers = append(workers, w)
 		runWorker(t, w)
+		<-w.Ready()
 	}
 	<-guards[0].waiting // w0 is paused before any task is queued
 
