@@ -3,8 +3,8 @@ package remote
 import (
 	"cmp"
 	"context"
-	"errors"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
