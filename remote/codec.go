@@ -68,6 +68,7 @@ const (
 	flagPanic
 	flagDelivery    // no worker answered within MaxDeliver deliveries
 	flagUnknownFunc // the worker has no function under the task's name
+	flagTimeout     // the task's deadline passed on the worker
 )
 
 // result is what a worker records (and sends back) for a task.

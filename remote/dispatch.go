@@ -42,7 +42,7 @@ func (rn *remoteNode) run(ctx context.Context, s dag.State) error {
 	defer c.unregister(w)
 	// A result recorded earlier: a worker finished the node while this
 	// run's coordinator was down, or this attempt failed before.
-	if r, err := c.recorded(ctx, info.RunID, info.Node, info.Attempt); err != nil {
+	if r, err := c.recorded(ctx, info.RunID, info.Node, 0); err != nil {
 		return err
 	} else if r != nil {
 		return rn.finish(ctx, s, r, info.Attempt)
@@ -55,10 +55,14 @@ func (rn *remoteNode) run(ctx context.Context, s dag.State) error {
 	return rn.await(ctx, s, t, w)
 }
 
-// recorded returns the success of run/node, or the failure of this
-// attempt, if either is in the results bucket.
+// recorded returns the success of run/node, or the failure of the
+// attempt (if attempt > 0), if either is in the results bucket.
 func (c *Coordinator) recorded(ctx context.Context, run, node string, attempt int) (*result, error) {
-	for _, key := range []string{okKey(run, node), failKey(run, node, attempt)} {
+	keys := []string{okKey(run, node)}
+	if attempt > 0 {
+		keys = append(keys, failKey(run, node, attempt))
+	}
+	for _, key := range keys {
 		e, err := c.res.results.Get(ctx, key)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			continue
@@ -226,6 +230,16 @@ func (rn *remoteNode) await(ctx context.Context, s dag.State, t *task, w *waiter
 			case err == nil:
 				seq = ack.Sequence
 				_ = c.res.nc.Publish(c.res.lay.bellSubject(t.Capability), nil)
+				if ack.Duplicate {
+					// Published before, by this run's previous coordinator
+					// or before a reconnection: it may have failed already.
+					if r, err := c.recorded(ctx, t.Run, t.Node, t.Attempt); err != nil {
+						return err
+					} else if r != nil {
+						seq = 0
+						return rn.finish(ctx, s, r, t.Attempt)
+					}
+				}
 				report()
 			case ctx.Err() != nil:
 				return context.Cause(ctx)
@@ -282,6 +296,13 @@ func (c *Coordinator) withdraw(t *task, seq uint64) {
 // outputs into s, a failure becomes the node's error.
 func (rn *remoteNode) finish(ctx context.Context, s dag.State, r *result, attempt int) error {
 	if r.Status != statusOK {
+		if _, ok := ctx.Deadline(); ok && r.Flags&flagTimeout != 0 {
+			// The worker's deadline is the attempt's, measured from a
+			// later start: the attempt's own ends first, and the executor
+			// reports the node TimedOut as a local one.
+			<-ctx.Done()
+			return context.Cause(ctx)
+		}
 		err := r.toError(rn.spec.Capability, attempt)
 		var te *TaskError
 		if errors.As(err, &te) && te.Permanent {

@@ -133,7 +133,7 @@ func TestRemoteFailuresBehaveAsLocal(t *testing.T) {
 		}}
 		res, err, _ := oneRemote(t, h, slow, remote.CoordinatorOptions{}, remote.WorkerOptions{}, nil)
 		require.Error(t, err)
-		require.Equal(t, executor.TimedOut, res.Nodes[0].Status)
+		require.Equal(t, executor.TimedOut, res.Nodes[0].Status, "%v", res.Nodes[0].Err)
 	})
 }
 

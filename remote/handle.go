@@ -94,6 +94,9 @@ func (w *Worker) handle(taskCtx context.Context, res *resources, m jetstream.Msg
 			if dag.IsPermanent(runErr) {
 				r.Flags |= flagPermanent
 			}
+			if ctx.Err() != nil && errors.Is(context.Cause(ctx), context.DeadlineExceeded) {
+				r.Flags |= flagTimeout
+			}
 			var pe *executor.PanicError
 			if errors.As(runErr, &pe) {
 				r.Flags |= flagPanic
