@@ -61,6 +61,10 @@ type Layout struct {
 	// Replicas is the number of copies of every stream in a clustered
 	// server (1 to 5). Default 1.
 	Replicas int
+	// Domain is the JetStream domain that holds the fleet's streams, for
+	// clients connected to a leaf node whose own JetStream has another
+	// domain (see docs/scale-out.md). Empty means the server's own.
+	Domain string
 }
 
 func (l Layout) withDefaults() (Layout, error) {
@@ -79,6 +83,11 @@ func (l Layout) withDefaults() (Layout, error) {
 		}
 		if *d.v == 0 {
 			*d.v = d.def
+		}
+	}
+	if l.Domain != "" {
+		if err := checkToken("Layout.Domain", l.Domain); err != nil {
+			return l, fmt.Errorf("remote: %w", err)
 		}
 	}
 	if l.AckWait < 10*time.Millisecond {
@@ -171,7 +180,13 @@ func openResources(ctx context.Context, nc *nats.Conn, lay Layout) (*resources, 
 	if nc == nil {
 		return nil, fmt.Errorf("remote: nil NATS connection")
 	}
-	js, err := jetstream.New(nc)
+	var js jetstream.JetStream
+	var err error
+	if lay.Domain != "" {
+		js, err = jetstream.NewWithDomain(nc, lay.Domain)
+	} else {
+		js, err = jetstream.New(nc)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("remote: JetStream on %s: %w", nc.ConnectedUrlRedacted(), err)
 	}
