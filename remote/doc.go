@@ -27,6 +27,11 @@
 // is the live view of the workers; Capacity summarises it per capability for
 // admission decisions.
 //
+// Whole runs can be shared too: a RunQueue (OpenRunQueue) is a work queue
+// of run requests that several services use, so that a request accepted by
+// one device is run by another with capacity (Submit, Take, Done, Result);
+// a full queue refuses with a *limit.Error of Kind limit.Queue.
+//
 // Package hub embeds a NATS server with JetStream (for tests, for a device
 // that is the hub of the others, or a leaf of one); any nats-server 2.9 or
 // later works as well.
@@ -51,6 +56,8 @@
 //	cemaf.bell.<cap>           core doorbell rung after each publish (wakes idle workers)
 //	cemaf.cancel.<cap>         core: a coordinator withdrew a task (timeout, cancellation)
 //	cemaf.reply.<coordinator>  core: a worker's result, also kept in CEMAF_RESULTS
+//	stream CEMAF_RUNS          work queue of whole runs, cemaf.run.<kind>, consumer runs_<kind>;
+//	                           outcomes in CEMAF_RESULTS under run.<id> / runfail.<id>
 //
 // Run and node IDs are base64url-encoded in keys. A task's message ID (for
 // JetStream's de-duplication within Layout.Duplicates) is
