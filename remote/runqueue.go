@@ -187,7 +187,9 @@ type RunFailedError struct {
 	Message string
 }
 
-func (e *RunFailedError) Error() string { return fmt.Sprintf("remote: run %q failed: %s", e.ID, e.Message) }
+func (e *RunFailedError) Error() string {
+	return fmt.Sprintf("remote: run %q failed: %s", e.ID, e.Message)
+}
 
 // Result waits for the outcome of run id: its output, a *RunFailedError, or
 // ctx's cause.
