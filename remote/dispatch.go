@@ -202,7 +202,9 @@ func (rn *remoteNode) await(ctx context.Context, s dag.State, t *task, w *waiter
 	subject := c.res.lay.taskSubject(t.Capability, rn.band)
 	var seq uint64
 	defer func() {
-		if seq != 0 {
+		// A closed coordinator leaves its tasks queued for the one that
+		// resumes the run (its closing may also have cancelled ctx).
+		if seq != 0 && !c.closed.Load() {
 			c.withdraw(t, seq)
 		}
 	}()

@@ -111,9 +111,16 @@ func TestCoordinatorResumeUsesFinishedResults(t *testing.T) {
 	}
 	w := newWorker(t, connect(t, h.ClientURL()), reg, remote.WorkerOptions{})
 	runWorker(t, w)
+	bound := time.NewTimer(30 * time.Second) // a bound, not a wait: results come in milliseconds
+	defer bound.Stop()
 	for seen := 0; seen < 2; {
-		if e := <-watch.Updates(); e != nil {
-			seen++
+		select {
+		case e := <-watch.Updates():
+			if e != nil {
+				seen++
+			}
+		case <-bound.C:
+			t.Fatalf("the worker recorded %d of 2 results (stats %+v)", seen, w.Stats())
 		}
 	}
 
