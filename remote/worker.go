@@ -198,8 +198,10 @@ func (w *Worker) Stats() WorkerStats {
 }
 
 // Run serves tasks until ctx ends, then stops pulling, gives the tasks in
-// progress DrainTimeout to finish, hands the others back to the queue,
-// removes its heartbeat and returns nil. It returns an error, naming the
+// progress DrainTimeout to finish, cancels the others and hands them back
+// to the queue, removes its heartbeat and returns nil. A function that
+// ignores its cancellation for another DrainTimeout is abandoned: its
+// goroutine is the only one Run leaves behind. It returns an error, naming the
 // server, when the fleet's streams cannot be set up, and ErrClosed when
 // called a second time.
 func (w *Worker) Run(ctx context.Context) error {
@@ -265,7 +267,16 @@ func (w *Worker) Run(ctx context.Context) error {
 	case <-drained:
 	case <-timer.C:
 		stopTasks(errDraining)
-		<-drained
+		// Functions that ignore their context get one more
+		// DrainTimeout; then they are abandoned, as the executor
+		// abandons a stuck node, and their tasks go to other workers
+		// after AckWait.
+		timer.Reset(w.opts.DrainTimeout)
+		select {
+		case <-drained:
+		case <-timer.C:
+			w.logger.Warn("remote: worker stops with tasks whose function ignores its context", "worker", w.id, "running", w.busy.Load())
+		}
 	}
 	timer.Stop()
 	close(keeperStop)

@@ -218,3 +218,46 @@ func TestPriorityBands(t *testing.T) {
 	require.NoError(t, <-done)
 	require.Equal(t, []string{"high", "high", "high", "normal", "normal", "normal", "low", "low", "low"}, order)
 }
+
+// TestDrainHandsTasksBack: a worker stopped mid-task waits DrainTimeout,
+// cancels the task and hands it back; another worker finishes it at once.
+func TestDrainHandsTasksBack(t *testing.T) {
+	h := startHub(t, hubOpts())
+	c := newCoordinator(t, connect(t, h.ClientURL()), remote.CoordinatorOptions{})
+	reg := remote.NewRegistry()
+	started := make(chan struct{}, 2)
+	nd := dag.Node{ID: "long", Run: func(ctx context.Context, s dag.State) error {
+		ti, _ := remote.TaskInfoFrom(ctx)
+		if ti.Worker == "first" {
+			started <- struct{}{}
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		return s.Put("long", []byte(ti.Worker))
+	}}
+	spec := remote.Spec{Capability: "hash", Writes: []string{"long"}}
+	require.NoError(t, reg.RegisterNode(nd, spec))
+	first := newWorker(t, connect(t, h.ClientURL()), reg, remote.WorkerOptions{ID: "first", DrainTimeout: 50 * time.Millisecond})
+	stopFirst := runWorker(t, first)
+	<-first.Ready()
+	rn, err := c.Node(nd, spec)
+	require.NoError(t, err)
+	g, err := dag.New(rn)
+	require.NoError(t, err)
+	s := dag.NewMemoryState()
+	done := make(chan error, 1)
+	go func() {
+		_, err := mustExec(t, executor.Options{Gate: c}).Run(context.Background(), g, s)
+		done <- err
+	}()
+	<-started
+	second := newWorker(t, connect(t, h.ClientURL()), reg, remote.WorkerOptions{ID: "second"})
+	runWorker(t, second)
+	<-second.Ready()
+	stopFirst()
+	require.NoError(t, <-done)
+	v, _ := s.Get("long")
+	require.Equal(t, "second", string(v))
+	require.Equal(t, uint64(1), first.Stats().Returned)
+	require.Equal(t, uint64(1), second.Stats().Done)
+}
