@@ -3,8 +3,15 @@ package remote_test
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
 	"fmt"
+	"math/big"
 	"net"
 	"sync"
 	"testing"
@@ -292,4 +299,46 @@ func TestConnectionLimit(t *testing.T) {
 	require.Error(t, err)
 	require.ErrorContains(t, err, h.ClientURL())
 	require.Equal(t, 2, h.NumClients())
+}
+
+func TestConnectAuth(t *testing.T) {
+	h := startHub(t, hub.Options{User: "agent", Password: "s3cret"})
+	_, err := remote.Connect(context.Background(), h.ClientURL(), remote.ConnectOptions{})
+	require.ErrorContains(t, err, h.ClientURL())
+	require.ErrorContains(t, err, "uthorization")
+	nc, err := remote.Connect(context.Background(), h.ClientURL(), remote.ConnectOptions{User: "agent", Password: "s3cret"})
+	require.NoError(t, err)
+	nc.Close()
+
+	ht := startHub(t, hub.Options{Token: "t0ken"})
+	_, err = remote.Connect(context.Background(), ht.ClientURL(), remote.ConnectOptions{Token: "wrong"})
+	require.Error(t, err)
+	nc, err = remote.Connect(context.Background(), ht.ClientURL(), remote.ConnectOptions{Token: "t0ken"})
+	require.NoError(t, err)
+	nc.Close()
+
+	_, err = remote.Connect(context.Background(), h.ClientURL(), remote.ConnectOptions{NKeySeedFile: "/nonexistent/seed"})
+	require.ErrorContains(t, err, "/nonexistent/seed")
+}
+
+func TestConnectTLS(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "hub"},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	cert, err := x509.ParseCertificate(der)
+	require.NoError(t, err)
+	h := startHub(t, hub.Options{TLS: &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, MinVersion: tls.VersionTLS12}})
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+
+	_, err = remote.Connect(context.Background(), h.ClientURL(), remote.ConnectOptions{ConnectTimeout: time.Second})
+	require.Error(t, err, "a client without the CA must not connect")
+	nc, err := remote.Connect(context.Background(), h.ClientURL(), remote.ConnectOptions{TLS: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}})
+	require.NoError(t, err)
+	require.True(t, nc.TLSRequired())
+	nc.Close()
 }
