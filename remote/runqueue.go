@@ -178,7 +178,7 @@ func (r *RunRequest) Done(ctx context.Context, output []byte, runErr error) erro
 		_ = r.msg.Nak()
 		return fmt.Errorf("remote: record run %q: %w", r.ID, err)
 	}
-	return r.msg.Ack()
+	return r.msg.DoubleAck(ctx) // confirmed: the request has left the queue when Done returns
 }
 
 // RunFailedError is the recorded failure of a run taken from the queue.
