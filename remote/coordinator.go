@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nuid"
 
 	"github.com/cemaf-go/cemaf/dag"
 	"github.com/cemaf-go/cemaf/executor"
@@ -130,7 +129,7 @@ func NewCoordinator(ctx context.Context, nc *nats.Conn, opts CoordinatorOptions)
 	opts.MaxValueBytes = cmp.Or(opts.MaxValueBytes, DefaultMaxValueBytes)
 	id := opts.ID
 	if id == "" {
-		id = nuid.Next()
+		id = randomID()
 	}
 	if err := checkToken("CoordinatorOptions.ID", id); err != nil {
 		return nil, fmt.Errorf("remote: %w", err)

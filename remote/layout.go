@@ -3,7 +3,9 @@ package remote
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -157,6 +159,13 @@ func lastKey(run, node string, attempt int) string {
 }
 func badKey(seq uint64) string { return "bad." + strconv.FormatUint(seq, 10) }
 func peerKey(id string) string { return "w." + enc(id) }
+
+// randomID returns 16 random hex digits.
+func randomID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
 
 func taskID(run, node string, attempt int) string {
 	return run + "/" + node + "/" + strconv.Itoa(attempt)

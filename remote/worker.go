@@ -16,7 +16,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nuid"
 )
 
 // Guard is what a worker consults before pulling tasks: while Check reports
@@ -156,7 +155,7 @@ func NewWorker(nc *nats.Conn, reg *Registry, opts WorkerOptions) (*Worker, error
 	w := &Worker{nc: nc, reg: reg, opts: opts, id: opts.ID, logger: opts.Logger, host: host,
 		slotFreed: make(chan struct{}, 1), ready: make(chan struct{}), running: map[string]*runningTask{}}
 	if w.id == "" {
-		w.id = fmt.Sprintf("%s-%d-%s", cmp.Or(host, "worker"), os.Getpid(), nuid.Next()[:8])
+		w.id = fmt.Sprintf("%s-%d-%s", cmp.Or(host, "worker"), os.Getpid(), randomID()[:8])
 	}
 	if len(w.id) > 128 {
 		return nil, fmt.Errorf("remote: WorkerOptions.ID is %d bytes: at most 128", len(w.id))
