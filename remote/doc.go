@@ -16,9 +16,11 @@
 // connection is down Check reports ErrDisconnected and Wait blocks, so the
 // run pauses and goes on after the reconnection.
 //
-// A Worker (NewWorker, then Run) is the side that runs functions, looked up
-// in a Registry by capability and name; RegisterNode registers the very
-// function a node would run locally. A worker pulls only as many tasks as it
+// A Worker (NewWorker, then Run; Ready tells when it serves) is the side
+// that runs functions, looked up in a Registry by capability and name;
+// RegisterNode registers the very function a node would run locally. On the
+// worker a function's context carries a TaskInfo (TaskInfoFrom) instead of
+// the executor's NodeInfo, with the same IdempotencyKey. A worker pulls only as many tasks as it
 // has free Slots, and none while its Guard blocks (a hot board, short
 // memory): the work goes to the other workers, or waits. It sends in-progress
 // acknowledgements every AckWait/3 while a task runs, and a heartbeat

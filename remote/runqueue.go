@@ -187,6 +187,7 @@ type RunFailedError struct {
 	Message string
 }
 
+// Error names the run and its failure.
 func (e *RunFailedError) Error() string {
 	return fmt.Sprintf("remote: run %q failed: %s", e.ID, e.Message)
 }
