@@ -302,6 +302,9 @@ func (w *Worker) pull(ctx, taskCtx context.Context, res *resources, cons [][numB
 	bells <-chan *nats.Msg, tasks *sync.WaitGroup) {
 	poll := time.NewTimer(w.opts.PollInterval)
 	defer poll.Stop()
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	rang := false // the last wake-up was a doorbell
 	for ctx.Err() == nil {
 		free := w.opts.Slots - int(w.busy.Load())
 		if free <= 0 {
@@ -353,19 +356,37 @@ func (w *Worker) pull(ctx, taskCtx context.Context, res *resources, cons [][numB
 			}
 		}
 		if got > 0 {
+			rang = false
 			continue
 		}
 		if fetchErr != nil && ctx.Err() == nil {
 			w.logger.Debug("remote: fetch", "worker", w.id, "error", fetchErr)
+		}
+		// A doorbell comes after the server stored the task, but its
+		// consumer may learn of it a moment later: a pull answered empty
+		// right after a doorbell is tried once more, shortly.
+		var again <-chan time.Time
+		if rang {
+			rang = false
+			retry.Reset(2 * time.Millisecond)
+			again = retry.C
 		}
 		select {
 		case <-bells:
 			for len(bells) > 0 { // one pull answers them all
 				<-bells
 			}
+			rang = true
+		case <-again:
 		case <-poll.C:
 			poll.Reset(w.opts.PollInterval)
 		case <-ctx.Done():
+		}
+		if again != nil && !retry.Stop() {
+			select { // drain a fired timer not received
+			case <-retry.C:
+			default:
+			}
 		}
 	}
 }
