@@ -261,3 +261,42 @@ func TestDrainHandsTasksBack(t *testing.T) {
 	require.Equal(t, uint64(1), first.Stats().Returned)
 	require.Equal(t, uint64(1), second.Stats().Done)
 }
+
+// TestLongTaskKeptByInProgress: a task running for several AckWaits is
+// kept by in-progress acknowledgements: it is delivered once and runs once.
+func TestLongTaskKeptByInProgress(t *testing.T) {
+	h := startHub(t, hubOpts())
+	lay := remote.Layout{AckWait: 150 * time.Millisecond, StaleAfter: 2 * time.Second}
+	c := newCoordinator(t, connect(t, h.ClientURL()), remote.CoordinatorOptions{Layout: lay})
+	reg := remote.NewRegistry()
+	var mu sync.Mutex
+	var deliveries []int
+	nd := dag.Node{ID: "long", Run: func(ctx context.Context, s dag.State) error {
+		ti, _ := remote.TaskInfoFrom(ctx)
+		mu.Lock()
+		deliveries = append(deliveries, ti.Delivery)
+		mu.Unlock()
+		select { // the work: five AckWaits
+		case <-time.After(5 * lay.AckWait):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		return s.Put("long", []byte("done"))
+	}}
+	spec := remote.Spec{Capability: "hash", Writes: []string{"long"}}
+	require.NoError(t, reg.RegisterNode(nd, spec))
+	for i := range 2 {
+		w := newWorker(t, connect(t, h.ClientURL()), reg, remote.WorkerOptions{Layout: lay, ID: "w" + strconv.Itoa(i)})
+		runWorker(t, w)
+		<-w.Ready()
+	}
+	rn, err := c.Node(nd, spec)
+	require.NoError(t, err)
+	g, err := dag.New(rn)
+	require.NoError(t, err)
+	_, err = mustExec(t, executor.Options{Gate: c}).Run(context.Background(), g, dag.NewMemoryState())
+	require.NoError(t, err)
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, []int{1}, deliveries)
+}
