@@ -232,6 +232,11 @@ func (c *llmClient) post(ctx context.Context, body []byte) ([2]string, error) {
 	}
 	resp, err := c.client().Do(hreq)
 	if err != nil {
+		if ctx.Err() != nil {
+			// Not the endpoint's fault: the run was stopped (its timeout,
+			// ctrl-c, serve's drain timeout).
+			return zero, fmt.Errorf("LLM call to %s stopped: %w", c.url, context.Cause(ctx))
+		}
 		return zero, fmt.Errorf("LLM endpoint %s unreachable: %w", c.url, err)
 	}
 	defer resp.Body.Close()

