@@ -13,6 +13,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -108,11 +109,20 @@ func (s *server) readRunRequest(w http.ResponseWriter, r *http.Request) (runRequ
 	}
 	rc := http.NewResponseController(w)
 	rc.SetReadDeadline(time.Now().Add(s.opts.readBodyTimeout))
+	unregister := s.bodyReads.add(rc)
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(s.opts.maxBody)))
-	// Clear the deadline: while the run goes on, the server reads the
-	// connection in the background to notice a client that went away,
-	// and a deadline passing there would cancel the run.
-	rc.SetReadDeadline(time.Time{})
+	unregister()
+	if err == nil {
+		// Clear the deadline: while the run goes on, the server reads the
+		// connection in the background to notice a client that went
+		// away, and a deadline passing there would cancel the run. (After
+		// an error it stays: the server then discards what is left of
+		// the body, and must not wait for it.)
+		rc.SetReadDeadline(time.Time{})
+	}
+	if s.draining.Load() {
+		return runRequest{}, &requestError{code: http.StatusServiceUnavailable, msg: "shutting down"}
+	}
 	var mbe *http.MaxBytesError
 	var ne net.Error
 	switch {
@@ -125,6 +135,45 @@ func (s *server) readRunRequest(w http.ResponseWriter, r *http.Request) (runRequ
 		return runRequest{}, &requestError{code: http.StatusBadRequest, msg: "reading the body: " + err.Error()}
 	}
 	return parseRunRequest(body)
+}
+
+// bodyReads are the request bodies being read, so that a drain can cut the
+// slow ones short instead of waiting for their read timeout.
+type bodyReads struct {
+	// mu guards m and cut.
+	mu  sync.Mutex
+	m   map[*http.ResponseController]struct{}
+	cut bool
+}
+
+// add registers a body read; the returned func unregisters it. Once cut,
+// a new read is cut at once.
+func (b *bodyReads) add(rc *http.ResponseController) func() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cut {
+		rc.SetReadDeadline(time.Now())
+		return func() {}
+	}
+	if b.m == nil {
+		b.m = map[*http.ResponseController]struct{}{}
+	}
+	b.m[rc] = struct{}{}
+	return func() {
+		b.mu.Lock()
+		delete(b.m, rc)
+		b.mu.Unlock()
+	}
+}
+
+// cutAll ends every body read in progress, and every later one.
+func (b *bodyReads) cutAll() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.cut = true
+	for rc := range b.m {
+		rc.SetReadDeadline(time.Now())
+	}
 }
 
 // handleRun admits a run, runs it and answers with its result. Admission

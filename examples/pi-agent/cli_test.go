@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -95,6 +96,23 @@ func TestUsageErrors(t *testing.T) {
 	code, out, _ := runCLI(t, nil, "help")
 	assert.Equal(t, exitOK, code)
 	assert.Contains(t, out, "pi-agent status")
+	for _, c := range commands {
+		assert.Contains(t, out, "Usage: pi-agent "+c.name+" [flags]", "help lists the flags of every command")
+	}
+	assert.Contains(t, out, "-max-conns n")
+	assert.Contains(t, out, "-question question")
+
+	// Each command's -h prints its own flags, and only those.
+	code, _, errOut := runCLI(t, nil, "graph", "-h")
+	assert.Equal(t, exitOK, code)
+	assert.Contains(t, errOut, "Usage: pi-agent graph [flags]")
+	assert.Contains(t, errOut, "-format format")
+	assert.NotContains(t, errOut, "-question")
+	assert.NotContains(t, errOut, "-json")
+	code, out, _ = runCLI(t, nil, "help", "runs")
+	assert.Equal(t, exitOK, code)
+	assert.Contains(t, out, "Usage: pi-agent runs [flags]")
+	assert.NotContains(t, out, "Usage: pi-agent run [flags]")
 }
 
 func TestBadEnvironmentIsReported(t *testing.T) {
@@ -204,4 +222,32 @@ func TestConfigCommand(t *testing.T) {
 	assert.Regexp(t, `CEMAF_RESOURCE_CPU_PARALLEL\s+3\s+flag`, out)
 	assert.Regexp(t, `temperature_c\s+90 °C\s+board: passive trip point of cpu-thermal \(95 °C\) − 5\s+94 °C\s+board: hot trip point`, out, "every rung says where it came from")
 	assert.Regexp(t, `memory_percent\s+65 %\s+default: lowered below CEMAF_RESOURCE_MEMORY_THRESHOLD\s+70 %\s+flag`, out)
+}
+
+// config shows every effective value, the derived ones included.
+func TestConfigShowsEffectiveValues(t *testing.T) {
+	storage := t.TempDir()
+	code, out, errOut := runCLI(t, []string{"CEMAF_RESOURCE_SYSFS_ROOT=/host/sys", "CEMAF_SERVE_SLOTS=3", "CEMAF_LLM_URL=http://127.0.0.1:8081"},
+		"config", "--storage", storage)
+	require.Equal(t, exitOK, code, errOut)
+	assert.Regexp(t, `storage directory\s+`+regexp.QuoteMeta(storage)+`\s+flag`, out)
+	assert.Regexp(t, `cgroup root\s+/host/sys/fs/cgroup\s+default: CEMAF_RESOURCE_SYSFS_ROOT/fs/cgroup`, out)
+	assert.Regexp(t, `page size\s+256.0 KiB\s+default: the pager's`, out)
+	assert.Regexp(t, `LLM endpoint\s+http://127.0.0.1:8081/v1/chat/completions\s+CEMAF_LLM_URL`, out)
+	assert.Regexp(t, `serve --slots\s+3\s+env: CEMAF_SERVE_SLOTS`, out)
+	assert.Regexp(t, `serve --max-conns\s+\d+\s+host: half the open-files limit`, out)
+
+	code, out, _ = runCLI(t, []string{"CEMAF_RESOURCE_PAGER_PAGE_SIZE_MB=1"}, "config", "--json", "--storage", storage)
+	require.Equal(t, exitOK, code)
+	var rep configReport
+	require.NoError(t, json.Unmarshal([]byte(out), &rep))
+	assert.Equal(t, "1", rep.Variables["CEMAF_RESOURCE_PAGER_PAGE_SIZE_MB"].Value)
+	found := false
+	for _, e := range rep.Effective {
+		if e.Name == "page size" {
+			found = true
+			assert.Equal(t, "1.0 MiB", e.Value)
+		}
+	}
+	assert.True(t, found)
 }

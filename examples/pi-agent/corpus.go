@@ -187,6 +187,11 @@ func skipReason(c corpus, name string, err error) string {
 	switch {
 	case errors.As(err, &nr):
 		return describeType(nr.Mode) + ", not a regular file"
+	case errors.Is(err, syscall.ENXIO) && c.Dir != "":
+		// Opening a socket fails with ENXIO.
+		if fi, serr := os.Stat(filepath.Join(c.Dir, filepath.FromSlash(name))); serr == nil && !fi.Mode().IsRegular() {
+			return describeType(fi.Mode()) + ", not a regular file"
+		}
 	case errors.As(err, &le) && le.Kind == limit.FileSize:
 		return fmt.Sprintf("%s, over the %s limit of a document", mib(int64(le.Current)), mib(int64(le.Limit)))
 	case errors.Is(err, syscall.ELOOP):

@@ -135,11 +135,45 @@ func TestResumeAfterInterruption(t *testing.T) {
 	assert.Contains(t, listing, id)
 	assert.Contains(t, listing, "cancelled")
 
+	assert.Contains(t, errb.String(), "--resume "+id+" --storage "+storage+")", "the hint names the storage directory")
+	assert.Contains(t, listing, "pi-agent run --resume "+id+" --storage "+storage)
+
+	llm := newFakeLLM(t)
+	code, _, errOut := runCLI(t, []string{"CEMAF_LLM_URL=" + llm.URL}, "run", "--storage", storage, "--resume", id)
+	require.Equal(t, exitOK, code, errOut)
+	assert.Contains(t, errOut, "pi-agent: resuming run "+id+": 8 of 10 nodes already done")
+	assert.Contains(t, errOut, "[9/10] answer ", "the numbering continues")
+	assert.Contains(t, errOut, "[10/10] report ")
+	assert.NotContains(t, errOut, "[1/10]")
+	raw, err := os.ReadFile(filepath.Join(storage, "reports", id+".md"))
+	require.NoError(t, err)
+	assert.Contains(t, string(raw), "(answered by llm")
+}
+
+// A resumed run reports like a fresh one in JSON.
+func TestResumeJSON(t *testing.T) {
+	storage := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		cancel()
+		<-r.Context().Done()
+	}))
+	defer hang.Close()
+	var out, errb strings.Builder
+	code := cli(ctx, []string{"run", "--storage", storage, "--json"}, []string{"CEMAF_LLM_URL=" + hang.URL}, &out, &errb)
+	require.Equal(t, exitError, code, errb.String())
+	var first runSummary
+	require.NoError(t, json.Unmarshal([]byte(out.String()), &first))
+	id := first.RunID
+
 	llm := newFakeLLM(t)
 	code, outJSON, errOut := runCLI(t, []string{"CEMAF_LLM_URL=" + llm.URL}, "run", "--storage", storage, "--resume", id, "--json")
 	require.Equal(t, exitOK, code, errOut)
 	var s runSummary
 	require.NoError(t, json.Unmarshal([]byte(outJSON), &s))
+	assert.True(t, s.Resumed)
 	restored := 0
 	for _, n := range s.Nodes {
 		if n.Restored {

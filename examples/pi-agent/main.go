@@ -32,7 +32,7 @@ func main() {
 	go func() {
 		sig := <-sigs
 		fmt.Fprintf(os.Stderr, "pi-agent: %v: stopping (again to quit at once)\n", sig)
-		cancel(fmt.Errorf("pi-agent: %v", sig))
+		cancel(stopSignal{sig})
 		sig = <-sigs
 		fmt.Fprintf(os.Stderr, "pi-agent: %v again: quitting\n", sig)
 		os.Exit(exitCodeOf(sig))
@@ -42,6 +42,15 @@ func main() {
 	cancel(nil)
 	os.Exit(code)
 }
+
+// stopSignal is the cause of the context's end when a signal stopped the
+// command. It matches context.Canceled.
+type stopSignal struct{ sig os.Signal }
+
+func (s stopSignal) Error() string { return "pi-agent: " + s.sig.String() }
+
+// Is matches context.Canceled.
+func (s stopSignal) Is(target error) bool { return target == context.Canceled }
 
 // exitCodeOf is the shell's code for a process ended by sig: 128 + signal.
 func exitCodeOf(sig os.Signal) int {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -122,9 +123,15 @@ func runCmd(ctx context.Context, args []string, env []string, stdout, stderr io.
 	}
 
 	progress := newProgress(stderr, f.jsonOut)
+	// The progress lines say what the executor's log would at the default
+	// level; its log joins them when asked for (--log-level info, debug).
+	observers := []executor.Observer{progress}
+	if level.Level() < slog.LevelWarn {
+		observers = append(observers, executor.NewLogObserver(logger))
+	}
 	rt, err := newRunRuntime(cfg, storage, runID, f.resume != "", factories.RuntimeOptions{
 		Guard:    guardOptions(env, storage.Path, logger),
-		Executor: executor.Options{Observers: []executor.Observer{progress, executor.NewLogObserver(logger)}},
+		Executor: executor.Options{Observers: observers},
 		LogLevel: level,
 		Logger:   logger,
 	}, stderr)
@@ -141,6 +148,12 @@ func runCmd(ctx context.Context, args []string, env []string, stdout, stderr io.
 	}
 	if f.resume != "" {
 		rec, err := rt.Checkpoints.Run(runID)
+		if errors.Is(err, executor.ErrRunNotFound) || err == nil && rec.Finished() {
+			// Opening the runtime made a page directory for a run that
+			// cannot resume.
+			rt.Close()
+			os.RemoveAll(filepath.Join(storage.Path, "pages", runID))
+		}
 		switch {
 		case errors.Is(err, executor.ErrRunNotFound):
 			return fmt.Errorf("--resume %s: no run with this ID in %s (pi-agent runs%s lists the runs)", runID, storage.Path, storageFlag(storage))

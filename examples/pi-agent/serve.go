@@ -62,13 +62,13 @@ func serveCmd(ctx context.Context, args []string, env []string, stdout, stderr i
 	if err != nil {
 		return err
 	}
-	s, err := newServer(cfg, o, logger, level, guardOptions(env, storage.Path, logger))
+	s, err := newServer(cfg, o, ln, logger, level, guardOptions(env, storage.Path, logger))
 	if err != nil {
 		ln.Close()
 		return err
 	}
 	fmt.Fprintf(stderr, "pi-agent serve: listening on http://%s (slots %d, queue %d, at most %s)\n", ln.Addr(), o.slots, o.queue, plural(o.maxConns, "connection"))
-	return s.serve(ctx, ln)
+	return s.serve(ctx)
 }
 
 // errDrainTimeout ends the runs still in flight when the drain timeout
@@ -84,7 +84,9 @@ type server struct {
 	logger *slog.Logger
 	rt     *factories.Runtime
 	slots  chan struct{}
-	conns  *connLimiter // set by serve
+	conns  *connLimiter // the listener
+
+	bodyReads bodyReads
 
 	queued   atomic.Int64
 	inFlight atomic.Int64
@@ -114,7 +116,8 @@ type server struct {
 // keeps its size when emptied), and the runtime lives as long as the
 // service. That pager follows the budget the adaptive executor gives the
 // runtime's, and is registered with the same memory reclaimer.
-func newServer(cfg factories.ResourceConfig, o serveOptions, logger *slog.Logger, level *slog.LevelVar, gopts factories.GuardOptions) (*server, error) {
+// It serves on ln, within the connection limit, once serve is called.
+func newServer(cfg factories.ResourceConfig, o serveOptions, ln net.Listener, logger *slog.Logger, level *slog.LevelVar, gopts factories.GuardOptions) (*server, error) {
 	rt, err := factories.NewRuntime(cfg, factories.RuntimeOptions{
 		Guard:    gopts,
 		Pager:    paging.Options{StoragePath: filepath.Join(o.storage, "serve", "runs")},
@@ -125,19 +128,18 @@ func newServer(cfg factories.ResourceConfig, o serveOptions, logger *slog.Logger
 	if err != nil {
 		return nil, err
 	}
-	s := &server{cfg: cfg, opts: o, logger: logger, rt: rt, slots: make(chan struct{}, o.slots)}
+	s := &server{cfg: cfg, opts: o, logger: logger, rt: rt, slots: make(chan struct{}, o.slots), conns: newConnLimiter(ln, o.maxConns)}
 	rt.Executor.OnModeChange(func(c adaptive.ModeChange) { s.setIndexLimit(c.Settings.PagerLimit) })
 	return s, nil
 }
 
-// serve serves on ln until ctx ends, then stops accepting and lets in-flight
+// serve serves until ctx ends, then stops accepting and lets in-flight
 // runs finish within the drain timeout. Runs still in flight after it are
 // cancelled, and their requests answered 503. It then releases everything
 // and returns nil.
-func (s *server) serve(ctx context.Context, ln net.Listener) error {
+func (s *server) serve(ctx context.Context) error {
 	baseCtx, cancelRuns := context.WithCancelCause(context.Background())
 	defer cancelRuns(nil)
-	s.conns = newConnLimiter(ln, s.opts.maxConns)
 	srv := &http.Server{
 		Handler:           s.routes(),
 		ReadHeaderTimeout: s.opts.readHeaderTimeout,
@@ -159,6 +161,7 @@ func (s *server) serve(ctx context.Context, ln net.Listener) error {
 	case serveErr = <-served:
 	}
 	s.draining.Store(true)
+	s.bodyReads.cutAll() // a client still sending its body will not run
 	s.logger.Info("pi-agent serve: draining", "in_flight", s.inFlight.Load(), "drain_timeout", s.opts.drainTimeout)
 	dctx, cancel := context.WithTimeout(context.Background(), s.opts.drainTimeout)
 	err := srv.Shutdown(dctx)

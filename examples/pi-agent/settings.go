@@ -261,7 +261,7 @@ func parseDuration(raw string) (time.Duration, error) {
 		return 0, errors.New("negative")
 	}
 	d := time.Duration(v * float64(time.Second))
-	if d == 0 && v != 0 || errors.Is(err, strconv.ErrRange) {
+	if d == 0 && (v != 0 || nonZeroMantissa(raw)) || errors.Is(err, strconv.ErrRange) {
 		return 0, errors.New("below the nanosecond the clock counts in")
 	}
 	return d, nil
@@ -277,4 +277,16 @@ func formatDuration(d time.Duration) string {
 		s = strings.TrimSuffix(s, "0m")
 	}
 	return s
+}
+
+// nonZeroMantissa says whether the number raw has a non-zero digit before
+// its exponent: 1e-400 parses as 0 but is not zero.
+func nonZeroMantissa(raw string) bool {
+	m := strings.ToLower(raw)
+	if strings.HasPrefix(strings.TrimLeft(m, "+-"), "0x") {
+		m, _, _ = strings.Cut(strings.TrimLeft(m, "+-")[2:], "p")
+		return strings.ContainsAny(m, "123456789abcdef")
+	}
+	m, _, _ = strings.Cut(m, "e")
+	return strings.ContainsAny(m, "123456789")
 }
