@@ -1,20 +1,3 @@
-// Command pi-agent is the example agent of cemaf: questions answered over a
-// document corpus by a DAG that pauses, slows down and pages its context when
-// the device runs hot, short of memory or short of disk.
-//
-// Usage:
-//
-//	pi-agent [run] [flags]   answer a question over a corpus (the default)
-//	pi-agent status [flags]  report the device's resources, ladders and mode
-//	pi-agent graph [flags]   print the agent's DAG (dot or mermaid)
-//	pi-agent runs [flags]    list unfinished and recent runs
-//	pi-agent serve [flags]   serve runs over HTTP
-//	pi-agent config [flags]  print the effective configuration
-//	pi-agent help [command]  print the flags of every command (or of one)
-//
-// The first SIGINT or SIGTERM stops the command: a run stops before its
-// next node and can be resumed, serve drains. A second one ends the process
-// at once.
 package main
 
 import (

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -186,6 +187,9 @@ func (s *server) serve(ctx context.Context) error {
 	if err := s.rt.Close(); err != nil {
 		s.logger.Warn("pi-agent serve: closing the runtime", "error", err)
 	}
+	// The runs' namespaces were cleared as each ended: the page file holds
+	// nothing a later serve needs.
+	os.RemoveAll(filepath.Join(s.opts.storage, "serve", "runs"))
 	if errors.Is(serveErr, http.ErrServerClosed) {
 		return nil
 	}
