@@ -56,12 +56,11 @@ const (
 // serveFlags are the flags of the serve command.
 type serveFlags struct {
 	*cmdFlags
-	o        serveOptions
-	rlimits  bool
-	nofile   int
-	fsizeMB  int
-	asMB     int
-	derivedN bool // --max-conns was left to the open-files limit
+	o       serveOptions
+	rlimits bool
+	nofile  int
+	fsizeMB int
+	asMB    int
 }
 
 func newServeFlags(stderr io.Writer) *serveFlags {
