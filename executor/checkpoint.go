@@ -64,6 +64,8 @@ var (
 	keyFormat     = []byte("format")
 	keyInfo       = []byte("info")
 	keyGraph      = []byte("graph")
+	keyInputs     = []byte("inputs")
+	keyAnswers    = []byte("answers")
 	bucketDone    = []byte("done")
 	bucketState   = []byte("state")
 	bucketDeleted = []byte("deleted")
@@ -188,16 +190,21 @@ func OpenCheckpoints(path string, opts CheckpointOptions) (*CheckpointStore, err
 
 func openCheckpointDB(path string) (*bolt.DB, error) {
 	// bbolt trusts the file it maps: a damaged one can make a read-write
-	// open panic or fault where no recover reaches. An existing file is
-	// therefore verified first by reading it (internal/boltcheck).
-	if fi, err := os.Stat(path); err == nil && fi.Size() > 0 {
-		if err := verifyCheckpointFile(path); err != nil {
-			return nil, err
-		}
-	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
-	if err != nil {
-		return nil, boltOpenError(path, err)
+	// open panic or fault where no recover reaches. boltcheck.Open verifies
+	// an existing file by reading it first, and repairs a damaged meta page
+	// from the good one.
+	db, err := boltcheck.Open(path, boltcheck.Options{
+		Bolt:    &bolt.Options{Timeout: 2 * time.Second},
+		Mode:    0o600,
+		Inspect: inspectCheckpointFile,
+	})
+	switch {
+	case errors.Is(err, boltcheck.ErrLocked):
+		return nil, fmt.Errorf("executor: checkpoint file %s: %w: %w", path, ErrCheckpointLocked, err)
+	case errors.Is(err, boltcheck.ErrNotBolt), errors.Is(err, boltcheck.ErrDamaged), errors.Is(err, errNotCheckpoint):
+		return nil, fmt.Errorf("executor: checkpoint file %s: %w: %w", path, ErrCheckpointCorrupt, err)
+	case err != nil:
+		return nil, fmt.Errorf("executor: open checkpoint file %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		m, err := tx.CreateBucketIfNotExists(bucketMeta)
@@ -219,40 +226,24 @@ func openCheckpointDB(path string) (*bolt.DB, error) {
 	return db, nil
 }
 
-func boltOpenError(path string, err error) error {
-	switch {
-	case errors.Is(err, berrors.ErrTimeout):
-		return fmt.Errorf("executor: %s: %w: %w", path, ErrCheckpointLocked, err)
-	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum), errors.Is(err, berrors.ErrVersionMismatch):
-		return fmt.Errorf("executor: checkpoint file %s: %w: %v", path, ErrCheckpointCorrupt, err)
-	}
-	return fmt.Errorf("executor: open checkpoint file %s: %w", path, err)
-}
+// errNotCheckpoint is the error of a bbolt file that is not a checkpoint
+// file.
+var errNotCheckpoint = errors.New("not a cemaf checkpoint file")
 
-// verifyCheckpointFile checks, without writing a byte and without letting
-// a damaged file crash the process (internal/boltcheck), that path is a
-// consistent cemaf checkpoint file or an empty bbolt file.
-func verifyCheckpointFile(path string) error {
-	err := boltcheck.Verify(path, 2*time.Second, func(tx *bolt.Tx) error {
-		empty := true
-		if err := tx.ForEach(func([]byte, *bolt.Bucket) error { empty = false; return nil }); err != nil {
-			return err
-		}
-		if empty {
-			return nil
-		}
-		if m := tx.Bucket(bucketMeta); m == nil || string(m.Get(keyFormat)) != checkpointFormat {
-			return errors.New("not a cemaf checkpoint file")
-		}
-		return nil
-	})
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, boltcheck.ErrLocked):
-		return fmt.Errorf("executor: %s: %w: %w", path, ErrCheckpointLocked, err)
+// inspectCheckpointFile accepts an empty bbolt file or one with the
+// checkpoint format mark.
+func inspectCheckpointFile(tx *bolt.Tx) error {
+	empty := true
+	if err := tx.ForEach(func([]byte, *bolt.Bucket) error { empty = false; return nil }); err != nil {
+		return err
 	}
-	return fmt.Errorf("executor: checkpoint file %s: %w: %v", path, ErrCheckpointCorrupt, err)
+	if empty {
+		return nil
+	}
+	if m := tx.Bucket(bucketMeta); m == nil || string(m.Get(keyFormat)) != checkpointFormat {
+		return errNotCheckpoint
+	}
+	return nil
 }
 
 // Path returns the file the store writes.
@@ -280,14 +271,25 @@ type RunRecord struct {
 	Created   time.Time `json:"created"`
 	Updated   time.Time `json:"updated"`
 	// Status is "running" (in progress, or interrupted by a crash),
-	// "succeeded", "failed" or "cancelled". Only succeeded runs are
-	// finished; the others can be resumed.
+	// "succeeded", "failed", "cancelled" or "waiting" (nodes wait for
+	// input: Questions). Only succeeded runs are finished; the others can
+	// be resumed.
 	Status string `json:"status"`
 	Error  string `json:"error,omitempty"`
+	// Questions are the questions of the nodes waiting for input when the
+	// run last ended (see Interrupt); resume with RunOptions.Answers.
+	Questions []Question `json:"questions,omitempty"`
 	// DurableState is set when the run's State keeps its own values
 	// durably (a paging.Pager in ModeDurable): the store then records only
 	// which nodes completed, and a resume must use that same State.
 	DurableState bool `json:"durable_state,omitempty"`
+	// Inputs are the run's inputs (RunOptions.Inputs) as recorded when it
+	// started, or as replaced by a resume with IgnoreInputs. Nil for a run
+	// recorded without inputs.
+	Inputs map[string]string `json:"inputs,omitempty"`
+	// AcceptedChanges lists the input changes that resumes with
+	// RunOptions.IgnoreInputs accepted, oldest first.
+	AcceptedChanges []InputChange `json:"accepted_changes,omitempty"`
 }
 
 // Finished reports whether the run succeeded (and cannot be resumed).
@@ -325,7 +327,7 @@ func (s *CheckpointStore) Runs() ([]RunRecord, error) {
 	var out []RunRecord
 	err := s.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketRuns).ForEachBucket(func(k []byte) error {
-			rec, err := readInfo(tx.Bucket(bucketRuns).Bucket(k))
+			rec, err := readRecord(tx.Bucket(bucketRuns).Bucket(k))
 			if err != nil {
 				return fmt.Errorf("run %q: %w", k, err)
 			}
@@ -340,8 +342,9 @@ func (s *CheckpointStore) Runs() ([]RunRecord, error) {
 	return out, nil
 }
 
-// Run returns the record of one run; the error matches ErrRunNotFound (and
-// os.ErrNotExist) when there is none.
+// Run returns the record of one run, with the inputs it recorded (for a CLI
+// to show them, or to resume with them); the error matches ErrRunNotFound
+// (and os.ErrNotExist) when there is none.
 func (s *CheckpointStore) Run(id string) (RunRecord, error) {
 	var rec RunRecord
 	err := s.view(func(tx *bolt.Tx) error {
@@ -350,7 +353,7 @@ func (s *CheckpointStore) Run(id string) (RunRecord, error) {
 			return ErrRunNotFound
 		}
 		var err error
-		rec, err = readInfo(b)
+		rec, err = readRecord(b)
 		return err
 	})
 	if errors.Is(err, ErrRunNotFound) {
@@ -451,6 +454,20 @@ func readInfo(b *bolt.Bucket) (RunRecord, error) {
 	if err := json.Unmarshal(raw, &rec); err != nil {
 		return rec, fmt.Errorf("%w: run info: %v", ErrCheckpointCorrupt, err)
 	}
+	return rec, nil
+}
+
+// readRecord is readInfo with the run's inputs, for Run and Runs.
+func readRecord(b *bolt.Bucket) (RunRecord, error) {
+	rec, err := readInfo(b)
+	if err != nil {
+		return rec, err
+	}
+	ir, err := readInputs(b)
+	if err != nil {
+		return rec, err
+	}
+	rec.Inputs, rec.AcceptedChanges = ir.Inputs, ir.Accepted
 	return rec, nil
 }
 

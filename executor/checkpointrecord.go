@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -20,14 +21,18 @@ import (
 // graphRecord is the graph a run started with, kept to explain a refused
 // resume (GraphChangedError).
 type graphRecord struct {
-	Nodes []string    `json:"nodes"`
-	Edges [][2]string `json:"edges"`
+	Nodes    []string    `json:"nodes"`
+	Edges    [][2]string `json:"edges"`
+	Branches []string    `json:"branches,omitempty"`
 }
 
 // doneRecord is the record of one completed node.
 type doneRecord struct {
 	Attempts int       `json:"attempts"`
 	End      time.Time `json:"end"`
+	// Chosen is a branch node's choice (executor.Choose), which a resume
+	// honours instead of running the branch again.
+	Chosen []string `json:"chosen,omitempty"`
 }
 
 // restored is what a resume brings back from the store.
@@ -35,19 +40,42 @@ type restored struct {
 	done    map[string]doneRecord
 	state   map[string][]byte
 	deleted []string
+	// accepted are the input changes this resume accepted (IgnoreInputs).
+	accepted []InputChange
+	// answers are the answers to waiting nodes: recorded ones, updated
+	// with those given now.
+	answers map[string]string
+}
+
+// beginArgs are the arguments of begin.
+type beginArgs struct {
+	id string
+	g  *dag.Graph
+	// durable: the State keeps its own values (DurableState).
+	durable bool
+	// resume: the run must exist (else the error matches ErrRunNotFound).
+	resume bool
+	// inputs and ignoreInputs: RunOptions.Inputs and IgnoreInputs.
+	inputs       map[string]string
+	ignoreInputs bool
+	// answers: RunOptions.Answers.
+	answers map[string]string
+	now     time.Time
 }
 
 // begin records a new run, or loads an unfinished one with the same ID.
-// durable says whether the State keeps its own values (DurableState); with
-// resume, the run must exist (else the error matches ErrRunNotFound).
-func (s *CheckpointStore) begin(id string, g *dag.Graph, durable, resume bool, now time.Time) (*restored, error) {
+func (s *CheckpointStore) begin(a beginArgs) (*restored, error) {
+	id, g, durable, now := a.id, a.g, a.durable, a.now
 	fp := g.Fingerprint()
 	var out *restored
 	err := s.update(func(tx *bolt.Tx) error {
 		runs := tx.Bucket(bucketRuns)
 		b := runs.Bucket([]byte(id))
-		if b == nil && resume {
+		if b == nil && a.resume {
 			return ErrRunNotFound
+		}
+		if b == nil && len(a.answers) > 0 {
+			return checkAnswers(id, a.answers, nil)
 		}
 		if b == nil {
 			b, err := runs.CreateBucket([]byte(id))
@@ -58,6 +86,9 @@ func (s *CheckpointStore) begin(id string, g *dag.Graph, durable, resume bool, n
 			gr := graphRecord{Edges: g.Edges()}
 			for i := range g.Len() {
 				gr.Nodes = append(gr.Nodes, g.At(i).ID)
+				if g.At(i).Branch {
+					gr.Branches = append(gr.Branches, g.At(i).ID)
+				}
 			}
 			for _, name := range [][]byte{bucketDone, bucketState, bucketDeleted} {
 				if _, err := b.CreateBucket(name); err != nil {
@@ -66,6 +97,11 @@ func (s *CheckpointStore) begin(id string, g *dag.Graph, durable, resume bool, n
 			}
 			if err := putJSON(b, keyGraph, gr); err != nil {
 				return err
+			}
+			if len(a.inputs) > 0 {
+				if err := putJSON(b, keyInputs, inputsRecord{Inputs: a.inputs}); err != nil {
+					return err
+				}
 			}
 			return putJSON(b, keyInfo, rec)
 		}
@@ -86,7 +122,40 @@ func (s *CheckpointStore) begin(id string, g *dag.Graph, durable, resume bool, n
 			}
 			return diffGraphs(id, gr, g)
 		}
-		out = &restored{done: map[string]doneRecord{}, state: map[string][]byte{}}
+		ir, err := readInputs(b)
+		if err != nil {
+			return err
+		}
+		changed := diffInputs(ir.Inputs, a.inputs)
+		var accepted []InputChange
+		switch {
+		case len(changed) == 0:
+		case !a.ignoreInputs:
+			return &InputsChangedError{RunID: id, Changed: changed}
+		case len(a.inputs) > 0:
+			accepted = changed
+			ir.Inputs, ir.Accepted = a.inputs, append(ir.Accepted, changed...)
+			if err := putJSON(b, keyInputs, ir); err != nil {
+				return err
+			}
+		}
+		if err := checkAnswers(id, a.answers, rec.Questions); err != nil {
+			return err
+		}
+		answers, err := readAnswers(b)
+		if err != nil {
+			return err
+		}
+		if len(a.answers) > 0 {
+			if answers == nil {
+				answers = map[string]string{}
+			}
+			maps.Copy(answers, a.answers)
+			if err := putJSON(b, keyAnswers, answers); err != nil {
+				return err
+			}
+		}
+		out = &restored{done: map[string]doneRecord{}, state: map[string][]byte{}, accepted: accepted, answers: answers}
 		done, state, deleted := b.Bucket(bucketDone), b.Bucket(bucketState), b.Bucket(bucketDeleted)
 		if done == nil || state == nil || deleted == nil {
 			return fmt.Errorf("%w: run %q lacks its buckets", ErrCheckpointCorrupt, id)
@@ -96,8 +165,15 @@ func (s *CheckpointStore) begin(id string, g *dag.Graph, durable, resume bool, n
 			if err := json.Unmarshal(v, &d); err != nil {
 				return fmt.Errorf("%w: completion of node %q in run %q: %v", ErrCheckpointCorrupt, k, id, err)
 			}
-			if _, ok := g.Node(string(k)); !ok {
+			i, ok := g.IndexOf(string(k))
+			if !ok {
 				return fmt.Errorf("%w: run %q records unknown node %q", ErrCheckpointCorrupt, id, k)
+			}
+			for _, c := range d.Chosen {
+				j, ok := g.IndexOf(c)
+				if !ok || !g.At(i).Branch || !slices.Contains(g.Dependents(i), int32(j)) {
+					return fmt.Errorf("%w: run %q records that node %q chose %q, which is not a dependent of that branch", ErrCheckpointCorrupt, id, k, c)
+				}
 			}
 			out.done[string(k)] = d
 			return nil
@@ -123,6 +199,9 @@ func (s *CheckpointStore) begin(id string, g *dag.Graph, durable, resume bool, n
 		if gce := (*GraphChangedError)(nil); errors.As(err, &gce) {
 			return nil, err // a complete message of its own
 		}
+		if ice := (*InputsChangedError)(nil); errors.As(err, &ice) {
+			return nil, err
+		}
 		if errors.Is(err, ErrRunNotFound) {
 			return nil, s.runNotFound(id)
 		}
@@ -131,12 +210,27 @@ func (s *CheckpointStore) begin(id string, g *dag.Graph, durable, resume bool, n
 	return out, nil
 }
 
+// readInputs reads a run's inputs record; a run recorded without inputs
+// (or by a version that did not record them) has none.
+func readInputs(b *bolt.Bucket) (inputsRecord, error) {
+	var ir inputsRecord
+	raw := b.Get(keyInputs)
+	if raw == nil {
+		return ir, nil
+	}
+	if err := json.Unmarshal(raw, &ir); err != nil {
+		return ir, fmt.Errorf("%w: inputs record: %v", ErrCheckpointCorrupt, err)
+	}
+	return ir, nil
+}
+
 // completionRecord is one node completion waiting to be committed.
 type completionRecord struct {
 	node     string
 	attempts int
 	end      time.Time
 	changes  []change
+	chosen   []string // a branch node's choice
 }
 
 type change struct {
@@ -176,7 +270,7 @@ func (s *CheckpointStore) commit(id string, batch []completionRecord, now time.T
 			if done.Get([]byte(c.node)) == nil {
 				added++
 			}
-			if err := putJSON(done, []byte(c.node), doneRecord{Attempts: c.attempts, End: c.end}); err != nil {
+			if err := putJSON(done, []byte(c.node), doneRecord{Attempts: c.attempts, End: c.end, Chosen: c.chosen}); err != nil {
 				return err
 			}
 		}
@@ -190,8 +284,23 @@ func (s *CheckpointStore) commit(id string, batch []completionRecord, now time.T
 	})
 }
 
-// finish records the end of a run: succeeded, failed or cancelled.
-func (s *CheckpointStore) finish(id, status string, runErr error, now time.Time) error {
+// readAnswers reads a run's recorded answers (nil when there are none).
+func readAnswers(b *bolt.Bucket) (map[string]string, error) {
+	raw := b.Get(keyAnswers)
+	if raw == nil {
+		return nil, nil
+	}
+	var m map[string]string
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, fmt.Errorf("%w: answers record: %v", ErrCheckpointCorrupt, err)
+	}
+	return m, nil
+}
+
+// finish records the end of a run: succeeded, failed, cancelled or
+// waiting, with the questions of the nodes waiting for input (whose
+// recorded answers, if any, have been used: they asked again).
+func (s *CheckpointStore) finish(id, status string, runErr error, waiting []Question, now time.Time) error {
 	err := s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketRuns).Bucket([]byte(id))
 		if b == nil {
@@ -201,10 +310,24 @@ func (s *CheckpointStore) finish(id, status string, runErr error, now time.Time)
 		if err != nil {
 			return err
 		}
-		rec.Status, rec.Updated = status, now
+		rec.Status, rec.Updated, rec.Questions = status, now, waiting
 		rec.Error = ""
 		if runErr != nil {
 			rec.Error = runErr.Error()
+		}
+		if len(waiting) > 0 {
+			answers, err := readAnswers(b)
+			if err != nil {
+				return err
+			}
+			if answers != nil {
+				for _, q := range waiting {
+					delete(answers, q.Node)
+				}
+				if err := putJSON(b, keyAnswers, answers); err != nil {
+					return err
+				}
+			}
 		}
 		if status == "succeeded" {
 			// A finished run is kept for inspection only: drop the values.

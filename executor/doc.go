@@ -28,6 +28,26 @@
 // cancellation, and event delivery. Observers are called from that goroutine,
 // in order, never while the executor holds a lock.
 //
+// Conditional edges: a branch node (dag.Node.Branch) calls Choose from
+// its Run to name the dependents that run once it succeeds. A node runs
+// when its dependencies have finished and at least one incoming edge was
+// taken (its dependency ran and, if a branch, chose it); otherwise it is
+// skipped with ErrNotChosen, and so are its dependents unless another
+// dependency of theirs ran. NodeResult.Chosen reports the choice, and the
+// checkpoint store records it with the branch's completion: a resume
+// follows the recorded choice and does not run the branch again.
+//
+// Human input: a node that needs an answer returns Interrupt(ctx,
+// question). It becomes Waiting (not failed, not retried); its descendants
+// are skipped for now; every other node goes on, those in flight and those
+// that do not depend on it, so that the run has done all it can before it
+// waits. The run then ends: RunWith returns the *InterruptError
+// (ErrInterrupted), and the checkpoint store records the run as "waiting"
+// with the question and the node (RunRecord.Questions). The process may
+// exit. Resuming the run with RunOptions.Answers runs the waiting node
+// again; it reads its answer with InputFrom. Answers are recorded with the
+// run, so a crash after a resume that gave them does not lose them.
+//
 // Time: a node's timeout (Node.Timeout, else Options.NodeTimeout) is a
 // context deadline for one attempt. A node that returns after its deadline is
 // TimedOut; one that ignores its context is given AbandonAfter more, then
@@ -72,11 +92,31 @@
 // side effects exactly-once. A CommitPolicy groups completions into fewer
 // fsync'd commits (SD-card wear) without letting a dependent start early. A
 // changed graph is refused with a *GraphChangedError that lists the
-// differences; a damaged file with ErrCheckpointCorrupt; a file another
+// differences. A run's inputs (RunOptions.Inputs: the question, a
+// fingerprint of the corpus, every knob that changes results) are part of
+// the run: recorded when it starts (RunRecord.Inputs, from
+// CheckpointStore.Run), compared at resume, and a resume with different
+// inputs, or none, is refused with an *InputsChangedError naming each
+// change (RunOptions.IgnoreInputs accepts them, on the caller's word); a damaged file with ErrCheckpointCorrupt; a file another
 // process holds with ErrCheckpointLocked. With a State that
 // keeps its values durably itself (DurableState: a paging.Pager in durable
 // mode), the store records only the completions, after checkpointing the
 // State. Finished runs are garbage-collected by age and count.
+//
+// Tracing: Options.Tracer wraps each run's context and each node attempt's
+// (TraceRun, TraceNode) and is told how each ended, so that spans (the otel
+// module) or timings enclose what nodes do with their contexts. Unset, it
+// costs one nil check per attempt.
+//
+// Memory: the per-node state of a run (slots, in-degrees, ready queues,
+// timers, event queues) is pooled by the Executor and reset, and what
+// depends only on the graph (priorities, classes, roots) is computed once
+// while the same pooled state runs the same graph again, so re-running a
+// built graph allocates a fixed number of objects whatever its size, plus
+// the Result (RunOptions.Reuse recycles one) and 16 bytes per node for the
+// node contexts, which are never reused: a goroutine a node left behind
+// keeps a context that stays its own run's, ended. A run with an abandoned
+// node does not return its state to the pool.
 //
 // Goroutines: no goroutine started by a run outlives it, except abandoned
 // node goroutines. With checkpoints, a committer goroutine per run makes
@@ -95,5 +135,8 @@
 // output is kept in memory until delivered: a stuck observer makes the
 // queue grow by the Text emitted (coalescing bounds the number of events,
 // not the bytes). Emit from a goroutine that outlives its node's attempt
-// returns false and the chunk is dropped.
+// returns false and the chunk is dropped. A waiting run is removed by the
+// checkpoint store's garbage collection like any other once it has not been
+// updated for CheckpointOptions.MaxAge (7 days by default): raise it if
+// answers may take longer.
 package executor

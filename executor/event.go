@@ -2,6 +2,7 @@ package executor
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 )
@@ -14,19 +15,20 @@ const (
 	RunStarted       EventKind = iota + 1
 	RunFinished                // Err is the error Run returns
 	NodeStarted                // an attempt starts; Attempt counts from 1
-	NodeSucceeded              // Duration is the attempt's
-	NodeFailed                 // final failure (or timeout); Err says why
+	NodeSucceeded              // Duration is from the node's first start to its end
+	NodeFailed                 // final failure (or timeout); Err says why, Duration is from the first start to the end
 	NodeRetrying               // Err is the attempt's error, Duration the delay before the next one
-	NodeSkipped                // Err says why (ErrUpstream or ErrRunStopped)
+	NodeSkipped                // Err says why (ErrUpstream, ErrNotChosen or ErrRunStopped)
 	NodeCancelled              // the run was cancelled while the node ran
 	Paused                     // the Gate holds the run; Err is the reason when the Gate reports one
 	Resumed                    // the Gate let the run go on; Duration is the length of the pause
 	NodeCheckpointed           // the node's completion is durable in the checkpoint store
 	NodeOutput                 // partial output of a running attempt (Emit); Chunk holds it
+	NodeWaiting                // the node returned Interrupt; Err is the *InterruptError with the question
 )
 
 var eventNames = [...]string{"", "run_started", "run_finished", "node_started", "node_succeeded",
-	"node_failed", "node_retrying", "node_skipped", "node_cancelled", "paused", "resumed", "node_checkpointed", "node_output"}
+	"node_failed", "node_retrying", "node_skipped", "node_cancelled", "paused", "resumed", "node_checkpointed", "node_output", "node_waiting"}
 
 // String returns the kind in snake_case.
 func (k EventKind) String() string {
@@ -48,6 +50,10 @@ type Event struct {
 	Status   Status // for node events that end a node
 	Err      error
 	Chunk    Chunk // for NodeOutput
+	// RunStatus is, for RunFinished, how the run ended: "succeeded",
+	// "failed", "cancelled" or "waiting" (as the checkpoint store records
+	// it).
+	RunStatus string
 }
 
 // Observer receives the events of runs. OnEvent is called synchronously from
@@ -92,13 +98,16 @@ func (o *LogObserver) OnEvent(ev Event) {
 		level = slog.LevelInfo
 		if ev.Kind == RunFinished && ev.Err != nil {
 			level = slog.LevelError
+			if errors.Is(ev.Err, ErrInterrupted) {
+				level = slog.LevelWarn // waiting for input is not a failure
+			}
 		}
 		if ev.Kind == NodeCheckpointed {
 			level = slog.LevelDebug
 		}
 	case Paused, Resumed:
 		level = slog.LevelInfo
-	case NodeRetrying, NodeSkipped, NodeCancelled:
+	case NodeRetrying, NodeSkipped, NodeCancelled, NodeWaiting:
 		level = slog.LevelWarn
 	case NodeFailed:
 		level = slog.LevelError

@@ -3,17 +3,20 @@ package executor
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/cemaf-go/cemaf/dag"
 	"github.com/cemaf-go/cemaf/internal/hostlimits"
+	"github.com/cemaf-go/cemaf/internal/panicerr"
 )
 
 // FailurePolicy decides what a run does when a node fails.
@@ -89,6 +92,9 @@ type Options struct {
 	// Logger receives the executor's own diagnostics (a panicking
 	// observer). nil discards them. Use NewLogObserver to log events.
 	Logger *slog.Logger
+	// Tracer, if set, wraps each run and each node attempt (spans, timing);
+	// see Tracer.
+	Tracer Tracer
 	// Checkpoints, if set, records every completed node durably, with the
 	// State keys it changed, and lets a run interrupted by a crash or power
 	// loss resume: run the same graph with the same RunOptions.ID. A node's
@@ -111,6 +117,9 @@ type Executor struct {
 	// mu serialises knob changes, which close and replace changed.
 	mu      sync.Mutex
 	changed atomic.Pointer[chan struct{}]
+
+	// runs pools the state of finished runs (*run, see runBufs).
+	runs sync.Pool
 }
 
 // New returns an Executor. It fails, naming the field, when an option is out
@@ -226,8 +235,46 @@ type RunOptions struct {
 	// file) instead of starting a new run. It needs Options.Checkpoints
 	// and a non-empty ID.
 	Resume bool
+	// Inputs are what the run's results depend on besides the graph: the
+	// question, a fingerprint of the corpus's content (not its path), every
+	// knob that changes results ("chunk_size" → "900"). Names must be
+	// non-empty and values at most MaxInputBytes; the caller computes
+	// fingerprints (hash the content of large inputs). Without
+	// Options.Checkpoints they are not used.
+	//
+	// A new run records them in the checkpoint store (RunRecord.Inputs).
+	// Resuming the run compares the inputs given now with the recorded
+	// ones, exactly: a changed value, an input given now but not recorded,
+	// or one recorded but not given now (including a resume that gives no
+	// Inputs at all) fails with an *InputsChangedError naming each
+	// difference, before anything runs or is restored; the run stays as it
+	// was and can still be resumed with its recorded inputs. A run recorded
+	// without inputs (an older checkpoint file, or a caller that gave none)
+	// resumes only without inputs. To honour changed inputs, start a new
+	// run (another ID), or set IgnoreInputs.
+	Inputs map[string]string
+	// IgnoreInputs resumes even when Inputs differ from the recorded ones:
+	// the caller asserts that the differences do not affect the nodes
+	// already completed (their results are kept). The given Inputs then
+	// replace the recorded ones, and the differences are appended to
+	// RunRecord.AcceptedChanges and logged at Warn. With IgnoreInputs and
+	// no Inputs, the recorded inputs are kept unchecked.
+	IgnoreInputs bool
 	// Observers receive this run's events in addition to the executor's.
 	Observers []Observer
+	// Answers are answers to nodes waiting for input (see Interrupt), by
+	// node ID; the node reads its answer with InputFrom. With a checkpoint
+	// store, each must name a node the resumed run recorded as waiting
+	// (RunRecord.Questions), else RunWith fails naming it; the answers are
+	// recorded with the run, so a resume after a crash still has them.
+	// Without a store they are given to the nodes as they are. Values are
+	// at most MaxInputBytes.
+	Answers map[string]string
+	// Reuse, if set, is a Result of an earlier run that the caller no
+	// longer uses (nor any NodeResult pointer into it): RunWith resets it
+	// and returns it instead of allocating a new one, so that running a
+	// graph again allocates nothing per node for its result.
+	Reuse *Result
 }
 
 // Run runs g over s with a new run ID; see RunWith.
@@ -243,7 +290,8 @@ func (e *Executor) Run(ctx context.Context, g *dag.Graph, s dag.State) (*Result,
 // Restored set) and the State keys they changed are restored into s before
 // anything starts. Each node runs at least once; NodeInfo.IdempotencyKey
 // lets node code make side effects exactly-once. Resuming with a changed
-// graph fails with a *GraphChangedError; resuming a run that succeeded fails
+// graph fails with a *GraphChangedError; with changed inputs
+// (RunOptions.Inputs) with an *InputsChangedError; resuming a run that succeeded fails
 // with ErrRunFinished; with RunOptions.Resume, an ID the store does not know
 // fails with ErrRunNotFound.
 //
@@ -269,50 +317,94 @@ func (e *Executor) RunWith(ctx context.Context, g *dag.Graph, s dag.State, ro Ru
 	if ro.Resume && ro.ID == "" {
 		return nil, errors.New("executor: RunOptions.Resume needs RunOptions.ID: the run to resume")
 	}
+	if err := validateInputs(ro.Inputs); err != nil {
+		return nil, err
+	}
 	if ro.Resume && e.opts.Checkpoints == nil {
 		return nil, fmt.Errorf("executor: resume run %q: RunOptions.Resume needs Options.Checkpoints (no checkpoint store to resume from)", ro.ID)
 	}
+	start := time.Now()
 	id := ro.ID
 	if id == "" {
-		id = NewRunID(time.Now())
+		id = NewRunID(start)
 	}
 	observers := e.opts.Observers
 	if len(ro.Observers) > 0 {
 		observers = append(append([]Observer(nil), e.opts.Observers...), ro.Observers...)
 	}
+	var endRun func(RunOutcome)
+	if tr := e.opts.Tracer; tr != nil {
+		var tctx context.Context
+		err := panicerr.Call("Tracer.TraceRun", func() error {
+			tctx, endRun = tr.TraceRun(ctx, RunTrace{RunID: id, Nodes: g.Len(), Resume: ro.Resume})
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("executor: run %s: %w", id, err)
+		}
+		if tctx != nil {
+			ctx = tctx
+		}
+	}
 	runCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	r := newRun(runCtx, e, g, s, id, observers, cancel)
+	r := newRun(runCtx, e, g, s, id, observers, cancel, ro.Reuse)
+	defer r.releaseBufs()
 	r.resume = ro.Resume
-	r.res.Start = time.Now()
+	r.inputs, r.ignoreInputs = ro.Inputs, ro.IgnoreInputs
+	r.answers, r.ref.answers = ro.Answers, ro.Answers
+	if err := r.validateAnswers(ro.Answers); err != nil {
+		return r.res, err
+	}
+	r.res.Start = start
 	if err := r.prepare(); err != nil {
 		r.res.End = time.Now()
+		if endRun != nil {
+			endTrace(r, endRun, r.outcome("failed", err))
+		}
 		return r.res, err
 	}
 	r.notify(Event{Kind: RunStarted, Time: r.res.Start})
-	r.loop(ctx)
+	r.loop(ctx, start)
 	r.res.End = time.Now()
 	err := r.err(ctx)
 	if r.store != nil {
-		status := "failed"
-		switch {
-		case r.cancelled:
-			status = "cancelled"
-		case err == nil:
-			status = "succeeded"
-		}
-		if ferr := r.store.finish(id, status, err, r.res.End); ferr != nil {
+		if ferr := r.store.finish(id, r.runStatus(err), err, r.waiting, r.res.End); ferr != nil {
 			err = errors.Join(err, fmt.Errorf("executor: checkpoint run %s: record its end: %w", id, ferr))
 		}
 	}
-	r.notify(Event{Kind: RunFinished, Time: r.res.End, Duration: r.res.End.Sub(r.res.Start), Err: err})
+	r.notify(Event{Kind: RunFinished, Time: r.res.End, Duration: r.res.End.Sub(r.res.Start), Err: err, RunStatus: r.runStatus(err)})
+	if endRun != nil {
+		endTrace(r, endRun, r.outcome(r.runStatus(err), err))
+	}
 	return r.res, err
 }
 
+// outcome is the RunOutcome of the run, for the Tracer.
+func (r *run) outcome(status string, err error) RunOutcome {
+	return RunOutcome{Status: status, Err: err, Start: r.res.Start, End: r.res.End, Pauses: r.res.Pauses, Paused: r.res.Paused,
+		Restored: r.res.countRestored(), Abandoned: r.res.Abandoned}
+}
+
 // NewRunID returns a unique run ID that sorts by its start time, such as
-// "20261122T142530Z-3f9a1c0b".
+// "20261122T142530Z-3f9a1c0b": the UTC time in seconds and 32 random bits
+// (from math/rand/v2's generator, which the runtime seeds from the system's
+// entropy). Cost: one allocation, no system call.
 func NewRunID(now time.Time) string {
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	return now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+	now = now.UTC()
+	y, mo, d := now.Date()
+	h, mi, sec := now.Clock()
+	var buf [len("20060102T150405Z-") + 8]byte
+	b := strconv.AppendInt(buf[:0], int64(y), 10)
+	for _, v := range [...]int{int(mo), d, -1, h, mi, sec} {
+		if v < 0 {
+			b = append(b, 'T')
+			continue
+		}
+		b = append(b, byte('0'+v/10), byte('0'+v%10))
+	}
+	b = append(b, 'Z', '-')
+	var r [4]byte
+	binary.LittleEndian.PutUint32(r[:], rand.Uint32())
+	return string(hex.AppendEncode(b, r[:]))
 }

@@ -18,12 +18,13 @@ const (
 	Pending   Status = iota
 	Succeeded        // the node returned nil
 	Failed           // the node returned an error (or panicked) and will not be retried
-	Skipped          // the node never ran: a dependency failed, or the run stopped first
+	Skipped          // the node never ran: a dependency failed, no branch chose it, or the run stopped first
 	Cancelled        // the run was cancelled while the node was running or waiting
 	TimedOut         // the node's last attempt exceeded its timeout
+	Waiting          // the node returned Interrupt: it waits for input (NodeResult.Question)
 )
 
-var statusNames = [...]string{"pending", "succeeded", "failed", "skipped", "cancelled", "timed_out"}
+var statusNames = [...]string{"pending", "succeeded", "failed", "skipped", "cancelled", "timed_out", "waiting"}
 
 // String returns the status in snake_case, as used in logs and JSON.
 func (s Status) String() string {
@@ -66,6 +67,12 @@ type NodeResult struct {
 	// Abandoned is set when the node ignored its context past its timeout
 	// (or past the run's cancellation) and its goroutine was left running.
 	Abandoned bool `json:"abandoned,omitempty"`
+	// Chosen lists the dependents a branch node (dag.Node.Branch) chose
+	// with Choose, when it succeeded (restored from the checkpoint on a
+	// resume); nil for other nodes.
+	Chosen []string `json:"chosen,omitempty"`
+	// Question is what a Waiting node asked (Interrupt).
+	Question string `json:"question,omitempty"`
 }
 
 // Duration is End − Start (zero if the node never ran).
@@ -112,6 +119,16 @@ func (r *Result) Node(id string) (*NodeResult, bool) {
 		}
 	}
 	return nil, false
+}
+
+func (r *Result) countRestored() int {
+	n := 0
+	for i := range r.Nodes {
+		if r.Nodes[i].Restored {
+			n++
+		}
+	}
+	return n
 }
 
 // Count returns how many nodes ended with status s.

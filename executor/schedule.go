@@ -76,8 +76,9 @@ func (r *run) readyLen() int {
 type attempt struct {
 	nc      *nodeCtx
 	idx     int32
-	gen     uint64
+	tok     uint64 // the slot's token while the attempt runs
 	timeout time.Duration
+	paused  time.Duration // gate pauses while the node was ready (NodeTrace)
 }
 
 // start books the next attempt of node i; the caller runs it on a worker.
@@ -85,8 +86,8 @@ type attempt struct {
 func (r *run) start(now time.Time, i int32) attempt {
 	sl := &r.slots[i]
 	sl.attempt++
-	sl.gen++
-	sl.token.Store(sl.gen << 1)
+	tok := r.tok(sl.attempt)
+	sl.token.Store(tok)
 	r.lastStart = now
 	r.delayUntil = time.Time{}
 	nr := &r.res.Nodes[i]
@@ -96,12 +97,15 @@ func (r *run) start(now time.Time, i int32) attempt {
 	nr.Attempts = int(sl.attempt)
 	nc := &r.nctx[i]
 	if sl.attempt == 1 {
-		*nc = nodeCtx{Context: r.ctx, run: r, idx: i, attempt: 1}
+		*nc = nodeCtx{ref: r.ref, idx: i, attempt: 1}
 	} else {
-		nc = &nodeCtx{Context: r.ctx, run: r, idx: i, attempt: sl.attempt}
+		nc = &nodeCtx{ref: r.ref, idx: i, attempt: sl.attempt}
 	}
 	if sl.timeout > 0 {
-		r.pushTimer(timerEntry{at: now.Add(sl.timeout + r.abandonAfter), idx: i, kind: timerAbandon, gen: sl.gen})
+		r.pushTimer(timerEntry{at: now.Add(sl.timeout + r.abandonAfter), idx: i, kind: timerAbandon, tok: tok})
+	}
+	if r.choices != nil && r.g.At(int(i)).Branch {
+		r.beginChoice(i, sl.attempt)
 	}
 	r.inflight++
 	r.running[sl.class]++
@@ -109,7 +113,7 @@ func (r *run) start(now time.Time, i int32) attempt {
 		r.emit(Event{Kind: NodeStarted, Node: nr.ID, Attempt: nr.Attempts, Time: now})
 	}
 	r.wg.Add(1)
-	return attempt{nc: nc, idx: i, gen: sl.gen, timeout: sl.timeout}
+	return attempt{nc: nc, idx: i, tok: tok, timeout: sl.timeout, paused: r.res.Paused - sl.readyPaused}
 }
 
 // worker runs node attempts: a, then, as long as finishing one makes
@@ -118,6 +122,11 @@ func (r *run) start(now time.Time, i int32) attempt {
 func (r *run) worker(a attempt) {
 	for {
 		var ctx context.Context = a.nc
+		var endNode func(NodeOutcome)
+		var traceErr error
+		if tr := r.e.opts.Tracer; tr != nil {
+			ctx, endNode, traceErr = r.traceNode(tr, ctx, a)
+		}
 		var cancel context.CancelFunc
 		if a.timeout > 0 {
 			ctx, cancel = context.WithTimeout(ctx, a.timeout)
@@ -128,7 +137,10 @@ func (r *run) worker(a attempt) {
 			tracked = &trackedState{State: r.state}
 			st = tracked
 		}
-		err := r.call(ctx, a.idx, st)
+		err := traceErr
+		if err == nil {
+			err = r.call(ctx, a.idx, st)
+		}
 		var changes []change
 		if err == nil && tracked != nil {
 			if err = panicerr.Call("State.Get", func() (err error) { changes, err = tracked.changes(); return err }); err != nil {
@@ -140,17 +152,19 @@ func (r *run) worker(a attempt) {
 			timedOut = err != nil && ctx.Err() == context.DeadlineExceeded && a.nc.Err() == nil
 			cancel()
 		}
-		runDone := a.nc.Err() != nil
+		runDone := err != nil && a.nc.Err() != nil
 		end := time.Now()
-		if !r.slots[a.idx].token.CompareAndSwap(a.gen<<1, a.gen<<1|1) {
-			return // abandoned: the coordinator has reported this attempt
+		if !r.slots[a.idx].token.CompareAndSwap(a.tok, a.tok|1) {
+			// Abandoned: the coordinator has reported this attempt.
+			endTrace(r, endNode, NodeOutcome{Err: err, End: end, Abandoned: true})
+			return
 		}
 		var reason, fault error
 		if r.gate != nil {
 			reason, fault = r.check()
 		}
 		r.mu.Lock()
-		r.complete(a.idx, err, timedOut, runDone, end, changes)
+		status, recorded := r.complete(a.idx, err, timedOut, runDone, end, changes)
 		if fault != nil {
 			r.gateFailed(fault)
 		}
@@ -163,6 +177,9 @@ func (r *run) worker(a attempt) {
 		}
 		if commitKick {
 			r.signalCommitter()
+		}
+		if endNode != nil {
+			endTrace(r, endNode, NodeOutcome{Status: status, Err: recorded, End: end})
 		}
 		r.wg.Done()
 		if !ok {
@@ -181,28 +198,39 @@ func (r *run) call(ctx context.Context, i int32, s dag.State) (err error) {
 	return r.g.At(int(i)).Run(ctx, s)
 }
 
-// complete records the end of an attempt. Called with mu held.
-func (r *run) complete(i int32, err error, timedOut, runDone bool, end time.Time, changes []change) {
+// complete records the end of an attempt and returns the node's status
+// (Pending when it will be retried) and the attempt's error as recorded.
+// Called with mu held.
+func (r *run) complete(i int32, err error, timedOut, runDone bool, end time.Time, changes []change) (Status, error) {
 	r.inflight--
 	r.running[r.slots[i].class]--
 	nr := &r.res.Nodes[i]
 	nr.End = end
+	if err == nil && (r.choices != nil || len(r.choiceFaults) > 0) {
+		err = r.choiceError(i, r.slots[i].attempt)
+	}
 	switch {
 	case err == nil:
 		nr.Status, nr.Err = Succeeded, nil
+		var chosen []string
+		if r.choices != nil && r.g.At(int(i)).Branch {
+			chosen = r.chosenIDs(i)
+			nr.Chosen = chosen
+		}
 		if len(r.observers) > 0 {
 			r.emit(Event{Kind: NodeSucceeded, Node: nr.ID, Attempt: nr.Attempts, Time: end, Duration: end.Sub(nr.Start), Status: Succeeded})
 		}
 		if r.store == nil {
 			r.release(i)
-			return
+			return Succeeded, nil
 		}
 		// Dependents wait until the completion is durable.
 		if len(r.pending) == 0 {
 			r.pendingSince = end
 		}
-		r.pending = append(r.pending, completionRecord{node: nr.ID, attempts: nr.Attempts, end: end, changes: changes})
+		r.pending = append(r.pending, completionRecord{node: nr.ID, attempts: nr.Attempts, end: end, changes: changes, chosen: chosen})
 		r.pendingIdx = append(r.pendingIdx, i)
+		return Succeeded, nil
 	case runDone && !timedOut:
 		// Whatever it returned, the node stopped because the run did. If
 		// no stop is recorded yet, the caller's context ended (fail-fast
@@ -212,7 +240,12 @@ func (r *run) complete(i int32, err error, timedOut, runDone bool, end time.Time
 			r.stop(context.Cause(r.ctx))
 		}
 		r.cancelNode(i, err)
+		return Cancelled, err
 	default:
+		if ie := (*InterruptError)(nil); !timedOut && errors.As(err, &ie) {
+			r.interrupt(i, ie, end)
+			return Waiting, err
+		}
 		status := Failed
 		if timedOut {
 			err, status = &TimeoutError{Timeout: r.slots[i].timeout}, TimedOut
@@ -221,9 +254,10 @@ func (r *run) complete(i int32, err error, timedOut, runDone bool, end time.Time
 			r.retries++
 			r.pushTimer(timerEntry{at: end.Add(delay), idx: i, kind: timerRetry})
 			r.emit(Event{Kind: NodeRetrying, Node: nr.ID, Attempt: nr.Attempts, Time: end, Duration: delay, Err: err})
-			return
+			return Pending, err
 		}
 		r.fail(i, status, err)
+		return status, err
 	}
 }
 
@@ -267,7 +301,7 @@ func (r *run) fail(i int32, status Status, err error) {
 	nr.Status = status
 	ne := &NodeError{Node: nr.ID, Attempts: nr.Attempts, Err: err}
 	nr.Err = ne
-	r.emit(Event{Kind: NodeFailed, Node: nr.ID, Attempt: nr.Attempts, Time: nr.End, Status: status, Err: ne})
+	r.emit(Event{Kind: NodeFailed, Node: nr.ID, Attempt: nr.Attempts, Time: nr.End, Duration: nr.Duration(), Status: status, Err: ne})
 	if nr.Optional {
 		r.release(i) // an optional node's failure does not hold back its dependents
 		return
@@ -278,21 +312,26 @@ func (r *run) fail(i int32, status Status, err error) {
 		r.stop(ne)
 		return
 	}
-	r.skipDescendants(i, nr.ID)
+	r.skipDescendants(i, &UpstreamError{Dependency: nr.ID})
 }
 
-// release marks node i finished and queues dependents that became ready.
+// release marks node i finished and queues dependents that became ready
+// (or, with branch nodes, skips those no edge reached: see settle).
 func (r *run) release(i int32) {
 	r.remaining--
 	for _, c := range r.g.Dependents(int(i)) {
+		if r.taken != nil && r.takes(i, c) {
+			r.taken[c]++
+		}
 		if r.indeg[c]--; r.indeg[c] == 0 && r.res.Nodes[c].Status == Pending {
-			r.unreleased[r.slots[c].class]--
-			r.ready[r.slots[c].class].Push(c)
+			r.settle(c)
 		}
 	}
 }
 
-func (r *run) skipDescendants(i int32, failed string) {
+// skipDescendants skips every descendant of node i still pending, with
+// error why. Called with mu held.
+func (r *run) skipDescendants(i int32, why error) {
 	stack := []int32{i}
 	for len(stack) > 0 {
 		v := stack[len(stack)-1]
@@ -303,7 +342,7 @@ func (r *run) skipDescendants(i int32, failed string) {
 				continue
 			}
 			nr.Status = Skipped
-			nr.Err = &UpstreamError{Dependency: failed}
+			nr.Err = why
 			r.remaining--
 			r.unreleased[r.slots[c].class]--
 			r.emit(Event{Kind: NodeSkipped, Node: nr.ID, Time: time.Now(), Status: Skipped, Err: nr.Err})
@@ -331,8 +370,8 @@ func (r *run) stop(cause error) {
 	deadline := time.Now().Add(r.abandonAfter)
 	for i := range r.slots {
 		sl := &r.slots[i]
-		if sl.gen > 0 && sl.token.Load() == sl.gen<<1 {
-			r.pushTimer(timerEntry{at: deadline, idx: int32(i), kind: timerAbandon, gen: sl.gen})
+		if tok := r.tok(sl.attempt); sl.attempt > 0 && sl.token.Load() == tok {
+			r.pushTimer(timerEntry{at: deadline, idx: int32(i), kind: timerAbandon, tok: tok})
 		}
 	}
 }

@@ -335,3 +335,36 @@ func BenchmarkPageSize(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkMemory runs the workload of TestMemoryBound (32 MiB budget,
+// 10 × the budget written in 64 KiB text-like values and read back in
+// random order) through the pager, reading with AppendValue and with Get,
+// and on bbolt + LZ4 directly, reporting the peak live heap, the peak heap
+// in use (runtime/metrics, sampled) and the bytes allocated per byte moved.
+func BenchmarkMemory(b *testing.B) {
+	if testing.Short() {
+		b.Skip("moves 640 MiB per iteration")
+	}
+	w := newHeapWorkload(32<<20, 64<<10)
+	report := func(b *testing.B, run func() heapPeaks) {
+		var worst heapPeaks
+		var allocated uint64
+		n := 0
+		for b.Loop() {
+			pk := run()
+			worst.live = max(worst.live, pk.live)
+			worst.inUse = max(worst.inUse, pk.inUse)
+			allocated += pk.allocated
+			n++
+		}
+		b.SetBytes(w.moved())
+		b.ReportMetric(mib(int64(worst.live)), "peak-live-MiB")
+		b.ReportMetric(mib(int64(worst.inUse)), "peak-inuse-MiB")
+		b.ReportMetric(float64(allocated)/float64(int64(n)*w.moved()), "alloc-B/B")
+	}
+	b.Run("pager/append", func(b *testing.B) {
+		report(b, func() heapPeaks { return w.runPager(b, paging.Options{}, readAppendValue) })
+	})
+	b.Run("pager/get", func(b *testing.B) { report(b, func() heapPeaks { return w.runPager(b, paging.Options{}, readGet) }) })
+	b.Run("bbolt+lz4", func(b *testing.B) { report(b, func() heapPeaks { return w.runBaseline(b) }) })
+}

@@ -1,13 +1,10 @@
 package paging
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"io"
-	"sync"
 
 	"github.com/pierrec/lz4/v4"
 )
@@ -28,14 +25,12 @@ const rawHeaderLen = 8
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// lz4FrameOverhead bounds the bytes an LZ4 frame adds around its blocks:
-// magic, descriptor (with content size), end mark and content checksum.
-const lz4FrameOverhead = 4 + 11 + 4 + 4
-
-// recordBound is the most bytes encodePage can produce for n bytes of data.
+// recordBound is the most bytes encodePage can produce for n bytes of data:
+// per block, the block bound and its size field.
 func recordBound(n int) int {
-	blocks := n/int(lz4.Block4Mb) + 1
-	return max(lz4.CompressBlockBound(n)+lz4FrameOverhead+4*blocks, n+rawHeaderLen)
+	bs, _ := blockSizeFor(n)
+	blocks := max(1, (n+int(bs)-1)/int(bs))
+	return max(lz4.CompressBlockBound(n)+(16+4)*blocks+maxFrameHeader+frameTrailerLen, n+rawHeaderLen)
 }
 
 // blockSizeFor picks the smallest LZ4 block size that holds a page of n
@@ -53,23 +48,61 @@ func blockSizeFor(n int) (lz4.BlockSize, int) {
 	}
 }
 
-// appendWriter is an io.Writer appending to b.
-type appendWriter struct{ b []byte }
-
-func (w *appendWriter) Write(p []byte) (int, error) {
-	w.b = append(w.b, p...)
-	return len(p), nil
-}
-
-// maxScratch is the largest scratch buffer an encoder keeps between
-// batches; larger pages get a scratch buffer per batch.
-const maxScratch = 1 << 20
+// arenaChunk is the size of the chunks of an encoder's record arena.
+const arenaChunk = 256 << 10
 
 // encoder turns pages into records. It is not safe for concurrent use.
 type encoder struct {
-	w       [4]*lz4.Writer
-	out     appendWriter
-	scratch []byte
+	c lz4.Compressor
+	// chunks hold the records of the batch being written (bbolt keeps a
+	// reference to each value until the commit); they are reused by the
+	// next batch. used counts the chunks in use, the last one partly.
+	chunks [][]byte
+	used   int
+}
+
+// resetArena makes the arena's chunks reusable; the records of the
+// previous batch must be committed.
+func (enc *encoder) resetArena() {
+	for i := range enc.used {
+		enc.chunks[i] = enc.chunks[i][:0]
+	}
+	enc.used = 0
+}
+
+// room returns the arena's current chunk with at least n bytes free after
+// its length, taking the next chunk (or a new one) when needed.
+func (enc *encoder) room(n int) []byte {
+	if enc.used > 0 {
+		if c := enc.chunks[enc.used-1]; cap(c)-len(c) >= n {
+			return c
+		}
+	}
+	if enc.used < len(enc.chunks) {
+		enc.used++
+		if cap(enc.chunks[enc.used-1]) < n {
+			// Too small for this page: replace it.
+			enc.chunks[enc.used-1] = make([]byte, 0, max(n, arenaChunk))
+		}
+		return enc.chunks[enc.used-1]
+	}
+	c := make([]byte, 0, max(n, arenaChunk))
+	enc.chunks = append(enc.chunks, c)
+	enc.used++
+	return c
+}
+
+// encodeRecord encodes page into the arena and returns the record, valid
+// until the next resetArena.
+func (enc *encoder) encodeRecord(page []byte, compress bool) ([]byte, error) {
+	c := enc.room(recordBound(len(page)))
+	start := len(c)
+	out, _, err := enc.encodePage(c, page, compress)
+	if err != nil {
+		return nil, err
+	}
+	enc.chunks[enc.used-1] = out
+	return out[start:len(out):len(out)], nil
 }
 
 // encodePage appends the record for page to dst and reports whether it is
@@ -77,25 +110,10 @@ type encoder struct {
 func (enc *encoder) encodePage(dst, page []byte, compress bool) ([]byte, bool, error) {
 	start := len(dst)
 	if compress {
-		bs, i := blockSizeFor(len(page))
-		w := enc.w[i]
-		if w == nil {
-			w = lz4.NewWriter(nil)
-			if err := w.Apply(lz4.BlockSizeOption(bs), lz4.ChecksumOption(true), lz4.ConcurrencyOption(1)); err != nil {
-				return dst, false, fmt.Errorf("paging: lz4 writer: %w", err)
-			}
-			enc.w[i] = w
+		var err error
+		if dst, err = appendFrame(dst, page, &enc.c); err != nil {
+			return dst, false, err
 		}
-		enc.out.b = dst
-		w.Reset(&enc.out)
-		if _, err := w.Write(page); err != nil {
-			return dst, false, fmt.Errorf("paging: lz4 compress: %w", err)
-		}
-		if err := w.Close(); err != nil {
-			return dst, false, fmt.Errorf("paging: lz4 compress: %w", err)
-		}
-		dst = enc.out.b
-		enc.out.b = nil
 		if len(dst)-start < len(page)+rawHeaderLen {
 			return dst, true, nil
 		}
@@ -107,19 +125,7 @@ func (enc *encoder) encodePage(dst, page []byte, compress bool) ([]byte, bool, e
 	return append(dst, page...), false, nil
 }
 
-// decoder decodes LZ4 records; decoders are pooled.
-type decoder struct {
-	r  *lz4.Reader
-	br bytes.Reader
-}
-
-var decoders = sync.Pool{New: func() any {
-	d := &decoder{}
-	d.r = lz4.NewReader(&d.br)
-	return d
-}}
-
-// errShortRecord and friends are causes wrapped under ErrCorrupt.
+// errUnknownRecord and friends are causes wrapped under ErrCorrupt.
 var (
 	errUnknownRecord = errors.New("unknown record format")
 	errLength        = errors.New("length mismatch")
@@ -139,29 +145,7 @@ func decodePage(rec, dst []byte) (err error) {
 	}()
 	switch {
 	case len(rec) >= 4 && binary.LittleEndian.Uint32(rec) == lz4Magic:
-		d := decoders.Get().(*decoder)
-		d.br.Reset(rec)
-		d.r.Reset(&d.br)
-		_, err := io.ReadFull(d.r, dst)
-		if err == nil {
-			var one [1]byte
-			// Reading past the content makes the reader check the end mark
-			// and the content checksum.
-			var n int
-			n, err = d.r.Read(one[:])
-			switch {
-			case n == 0 && err == io.EOF:
-				err = nil
-			case err == nil || err == io.EOF:
-				err = errLength
-			}
-		} else if err == io.ErrUnexpectedEOF || err == io.EOF {
-			err = errLength
-		}
-		d.r.Reset(nil)
-		d.br.Reset(nil)
-		decoders.Put(d)
-		if err != nil {
+		if err := decodeFrame(rec, dst); err != nil {
 			return fmt.Errorf("%w: lz4 page: %w", ErrCorrupt, err)
 		}
 		return nil

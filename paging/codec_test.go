@@ -3,10 +3,13 @@ package paging_test
 import (
 	"bytes"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/pierrec/lz4/v4"
 
 	"github.com/cemaf-go/cemaf/paging"
 )
@@ -135,4 +138,52 @@ func FuzzDecodePage(f *testing.F) {
 		// Arbitrary bytes as a record of arbitrary length: no panic.
 		_ = paging.DecodePage(page, make([]byte, int(pos)%4096))
 	})
+}
+
+// Frames written by pierrec/lz4's Writer (as page files written before the
+// pager encoded frames itself hold them, and with the options other
+// writers use: content size, block checksums, small blocks) decode, and
+// the pager's frames decode with pierrec/lz4's Reader.
+func TestLZ4FrameCompatibility(t *testing.T) {
+	for _, size := range []int{1, 100, 4 * kib, 70 * kib, 300 * kib} {
+		data := corpus(uint64(size), size)
+		for _, opts := range [][]lz4.Option{
+			{lz4.BlockSizeOption(lz4.Block4Mb), lz4.ChecksumOption(true)},
+			{lz4.BlockSizeOption(lz4.Block64Kb), lz4.ChecksumOption(true), lz4.BlockChecksumOption(true)},
+			{lz4.BlockSizeOption(lz4.Block256Kb), lz4.ChecksumOption(true), lz4.SizeOption(uint64(size))},
+			{lz4.BlockSizeOption(lz4.Block64Kb), lz4.ChecksumOption(false)},
+		} {
+			var buf bytes.Buffer
+			w := lz4.NewWriter(&buf)
+			if err := w.Apply(opts...); err != nil {
+				t.Fatal(err)
+			}
+			w.Write(data)
+			w.Close()
+			got := make([]byte, size)
+			if err := paging.DecodePage(buf.Bytes(), got); err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("%d bytes, writer options %d: DecodePage = %v, equal %v", size, len(opts), err, bytes.Equal(got, data))
+			}
+		}
+		for _, d := range [][]byte{data, randomBytes(uint64(size), size)} {
+			rec, isLZ4, err := paging.EncodePage(d, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !isLZ4 {
+				continue // stored raw
+			}
+			out, err := io.ReadAll(lz4.NewReader(bytes.NewReader(rec)))
+			if err != nil || !bytes.Equal(out, d) {
+				t.Fatalf("%d bytes: lz4.Reader on the pager's frame = %v, equal %v", size, err, bytes.Equal(out, d))
+			}
+			for _, off := range []int{4, 6, len(rec) / 2, len(rec) - 1} {
+				bad := bytes.Clone(rec)
+				bad[off] ^= 0x20
+				if err := paging.DecodePage(bad, make([]byte, len(d))); !errors.Is(err, paging.ErrCorrupt) {
+					t.Fatalf("%d bytes, byte %d flipped: DecodePage = %v, want ErrCorrupt", size, off, err)
+				}
+			}
+		}
+	}
 }

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 
+	"go.uber.org/goleak"
+
 	"github.com/cemaf-go/cemaf/dag"
 	"github.com/cemaf-go/cemaf/paging"
 )
@@ -32,7 +34,7 @@ func TestMain(m *testing.M) {
 	if dir := os.Getenv(crashEnvDir); dir != "" {
 		os.Exit(crashHelper(dir))
 	}
-	os.Exit(m.Run())
+	goleak.VerifyTestMain(m)
 }
 
 // crashOptions: 4 KiB pages and a 256 KiB budget, so that the helper pages

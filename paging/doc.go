@@ -30,14 +30,57 @@
 // at most half of the budget. When Put returns, the resident bytes are
 // within the limit; a value larger than the budget streams through it.
 //
-// Get returns a one-page value without copying (the hit path takes one
-// short lock, does one map lookup and no allocation); a value of several
-// pages is assembled into a new slice. ReadAt and dag.NewValueReader read
+// Get returns a one-page value without copying. Its hit path takes no lock:
+// a table of atomic slots indexed by a hash of the key points at the
+// entries whose one page is resident and evictable (or pinned), which
+// publish their buffer atomically; a hit loads it, marks the page
+// referenced, counts, and allocates nothing. Keys sharing a slot fall back
+// to one short critical section and a map lookup. A value of several
+// pages is assembled into a new slice. A page that Get returned is never
+// reused, so every miss of Get allocates. AppendValue copies a value of any
+// size into a buffer the caller owns and reuses, and ReadAt a range of
+// one: with them the pager recycles the buffers of the pages it evicts
+// (spares, counted in the budget) for its page-ins and for the pages that
+// Put and ValueWriter fill, and moving data through a full budget
+// allocates little beyond bbolt's own transaction buffers (0.4 bytes per
+// byte moved with AppendValue, 0.85 with Get; see "Memory bound").
+// ReadAt and dag.NewValueReader read
 // only the pages they need; a reader that moves to the next page of a value
 // starts asynchronous read-ahead of the following pages (a window of 2 up
 // to Options.ReadAheadPages pages, bounded by a quarter of the budget and
 // using only room that needs no write-back). Create returns a ValueWriter
 // that stores a value of any size page by page.
+//
+// # Memory bound
+//
+// The budget bounds the process, not only the cache: by default an open
+// pager sets the Go runtime's memory limit (runtime/debug.SetMemoryLimit),
+// which is what makes the garbage collector keep the heap, garbage
+// included, near the live heap instead of letting it grow to twice that.
+// The rule, for every pager of the process together:
+//
+//   - Each open pager advises a heap of 1.3 × its budget + 8 MiB (below
+//     the 1.5 × + 8 MiB promised, for what the collector lets through
+//     while it marks). The limit set is the sum of the advice, plus the
+//     live heap outside the pagers beyond 8 MiB (measured when the first
+//     one opened), plus the runtime's memory that is not heap objects
+//     (metadata, stacks, fragmentation; measured at each change), which the
+//     Go limit counts. It follows the pagers: raised when one opens or its
+//     budget grows (SetMemoryLimit), lowered when one closes or its budget
+//     shrinks, restored to what it was when the last one closes.
+//   - A limit the pagers did not set is never touched: if GOMEMLIMIT is in
+//     the environment (any value, "off" included), if a limit is in force
+//     when the first pager opens, or if the program changes the limit the
+//     pagers set, the program is in charge from then on.
+//   - Options.LeaveGoMemoryLimit opts a pager out.
+//
+// TestMemoryBound and BenchmarkMemory measure it: writing ten times a
+// 32 MiB budget in 64 KiB values and reading them back in random order,
+// the heap in use peaks at ≤ 1.5 × the budget + 8 MiB, and, reading with
+// AppendValue, the live heap at ≤ the budget + 8 MiB (BENCHMARKS.md). A
+// program that keeps much more memory outside the pagers than it had when
+// the first one opened should set GOMEMLIMIT itself: the collector would
+// otherwise run often to stay under the pagers' limit.
 //
 // # Memory guard and adaptive executor
 //
@@ -60,7 +103,14 @@
 // Close (which writes every dirty value back) sync the file once. Before
 // bbolt opens an existing file read-write, Wrap walks its structure itself
 // with ReadAt (internal/boltcheck): bbolt trusts the file it maps, and a
-// damaged one could otherwise make it fault where no recover reaches. If
+// damaged one could otherwise make it fault where no recover reaches.
+// bbolt keeps two meta pages (the headers that locate the data); when one
+// is damaged, a torn write at power loss say, the file is opened on the
+// other one, as it was at that transaction, and the damaged page is
+// rewritten from it (logged). A file with both damaged, or otherwise
+// damaged and not provably a cache file of ours left open, is reported
+// with ErrCorrupt, in words naming the file and what to do, and left
+// alone. If
 // Wrap finds the state "open" (the previous owner crashed or lost power),
 // it also verifies the contents: bbolt's consistency check, then orphan
 // pages (written
@@ -110,21 +160,23 @@
 // # Page size
 //
 // The default page, 256 KiB, was chosen by measurement (BenchmarkPageSize,
-// 2-core amd64, text-like corpus; page-in MB/s, write-back MB/s, 64 MiB
-// scan MB/s, peak heap beyond a 32 MiB budget):
+// 2-core amd64 shared with other work, text-like corpus; median of 3:
+// page-in MB/s, write-back MB/s, 64 MiB scan MB/s, peak heap beyond a
+// 32 MiB budget):
 //
 //	page     page-in  write-back  scan   heap overhead
-//	64 KiB   1890     405         2190   4-6 MiB
-//	256 KiB  1830     400         2780   5-6 MiB
-//	1 MiB    2000     360         2740   8-9.5 MiB
-//	4 MiB    1870     200         2530   8.3 MiB
-//	16 MiB   1900     250         -      20.5 MiB (over the bound, 64 MiB budget)
+//	64 KiB   2950     690         4390   4.5-5.1 MiB
+//	256 KiB  3390     660         5440   5.8-6.4 MiB
+//	1 MiB    3190     520         3970   6.3-9.0 MiB
+//	4 MiB    2270     190         3550   6.6-11.1 MiB
+//	16 MiB   1480     240         -      19.8-22.0 MiB (over the bound, 64 MiB budget)
 //
-// Page-in speed is flat (LZ4 decoding dominates); scanning gains from
-// 64 KiB to 256 KiB as the fixed cost per page (a bbolt lookup, a lock
-// round, a frame header) is amortised, and gains nothing beyond; write-back
+// Page-in speed is about flat up to 1 MiB (LZ4 decoding dominates) and
+// drops beyond; scanning gains from 64 KiB to 256 KiB as the fixed cost
+// per page (a bbolt lookup, a lock round, a frame header) is amortised,
+// and loses beyond; write-back
 // loses from 1 MiB on, as a batch holds fewer pages to compress in
-// parallel; and what a page costs outside the budget (LZ4 block buffers,
+// parallel; and what a page costs outside the budget (the record arena,
 // the write-back batch, the read amplification of a small ReadAt, the
 // granularity of eviction) grows with it. LZ4 matches only within 64 KiB,
 // so larger pages do not compress better (ratio 2.23 at 256 KiB, 2.25 at
@@ -136,11 +188,13 @@
 //     value's buffer stays valid after it is evicted.
 //   - Get of a value of several pages allocates and copies it; Get of a value
 //     larger than the budget fails (read it with dag.NewValueReader).
-//   - Not counted in the budget: the key index (about 200 bytes plus the key
+//   - Not counted in the budget: the key index (about 250 bytes plus the key
 //     per value), buffers returned by Get and still held by callers, and the
 //     working memory of write-back and compression (a few MiB, growing with
 //     the page size). TestHeapBound checks that writing ten times a 16 or
 //     32 MiB budget keeps the Go heap within 1.10 × the budget + 8 MiB.
+//   - The Go memory limit is process-wide: see "Memory bound" for how the
+//     pagers share it and when they leave it alone.
 //   - Replacing a value needs room in the file for both versions until the
 //     new one commits.
 //   - Cache mode does not survive power loss by design: a file left "open"

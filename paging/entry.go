@@ -1,5 +1,7 @@
 package paging
 
+import "sync/atomic"
+
 // pageFlags record the state of one page. All are guarded by Pager.mu.
 type pageFlags uint16
 
@@ -28,22 +30,26 @@ const (
 
 // page is one chunk of a value: page idx covers bytes
 // [idx*psize, min((idx+1)*psize, size)) of its entry. A page's bytes never
-// change once it exists (a Put makes new pages), and buffers are never
-// reused, so a buffer handed out by Get stays valid after eviction.
+// change once it exists (a Put makes new pages), and a buffer handed out by
+// Get is never reused (fExposed), so it stays valid after eviction; other
+// buffers may be recycled as spares once the page leaves RAM.
+//
+// buf and flags come first: with entry.size and psize before p0 they put
+// what the hit path of Get reads in one cache line.
 type page struct {
-	e     *entry
-	buf   []byte    // resident bytes; nil when not resident
-	load  *loadWait // non-nil while a page-in is in progress
-	dprev *page     // dirty list links
-	dnext *page
-	seq   uint64 // sequence number at which the page became dirty
-	idx   int64
-	// stored is the length of the page's record in the file (for Stats).
-	stored int32
+	buf   []byte // resident bytes; nil when not resident
+	flags pageFlags
 	// readers counts ReadAt calls copying from buf outside the lock; the
 	// buffer is not recycled while it is non-zero.
 	readers int32
-	flags   pageFlags
+	// stored is the length of the page's record in the file (for Stats).
+	stored int32
+	e      *entry
+	load   *loadWait // non-nil while a page-in is in progress
+	dprev  *page     // dirty list links
+	dnext  *page
+	seq    uint64 // sequence number at which the page became dirty
+	idx    int64
 }
 
 // loadWait lets readers of a page wait for a page-in started by someone
@@ -75,13 +81,19 @@ type blobRef struct {
 
 // entry is one version of one key's value.
 type entry struct {
-	key   string
 	size  int64
 	psize int64
-	blob  uint64
+	p0    page
+	// hotBuf is page 0's buffer while the entry is hot (hot.go); hotBits
+	// are what lock-free readers mark; hslot is the entry's slot in the
+	// hot table.
+	hotBuf  atomic.Pointer[[]byte]
+	hotBits atomic.Uint32
+	hslot   uint32
+	key     string
+	blob    uint64
 	// seq is the sequence number at which the entry became visible.
 	seq  uint64
-	p0   page
 	rest []*page // pages 1..n-1
 	// obsolete lists blobs whose records die when this entry's header
 	// commits (the versions it replaced).

@@ -125,3 +125,29 @@ func ExamplePager_Evict() {
 	fmt.Println(freed >= 1<<20, err, pager.ResidentBytes())
 	// Output: true <nil> 1048576
 }
+
+// Read values into one reused buffer: no allocation per read, and the
+// pager recycles the buffers of the pages it evicts.
+func ExamplePager_AppendValue() {
+	pager, err := paging.Wrap(nil, paging.Options{MemoryLimitMB: 1})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer pager.Close()
+
+	for i := range 3 {
+		pager.Put(fmt.Sprintf("turn/%d", i), []byte(strings.Repeat("tool output ", 100*(i+1))))
+	}
+	var buf []byte
+	for i := range 3 {
+		buf, err = pager.AppendValue(buf[:0], fmt.Sprintf("turn/%d", i))
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println(len(buf), "bytes")
+	}
+	// Output:
+	// 1200 bytes
+	// 2400 bytes
+	// 3600 bytes
+}

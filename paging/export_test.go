@@ -142,6 +142,13 @@ func (p *Pager) CheckInvariants() error {
 				return fmt.Errorf("key %q page %d: resident, unpinned, not in LRU", e.key, i)
 			}
 		}
+		if hb := e.hotBuf.Load(); hb != nil {
+			pg := &e.p0
+			if e.state != stateVisible || pg.buf == nil || &(*hb)[0] != &pg.buf[0] || pg.flags&(fPrefetched|fEvictOnClean) != 0 ||
+				(pg.flags&fInLRU == 0 && !e.pinned) {
+				return fmt.Errorf("key %q: hot buffer published for a page that is not hot (flags %b)", e.key, pg.flags)
+			}
+		}
 		if nd != e.ndirty {
 			return fmt.Errorf("key %q: ndirty %d, counted %d", e.key, e.ndirty, nd)
 		}
@@ -168,6 +175,19 @@ func (p *Pager) CheckInvariants() error {
 	for pg := p.dirtyHead; pg != nil; pg = pg.dnext {
 		n++
 	}
+	var spareBytes, spareCount int64
+	for n, l := range p.spares {
+		if len(l) == 0 {
+			return fmt.Errorf("empty spare list of %d bytes", n)
+		}
+		for _, b := range l {
+			if int64(len(b)) != n || int64(cap(b)) != n {
+				return fmt.Errorf("spare of %d/%d bytes in the list of %d", len(b), cap(b), n)
+			}
+			spareBytes += n
+			spareCount++
+		}
+	}
 	lruCount := int64(0)
 	for _, pg := range p.lru.Keys() {
 		if pg.flags&fInLRU == 0 || pg.buf == nil {
@@ -176,8 +196,12 @@ func (p *Pager) CheckInvariants() error {
 		lruCount++
 	}
 	switch {
-	case resident+p.loading != p.resident:
-		return fmt.Errorf("resident = %d, pages hold %d, loading %d", p.resident, resident, p.loading)
+	case resident+p.loading+p.filling != p.resident:
+		return fmt.Errorf("resident = %d, pages hold %d, loading %d, filling %d", p.resident, resident, p.loading, p.filling)
+	case spareBytes != p.spareBytes || spareCount != p.spareCount:
+		return fmt.Errorf("spares = %d B in %d buffers, counted %d B in %d", p.spareBytes, p.spareCount, spareBytes, spareCount)
+	case p.resident+p.spareBytes > p.limit:
+		return fmt.Errorf("resident %d + spares %d > limit %d", p.resident, p.spareBytes, p.limit)
 	case residentPages != p.residentPages:
 		return fmt.Errorf("residentPages = %d, counted %d", p.residentPages, residentPages)
 	case dirty != p.dirtyBytes || dirtyPages != p.dirtyPages || n != dirtyPages:
@@ -211,6 +235,7 @@ func (p *Pager) Crash() {
 	p.wg.Wait()
 	p.ops.Wait()
 	_ = p.st.closeDB()
+	p.adviseGoLimit() // a crashed process takes its memory limit with it
 }
 
 // WaitReadAhead blocks until no read-ahead request is queued or running.

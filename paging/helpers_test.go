@@ -7,8 +7,8 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/cemaf-go/cemaf/internal/leakcheck"
 	"github.com/cemaf-go/cemaf/paging"
+	"go.uber.org/goleak"
 )
 
 // words is the vocabulary of the synthetic agent context.
@@ -86,7 +86,14 @@ func open(t testing.TB, opts paging.Options) *paging.Pager {
 	return p
 }
 
-// leakCheck is leakcheck.Check for tests whose pagers start goroutines.
-func leakCheck(t *testing.T) { leakcheck.Check(t) }
+// leakCheck fails t if goroutines started after the call are still running
+// when t ends (its cleanup is registered first, so it runs last). Tests
+// whose pagers start goroutines call it first; TestMain checks the whole
+// package run as well.
+func leakCheck(t *testing.T) {
+	t.Helper()
+	ignore := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
+}
 
 func key(i int) string { return fmt.Sprintf("key-%05d", i) }

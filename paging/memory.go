@@ -8,43 +8,57 @@ import (
 )
 
 // reserveLocked accounts n more resident bytes, first making room when the
-// budget would be exceeded. Clean pages at the cold end of the LRU are
-// dropped one at a time, just enough (dropping costs nothing); when the
-// cold end is dirty, pages are written back and dropped, least recently
-// used first, down to the low watermark, so that the next writes do not
-// each wait for a write-back (the zswap hysteresis). If spare is not nil, the
-// buffer of an evicted clean page of exactly n bytes that nobody else can
-// see is handed over in *spare for reuse. Called and returns with p.mu
+// budget would be exceeded. The budget bounds resident pages plus spares
+// (spares.go). If spare is not nil and a spare of n bytes exists, it is
+// handed over in *spare and its bytes become the reservation. Otherwise,
+// when there is no room, spares are dropped first, then clean pages at
+// the cold end of the LRU (dropping costs nothing) one at a time, just
+// enough; when the cold end is dirty, pages are written back and dropped,
+// least recently used first, down to the low watermark, so that the next
+// writes do not each wait for a write-back (the zswap hysteresis); their
+// buffers become spares for those writes. Called and returns with p.mu
 // held; it releases p.mu while writing back or waiting.
 func (p *Pager) reserveLocked(n int64, spare *[]byte) error {
 	for {
 		if p.closed {
 			return ErrClosed
 		}
-		if p.resident+n <= p.limit {
+		if spare != nil && *spare == nil {
+			if buf := p.takeSpareLocked(n); buf != nil {
+				*spare = buf
+				p.resident += n
+				return nil
+			}
+		}
+		if p.resident+p.spareBytes+n <= p.limit {
 			p.resident += n
 			return nil
+		}
+		if p.spareBytes > 0 {
+			p.dropSparesLocked(max(0, p.limit-p.resident-n))
+			continue
 		}
 		if pg := p.lruOldest(); pg != nil && pg.flags&fDirty == 0 {
 			// Dropping a clean page costs nothing: drop just enough.
 			p.lruRemoveLocked(pg)
-			p.evictCleanLocked(pg, spare, n)
+			p.evictCleanLocked(pg)
 			continue
 		}
 		// A write-back is needed: go down to the low watermark so that
 		// the next writes do not each wait for one.
-		victims := p.selectVictimsLocked(p.low-n, spare, n)
+		victims := p.selectVictimsLocked(p.low - n)
 		if len(victims) > 0 {
 			if err := p.writeBackLocked(victims); err != nil {
 				return err
 			}
 			continue
 		}
-		if p.resident+n <= p.limit {
+		if p.resident+p.spareBytes+n <= p.limit || p.spareBytes > 0 {
 			continue
 		}
-		if p.evicting > 0 || p.loading > 0 {
-			// Others' write-backs or page-ins will free or settle bytes.
+		if p.evicting > 0 || p.loading > 0 || p.filling > 0 {
+			// Others' write-backs, page-ins or writes will free or
+			// settle bytes.
 			p.cond.Wait()
 			continue
 		}
@@ -59,11 +73,26 @@ func (p *Pager) unreserveLocked(n int64) {
 	p.cond.Broadcast()
 }
 
-// reserveCleanLocked reserves n bytes if that needs at most dropping clean
-// pages from the cold end of the LRU (no write-back): the rule for
-// read-ahead and prefetch. spare is as for reserveLocked.
+// reserveCleanLocked reserves n bytes if that needs at most dropping
+// spares and clean pages from the cold end of the LRU (no write-back): the
+// rule for read-ahead and prefetch. spare is as for reserveLocked.
 func (p *Pager) reserveCleanLocked(n int64, spare *[]byte) bool {
-	for p.resident+n > p.limit {
+	for {
+		if spare != nil && *spare == nil {
+			if buf := p.takeSpareLocked(n); buf != nil {
+				*spare = buf
+				p.resident += n
+				return true
+			}
+		}
+		if p.resident+p.spareBytes+n <= p.limit {
+			p.resident += n
+			return true
+		}
+		if p.spareBytes > 0 {
+			p.dropSparesLocked(max(0, p.limit-p.resident-n))
+			continue
+		}
 		pg := p.lruOldest()
 		if pg == nil || pg.flags&fDirty != 0 {
 			if pg != nil {
@@ -72,18 +101,15 @@ func (p *Pager) reserveCleanLocked(n int64, spare *[]byte) bool {
 			return false
 		}
 		p.lruRemoveLocked(pg)
-		p.evictCleanLocked(pg, spare, n)
+		p.evictCleanLocked(pg)
 	}
-	p.resident += n
-	return true
 }
 
 // selectVictimsLocked takes pages from the cold end of the LRU until the
 // resident bytes not already being evicted are at most target. Clean
 // pages are dropped at once; dirty ones are claimed for write-back
-// (returned, at most about one batch) and dropped when it commits. spare
-// and n are passed to evictCleanLocked.
-func (p *Pager) selectVictimsLocked(target int64, spare *[]byte, n int64) []*page {
+// (returned, at most about one batch) and dropped when it commits.
+func (p *Pager) selectVictimsLocked(target int64) []*page {
 	var victims []*page
 	var claimed int64
 	for p.resident-p.evicting > target && claimed < p.batchBytes {
@@ -93,7 +119,7 @@ func (p *Pager) selectVictimsLocked(target int64, spare *[]byte, n int64) []*pag
 		}
 		p.lruRemoveLocked(pg)
 		if pg.flags&fDirty == 0 {
-			p.evictCleanLocked(pg, spare, n)
+			p.evictCleanLocked(pg)
 			continue
 		}
 		size := int64(len(pg.buf))
@@ -109,15 +135,11 @@ func (p *Pager) selectVictimsLocked(target int64, spare *[]byte, n int64) []*pag
 	return victims
 }
 
-// evictCleanLocked drops a clean resident page that is not in the LRU.
-// When spare points at a nil slice and the page's buffer has exactly want
-// bytes, was never handed out by Get and is not being copied by a reader,
-// the buffer is stored in *spare for reuse instead of left to the GC.
-func (p *Pager) evictCleanLocked(pg *page, spare *[]byte, want int64) {
+// evictCleanLocked drops a clean resident page that is not in the LRU; its
+// buffer becomes a spare when nobody else can see it.
+func (p *Pager) evictCleanLocked(pg *page) {
+	fl := p.hotDropLocked(pg)
 	n := int64(len(pg.buf))
-	if spare != nil && *spare == nil && n == want && int64(cap(pg.buf)) == n && pg.flags&fExposed == 0 && pg.readers == 0 {
-		*spare = pg.buf
-	}
 	p.resident -= n
 	p.residentPages--
 	if pg.flags&fEvictOnClean != 0 {
@@ -126,6 +148,7 @@ func (p *Pager) evictCleanLocked(pg *page, spare *[]byte, want int64) {
 	if pg.flags&fPrefetched != 0 {
 		p.c.prefetchWasted++
 	}
+	p.recycleLocked(pg.buf, fl, pg.readers)
 	pg.flags &^= fEvictOnClean | fPrefetched | fExposed
 	pg.buf = nil
 	p.c.evictions++
@@ -135,7 +158,7 @@ func (p *Pager) evictCleanLocked(pg *page, spare *[]byte, want int64) {
 // Called and returns with p.mu held.
 func (p *Pager) reclaimLocked(target int64) error {
 	for p.resident > target {
-		victims := p.selectVictimsLocked(target, nil, 0)
+		victims := p.selectVictimsLocked(target)
 		if len(victims) > 0 {
 			if err := p.writeBackLocked(victims); err != nil {
 				return err
@@ -155,7 +178,8 @@ func (p *Pager) reclaimLocked(target int64) error {
 }
 
 // Evict pages out about n bytes, least recently used first, writing dirty
-// pages back, and returns how many resident bytes were freed. It does not
+// pages back, and returns how many bytes were freed (resident pages and
+// the spare buffers kept for reuse, which it drops all). It does not
 // change the memory limit: later writes may fill the budget again. Pinned
 // values are never evicted, so freed may be less than n. Evict blocks for
 // the write-back; the error is a write failure (then freed counts what was
@@ -169,9 +193,10 @@ func (p *Pager) Evict(n int64) (freed int64, err error) {
 	if p.closed {
 		return 0, ErrClosed
 	}
-	before := p.resident
+	before := p.resident + p.spareBytes
 	err = p.reclaimLocked(max(0, p.resident-n))
-	return max(0, before-p.resident), err
+	p.dropSparesLocked(0)
+	return max(0, before-p.resident-p.spareBytes), err
 }
 
 // SetMemoryLimit changes the budget to bytes. When it shrinks, it evicts
@@ -183,6 +208,12 @@ func (p *Pager) Evict(n int64) (freed int64, err error) {
 // writes that need room fail until a write-back succeeds). Safe for
 // concurrent use; blocks for the write-back.
 func (p *Pager) SetMemoryLimit(bytes int64) error {
+	err := p.setMemoryLimit(bytes)
+	p.adviseGoLimit()
+	return err
+}
+
+func (p *Pager) setMemoryLimit(bytes int64) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -196,7 +227,14 @@ func (p *Pager) SetMemoryLimit(bytes int64) error {
 		return &limit.Error{Kind: limit.Memory, Subject: "pager memory limit", Current: float64(minimum), Limit: float64(bytes),
 			Unit: "bytes", Detail: "the limit must hold four pages and twice the pinned bytes"}
 	}
+	shrink := bytes < p.limit
 	p.setLimitLocked(bytes)
+	if !shrink {
+		return nil
+	}
+	// Spares are dropped too: a smaller budget is a request for memory.
+	p.dropSparesLocked(0)
+	defer p.dropSparesLocked(0)
 	if p.resident <= p.limit {
 		return nil
 	}
@@ -232,7 +270,7 @@ func (p *Pager) ResidentBytes() int64 {
 func (p *Pager) AccessCount() uint64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.c.accesses
+	return p.accessesLocked()
 }
 
 // LastAccess returns when the pager was last accessed. To keep the hit path
@@ -242,8 +280,8 @@ func (p *Pager) AccessCount() uint64 {
 func (p *Pager) LastAccess() time.Time {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.c.accesses != p.stampedSeq {
-		p.stampedSeq = p.c.accesses
+	if n := p.accessesLocked(); n != p.stampedSeq {
+		p.stampedSeq = n
 		p.lastAccess = time.Now()
 	}
 	return p.lastAccess

@@ -81,7 +81,7 @@ const (
 // Options configures a Pager. The zero value means: 256 MB of RAM, pages of
 // DefaultPageSizeMB, LZ4 compression, cache mode, a private temporary
 // directory removed at Close, no pinned or prefetched keys, read-ahead on,
-// logging discarded.
+// logging discarded, the Go memory limit advised (see LeaveGoMemoryLimit).
 type Options struct {
 	// MemoryLimitMB is the RAM budget for value bytes, in MB (2^20 bytes);
 	// fractions are allowed. 0 means DefaultMemoryLimitMB. It must hold at
@@ -121,6 +121,13 @@ type Options struct {
 	// Logger receives open/recovery/compaction notes and background write
 	// errors. nil means slog.New(slog.DiscardHandler).
 	Logger *slog.Logger
+	// LeaveGoMemoryLimit keeps the pager from advising the Go runtime's
+	// memory limit. By default an open pager sets the limit so that the
+	// process's heap in use stays within 1.5 × MemoryLimitMB + 8 MiB (its
+	// advice adds to other pagers' and to a large heap outside them), and
+	// never touches a limit set by GOMEMLIMIT or by debug.SetMemoryLimit;
+	// see "Memory bound" in the package documentation.
+	LeaveGoMemoryLimit bool
 
 	// faults is set only by tests (export_test.go).
 	faults *faults
@@ -150,6 +157,7 @@ type config struct {
 	lowPercent float64
 	readAhead  int
 	logger     *slog.Logger
+	goLimit    bool // advise the Go memory limit
 	faults     faults
 	workers    int // read-ahead goroutines and compression goroutines
 }
@@ -243,6 +251,7 @@ func (o *Options) resolve() (config, error) {
 	}
 	c.prefetch = append([]string(nil), o.PrefetchKeys...)
 	c.logger = o.Logger
+	c.goLimit = !o.LeaveGoMemoryLimit
 	if c.logger == nil {
 		c.logger = slog.New(slog.DiscardHandler)
 	}

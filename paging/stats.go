@@ -18,9 +18,13 @@ type Stats struct {
 	MemoryLimitBytes int64 `json:"memory_limit_bytes"`
 	PagesInMemory    int64 `json:"pages_in_memory"`
 	BytesInMemory    int64 `json:"bytes_in_memory"`
-	DirtyPages       int64 `json:"dirty_pages"`
-	DirtyBytes       int64 `json:"dirty_bytes"`
-	PinnedBytes      int64 `json:"pinned_bytes"`
+	// SpareBytes are buffers of pages that left RAM, kept for reuse by
+	// the next pages of the same length; they count in the budget:
+	// BytesInMemory + SpareBytes <= MemoryLimitBytes.
+	SpareBytes  int64 `json:"spare_bytes"`
+	DirtyPages  int64 `json:"dirty_pages"`
+	DirtyBytes  int64 `json:"dirty_bytes"`
+	PinnedBytes int64 `json:"pinned_bytes"`
 
 	// PagesOnDisk and LogicalBytesOnDisk describe the live page records in
 	// the file; StoredBytesOnDisk is their size in the file.
@@ -78,6 +82,7 @@ func (p *Pager) Stats() Stats {
 		MemoryLimitBytes:    p.limit,
 		PagesInMemory:       p.residentPages,
 		BytesInMemory:       p.resident,
+		SpareBytes:          p.spareBytes,
 		DirtyPages:          p.dirtyPages,
 		DirtyBytes:          p.dirtyBytes,
 		PinnedBytes:         p.pinned,
@@ -85,7 +90,7 @@ func (p *Pager) Stats() Stats {
 		LogicalBytesOnDisk:  p.disk.logical,
 		StoredBytesOnDisk:   p.disk.stored,
 		MaxFileBytes:        p.cfg.maxFile,
-		Hits:                p.c.hits,
+		Hits:                p.c.hits + p.getHits + p.hotHits.Load(),
 		Misses:              p.c.misses,
 		Evictions:           p.c.evictions,
 		PageIns:             p.c.pageIns,
@@ -122,27 +127,4 @@ func (s Stats) String() string {
 	return fmt.Sprintf("pages in RAM %d (%d B of %d B), on disk %d (%d B stored, ratio %.2f), hit rate %.1f%%, evictions %d, page-ins %d, page-outs %d, prefetch used %d wasted %d, file %d B (%d B dead)",
 		s.PagesInMemory, s.BytesInMemory, s.MemoryLimitBytes, s.PagesOnDisk, s.StoredBytesOnDisk, s.CompressionRatio,
 		100*s.HitRate, s.Evictions, s.PageIns, s.PageOuts, s.PrefetchUsed, s.PrefetchWasted, s.FileBytes, s.DeadBytes)
-}
-
-// Compact rewrites the page file without its dead space (see
-// Stats.DeadBytes) and swaps it in. Writers wait for it; readers continue
-// until the swap. It needs free disk space for the live data, and on 32-bit
-// platforms address space for both files. Wrap compacts automatically when
-// more than half of a file of at least 8 MiB is dead.
-func (p *Pager) Compact() error {
-	p.wmu.Lock()
-	defer p.wmu.Unlock()
-	p.mu.Lock()
-	closed := p.closed
-	p.mu.Unlock()
-	if closed {
-		return ErrClosed
-	}
-	if err := p.st.compact(); err != nil {
-		return err
-	}
-	p.mu.Lock()
-	p.c.compactions++
-	p.mu.Unlock()
-	return nil
 }

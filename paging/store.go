@@ -48,10 +48,6 @@ var (
 // page file before failing with ErrLocked.
 const lockTimeout = 100 * time.Millisecond
 
-// compactTxBytes bounds each transaction of a compaction: bbolt buffers a
-// transaction's dirty pages in the heap until it commits.
-const compactTxBytes = 4 << 20
-
 // store owns the bbolt file.
 type store struct {
 	path    string
@@ -80,15 +76,6 @@ func (s *store) boltOptions() *bolt.Options {
 	}
 }
 
-// recovery describes what opening the file found.
-type recovery struct {
-	unclean   bool // the previous owner did not Close
-	discarded bool // the whole file was replaced by an empty one
-	orphans   int  // page records of no value, deleted
-	dropped   []string
-	broken    []string // durable mode: values whose pages are missing, kept
-}
-
 // openStore opens (or creates) the page file in dir and leaves it marked
 // open. A file that is not a page file is reported with ErrForeignFile and
 // left untouched.
@@ -114,33 +101,23 @@ func openStore(c *config) (*store, recovery, error) {
 		return nil, rec, fmt.Errorf("paging: page file: %w", err)
 	case !st.Mode().IsRegular():
 		return nil, rec, fmt.Errorf("paging: %s: %w (not a regular file)", s.path, ErrForeignFile)
+	case st.Size() == 0:
+		// bbolt would initialise an empty file in place: it is not ours.
+		return nil, rec, fmt.Errorf("paging: %s: %w (an empty file)", s.path, ErrForeignFile)
 	}
-	state, damaged, err := s.probe()
+	state, err := s.open()
+	if errors.Is(err, boltcheck.ErrDamaged) {
+		err = s.damaged(err)
+		if err == nil {
+			// A cache file of ours, left open by a crash, that does not
+			// verify: discard it, as recover does with one that fails
+			// bbolt's check.
+			rec.unclean, rec.discarded = true, true
+			state = stateClean // the new file needs no verification
+		}
+	}
 	if err != nil {
 		return nil, rec, err
-	}
-	openErr := fmt.Errorf("paging: %s: %w: damaged pages", s.path, ErrCorrupt)
-	if !damaged {
-		openErr = s.open()
-	}
-	if err := openErr; err != nil {
-		if !errors.Is(err, ErrCorrupt) || state == stateClean || s.mode != ModeCache {
-			return nil, rec, err
-		}
-		// A cache file of ours, left open by a crash, that bbolt cannot
-		// even open: discard it like one that fails verification.
-		s.logger.Warn("paging: page file unreadable after an unclean shutdown; discarding it", "path", s.path, "err", err)
-		if err := os.Remove(s.path); err != nil {
-			return nil, rec, fmt.Errorf("paging: discard %s: %w", s.path, err)
-		}
-		if err := s.create(); err != nil {
-			return nil, rec, err
-		}
-		if err := s.open(); err != nil {
-			return nil, rec, err
-		}
-		rec.unclean, rec.discarded = true, true
-		state = stateClean // the new file needs no verification
 	}
 	if state != stateClean {
 		rec.unclean = true
@@ -199,13 +176,12 @@ func (s *store) create() error {
 	return nil
 }
 
-// probe checks, without writing a byte and without letting a damaged file
-// crash the process (internal/boltcheck), that the file is a sound page file,
-// and reads its state. A page file of ours that is damaged is reported with
-// damaged set and the state read from its (intact) meta records, so that a
-// cache file left by a crash can be discarded.
-func (s *store) probe() (state string, damaged bool, err error) {
-	inspect := func(tx *bolt.Tx) error {
+// inspect returns the check of the pager's marks that boltcheck runs in a
+// read-only transaction before the file is opened read-write: a bbolt file
+// without the format mark is foreign. It stores the file's state in
+// *state.
+func (s *store) inspect(state *string) func(tx *bolt.Tx) error {
+	return func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		if meta == nil || !bytes.Equal(meta.Get(keyFormat), []byte(formatID)) {
 			return fmt.Errorf("paging: %s: %w (bbolt database without the pager's format mark)", s.path, ErrForeignFile)
@@ -213,50 +189,58 @@ func (s *store) probe() (state string, damaged bool, err error) {
 		if tx.Bucket(bucketValues) == nil || tx.Bucket(bucketPages) == nil {
 			return fmt.Errorf("paging: %s: %w: buckets missing", s.path, ErrCorrupt)
 		}
-		state = string(meta.Get(keyState))
+		*state = string(meta.Get(keyState))
 		return nil
 	}
-	err = boltcheck.Verify(s.path, lockTimeout, inspect)
-	if errors.Is(err, boltcheck.ErrDamaged) {
-		// Whose file is it, and was it closed cleanly?
-		if ierr := boltcheck.Inspect(s.path, lockTimeout, inspect); ierr == nil {
-			return state, true, nil
-		}
-	}
+}
+
+// open verifies the page file without letting a damaged one crash the
+// process (internal/boltcheck), checks that it is a page file, opens it
+// read-write and returns its state. Errors other than boltcheck.ErrDamaged
+// are final and name the file.
+func (s *store) open() (state string, err error) {
+	db, err := boltcheck.Open(s.path, boltcheck.Options{Bolt: s.boltOptions(), Inspect: s.inspect(&state), Logger: s.logger})
 	switch {
-	case err == nil, errors.Is(err, ErrForeignFile), errors.Is(err, ErrCorrupt):
-		return state, false, err
+	case err == nil:
+		s.db = db
+		return state, nil
+	case errors.Is(err, ErrForeignFile), errors.Is(err, ErrCorrupt):
+		return "", err // from inspect
 	case errors.Is(err, boltcheck.ErrLocked):
-		return "", false, fmt.Errorf("paging: %s: %w", s.path, ErrLocked)
+		return "", fmt.Errorf("paging: page file %s is in use by another Pager or process: %w: %w", s.path, ErrLocked, err)
 	case errors.Is(err, boltcheck.ErrNotBolt):
-		return "", false, fmt.Errorf("paging: %s: %w: %w", s.path, ErrForeignFile, err)
+		return "", fmt.Errorf("paging: %s: %w: %w", s.path, ErrForeignFile, err)
+	case errors.Is(err, boltcheck.ErrDamaged):
+		return "", err
 	}
-	return "", false, fmt.Errorf("paging: %s: %w: %w", s.path, ErrCorrupt, err)
+	return "", fmt.Errorf("paging: open page file %s: %w", s.path, err)
 }
 
-func (s *store) openError(err error) error {
-	switch {
-	case errors.Is(err, berrors.ErrTimeout):
-		return fmt.Errorf("paging: %s: %w", s.path, ErrLocked)
-	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch):
-		return fmt.Errorf("paging: %s: %w: %w", s.path, ErrForeignFile, err)
-	default:
-		return fmt.Errorf("paging: open %s: %w: %w", s.path, ErrCorrupt, err)
-	}
-}
-
-func (s *store) open() (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("paging: %s: %w: %v", s.path, ErrCorrupt, r)
+// damaged handles a page file that failed verification (err wraps
+// boltcheck.ErrDamaged). A cache-mode file of ours left open by a crash
+// is replaced by an empty one (nil is returned, s.db is the new file's).
+// Any other damaged file is left as it is and reported with ErrCorrupt, in
+// words that say what to do.
+func (s *store) damaged(err error) error {
+	var state string
+	ours := boltcheck.Inspect(s.path, lockTimeout, s.inspect(&state)) == nil
+	if ours && state != stateClean && s.mode == ModeCache {
+		s.logger.Warn("paging: page file damaged after an unclean shutdown; discarding it", "path", s.path, "err", err)
+		if err := os.Remove(s.path); err != nil {
+			return fmt.Errorf("paging: discard %s: %w", s.path, err)
 		}
-	}()
-	db, err := bolt.Open(s.path, 0o600, s.boltOptions())
-	if err != nil {
-		return s.openError(err)
+		if err := s.create(); err != nil {
+			return err
+		}
+		_, err := s.open()
+		return err
 	}
-	s.db = db
-	return nil
+	what := "the values it holds cannot be read safely"
+	if !ours {
+		what = "it cannot be read, not even to tell whether it is a page file"
+	}
+	return fmt.Errorf("paging: page file %s is damaged (%w: %w): %s. It was left as it is: "+
+		"move it aside (to keep it for diagnosis) or delete it, and the next Wrap starts an empty page file", s.path, ErrCorrupt, err, what)
 }
 
 func (s *store) closeDB() error {
@@ -281,118 +265,6 @@ func (s *store) setState(state string) error {
 		return fmt.Errorf("paging: mark page file %s: %w", state, err)
 	}
 	return nil
-}
-
-// recover verifies a file that was not closed cleanly. bbolt's own
-// consistency check runs first; if it fails, a cache-mode file is replaced
-// by an empty one and a durable-mode file is reported as corrupt. Then
-// orphan page records (of values whose header never committed) are deleted
-// and values with missing pages are dropped (cache) or reported (durable).
-// In cache mode every page is also decoded and checksummed, and values with
-// a bad page are dropped.
-func (s *store) recover(rec *recovery) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("paging: verify %s: %w: %v", s.path, ErrCorrupt, r)
-		}
-	}()
-	var checkErr error
-	_ = s.db.View(func(tx *bolt.Tx) error {
-		for e := range tx.Check() {
-			if checkErr == nil {
-				checkErr = e
-			}
-		}
-		return nil
-	})
-	if checkErr != nil {
-		if s.mode == ModeDurable {
-			return fmt.Errorf("paging: verify %s: %w: %w", s.path, ErrCorrupt, checkErr)
-		}
-		s.logger.Warn("paging: page file failed verification after an unclean shutdown; discarding it", "path", s.path, "err", checkErr)
-		if err := s.closeDB(); err != nil {
-			return fmt.Errorf("paging: discard %s: %w", s.path, err)
-		}
-		if err := os.Remove(s.path); err != nil {
-			return fmt.Errorf("paging: discard %s: %w", s.path, err)
-		}
-		if err := s.create(); err != nil {
-			return err
-		}
-		rec.discarded = true
-		return s.open()
-	}
-	return s.db.Update(func(tx *bolt.Tx) error {
-		values, pages := tx.Bucket(bucketValues), tx.Bucket(bucketPages)
-		type hinfo struct {
-			key   []byte
-			h     header
-			found int64
-			bad   bool
-		}
-		byBlob := map[uint64]*hinfo{}
-		var badHeaders [][]byte
-		if err := values.ForEach(func(k, v []byte) error {
-			h, err := decodeHeader(v)
-			if err != nil {
-				badHeaders = append(badHeaders, bytes.Clone(k))
-				return nil
-			}
-			byBlob[h.blob] = &hinfo{key: bytes.Clone(k), h: h}
-			return nil
-		}); err != nil {
-			return err
-		}
-		var orphans [][]byte
-		c := pages.Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
-			blob, idx, ok := parsePageKey(k)
-			hi := byBlob[blob]
-			if !ok || hi == nil || idx >= hi.h.npages() {
-				orphans = append(orphans, bytes.Clone(k))
-				continue
-			}
-			hi.found++
-			if s.mode == ModeCache && !hi.bad {
-				n := hi.h.psize
-				if idx == hi.h.npages()-1 {
-					n = hi.h.size - idx*hi.h.psize
-				}
-				if decodePage(v, make([]byte, n)) != nil {
-					hi.bad = true
-				}
-			}
-		}
-		for _, k := range orphans {
-			if err := pages.Delete(k); err != nil {
-				return err
-			}
-		}
-		rec.orphans = len(orphans)
-		for _, k := range badHeaders {
-			rec.dropped = append(rec.dropped, string(k[1:]))
-			if err := values.Delete(k); err != nil {
-				return err
-			}
-		}
-		for blob, hi := range byBlob {
-			if hi.found == hi.h.npages() && !hi.bad {
-				continue
-			}
-			if s.mode == ModeDurable {
-				rec.broken = append(rec.broken, string(hi.key[1:]))
-				continue
-			}
-			rec.dropped = append(rec.dropped, string(hi.key[1:]))
-			if err := values.Delete(hi.key); err != nil {
-				return err
-			}
-			if err := deleteBlob(pages, blob); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
 }
 
 // deleteBlob deletes every page record of blob.
@@ -541,59 +413,6 @@ func (s *store) freeBytes() int64 {
 		return 0
 	}
 	return int64(s.db.Stats().FreeAlloc)
-}
-
-// compact copies the live data into a new file and swaps it in. The caller
-// must keep writers out; readers continue until the swap.
-func (s *store) compact() error {
-	tmp := s.path + ".compact"
-	_ = os.Remove(tmp)
-	dst, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: lockTimeout, FreelistType: bolt.FreelistMapType,
-		NoSync: true, MaxSize: int(s.maxFile)})
-	if err != nil {
-		return fmt.Errorf("paging: compact: %w", err)
-	}
-	s.mu.RLock()
-	if s.db == nil {
-		s.mu.RUnlock()
-		dst.Close()
-		os.Remove(tmp)
-		return ErrClosed
-	}
-	err = bolt.Compact(dst, s.db, compactTxBytes)
-	s.mu.RUnlock()
-	if err == nil {
-		err = dst.Sync()
-	}
-	if cerr := dst.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("paging: compact: %w", s.writeError(err))
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.db.Close(); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("paging: compact: %w", err)
-	}
-	s.db = nil
-	renameErr := os.Rename(tmp, s.path)
-	if renameErr == nil {
-		renameErr = disk.SyncDir(filepath.Dir(s.path))
-	} else {
-		os.Remove(tmp)
-	}
-	db, err := bolt.Open(s.path, 0o600, s.boltOptions())
-	if err != nil {
-		return fmt.Errorf("paging: compact: reopen %s: %w", s.path, err)
-	}
-	s.db = db
-	if renameErr != nil {
-		return fmt.Errorf("paging: compact: %w", renameErr)
-	}
-	return nil
 }
 
 // close marks the file clean (when clean is true) and releases it.

@@ -132,10 +132,9 @@ func (w *ValueWriter) emit(data []byte) error {
 		}
 	}
 	i := e.npages()
-	pg := &e.p0
 	if i > 0 {
-		pg = &page{e: e, idx: i}
-		e.rest = append(e.rest, pg)
+		// Page 0 is e.p0; later pages are allocated as they come.
+		e.rest = append(e.rest, &page{e: e, idx: i})
 	}
 	e.size += n
 	if err := p.addPageLocked(e, i, data); err != nil {

@@ -3,7 +3,6 @@ package paging
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 
 	bolt "go.etcd.io/bbolt"
@@ -104,7 +103,8 @@ func (p *Pager) headerWriteLocked(e *entry) headerWrite {
 // commit encodes the batch's pages and writes everything in one bbolt
 // transaction. Called with p.wmu held and p.mu not held. Pages are
 // compressed in parallel by up to one goroutine per encoder, each into its
-// own region of one arena; the goroutines end before commit returns.
+// encoder's arena (reused by the next batch, which wmu serialises); the
+// goroutines end before commit returns.
 func (p *Pager) commit(b *batch) error {
 	b.recs = make([][]byte, len(b.data))
 	workers := min(len(p.encs), len(b.data))
@@ -115,22 +115,13 @@ func (p *Pager) commit(b *batch) error {
 			}
 		}()
 		enc := &p.encs[w]
+		enc.resetArena()
 		for i := w; i < len(b.data); i += workers {
-			// Compress into the worker's scratch buffer, then keep an
-			// exact-size copy: the batch holds only compressed bytes.
-			bound := recordBound(len(b.data[i]))
-			scratch := enc.scratch
-			if cap(scratch) < bound {
-				scratch = make([]byte, 0, bound)
-				if bound <= maxScratch {
-					enc.scratch = scratch
-				}
-			}
-			rec, _, err := enc.encodePage(scratch[:0], b.data[i], p.cfg.compress)
+			rec, err := enc.encodeRecord(b.data[i], p.cfg.compress)
 			if err != nil {
 				return err
 			}
-			b.recs[i] = slices.Clone(rec)
+			b.recs[i] = rec
 		}
 		return nil
 	}
@@ -268,7 +259,7 @@ func (p *Pager) completeLocked(b *batch, err error) {
 		p.disk.logical += n
 		p.disk.stored += int64(pg.stored)
 		if pg.flags&fEvictOnClean != 0 {
-			p.evictCleanLocked(pg, nil, 0)
+			p.evictCleanLocked(pg)
 		}
 		if e.ndirty == 0 && e.state == stateVisible && e.headerDirty {
 			p.readyLocked(e)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // makeFile writes a bbolt file with nested buckets, small and large values
@@ -141,15 +142,16 @@ func TestDamageIsAnErrorNotACrash(t *testing.T) {
 	}
 }
 
-// useFully opens path read-write, reads every value in full, runs bbolt's
-// check and writes a key. A memory fault would crash the test binary.
+// useFully opens path read-write with Open, reads every value in full, runs
+// bbolt's check and writes a key. A memory fault would crash the test
+// binary.
 func useFully(path string) (err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			err = fmt.Errorf("panic: %v", v)
 		}
 	}()
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	db, err := Open(path, Options{Bolt: &bolt.Options{Timeout: time.Second}})
 	if err != nil {
 		return err
 	}
@@ -199,7 +201,7 @@ func TestLocked(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if err := Verify(path, 50*time.Millisecond, nil); !errors.Is(err, ErrLocked) {
-		t.Fatalf("Verify = %v, want ErrLocked", err)
+	if err := Verify(path, 50*time.Millisecond, nil); !errors.Is(err, ErrLocked) || !errors.Is(err, berrors.ErrTimeout) {
+		t.Fatalf("Verify = %v, want ErrLocked wrapping bbolt's timeout", err)
 	}
 }

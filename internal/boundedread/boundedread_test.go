@@ -56,7 +56,7 @@ func TestReadFile(t *testing.T) {
 		_, err := boundedread.ReadFile(sparse, 1<<20)
 		var le *limit.Error
 		require.ErrorAs(t, err, &le)
-		require.EqualValues(t, 2<<30, le.Current)
+		require.EqualValues(t, int64(2)<<30, le.Current)
 		require.ErrorIs(t, err, limit.ErrExceeded)
 	})
 	for name, p := range map[string]string{"fifo": fifo, "symlink to /dev/zero": toZero, "directory": dir, "device": "/dev/null"} {

@@ -1,0 +1,3 @@
+module binsize/nethttp
+
+go 1.26.0

@@ -1,0 +1,480 @@
+package paging_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+
+	"github.com/cemaf-go/cemaf/limit"
+	"github.com/cemaf-go/cemaf/paging"
+	bolt "go.etcd.io/bbolt"
+)
+
+func TestCorruptPageNamesKey(t *testing.T) {
+	tests := []struct {
+		name        string
+		compression string
+		data        []byte
+		offset      int
+	}{
+		{"lz4 frame header", paging.CompressionLZ4, corpus(1, 4*kib), 5},
+		{"lz4 block data", paging.CompressionLZ4, corpus(1, 4*kib), 300},
+		{"lz4 content checksum", paging.CompressionLZ4, corpus(1, 4*kib), -1},
+		{"raw data", paging.CompressionNone, corpus(1, 4*kib), 100},
+		{"raw checksum", paging.CompressionNone, corpus(1, 4*kib), 5},
+		{"magic", paging.CompressionNone, corpus(1, 4*kib), 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			opts := small("")
+			opts.Compression = tt.compression
+			p := open(t, opts)
+			if err := p.Put("doc/1", tt.data); err != nil {
+				t.Fatal(err)
+			}
+			if err := p.Checkpoint(); err != nil {
+				t.Fatal(err)
+			}
+			if err := p.DropResident(); err != nil {
+				t.Fatal(err)
+			}
+			rec, err := p.StoredPage("doc/1", 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			off := tt.offset
+			if off < 0 {
+				off += len(rec)
+			}
+			if err := p.CorruptStoredPage("doc/1", 0, off); err != nil {
+				t.Fatal(err)
+			}
+			got, err := p.Get("doc/1")
+			if !errors.Is(err, paging.ErrCorrupt) || !strings.Contains(err.Error(), `"doc/1"`) || got != nil {
+				t.Fatalf("Get of a corrupt page = %d bytes, %v; want ErrCorrupt naming the key", len(got), err)
+			}
+			buf := make([]byte, 10)
+			if n, err := p.ReadAt("doc/1", buf, 0); !errors.Is(err, paging.ErrCorrupt) || n != 0 {
+				t.Fatalf("ReadAt of a corrupt page = %d, %v", n, err)
+			}
+			// The rest of the pager keeps working.
+			if err := p.Put("other", []byte("fine")); err != nil {
+				t.Fatal(err)
+			}
+			mustGet(t, p, "other", []byte("fine"))
+		})
+	}
+}
+
+func TestForeignFileUntouched(t *testing.T) {
+	bboltFile := func(t *testing.T, path string) {
+		// A bbolt database of some other program.
+		db, err := bolt.Open(path, 0o600, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		db.Update(func(tx *bolt.Tx) error {
+			b, _ := tx.CreateBucket([]byte("meta"))
+			return b.Put([]byte("format"), []byte("someone-else/1"))
+		})
+		db.Close()
+	}
+	tests := []struct {
+		name  string
+		write func(t *testing.T, path string)
+		want  error
+	}{
+		{"random bytes", func(t *testing.T, path string) { os.WriteFile(path, randomBytes(1, 64*kib), 0o600) }, paging.ErrForeignFile},
+		{"text", func(t *testing.T, path string) { os.WriteFile(path, []byte("my notes\n"), 0o600) }, paging.ErrForeignFile},
+		{"empty", func(t *testing.T, path string) { os.WriteFile(path, nil, 0o600) }, paging.ErrForeignFile},
+		{"other bbolt", bboltFile, paging.ErrForeignFile},
+		{"directory", func(t *testing.T, path string) { os.Mkdir(path, 0o700) }, paging.ErrForeignFile},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "pages.db")
+			tt.write(t, path)
+			before, _ := os.ReadFile(path)
+			p, err := paging.Wrap(nil, paging.Options{StoragePath: dir})
+			if err == nil {
+				p.Close()
+				t.Fatal("Wrap accepted a foreign file")
+			}
+			if !errors.Is(err, tt.want) && !errors.Is(err, paging.ErrCorrupt) {
+				t.Fatalf("Wrap = %v, want %v", err, tt.want)
+			}
+			if !strings.Contains(err.Error(), path) {
+				t.Fatalf("error %q does not name the path", err)
+			}
+			after, _ := os.ReadFile(path)
+			if !bytes.Equal(before, after) {
+				t.Fatal("the foreign file was modified")
+			}
+		})
+	}
+}
+
+func TestFileLockedByAnotherPager(t *testing.T) {
+	dir := t.TempDir()
+	p := open(t, small(dir))
+	_ = p
+	_, err := paging.Wrap(nil, small(dir))
+	if !errors.Is(err, paging.ErrLocked) {
+		t.Fatalf("second Wrap = %v, want ErrLocked", err)
+	}
+}
+
+// TestFileCap fills a capped page file with incompressible pages: the write
+// that does not fit fails with a file-size limit error, every value stays
+// readable and the pager keeps working. It runs on 32-bit ARM too.
+func TestFileCap(t *testing.T) {
+	opts := small("")
+	opts.MaxFileBytes = 512 * kib
+	p := open(t, paging.WithFaults(opts, nil, true))
+	var stored []string
+	var err error
+	for i := 0; i < 1000; i++ {
+		if err = p.Put(key(i), randomBytes(uint64(i), 8*kib)); err != nil {
+			break
+		}
+		stored = append(stored, key(i))
+	}
+	var le *limit.Error
+	if !errors.As(err, &le) || le.Kind != limit.FileSize || le.Limit != 512*kib {
+		t.Fatalf("filling the file: %v, want a file-size *limit.Error", err)
+	}
+	if len(stored) < 30 {
+		t.Fatalf("only %d values fit in 512 KiB", len(stored))
+	}
+	for i, k := range stored {
+		mustGet(t, p, k, randomBytes(uint64(i), 8*kib))
+	}
+	if s := p.Stats(); s.FileBytes > 512*kib || s.WriteErrors == 0 {
+		t.Fatalf("file %d bytes, %d write errors", s.FileBytes, s.WriteErrors)
+	}
+	// Freeing space lets writes through again.
+	for _, k := range stored[:len(stored)/2] {
+		p.Delete(k)
+	}
+	if err := p.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Put("after", randomBytes(5, 8*kib)); err != nil {
+		t.Fatalf("Put after deleting: %v", err)
+	}
+}
+
+// TestWriteFailureKeepsValues simulates a failing disk: write-backs fail,
+// the Put that needs one fails with the error, and nothing held in RAM is
+// lost; reads keep working; once the disk recovers, writes go through.
+func TestWriteFailureKeepsValues(t *testing.T) {
+	tests := []struct {
+		name     string
+		fault    error
+		wantKind limit.Kind // "" means no limit error
+	}{
+		{"I/O error", errors.New("input/output error (injected)"), ""},
+		{"disk full", fmt.Errorf("write pages.db (injected): %w", syscall.ENOSPC), limit.Disk},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var fail error
+			inject := func() error { mu.Lock(); defer mu.Unlock(); return fail }
+			set := func(err error) { mu.Lock(); fail = err; mu.Unlock() }
+			p := open(t, paging.WithFaults(small(""), inject, true))
+			for i := range 10 {
+				if err := p.Put(key(i), corpus(uint64(i), 4*kib)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			set(tt.fault)
+			var err error
+			i := 10
+			for ; i < 100 && err == nil; i++ {
+				err = p.Put(key(i), corpus(uint64(i), 4*kib))
+			}
+			if !errors.Is(err, tt.fault) {
+				t.Fatalf("Put with a failing disk = %v", err)
+			}
+			var le *limit.Error
+			if got := errors.As(err, &le); got != (tt.wantKind != "") || (got && le.Kind != tt.wantKind) {
+				t.Fatalf("Put error %v: limit error %v, want kind %q", err, got, tt.wantKind)
+			}
+			failed := key(i - 1)
+			if _, ok := p.SizeOf(failed); ok {
+				t.Fatal("the failed Put stored its value")
+			}
+			for j := 0; j < i-1; j++ {
+				mustGet(t, p, key(j), corpus(uint64(j), 4*kib))
+			}
+			if err := p.Checkpoint(); !errors.Is(err, tt.fault) {
+				t.Fatalf("Checkpoint with a failing disk = %v", err)
+			}
+			if s := p.Stats(); s.WriteErrors == 0 || !strings.Contains(s.LastError, "injected") {
+				t.Fatalf("stats do not report the failure: %+v", s)
+			}
+			set(nil)
+			if err := p.Put(failed, corpus(uint64(i-1), 4*kib)); err != nil {
+				t.Fatalf("Put after the disk recovered: %v", err)
+			}
+			if err := p.Checkpoint(); err != nil {
+				t.Fatal(err)
+			}
+			for j := 0; j < i; j++ {
+				mustGet(t, p, key(j), corpus(uint64(j), 4*kib))
+			}
+		})
+	}
+}
+
+func TestPersistenceAndUncleanShutdown(t *testing.T) {
+	dir := t.TempDir()
+	opts := small(dir)
+	p, err := paging.Wrap(nil, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		p.Put(key(i), corpus(uint64(i), i*2*kib))
+	}
+	if err := p.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	// Changes after the checkpoint: some written back (the budget forces
+	// it), some only in RAM; then a crash.
+	for i := range 20 {
+		p.Put(key(i), corpus(uint64(i+100), 3*kib))
+	}
+	p.Delete(key(3))
+	p.Crash()
+
+	p, err = paging.Wrap(nil, opts)
+	if err != nil {
+		t.Fatalf("reopen after a crash: %v", err)
+	}
+	unclean, discarded, _, _ := p.Recovery()
+	if !unclean || discarded {
+		t.Fatalf("recovery: unclean=%v discarded=%v", unclean, discarded)
+	}
+	for _, k := range p.Keys() {
+		v, err := p.Get(k)
+		if err != nil {
+			t.Fatalf("after recovery %q: %v", k, err)
+		}
+		var i int
+		fmt.Sscanf(k, "key-%d", &i)
+		if !bytes.Equal(v, corpus(uint64(i), i*2*kib)) && !bytes.Equal(v, corpus(uint64(i+100), 3*kib)) {
+			t.Fatalf("after recovery %q holds neither version", k)
+		}
+	}
+	if err := p.CheckInvariants(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	p, err = paging.Wrap(nil, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if unclean, _, _, _ := p.Recovery(); unclean {
+		t.Fatal("clean Close not recognised")
+	}
+}
+
+func TestDurableCheckpointSurvivesCrash(t *testing.T) {
+	dir := t.TempDir()
+	opts := small(dir)
+	opts.Mode = paging.ModeDurable
+	p, err := paging.Wrap(nil, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 10 {
+				p.Put(fmt.Sprintf("g%d-%d", g, i), corpus(uint64(g*10+i), (g+1)*7*kib))
+				if err := p.Checkpoint(); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	p.Put("after", []byte("not checkpointed"))
+	p.Crash()
+	p, err = paging.Wrap(nil, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	for g := range 4 {
+		for i := range 10 {
+			mustGet(t, p, fmt.Sprintf("g%d-%d", g, i), corpus(uint64(g*10+i), (g+1)*7*kib))
+		}
+	}
+	if s := p.Stats(); s.Keys < 40 {
+		t.Fatalf("%d keys", s.Keys)
+	}
+}
+
+func TestCompact(t *testing.T) {
+	dir := t.TempDir()
+	opts := small(dir)
+	opts.MemoryLimitMB = 1
+	p, err := paging.Wrap(nil, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 400 {
+		p.Put(key(i), randomBytes(uint64(i), 30*kib))
+	}
+	if err := p.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 380 {
+		p.Delete(key(i))
+	}
+	if err := p.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	before := p.Stats()
+	if before.DeadBytes < before.FileBytes/2 {
+		t.Fatalf("dead %d of %d bytes", before.DeadBytes, before.FileBytes)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// More than half of the file is dead: Wrap compacts it.
+	p, err = paging.Wrap(nil, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	after := p.Stats()
+	if after.Compactions != 1 || after.FileBytes > before.FileBytes/4 {
+		t.Fatalf("compaction at open: %d compactions, file %d -> %d bytes", after.Compactions, before.FileBytes, after.FileBytes)
+	}
+	for i := 380; i < 400; i++ {
+		mustGet(t, p, key(i), randomBytes(uint64(i), 30*kib))
+	}
+	if err := p.Compact(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 380; i < 400; i++ {
+		mustGet(t, p, key(i), randomBytes(uint64(i), 30*kib))
+	}
+}
+
+func TestUnusableStoragePath(t *testing.T) {
+	tests := []struct {
+		name   string
+		path   func(t *testing.T) string
+		asRoot bool // whether the case works when running as root
+	}{
+		{"parent is a file", func(t *testing.T) string {
+			f := filepath.Join(t.TempDir(), "file")
+			os.WriteFile(f, []byte("x"), 0o600)
+			return filepath.Join(f, "pages")
+		}, true},
+		{"read-only directory", func(t *testing.T) string {
+			d := filepath.Join(t.TempDir(), "ro")
+			os.Mkdir(d, 0o500)
+			return d
+		}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if !tt.asRoot && os.Geteuid() == 0 {
+				t.Skip("root ignores directory permissions")
+			}
+			p, err := paging.Wrap(nil, paging.Options{StoragePath: tt.path(t)})
+			if err == nil {
+				p.Close()
+				t.Fatal("Wrap succeeded")
+			}
+			if !strings.HasPrefix(err.Error(), "paging: ") {
+				t.Fatalf("unclear error: %v", err)
+			}
+		})
+	}
+}
+
+// TestUncleanCorruptFile damages a page of bbolt's tree in a file that was
+// not closed cleanly: cache mode discards the file and starts empty,
+// durable mode refuses it and leaves it untouched.
+func TestUncleanCorruptFile(t *testing.T) {
+	for _, mode := range []paging.Mode{paging.ModeCache, paging.ModeDurable} {
+		t.Run(mode.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			opts := small(dir)
+			opts.Mode = mode
+			p, err := paging.Wrap(nil, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range 50 {
+				p.Put(key(i), randomBytes(uint64(i), 6*kib))
+			}
+			if err := p.Checkpoint(); err != nil {
+				t.Fatal(err)
+			}
+			path := p.Path()
+			p.Crash()
+			// Overwrite the root page of the pages bucket with garbage.
+			db, err := bolt.Open(path, 0o600, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var root uint64
+			var pageSize int
+			db.View(func(tx *bolt.Tx) error {
+				root = uint64(tx.Bucket([]byte("pages")).Root())
+				pageSize = tx.DB().Info().PageSize
+				return nil
+			})
+			db.Close()
+			f, err := os.OpenFile(path, os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.WriteAt(randomBytes(9, pageSize), int64(root)*int64(pageSize))
+			f.Close()
+			before, _ := os.ReadFile(path)
+
+			p, err = paging.Wrap(nil, opts)
+			if mode == paging.ModeDurable {
+				if !errors.Is(err, paging.ErrCorrupt) {
+					if err == nil {
+						p.Close()
+					}
+					t.Fatalf("durable Wrap of a damaged file = %v, want ErrCorrupt", err)
+				}
+				if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
+					t.Fatal("durable mode modified the damaged file")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("cache Wrap of a damaged file: %v", err)
+			}
+			defer p.Close()
+			if _, discarded, _, _ := p.Recovery(); !discarded || len(p.Keys()) != 0 {
+				t.Fatalf("damaged cache file not discarded (%d keys)", len(p.Keys()))
+			}
+			if err := p.Put("k", []byte("v")); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
