@@ -64,7 +64,7 @@ func BenchmarkCorpusDigest(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	c, err := openCorpus(dir)
+	c, err := openCorpus(context.Background(), dir)
 	if err != nil {
 		b.Fatal(err)
 	}

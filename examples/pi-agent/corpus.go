@@ -41,8 +41,9 @@ const builtinLabel = "built-in corpus"
 const textExtensions = ".md, .markdown, .txt, .text, .rst"
 
 // openCorpus resolves --docs: a directory of text and markdown files, or
-// "" for the built-in corpus.
-func openCorpus(dir string) (corpus, error) {
+// "" for the built-in corpus. It walks the directory until it finds one
+// candidate document, or ctx ends.
+func openCorpus(ctx context.Context, dir string) (corpus, error) {
 	if dir == "" {
 		sub, err := fs.Sub(builtinCorpus, "corpus")
 		return corpus{Label: builtinLabel, fsys: sub}, err
@@ -62,11 +63,16 @@ func openCorpus(dir string) (corpus, error) {
 	}
 	c := corpus{Label: abs, Dir: abs, fsys: os.DirFS(abs)}
 	found := false
-	_ = c.walk(context.Background(), func(string) error {
+	err = c.walk(ctx, func(string) error {
 		found = true
 		return fs.SkipAll
 	}, func(string, string) {})
-	if !found {
+	switch {
+	case ctx.Err() != nil:
+		return corpus{}, ctx.Err()
+	case err != nil:
+		return corpus{}, fmt.Errorf("--docs %s: %w", dir, err)
+	case !found:
 		return corpus{}, fmt.Errorf("--docs %s holds no text or markdown files (%s)", dir, textExtensions)
 	}
 	return c, nil

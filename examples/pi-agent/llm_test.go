@@ -27,9 +27,15 @@ type fakeLLM struct {
 	failures atomic.Int32 // answer 503 this many times first
 }
 
-func newFakeLLM(t *testing.T) *fakeLLM {
+func newFakeLLM(t *testing.T) *fakeLLM { return newFakeLLMAt(t, "127.0.0.1:0") }
+
+// newFakeLLMAt starts the fake LLM at addr: a resumed run must find its
+// endpoint where the run recorded it.
+func newFakeLLMAt(t *testing.T, addr string) *fakeLLM {
+	ln, err := net.Listen("tcp", addr)
+	require.NoError(t, err)
 	f := &fakeLLM{}
-	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	f.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/v1/chat/completions" || r.Method != http.MethodPost {
 			http.NotFound(w, r)
 			return
@@ -54,6 +60,9 @@ func newFakeLLM(t *testing.T) *fakeLLM {
 				"content": "It slows down between steps when hot and runs fewer nodes when short of memory [1]."}}},
 		})
 	}))
+	f.Listener.Close()
+	f.Listener = ln
+	f.Start()
 	t.Cleanup(f.Close)
 	return f
 }
@@ -138,7 +147,8 @@ func TestResumeAfterInterruption(t *testing.T) {
 	assert.Contains(t, errb.String(), "--resume "+id+" --storage "+storage+")", "the hint names the storage directory")
 	assert.Contains(t, listing, "pi-agent run --resume "+id+" --storage "+storage)
 
-	llm := newFakeLLM(t)
+	hang.Close()
+	llm := newFakeLLMAt(t, strings.TrimPrefix(hang.URL, "http://"))
 	code, _, errOut := runCLI(t, []string{"CEMAF_LLM_URL=" + llm.URL}, "run", "--storage", storage, "--resume", id)
 	require.Equal(t, exitOK, code, errOut)
 	assert.Contains(t, errOut, "pi-agent: resuming run "+id+": 8 of 10 nodes already done")
@@ -168,12 +178,16 @@ func TestResumeJSON(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(out.String()), &first))
 	id := first.RunID
 
-	llm := newFakeLLM(t)
-	code, outJSON, errOut := runCLI(t, []string{"CEMAF_LLM_URL=" + llm.URL}, "run", "--storage", storage, "--resume", id, "--json")
+	hang.Close()
+	llm := newFakeLLMAt(t, strings.TrimPrefix(hang.URL, "http://"))
+	code, outJSON, errOut := runCLI(t, nil, "run", "--storage", storage, "--resume", id, "--json")
 	require.Equal(t, exitOK, code, errOut)
 	var s runSummary
 	require.NoError(t, json.Unmarshal([]byte(outJSON), &s))
 	assert.True(t, s.Resumed)
+	llm.mu.Lock()
+	assert.Len(t, llm.requests, 1, "with no CEMAF_LLM_URL, the resume calls the endpoint the run recorded")
+	llm.mu.Unlock()
 	restored := 0
 	for _, n := range s.Nodes {
 		if n.Restored {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -21,6 +20,10 @@ import (
 	"github.com/cemaf-go/cemaf/paging"
 )
 
+// maxRunQuestionBytes bounds --question: a question, not a document (it is
+// recorded with the run's inputs).
+const maxRunQuestionBytes = 16 << 10
+
 const defaultQuestion = "What does cemaf do when the device runs hot or short of memory?"
 
 // runFlags are the flags of the run command.
@@ -33,6 +36,7 @@ type runFlags struct {
 	llmTries   int
 	llmBackoff time.Duration
 	timeout    time.Duration
+	ifChanged  string
 }
 
 func newRunFlags(stderr io.Writer) *runFlags {
@@ -42,10 +46,13 @@ func newRunFlags(stderr io.Writer) *runFlags {
 	f.withLog()
 	f.withJSON()
 	f.withAgent(&f.agentFlags)
-	f.ss.stringVar(&f.question, "question", "", defaultQuestion, "a question that is not empty",
+	f.ss.stringVar(&f.question, "question", "", defaultQuestion, fmt.Sprintf("a question that is not empty, at most %d bytes", maxRunQuestionBytes),
 		func(q string) error {
-			if strings.TrimSpace(q) == "" {
+			switch {
+			case strings.TrimSpace(q) == "":
 				return errors.New("empty")
+			case len(q) > maxRunQuestionBytes:
+				return fmt.Errorf("%d bytes long", len(q))
 			}
 			return nil
 		}, "the `question` to answer")
@@ -53,6 +60,13 @@ func newRunFlags(stderr io.Writer) *runFlags {
 	f.fs.BoolVar(&f.ephemeral, "ephemeral", false, "keep nothing: storage in a temporary directory removed at exit")
 	f.ss.intVar(&f.llmTries, "llm-attempts", "", 3, 1, 20, "`n` LLM call attempts before giving up")
 	f.ss.durationVar(&f.llmBackoff, "llm-backoff", "", 500*time.Millisecond, 0, time.Minute, "`delay` before the second LLM attempt, doubling after")
+	f.ss.stringVar(&f.ifChanged, "if-changed", "", "refuse", "refuse or new-run", func(v string) error {
+		if v != "refuse" && v != "new-run" {
+			return errors.New("unknown choice")
+		}
+		return nil
+	}, "what --resume does when the run's inputs changed since it started (the question, the content of the corpus, "+
+		"--shards, --top-k, --chunk-size, the LLM endpoint or model): refuse, naming each change, or start a new run over them (the `choice`: refuse or new-run)")
 	f.ss.durationVar(&f.timeout, "timeout", "", 0, 0, 7*24*time.Hour, "timeout of the whole run as a `duration`, 0 for none")
 	return f
 }
@@ -61,6 +75,8 @@ func newRunFlags(stderr io.Writer) *runFlags {
 type runSummary struct {
 	RunID        string                `json:"run_id"`
 	Resumed      bool                  `json:"resumed,omitempty"`
+	NewRunOf     string                `json:"new_run_of,omitempty"` // --if-changed=new-run: the run whose inputs changed
+	Inputs       map[string]string     `json:"inputs"`
 	Question     string                `json:"question"`
 	Answer       *answer               `json:"answer,omitempty"`
 	AnswerError  string                `json:"answer_error,omitempty"`
@@ -92,10 +108,6 @@ func runCmd(ctx context.Context, args []string, env []string, stdout, stderr io.
 	if err != nil {
 		return err
 	}
-	docs, err := openCorpus(f.docs)
-	if err != nil {
-		return err
-	}
 	if f.ephemeral {
 		if f.resume != "" {
 			return usageError{"--resume and --ephemeral exclude each other"}
@@ -110,72 +122,121 @@ func runCmd(ctx context.Context, args []string, env []string, stdout, stderr io.
 	if err := os.MkdirAll(storage.Path, 0o700); err != nil {
 		return fmt.Errorf("storage %s: %w", storage.Path, err)
 	}
-	runID := f.resume
-	if runID == "" {
-		runID = executor.NewRunID(time.Now())
-	} else if strings.ContainsAny(runID, `/\`) || runID == "." || runID == ".." || strings.TrimSpace(runID) != runID || runID == "" {
-		return usageError{fmt.Sprintf("--resume %q: not a run ID (pi-agent runs lists them)", runID)}
+	in, given := f.givenInputs(env, maxDocFor(cfg))
+	r := &runner{f: f, env: env, cfg: cfg, storage: storage, logger: logger, level: level, stdout: stdout, stderr: stderr, runID: f.resume}
+	if r.runID == "" {
+		r.runID = executor.NewRunID(time.Now())
+	} else if strings.ContainsAny(r.runID, `/\`) || r.runID == "." || r.runID == ".." || strings.TrimSpace(r.runID) != r.runID {
+		return usageError{fmt.Sprintf("--resume %q: not a run ID (pi-agent runs lists them)", r.runID)}
+	} else {
+		rec, err := findRun(storage, r.runID)
+		if err != nil {
+			return err
+		}
+		r.resume, r.recorded, r.completed, r.recInputs = true, rec.Inputs != nil, rec.Completed, rec.Inputs
+		in = in.withRecorded(rec.Inputs, given)
 	}
 	if f.timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, f.timeout)
 		defer cancel()
 	}
+	if r.docs, err = corpusOf(ctx, in); err != nil {
+		return err
+	}
+	// The corpus is identified by its content, read once up front: a
+	// resume over changed files is refused, naming them.
+	if r.digest, err = r.docs.digest(ctx, in.MaxDocBytes); err != nil {
+		return err
+	}
+	in.Corpus = r.digest.Sum
+	r.in = in
+	err = r.execute(ctx)
+	var ice *executor.InputsChangedError
+	if !errors.As(err, &ice) {
+		return err
+	}
+	if f.ifChanged != "new-run" {
+		return inputsChanged(ice, r.wasFiles, r.digest, storage)
+	}
+	old := r.runID
+	r.runID, r.resume, r.recorded, r.completed, r.newRunOf = executor.NewRunID(time.Now()), false, false, 0, old
+	fmt.Fprintf(stderr, "pi-agent run: the inputs of run %s changed since it started (%s); starting run %s over the new ones (run %s stays resumable)\n",
+		old, changeNames(ice), r.runID, old)
+	return r.execute(ctx)
+}
 
-	progress := newProgress(stderr, f.jsonOut)
+// changeNames lists the names of the changed inputs.
+func changeNames(ice *executor.InputsChangedError) string {
+	names := make([]string, len(ice.Changed))
+	for i, c := range ice.Changed {
+		names[i] = c.Name
+	}
+	return strings.Join(names, ", ")
+}
+
+// runner runs one run, a new one or a resumed one.
+type runner struct {
+	f       *runFlags
+	env     []string
+	cfg     factories.ResourceConfig
+	storage storageDir
+	logger  *slog.Logger
+	level   *slog.LevelVar
+	stdout  io.Writer
+	stderr  io.Writer
+
+	runID     string
+	resume    bool
+	recorded  bool // the run to resume recorded its inputs (older ones did not)
+	recInputs map[string]string
+	completed int // nodes the run to resume had finished
+	newRunOf  string
+	in        runInputs
+	docs      corpus
+	digest    corpusDigest
+	wasFiles  []fileDigest // the corpus files the resumed run recorded
+}
+
+// execute runs the graph. A resume refused because its inputs changed
+// returns the *executor.InputsChangedError before printing anything.
+func (r *runner) execute(ctx context.Context) error {
+	f, storage, in, logger := r.f, r.storage, r.in, r.logger
+	progress := newProgress(r.stderr, f.jsonOut)
 	// The progress lines say what the executor's log would at the default
 	// level; its log joins them when asked for (--log-level info, debug).
 	observers := []executor.Observer{progress}
-	if level.Level() < slog.LevelWarn {
+	if r.level.Level() < slog.LevelWarn {
 		observers = append(observers, executor.NewLogObserver(logger))
 	}
-	rt, err := newRunRuntime(cfg, storage, runID, f.resume != "", factories.RuntimeOptions{
-		Guard:    guardOptions(env, storage.Path, logger),
+	rt, err := newRunRuntime(r.cfg, storage, r.runID, r.resume, factories.RuntimeOptions{
+		Guard:    guardOptions(r.env, storage.Path, logger),
 		Executor: executor.Options{Observers: observers},
-		LogLevel: level,
+		LogLevel: r.level,
 		Logger:   logger,
-	}, stderr)
+	}, r.stderr)
 	if err != nil {
 		return err
 	}
 	defer rt.Close()
 	rt.Executor.OnModeChange(progress.modeChange)
-	// The device may already be under pressure: the first sample was taken
-	// while the runtime was built.
-	if st := rt.Executor.Status(); st.Mode != adaptive.Normal {
-		progress.modeChange(adaptive.ModeChange{Time: st.Since, From: adaptive.Normal, To: st.Mode,
-			Active: st.Active, Reason: st.Reason(), Settings: st.Settings})
+	if r.resume {
+		progress.resumed(r.completed)
+		r.wasFiles = recordedFiles(rt.State())
+	} else if err := dag.PutJSON(rt.State(), keyCorpusFiles, r.digest.Files); err != nil {
+		return err
 	}
-	if f.resume != "" {
-		rec, err := rt.Checkpoints.Run(runID)
-		if errors.Is(err, executor.ErrRunNotFound) || err == nil && rec.Finished() {
-			// Opening the runtime made a page directory for a run that
-			// cannot resume.
-			rt.Close()
-			os.RemoveAll(filepath.Join(storage.Path, "pages", runID))
-		}
-		switch {
-		case errors.Is(err, executor.ErrRunNotFound):
-			return fmt.Errorf("--resume %s: no run with this ID in %s (pi-agent runs%s lists the runs)", runID, storage.Path, storageFlag(storage))
-		case err != nil:
-			return fmt.Errorf("--resume %s: %w", runID, checkpointHint(err, storage))
-		case rec.Finished():
-			return fmt.Errorf("--resume %s: the run already finished; its report is %s", runID, filepath.Join(storage.Path, "reports", runID+".md"))
-		}
-		progress.resumed(rec.Completed)
-	}
-
 	var ans answerer = extractive{}
-	if url := getenv(env, "CEMAF_LLM_URL"); url != "" {
-		llm := &llmClient{url: endpointURL(url), model: cmp.Or(getenv(env, "CEMAF_LLM_MODEL"), "local"),
-			apiKey: getenv(env, "CEMAF_LLM_API_KEY"), timeout: f.llmTimeout, retry: llmRetry(f.llmTries, f.llmBackoff), cpu: rt.CPU}
+	if in.LLMURL != "" {
+		llm := &llmClient{url: in.LLMURL, model: in.LLMModel, apiKey: getenv(r.env, "CEMAF_LLM_API_KEY"),
+			timeout: f.llmTimeout, retry: llmRetry(f.llmTries, f.llmBackoff), cpu: rt.CPU}
 		defer llm.Unload() // close its keep-alive connections
 		ans = llm
 	}
 	reportPath := ""
 	spec := agentSpec{
-		Question: f.question, Corpus: docs, Shards: f.shards, ChunkSize: f.chunkSize, TopK: f.topK, Answerer: ans,
-		MaxDocBytes: maxDocFor(cfg),
+		Question: in.Question, Corpus: r.docs, Shards: in.Shards, ChunkSize: in.ChunkSize, TopK: in.TopK, Answerer: ans,
+		MaxDocBytes: in.MaxDocBytes,
 		Report: func(ctx context.Context, id string, report []byte) (string, error) {
 			dir := filepath.Join(storage.Path, "reports")
 			if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -194,21 +255,38 @@ func runCmd(ctx context.Context, args []string, env []string, stdout, stderr io.
 		return err
 	}
 	progress.setTotal(g.Len())
+	ro := executor.RunOptions{ID: r.runID, Resume: r.resume}
+	if !r.resume || r.recorded {
+		// A run recorded before inputs were resumes without them.
+		ro.Inputs = in.record()
+	}
+	if r.resume && r.recorded {
+		if ch := changedInputs(r.recInputs, ro.Inputs); len(ch) > 0 {
+			return &executor.InputsChangedError{RunID: r.runID, Changed: ch}
+		}
+	}
 
+	// The device may already be under pressure: the first sample was taken
+	// while the runtime was built.
+	if st := rt.Executor.Status(); st.Mode != adaptive.Normal {
+		progress.modeChange(adaptive.ModeChange{Time: st.Since, From: adaptive.Normal, To: st.Mode,
+			Active: st.Active, Reason: st.Reason(), Settings: st.Settings})
+	}
 	start := time.Now()
-	res, runErr := rt.Executor.RunWith(ctx, g, rt.State(), executor.RunOptions{ID: runID, Resume: f.resume != ""})
-	sum := runSummary{RunID: runID, Resumed: f.resume != "", Question: f.question, Corpus: docs.Label, DurationMS: time.Since(start).Milliseconds(),
-		ModeChanges: rt.Executor.History(), FinalMode: rt.Executor.CurrentMode(), Pager: rt.Pager.Stats(), PeakRSSBytes: peakRSS(cfg.ProcfsRoot)}
+	res, runErr := rt.Executor.RunWith(ctx, g, rt.State(), ro)
+	if errors.Is(runErr, executor.ErrInputsChanged) {
+		return runErr
+	}
+	sum := runSummary{RunID: r.runID, Resumed: r.resume, NewRunOf: r.newRunOf, Question: in.Question, Corpus: r.docs.Label,
+		Inputs: in.record(), DurationMS: time.Since(start).Milliseconds(),
+		ModeChanges: rt.Executor.History(), FinalMode: rt.Executor.CurrentMode(), Pager: rt.Pager.Stats(), PeakRSSBytes: peakRSS(r.cfg.ProcfsRoot)}
 	if res != nil {
 		sum.Nodes, sum.Pauses, sum.PausedMS = res.Nodes, res.Pauses, res.Paused.Milliseconds()
 		if nr, ok := res.Node("answer"); ok && nr.Status != executor.Succeeded && nr.Err != nil {
 			sum.AnswerError = nr.Err.Error()
 		}
-		if q, err := dag.GetJSON[string](rt.State(), keyQuestion); err == nil {
-			sum.Question = q // a resumed run keeps its own question
-		}
 	}
-	if cr, err := readCorpusReport(rt.State(), docs.Label, f.shards); err == nil {
+	if cr, err := readCorpusReport(rt.State(), r.docs.Label, in.Shards); err == nil {
 		sum.CorpusReport = &cr
 	}
 	if a, err := dag.GetJSON[answer](rt.State(), keyAnswer); err == nil {
@@ -229,22 +307,20 @@ func runCmd(ctx context.Context, args []string, env []string, stdout, stderr io.
 	}
 
 	if f.jsonOut {
-		if err := writeJSON(stdout, sum); err != nil {
+		if err := writeJSON(r.stdout, sum); err != nil {
 			return err
 		}
 	} else {
-		printAnswer(stdout, sum)
+		printAnswer(r.stdout, sum)
 		progress.summary(sum)
 	}
 	switch {
-	case errors.Is(runErr, executor.ErrRunNotFound):
-		return fmt.Errorf("--resume %s: no run with this ID in %s", runID, storage.Path)
 	case runErr != nil && f.ephemeral:
-		return fmt.Errorf("run %s: %w", runID, runErr)
+		return fmt.Errorf("run %s: %w", r.runID, runErr)
 	case runErr != nil:
-		return fmt.Errorf("run %s: %w (resume with: %s)", runID, runErr, resumeCommand(runID, storage))
+		return fmt.Errorf("run %s: %w (resume with: %s)", r.runID, runErr, resumeCommand(r.runID, storage))
 	case sum.AnswerError != "":
-		return fmt.Errorf("run %s: no answer: %s; the report keeps the retrieved passages", runID, sum.AnswerError)
+		return fmt.Errorf("run %s: no answer: %s; the report keeps the retrieved passages", r.runID, sum.AnswerError)
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"text/tabwriter"
 
 	"github.com/cemaf-go/cemaf/executor"
 )
@@ -44,15 +45,23 @@ func runsCmd(args []string, env []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "no runs yet in %s\n", storage.Path)
 		return nil
 	}
-	fmt.Fprintf(stdout, "%-26s %-10s %9s  %-20s %s\n", "RUN", "STATUS", "DONE", "UPDATED", "RESUME")
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "RUN\tSTATUS\tDONE\tUPDATED\tQUESTION\tRESUME")
 	for _, r := range runs {
 		resume := ""
 		if !r.Finished() {
 			resume = resumeCommand(r.ID, storage)
 		}
-		fmt.Fprintf(stdout, "%-26s %-10s %4d/%-4d  %-20s %s\n", r.ID, r.Status, r.Completed, r.Nodes, r.Updated.Local().Format("2006-01-02 15:04:05"), resume)
+		q := collapseSpace(r.Inputs[inQuestion])
+		if len(q) > 40 {
+			q = truncateRunes(q, 39) + "…"
+		}
+		if q == "" {
+			q = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%s\t%s\n", r.ID, r.Status, r.Completed, r.Nodes, r.Updated.Local().Format("2006-01-02 15:04:05"), q, resume)
 	}
-	return nil
+	return tw.Flush()
 }
 
 // listRuns returns the runs of the storage directory's checkpoint file

@@ -37,7 +37,7 @@ func serveCmd(ctx context.Context, args []string, env []string, stdout, stderr i
 		return err
 	}
 	o.storage = storage.Path
-	if o.corpus, err = openCorpus(o.docs); err != nil {
+	if o.corpus, err = openCorpus(ctx, o.docs); err != nil {
 		return err
 	}
 	o.llmURL, o.llmModel, o.llmKey = getenv(env, "CEMAF_LLM_URL"), cmp.Or(getenv(env, "CEMAF_LLM_MODEL"), "local"), getenv(env, "CEMAF_LLM_API_KEY")

@@ -47,7 +47,7 @@ func startServer(t *testing.T, mutate func(*serveOptions)) *testServer {
 		"CEMAF_RESOURCE_COOLDOWN_SECONDS=0.05",
 	}, Host: &factories.Host{Cores: 2, MemoryTotalBytes: 4 << 30}})
 	require.NoError(t, err)
-	docs, err := openCorpus("")
+	docs, err := openCorpus(context.Background(), "")
 	require.NoError(t, err)
 	o := serveOptions{slots: 2, queue: 0, maxBody: 4096, runTimeout: 30 * time.Second, idleTimeout: time.Hour, drainTimeout: 10 * time.Second,
 		readHeaderTimeout: 10 * time.Second, readBodyTimeout: 10 * time.Second, writeTimeout: 10 * time.Second,

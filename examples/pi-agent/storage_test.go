@@ -42,12 +42,15 @@ func TestResumeOfAnUnknownOrFinishedRun(t *testing.T) {
 	storage := t.TempDir()
 	code, _, errOut := runCLI(t, nil, "run", "--storage", storage, "--resume", "20260101T000000Z-00000000")
 	assert.Equal(t, exitError, code)
-	assert.Contains(t, errOut, "--resume 20260101T000000Z-00000000: no run with this ID in "+storage+" (pi-agent runs --storage "+storage+" lists the runs)")
+	assert.Contains(t, errOut, "--resume 20260101T000000Z-00000000: no run with this ID in "+storage+" (it has no runs yet)")
 
 	code, out, errOut := runCLI(t, nil, "run", "--storage", storage, "--json")
 	require.Equal(t, exitOK, code, errOut)
 	var s runSummary
 	require.NoError(t, json.Unmarshal([]byte(out), &s))
+	code, _, errOut = runCLI(t, nil, "run", "--storage", storage, "--resume", "20260101T000000Z-00000000")
+	assert.Equal(t, exitError, code)
+	assert.Contains(t, errOut, "--resume 20260101T000000Z-00000000: no run with this ID in "+storage+" (pi-agent runs --storage "+storage+" lists the runs)")
 	code, _, errOut = runCLI(t, nil, "run", "--storage", storage, "--resume", s.RunID)
 	assert.Equal(t, exitError, code)
 	assert.Contains(t, errOut, "the run already finished; its report is "+filepath.Join(storage, "reports", s.RunID+".md"))
