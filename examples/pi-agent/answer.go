@@ -49,10 +49,7 @@ func (extractive) Answer(_ context.Context, r retrieval) (answer, error) {
 	}
 	var cands []cand
 	for i, h := range r.Hits {
-		for _, s := range sentences(h.Text) {
-			if strings.HasPrefix(s, "#") {
-				continue
-			}
+		for _, s := range sentences(withoutHeadings(h.Text)) {
 			seen := map[string]bool{}
 			score := 0.0
 			for _, t := range tokens(s) {
@@ -87,6 +84,22 @@ func (extractive) Answer(_ context.Context, r retrieval) (answer, error) {
 		}
 	}
 	return a, nil
+}
+
+// withoutHeadings drops the markdown heading lines of text: a heading is
+// not an answer, and joined to the paragraph under it, it would hide it.
+func withoutHeadings(text string) string {
+	if !strings.Contains(text, "#") {
+		return text
+	}
+	var b strings.Builder
+	for line := range strings.SplitSeq(text, "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(line), "#") {
+			b.WriteString(line)
+			b.WriteByte('\n')
+		}
+	}
+	return b.String()
 }
 
 // llmClient calls an OpenAI-compatible chat-completions endpoint (the llama.cpp
@@ -232,6 +245,11 @@ func (c *llmClient) post(ctx context.Context, body []byte) ([2]string, error) {
 	}
 	resp, err := c.client().Do(hreq)
 	if err != nil {
+		if ctx.Err() != nil {
+			// Not the endpoint's fault: the run was stopped (its timeout,
+			// ctrl-c, serve's drain timeout).
+			return zero, fmt.Errorf("LLM call to %s stopped: %w", c.url, context.Cause(ctx))
+		}
 		return zero, fmt.Errorf("LLM endpoint %s unreachable: %w", c.url, err)
 	}
 	defer resp.Body.Close()

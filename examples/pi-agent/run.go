@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,77 +9,74 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/cemaf-go/cemaf/adaptive"
 	"github.com/cemaf-go/cemaf/dag"
 	"github.com/cemaf-go/cemaf/executor"
 	"github.com/cemaf-go/cemaf/factories"
+	"github.com/cemaf-go/cemaf/internal/boundedread"
 	"github.com/cemaf-go/cemaf/paging"
 )
+
+// maxRunQuestionBytes bounds --question: a question, not a document (it is
+// recorded with the run's inputs).
+const maxRunQuestionBytes = 16 << 10
 
 const defaultQuestion = "What does cemaf do when the device runs hot or short of memory?"
 
 // runFlags are the flags of the run command.
 type runFlags struct {
-	*common
-	docs       string
+	*cmdFlags
+	agentFlags
 	question   string
 	resume     string
 	ephemeral  bool
-	shards     int
-	topK       int
-	chunkSize  int
-	llmTimeout time.Duration
 	llmTries   int
 	llmBackoff time.Duration
 	timeout    time.Duration
+	ifChanged  string
 }
 
 func newRunFlags(stderr io.Writer) *runFlags {
-	f := &runFlags{common: newCommon("run", stderr)}
-	f.fs.StringVar(&f.docs, "docs", "", "`dir`ectory of text and markdown files (default: the built-in corpus)")
-	f.fs.StringVar(&f.question, "question", defaultQuestion, "the `question` to answer")
+	f := &runFlags{cmdFlags: newCmdFlags("run", "Answer a question over a corpus (the default command): the built-in corpus, or --docs DIR.\n"+
+		"Progress goes to stderr, the answer to stdout; the report and checkpoints stay in the storage directory.", stderr)}
+	f.withResource()
+	f.withLog()
+	f.withJSON()
+	f.withAgent(&f.agentFlags)
+	f.ss.stringVar(&f.question, "question", "", defaultQuestion, fmt.Sprintf("a question that is not empty, at most %d bytes", maxRunQuestionBytes),
+		func(q string) error {
+			switch {
+			case strings.TrimSpace(q) == "":
+				return errors.New("empty")
+			case len(q) > maxRunQuestionBytes:
+				return fmt.Errorf("%d bytes long", len(q))
+			}
+			return nil
+		}, "the `question` to answer")
 	f.fs.StringVar(&f.resume, "resume", "", "resume the unfinished run `ID` (see pi-agent runs)")
 	f.fs.BoolVar(&f.ephemeral, "ephemeral", false, "keep nothing: storage in a temporary directory removed at exit")
-	f.fs.IntVar(&f.shards, "shards", 4, "parallel index `nodes`")
-	f.fs.IntVar(&f.topK, "top-k", 4, "passages to retrieve")
-	f.fs.IntVar(&f.chunkSize, "chunk-size", 900, "chunk size in `bytes`")
-	f.fs.DurationVar(&f.llmTimeout, "llm-timeout", 2*time.Minute, "timeout of one LLM call")
-	f.fs.IntVar(&f.llmTries, "llm-attempts", 3, "LLM call attempts before giving up")
-	f.fs.DurationVar(&f.llmBackoff, "llm-backoff", 500*time.Millisecond, "delay before the second LLM attempt (doubles after)")
-	f.fs.DurationVar(&f.timeout, "timeout", 0, "timeout of the whole run (0: none)")
+	f.ss.intVar(&f.llmTries, "llm-attempts", "", 3, 1, 20, "`n` LLM call attempts before giving up")
+	f.ss.durationVar(&f.llmBackoff, "llm-backoff", "", 500*time.Millisecond, 0, time.Minute, "`delay` before the second LLM attempt, doubling after")
+	f.ss.stringVar(&f.ifChanged, "if-changed", "", "refuse", "refuse or new-run", func(v string) error {
+		if v != "refuse" && v != "new-run" {
+			return errors.New("unknown choice")
+		}
+		return nil
+	}, "what --resume does when the run's inputs changed since it started (the question, the content of the corpus, "+
+		"--shards, --top-k, --chunk-size, the LLM endpoint or model): refuse, naming each change, or start a new run over them (the `choice`: refuse or new-run)")
+	f.ss.durationVar(&f.timeout, "timeout", "", 0, 0, 7*24*time.Hour, "timeout of the whole run as a `duration`, 0 for none")
 	return f
-}
-
-func (f *runFlags) validate() error {
-	switch {
-	case f.shards < 1 || f.shards > 64:
-		return usageError{fmt.Sprintf("--shards %d: want 1 to 64", f.shards)}
-	case f.topK < 1 || f.topK > 50:
-		return usageError{fmt.Sprintf("--top-k %d: want 1 to 50", f.topK)}
-	case f.chunkSize < 200 || f.chunkSize > 1<<20:
-		return usageError{fmt.Sprintf("--chunk-size %d: want 200 to 1048576 bytes", f.chunkSize)}
-	case strings.TrimSpace(f.question) == "":
-		return usageError{"--question is empty"}
-	case f.llmTimeout <= 0:
-		return usageError{fmt.Sprintf("--llm-timeout %v: must be positive", f.llmTimeout)}
-	case f.llmTries < 1 || f.llmTries > 20:
-		return usageError{fmt.Sprintf("--llm-attempts %d: want 1 to 20", f.llmTries)}
-	case f.llmBackoff < 0:
-		return usageError{fmt.Sprintf("--llm-backoff %v: must be ≥ 0", f.llmBackoff)}
-	case f.timeout < 0:
-		return usageError{fmt.Sprintf("--timeout %v: must be ≥ 0", f.timeout)}
-	}
-	return nil
 }
 
 // runSummary is the result of a run, printed as JSON with --json.
 type runSummary struct {
 	RunID        string                `json:"run_id"`
+	Resumed      bool                  `json:"resumed,omitempty"`
+	NewRunOf     string                `json:"new_run_of,omitempty"` // --if-changed=new-run: the run whose inputs changed
+	Inputs       map[string]string     `json:"inputs"`
 	Question     string                `json:"question"`
 	Answer       *answer               `json:"answer,omitempty"`
 	AnswerError  string                `json:"answer_error,omitempty"`
@@ -96,14 +92,12 @@ type runSummary struct {
 	Pager        paging.Stats          `json:"pager"`
 	PeakRSSBytes int64                 `json:"peak_rss_bytes"`
 	Corpus       string                `json:"corpus"`
+	CorpusReport *corpusReport         `json:"corpus_report,omitempty"`
 }
 
 func runCmd(ctx context.Context, args []string, env []string, stdout, stderr io.Writer) error {
 	f := newRunFlags(stderr)
-	if err := f.parse(args); err != nil {
-		return err
-	}
-	if err := f.validate(); err != nil {
+	if err := f.parse(args, env, stderr); err != nil {
 		return err
 	}
 	logger, level, err := f.logger(stderr)
@@ -114,76 +108,137 @@ func runCmd(ctx context.Context, args []string, env []string, stdout, stderr io.
 	if err != nil {
 		return err
 	}
-	docs, label, err := corpus(f.docs)
-	if err != nil {
-		return err
-	}
 	if f.ephemeral {
 		if f.resume != "" {
 			return usageError{"--resume and --ephemeral exclude each other"}
 		}
-		if storage, err = os.MkdirTemp("", "pi-agent-"); err != nil {
+		dir, err := os.MkdirTemp("", "pi-agent-")
+		if err != nil {
 			return err
 		}
-		defer os.RemoveAll(storage)
+		defer os.RemoveAll(dir)
+		storage = storageDir{Path: dir, Source: "flag"}
 	}
-	if err := os.MkdirAll(storage, 0o700); err != nil {
-		return fmt.Errorf("storage %s: %w", storage, err)
+	if err := os.MkdirAll(storage.Path, 0o700); err != nil {
+		return fmt.Errorf("storage %s: %w", storage.Path, err)
 	}
-	runID := f.resume
-	if runID == "" {
-		runID = executor.NewRunID(time.Now())
-	} else if strings.ContainsAny(runID, `/\`) || runID == "." || runID == ".." {
-		return usageError{fmt.Sprintf("--resume %q: not a run ID", runID)}
+	in, given := f.givenInputs(env, maxDocFor(cfg))
+	r := &runner{f: f, env: env, cfg: cfg, storage: storage, logger: logger, level: level, stdout: stdout, stderr: stderr, runID: f.resume}
+	if r.runID == "" {
+		r.runID = executor.NewRunID(time.Now())
+	} else if strings.ContainsAny(r.runID, `/\`) || r.runID == "." || r.runID == ".." || strings.TrimSpace(r.runID) != r.runID {
+		return usageError{fmt.Sprintf("--resume %q: not a run ID (pi-agent runs lists them)", r.runID)}
+	} else {
+		rec, err := findRun(storage, r.runID)
+		if err != nil {
+			return err
+		}
+		r.resume, r.recorded, r.completed, r.recInputs = true, rec.Inputs != nil, rec.Completed, rec.Inputs
+		in = in.withRecorded(rec.Inputs, given)
 	}
 	if f.timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, f.timeout)
 		defer cancel()
 	}
+	if r.docs, err = corpusOf(ctx, in); err != nil {
+		return err
+	}
+	// The corpus is identified by its content, read once up front: a
+	// resume over changed files is refused, naming them.
+	if r.digest, err = r.docs.digest(ctx, in.MaxDocBytes); err != nil {
+		return err
+	}
+	in.Corpus = r.digest.Sum
+	r.in = in
+	err = r.execute(ctx)
+	var ice *executor.InputsChangedError
+	if !errors.As(err, &ice) {
+		return err
+	}
+	if f.ifChanged != "new-run" {
+		return inputsChanged(ice, r.wasFiles, r.digest, storage)
+	}
+	old := r.runID
+	r.runID, r.resume, r.recorded, r.completed, r.newRunOf = executor.NewRunID(time.Now()), false, false, 0, old
+	fmt.Fprintf(stderr, "pi-agent run: the inputs of run %s changed since it started (%s); starting run %s over the new ones (run %s stays resumable)\n",
+		old, changeNames(ice), r.runID, old)
+	return r.execute(ctx)
+}
 
-	progress := newProgress(stderr, f.jsonOut)
-	rt, err := factories.NewRuntime(cfg, factories.RuntimeOptions{
-		// A durable pager keeps the run's values itself: checkpoints record
-		// only which nodes finished, and a resumed run reopens the pages.
-		Pager:          paging.Options{StoragePath: filepath.Join(storage, "pages", runID), Mode: paging.ModeDurable},
-		CheckpointPath: filepath.Join(storage, "runs.db"),
-		Guard:          guardOptions(env, storage, logger),
-		Executor:       executor.Options{Observers: []executor.Observer{progress, executor.NewLogObserver(logger)}},
-		LogLevel:       level,
-		Logger:         logger,
-	})
+// changeNames lists the names of the changed inputs.
+func changeNames(ice *executor.InputsChangedError) string {
+	names := make([]string, len(ice.Changed))
+	for i, c := range ice.Changed {
+		names[i] = c.Name
+	}
+	return strings.Join(names, ", ")
+}
+
+// runner runs one run, a new one or a resumed one.
+type runner struct {
+	f       *runFlags
+	env     []string
+	cfg     factories.ResourceConfig
+	storage storageDir
+	logger  *slog.Logger
+	level   *slog.LevelVar
+	stdout  io.Writer
+	stderr  io.Writer
+
+	runID     string
+	resume    bool
+	recorded  bool // the run to resume recorded its inputs (older ones did not)
+	recInputs map[string]string
+	completed int // nodes the run to resume had finished
+	newRunOf  string
+	in        runInputs
+	docs      corpus
+	digest    corpusDigest
+	wasFiles  []fileDigest // the corpus files the resumed run recorded
+}
+
+// execute runs the graph. A resume refused because its inputs changed
+// returns the *executor.InputsChangedError before printing anything.
+func (r *runner) execute(ctx context.Context) error {
+	f, storage, in, logger := r.f, r.storage, r.in, r.logger
+	progress := newProgress(r.stderr, f.jsonOut)
+	// The progress lines say what the executor's log would at the default
+	// level; its log joins them when asked for (--log-level info, debug).
+	observers := []executor.Observer{progress}
+	if r.level.Level() < slog.LevelWarn {
+		observers = append(observers, executor.NewLogObserver(logger))
+	}
+	rt, err := newRunRuntime(r.cfg, storage, r.runID, r.resume, factories.RuntimeOptions{
+		Guard:    guardOptions(r.env, storage.Path, logger),
+		Executor: executor.Options{Observers: observers},
+		LogLevel: r.level,
+		Logger:   logger,
+	}, r.stderr)
 	if err != nil {
 		return err
 	}
 	defer rt.Close()
 	rt.Executor.OnModeChange(progress.modeChange)
-	// The device may already be under pressure: the first sample was taken
-	// while the runtime was built.
-	if st := rt.Executor.Status(); st.Mode != adaptive.Normal {
-		progress.modeChange(adaptive.ModeChange{Time: st.Since, From: adaptive.Normal, To: st.Mode,
-			Active: st.Active, Reason: st.Reason(), Settings: st.Settings})
+	if r.resume {
+		progress.resumed(r.completed)
+		r.wasFiles = recordedFiles(rt.State())
+	} else if err := dag.PutJSON(rt.State(), keyCorpusFiles, r.digest.Files); err != nil {
+		return err
 	}
-	if f.resume != "" {
-		done, err := rt.Checkpoints.CompletedNodes(runID)
-		if err != nil {
-			return fmt.Errorf("--resume %s: %w", runID, err)
-		}
-		progress.printf("resuming run %s: %d nodes already done\n", runID, len(done))
-	}
-
 	var ans answerer = extractive{}
-	if url := getenv(env, "CEMAF_LLM_URL"); url != "" {
-		llm := &llmClient{url: endpointURL(url), model: cmp.Or(getenv(env, "CEMAF_LLM_MODEL"), "local"),
-			apiKey: getenv(env, "CEMAF_LLM_API_KEY"), timeout: f.llmTimeout, retry: llmRetry(f.llmTries, f.llmBackoff), cpu: rt.CPU}
+	if in.LLMURL != "" {
+		llm := &llmClient{url: in.LLMURL, model: in.LLMModel, apiKey: getenv(r.env, "CEMAF_LLM_API_KEY"),
+			timeout: f.llmTimeout, retry: llmRetry(f.llmTries, f.llmBackoff), cpu: rt.CPU}
 		defer llm.Unload() // close its keep-alive connections
 		ans = llm
 	}
 	reportPath := ""
 	spec := agentSpec{
-		Question: f.question, Docs: docs, DocsLabel: label, Shards: f.shards, ChunkSize: f.chunkSize, TopK: f.topK, Answerer: ans,
+		Question: in.Question, Corpus: r.docs, Shards: in.Shards, ChunkSize: in.ChunkSize, TopK: in.TopK, Answerer: ans,
+		MaxDocBytes: in.MaxDocBytes,
 		Report: func(ctx context.Context, id string, report []byte) (string, error) {
-			dir := filepath.Join(storage, "reports")
+			dir := filepath.Join(storage.Path, "reports")
 			if err := os.MkdirAll(dir, 0o700); err != nil {
 				return "", err
 			}
@@ -199,20 +254,40 @@ func runCmd(ctx context.Context, args []string, env []string, stdout, stderr io.
 	if err != nil {
 		return err
 	}
-	progress.total = g.Len()
+	progress.setTotal(g.Len())
+	ro := executor.RunOptions{ID: r.runID, Resume: r.resume}
+	if !r.resume || r.recorded {
+		// A run recorded before inputs were resumes without them.
+		ro.Inputs = in.record()
+	}
+	if r.resume && r.recorded {
+		if ch := changedInputs(r.recInputs, ro.Inputs); len(ch) > 0 {
+			return &executor.InputsChangedError{RunID: r.runID, Changed: ch}
+		}
+	}
 
+	// The device may already be under pressure: the first sample was taken
+	// while the runtime was built.
+	if st := rt.Executor.Status(); st.Mode != adaptive.Normal {
+		progress.modeChange(adaptive.ModeChange{Time: st.Since, From: adaptive.Normal, To: st.Mode,
+			Active: st.Active, Reason: st.Reason(), Settings: st.Settings})
+	}
 	start := time.Now()
-	res, runErr := rt.Executor.RunWith(ctx, g, rt.State(), executor.RunOptions{ID: runID})
-	sum := runSummary{RunID: runID, Question: f.question, Corpus: label, DurationMS: time.Since(start).Milliseconds(),
-		ModeChanges: rt.Executor.History(), FinalMode: rt.Executor.CurrentMode(), Pager: rt.Pager.Stats(), PeakRSSBytes: peakRSS(cfg.ProcfsRoot)}
+	res, runErr := rt.Executor.RunWith(ctx, g, rt.State(), ro)
+	if errors.Is(runErr, executor.ErrInputsChanged) {
+		return runErr
+	}
+	sum := runSummary{RunID: r.runID, Resumed: r.resume, NewRunOf: r.newRunOf, Question: in.Question, Corpus: r.docs.Label,
+		Inputs: in.record(), DurationMS: time.Since(start).Milliseconds(),
+		ModeChanges: rt.Executor.History(), FinalMode: rt.Executor.CurrentMode(), Pager: rt.Pager.Stats(), PeakRSSBytes: peakRSS(r.cfg.ProcfsRoot)}
 	if res != nil {
 		sum.Nodes, sum.Pauses, sum.PausedMS = res.Nodes, res.Pauses, res.Paused.Milliseconds()
 		if nr, ok := res.Node("answer"); ok && nr.Status != executor.Succeeded && nr.Err != nil {
 			sum.AnswerError = nr.Err.Error()
 		}
-		if q, err := dag.GetJSON[string](rt.State(), keyQuestion); err == nil {
-			sum.Question = q // a resumed run keeps its own question
-		}
+	}
+	if cr, err := readCorpusReport(rt.State(), r.docs.Label, in.Shards); err == nil {
+		sum.CorpusReport = &cr
 	}
 	if a, err := dag.GetJSON[answer](rt.State(), keyAnswer); err == nil {
 		sum.Answer = &a
@@ -221,30 +296,83 @@ func runCmd(ctx context.Context, args []string, env []string, stdout, stderr io.
 		sum.Error = runErr.Error()
 	}
 	if !f.ephemeral {
-		sum.Storage, sum.ReportPath = storage, reportPath
+		sum.Storage, sum.ReportPath = storage.Path, reportPath
 	}
-	if !f.ephemeral {
-		prunePages(storage, rt.Checkpoints, logger)
-	}
+	runs, runsErr := rt.Checkpoints.Runs()
 	if err := rt.Close(); err != nil {
 		logger.Warn("closing the runtime", "error", err)
 	}
+	if !f.ephemeral && runsErr == nil {
+		pruneStorage(storage.Path, runs, logger)
+	}
 
 	if f.jsonOut {
-		if err := writeJSON(stdout, sum); err != nil {
+		if err := writeJSON(r.stdout, sum); err != nil {
 			return err
 		}
 	} else {
-		printAnswer(stdout, sum)
+		printAnswer(r.stdout, sum)
 		progress.summary(sum)
 	}
 	switch {
+	case runErr != nil && f.ephemeral:
+		return fmt.Errorf("run %s: %w", r.runID, runErr)
 	case runErr != nil:
-		return fmt.Errorf("run %s: %w (resume with: pi-agent run --resume %s)", runID, runErr, runID)
+		return fmt.Errorf("run %s: %w (resume with: %s)", r.runID, runErr, resumeCommand(r.runID, storage))
 	case sum.AnswerError != "":
-		return fmt.Errorf("run %s: no answer: %s; the report keeps the retrieved passages", runID, sum.AnswerError)
+		return fmt.Errorf("run %s: no answer: %s; the report keeps the retrieved passages", r.runID, sum.AnswerError)
 	}
 	return nil
+}
+
+// newRunRuntime builds the runtime of one run: a durable pager of its own
+// (checkpoints then record only which nodes finished, and a resumed run
+// reopens the pages) and the checkpoint file. A damaged checkpoint file
+// never blocks a fresh run: it is moved aside, with a warning, and a new one
+// started; a resume needs the file, and its error says what to do.
+func newRunRuntime(cfg factories.ResourceConfig, storage storageDir, runID string, resume bool, opts factories.RuntimeOptions, stderr io.Writer) (*factories.Runtime, error) {
+	opts.Pager = paging.Options{StoragePath: filepath.Join(storage.Path, "pages", runID), Mode: paging.ModeDurable}
+	opts.CheckpointPath = filepath.Join(storage.Path, "runs.db")
+	rt, err := factories.NewRuntime(cfg, opts)
+	if errors.Is(err, executor.ErrCheckpointCorrupt) && !resume {
+		fmt.Fprintf(stderr, "pi-agent run: warning: %v\npi-agent run: warning: moving the damaged checkpoint file aside and starting a new one; the runs recorded in it cannot be resumed\n", err)
+		opts.Checkpoints.StartFresh = true
+		rt, err = factories.NewRuntime(cfg, opts)
+	}
+	if err != nil {
+		return nil, checkpointHint(err, storage)
+	}
+	return rt, nil
+}
+
+// maxDocFor bounds a document by the pager's budget too: a document is
+// stored whole, and chunking reads it back whole.
+func maxDocFor(cfg factories.ResourceConfig) int64 {
+	return min(maxDocBytes, max(int64(cfg.PagerMemoryLimitMB*(1<<20))/4, 1<<20))
+}
+
+// resumeCommand is the command that resumes runID, with --storage when the
+// storage directory is not the default one.
+func resumeCommand(runID string, storage storageDir) string {
+	return "pi-agent run --resume " + runID + storageFlag(storage)
+}
+
+// storageFlag is " --storage DIR", or "" for the default directory.
+func storageFlag(storage storageDir) string {
+	if storage.isDefault() {
+		return ""
+	}
+	return " --storage " + shellQuote(storage.Path)
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/._-+:,=@", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 func printAnswer(w io.Writer, s runSummary) {
@@ -263,36 +391,16 @@ func printAnswer(w io.Writer, s runSummary) {
 	}
 }
 
-// prunePages removes the page directories of runs the checkpoint store no
-// longer knows (its GC keeps the recent and unfinished ones).
-func prunePages(storage string, cs *executor.CheckpointStore, logger *slog.Logger) {
-	runs, err := cs.Runs()
-	if err != nil {
-		return
-	}
-	keep := map[string]bool{}
-	for _, r := range runs {
-		keep[r.ID] = true
-	}
-	entries, _ := os.ReadDir(filepath.Join(storage, "pages"))
-	for _, e := range entries {
-		if e.IsDir() && !keep[e.Name()] {
-			if err := os.RemoveAll(filepath.Join(storage, "pages", e.Name())); err != nil {
-				logger.Warn("pruning old pages", "dir", e.Name(), "error", err)
-			}
-		}
-	}
-}
-
 // peakRSS reads the process's peak resident set (VmHWM) from procfs.
 func peakRSS(procfs string) int64 {
-	raw, err := os.ReadFile(filepath.Join(procfs, "self", "status"))
+	raw, err := boundedread.ReadFile(filepath.Join(procfs, "self", "status"), 64<<10)
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(raw), "\n") {
 		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			var kb int64
+			fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(v), "kB"), &kb)
 			return kb << 10
 		}
 	}
@@ -303,134 +411,4 @@ func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
-}
-
-// progress prints a run's progress on stderr: nodes done out of the total,
-// the current mode, pauses and why, mode changes.
-type progress struct {
-	w     io.Writer
-	quiet bool // --json: only errors
-
-	// mu guards the fields below: events come from the run's coordinator,
-	// mode changes from the monitor.
-	mu    sync.Mutex
-	total int
-	done  int
-	mode  adaptive.Mode
-}
-
-func newProgress(w io.Writer, quiet bool) *progress {
-	return &progress{w: w, quiet: quiet, mode: adaptive.Normal}
-}
-
-func (p *progress) printf(format string, args ...any) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	fmt.Fprintf(p.w, format, args...)
-}
-
-func (p *progress) OnEvent(ev executor.Event) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.quiet && ev.Kind != executor.NodeFailed {
-		return
-	}
-	switch ev.Kind {
-	case executor.RunStarted:
-		fmt.Fprintf(p.w, "pi-agent: run %s: %d nodes, mode %s\n", ev.RunID, p.total, p.mode)
-	case executor.NodeSucceeded:
-		p.done++
-		fmt.Fprintf(p.w, "[%d/%d] %-10s done in %v (mode %s)\n", p.done, p.total, ev.Node, roundDur(ev.Duration), p.mode)
-	case executor.NodeFailed:
-		p.done++
-		fmt.Fprintf(p.w, "[%d/%d] %-10s %s after %d attempt(s): %v\n", p.done, p.total, ev.Node, strings.ToUpper(ev.Status.String()), ev.Attempt, errors.Unwrap(ev.Err))
-	case executor.NodeSkipped, executor.NodeCancelled:
-		p.done++
-		fmt.Fprintf(p.w, "[%d/%d] %-10s %s\n", p.done, p.total, ev.Node, ev.Status)
-	case executor.NodeRetrying:
-		fmt.Fprintf(p.w, "        %-10s attempt %d failed (%v); retrying in %v\n", ev.Node, ev.Attempt, ev.Err, ev.Duration.Round(time.Millisecond))
-	case executor.Paused:
-		why := "resource guard closed"
-		if ev.Err != nil {
-			why = ev.Err.Error()
-		}
-		fmt.Fprintf(p.w, "        paused: %s\n", why)
-	case executor.Resumed:
-		fmt.Fprintf(p.w, "        resumed after %v\n", ev.Duration.Round(time.Millisecond))
-	}
-}
-
-func (p *progress) modeChange(c adaptive.ModeChange) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.mode = c.To
-	if !p.quiet {
-		fmt.Fprintf(p.w, "        mode %s -> %s (%s; %d CPU nodes, %d I/O nodes, delay %v)\n", c.From, c.To, c.Reason,
-			c.Settings.CPUParallel, c.Settings.IOParallel, c.Settings.InterNodeDelay)
-	}
-}
-
-// summary prints per-node times and attempts, mode changes, pager stats
-// and peak memory.
-func (p *progress) summary(s runSummary) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	w := p.w
-	fmt.Fprintf(w, "\nrun %s finished in %v", s.RunID, time.Duration(s.DurationMS)*time.Millisecond)
-	if s.Pauses > 0 {
-		fmt.Fprintf(w, " (paused %s, %v)", plural(s.Pauses, "time"), time.Duration(s.PausedMS)*time.Millisecond)
-	}
-	fmt.Fprintf(w, "\n%-12s %-10s %8s %10s\n", "node", "status", "attempts", "time")
-	for _, n := range s.Nodes {
-		t := roundDur(n.Duration()).String()
-		if n.Restored {
-			t = "restored"
-		}
-		fmt.Fprintf(w, "%-12s %-10s %8d %10s\n", n.ID, n.Status, n.Attempts, t)
-	}
-	if len(s.ModeChanges) == 0 {
-		fmt.Fprintf(w, "mode: %s throughout\n", s.FinalMode)
-	}
-	for _, c := range s.ModeChanges {
-		fmt.Fprintf(w, "mode %s -> %s at %s: %s\n", c.From, c.To, c.Time.Format(time.TimeOnly), c.Reason)
-	}
-	ps := s.Pager
-	fmt.Fprintf(w, "pager: %d keys, %s of values; %s resident of %s budget; %d pages on disk (%s, ratio %.2f); hit rate %.1f%%; %d page-outs, %d page-ins\n",
-		ps.Keys, mib(ps.ValueBytes), mib(ps.BytesInMemory), mib(ps.MemoryLimitBytes), ps.PagesOnDisk, mib(ps.StoredBytesOnDisk),
-		ps.CompressionRatio, 100*ps.HitRate, ps.PageOuts, ps.PageIns)
-	fmt.Fprintf(w, "peak memory (RSS): %s\n", mib(s.PeakRSSBytes))
-	if s.Storage != "" {
-		fmt.Fprintf(w, "storage: %s\n", s.Storage)
-	}
-}
-
-// roundDur keeps three significant digits or so: 12ms, 1.53s, 412µs.
-func roundDur(d time.Duration) time.Duration {
-	switch {
-	case d >= time.Second:
-		return d.Round(10 * time.Millisecond)
-	case d >= time.Millisecond:
-		return d.Round(100 * time.Microsecond)
-	}
-	return d.Round(time.Microsecond)
-}
-
-func mib(b int64) string {
-	switch {
-	case b >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(b)/(1<<30))
-	case b >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20))
-	case b >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(b)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", b)
-}
-
-// plural says "1 time", "2 times".
-func plural(n int, noun string) string {
-	if n == 1 {
-		return "1 " + noun
-	}
-	return fmt.Sprintf("%d %ss", n, noun)
 }

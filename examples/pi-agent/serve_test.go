@@ -6,22 +6,22 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
+	"regexp"
 	"runtime/metrics"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cemaf-go/cemaf/factories"
-	"github.com/cemaf-go/cemaf/internal/leakcheck"
 	"github.com/cemaf-go/cemaf/throttle"
 )
 
@@ -47,23 +47,26 @@ func startServer(t *testing.T, mutate func(*serveOptions)) *testServer {
 		"CEMAF_RESOURCE_COOLDOWN_SECONDS=0.05",
 	}, Host: &factories.Host{Cores: 2, MemoryTotalBytes: 4 << 30}})
 	require.NoError(t, err)
-	docs, _ := fs.Sub(builtinCorpus, "corpus")
+	docs, err := openCorpus(context.Background(), "")
+	require.NoError(t, err)
 	o := serveOptions{slots: 2, queue: 0, maxBody: 4096, runTimeout: 30 * time.Second, idleTimeout: time.Hour, drainTimeout: 10 * time.Second,
-		shards: 4, topK: 4, chunkSize: 900, docs: docs, docsLabel: "built-in corpus",
-		llmTimeout: 10 * time.Second, storage: t.TempDir()}
+		readHeaderTimeout: 10 * time.Second, readBodyTimeout: 10 * time.Second, writeTimeout: 10 * time.Second,
+		connIdleTimeout: time.Minute, maxConns: 256,
+		agentFlags: agentFlags{shards: 4, topK: 4, chunkSize: 900, llmTimeout: 10 * time.Second},
+		corpus:     docs, storage: t.TempDir()}
 	if mutate != nil {
 		mutate(&o)
 	}
 	dev := &device{}
 	dev.memPercent.Store(30)
 	logger := slog.New(slog.DiscardHandler)
-	s, err := newServer(cfg, o, logger, new(slog.LevelVar), factories.GuardOptions{SampleSource: dev, Logger: logger})
-	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	s, err := newServer(cfg, o, ln, logger, new(slog.LevelVar), factories.GuardOptions{SampleSource: dev, Logger: logger})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- s.serve(ctx, ln) }()
+	go func() { done <- s.serve(ctx) }()
 	ts := &testServer{s: s, url: "http://" + ln.Addr().String(), dev: dev}
 	var once sync.Once
 	var stopErr error
@@ -80,7 +83,7 @@ func startServer(t *testing.T, mutate func(*serveOptions)) *testServer {
 func (ts *testServer) setMemory(pct int64) {
 	ts.dev.memPercent.Store(pct)
 	for range 2 {
-		<-ts.s.guard.Monitor.Next()
+		<-ts.s.rt.Guard.Monitor.Next()
 	}
 }
 
@@ -94,7 +97,6 @@ func post(t *testing.T, url, body string) (int, http.Header, []byte) {
 }
 
 func TestServeRunHealthMetrics(t *testing.T) {
-	leakcheck.Check(t)
 	ts := startServer(t, nil)
 	code, _, body := post(t, ts.url, `{"question":"How fast do SD cards write?"}`)
 	require.Equal(t, http.StatusOK, code, string(body))
@@ -122,7 +124,32 @@ func TestServeRunHealthMetrics(t *testing.T) {
 	assert.EqualValues(t, 2, conc["slots"])
 	assert.EqualValues(t, 2, conc["free"])
 	assert.Equal(t, true, d["index"].(map[string]any)["loaded"])
-	assert.Contains(t, d["config"], "CEMAF_RESOURCE_MEMORY_THRESHOLD")
+	assert.Equal(t, "CEMAF_RESOURCE_MEMORY_THRESHOLD", d["config"].(map[string]any)["memory_threshold"].(map[string]any)["variable"])
+
+	resp, err = http.Get(ts.url + "/health/detailed")
+	require.NoError(t, err)
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var doc any
+	require.NoError(t, json.Unmarshal(raw, &doc))
+	snake := regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+	var walk func(path string, v any)
+	walk = func(path string, v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, e := range v {
+				assert.Regexp(t, snake, k, "key %s/%s", path, k)
+				walk(path+"/"+k, e)
+			}
+		case []any:
+			for i, e := range v {
+				walk(fmt.Sprintf("%s[%d]", path, i), e)
+			}
+		case string:
+			assert.False(t, strings.HasPrefix(v, "0001-01-01"), "zero time at %s", path)
+		}
+	}
+	walk("", doc)
 
 	resp, err = http.Get(ts.url + "/metrics")
 	require.NoError(t, err)
@@ -135,7 +162,6 @@ func TestServeRunHealthMetrics(t *testing.T) {
 }
 
 func TestServeAdmission(t *testing.T) {
-	leakcheck.Check(t)
 	ts := startServer(t, nil)
 	// 413: declared too large, and too large while streaming (no length).
 	code, _, body := post(t, ts.url, `{"question":"`+strings.Repeat("x", 5000)+`"}`)
@@ -149,7 +175,7 @@ func TestServeAdmission(t *testing.T) {
 	assert.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode)
 
 	// 400s.
-	for _, b := range []string{`{"question":`, `{}`, `{"question":"   "}`, `{"question":"hi","extra":1}`, `[1,2]`} {
+	for _, b := range []string{`{"question":`, `{}`, `{"question":"   "}`, `{"question":"hi","extra":1}`, `[1,2]`, `{"question":"a"}{"question":"b"}`} {
 		code, _, body := post(t, ts.url, b)
 		assert.Equal(t, http.StatusBadRequest, code, b)
 		assert.Contains(t, string(body), `"error"`)
@@ -195,7 +221,6 @@ func newBlockingLLM(t *testing.T) *blockingLLM {
 }
 
 func TestServeSlotsAndQueue(t *testing.T) {
-	leakcheck.Check(t)
 	llm := newBlockingLLM(t)
 	ts := startServer(t, func(o *serveOptions) { o.slots = 1; o.queue = 1; o.llmURL = llm.url })
 	results := make(chan int, 3)
@@ -214,7 +239,6 @@ func TestServeSlotsAndQueue(t *testing.T) {
 }
 
 func TestServeIdleUnloading(t *testing.T) {
-	leakcheck.Check(t)
 	ts := startServer(t, func(o *serveOptions) { o.idleTimeout = time.Minute })
 	code, _, _ := post(t, ts.url, `{"question":"under-voltage"}`)
 	require.Equal(t, http.StatusOK, code)
@@ -230,7 +254,6 @@ func TestServeIdleUnloading(t *testing.T) {
 }
 
 func TestServeDrainsInFlightRuns(t *testing.T) {
-	leakcheck.Check(t)
 	llm := newBlockingLLM(t)
 	ts := startServer(t, func(o *serveOptions) { o.llmURL = llm.url })
 	result := make(chan int, 1)
@@ -254,7 +277,6 @@ func TestServeDrainsInFlightRuns(t *testing.T) {
 // is the intended code, every accepted run gets its answer, the heap stays
 // bounded, and the server shuts down cleanly.
 func TestServeLoad(t *testing.T) {
-	leakcheck.Check(t)
 	requests, workers := 400, 32
 	if testing.Short() {
 		requests, workers = 80, 8
@@ -348,4 +370,105 @@ func TestServeLoad(t *testing.T) {
 	assert.EqualValues(t, got["valid"][http.StatusOK], answered.Load(), "every accepted run got its answer")
 	assert.Less(t, maxHeap.Load(), uint64(96<<20), "heap bounded")
 	require.NoError(t, ts.stop())
+}
+
+// When the drain timeout passes, the runs still in flight are cancelled and
+// their clients get a clear 503, not a closed connection; the answer node
+// records why it stopped, not an unreachable endpoint.
+func TestServeDrainTimeoutAnswers503(t *testing.T) {
+	llm := newBlockingLLM(t)
+	defer close(llm.release)
+	ts := startServer(t, func(o *serveOptions) { o.llmURL = llm.url; o.drainTimeout = 50 * time.Millisecond })
+	type result struct {
+		code int
+		hdr  http.Header
+		body []byte
+		err  error
+	}
+	got := make(chan result, 1)
+	go func() {
+		resp, err := http.Post(ts.url+"/v1/runs", "application/json", strings.NewReader(`{"question":"in flight"}`))
+		if err != nil {
+			got <- result{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		got <- result{resp.StatusCode, resp.Header, b, err}
+	}()
+	<-llm.entered
+	require.NoError(t, ts.stop())
+	r := <-got
+	require.NoError(t, r.err, "the client gets an answer")
+	assert.Equal(t, http.StatusServiceUnavailable, r.code, "%s", r.body)
+	assert.NotEmpty(t, r.hdr.Get("Retry-After"))
+	var rr runResponse
+	require.NoError(t, json.Unmarshal(r.body, &rr))
+	assert.Equal(t, errDrainTimeout.Error(), rr.Error)
+	for _, n := range rr.Nodes {
+		assert.NotContains(t, n.Error, "unreachable", n.ID)
+	}
+}
+
+func TestRunRequestParsing(t *testing.T) {
+	tests := []struct {
+		body string
+		want string // the question, or the error
+		code int
+	}{
+		{`{"question":"  How hot?  "}`, "How hot?", 0},
+		{`{"question":"a"}` + "\n\t ", "a", 0},
+		{`{"question":"a"}{"question":"b"}`, "more than one JSON value", http.StatusBadRequest},
+		{`{"question":"a"} {"question":"b"}`, "more than one JSON value", http.StatusBadRequest},
+		{`{"question":"a"} x`, "more than one JSON value", http.StatusBadRequest},
+		{`{"question":"a"}]`, "more than one JSON value", http.StatusBadRequest},
+		{`{"question":"a","question":"b"}`, "b", 0},
+		{`{"question":1}`, "malformed JSON", http.StatusBadRequest},
+		{`{"question":null}`, `missing "question"`, http.StatusBadRequest},
+		{`{"q":"a"}`, `unknown field "q"`, http.StatusBadRequest},
+		{`"a"`, "malformed JSON", http.StatusBadRequest},
+		{``, "malformed JSON", http.StatusBadRequest},
+		{`{"question":"` + strings.Repeat("é", 2049) + `"}`, "question longer than 4096 bytes", http.StatusBadRequest},
+	}
+	for _, tt := range tests {
+		t.Run(tt.body[:min(len(tt.body), 40)], func(t *testing.T) {
+			req, err := parseRunRequest([]byte(tt.body))
+			if tt.code == 0 {
+				require.Nil(t, err)
+				assert.Equal(t, tt.want, req.Question)
+				return
+			}
+			require.NotNil(t, err)
+			assert.Equal(t, tt.code, err.code)
+			assert.Contains(t, err.msg, tt.want)
+		})
+	}
+}
+
+// FuzzParseRunRequest: no body panics the parser; an accepted body yields a
+// trimmed, non-empty, valid UTF-8 question within the bound, which a body
+// built from it yields again.
+func FuzzParseRunRequest(f *testing.F) {
+	for _, s := range []string{`{"question":"How hot?"}`, `{"question":"a"}{"question":"b"}`, `{"question":"\u00e9\ud800"}`,
+		`{"question":"` + strings.Repeat("x", 5000) + `"}`, `[1,2]`, `{"question":" "}`, "{\"question\":\"a\xff\"}", `nul`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req, err := parseRunRequest(body)
+		if err != nil {
+			if err.code != http.StatusBadRequest || err.msg == "" {
+				t.Fatalf("refusal %d %q", err.code, err.msg)
+			}
+			return
+		}
+		q := req.Question
+		if q == "" || q != strings.TrimSpace(q) || len(q) > maxQuestionBytes || !utf8.ValidString(q) {
+			t.Fatalf("accepted question %q", q)
+		}
+		again, _ := json.Marshal(runRequest{Question: q})
+		req2, err := parseRunRequest(again)
+		if err != nil || req2.Question != q {
+			t.Fatalf("%q does not round-trip: %v", q, err)
+		}
+	})
 }

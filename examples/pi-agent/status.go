@@ -38,16 +38,29 @@ type thermalReport struct {
 	Note          string            `json:"note,omitempty"`
 }
 
+// statusFlags are the flags of the status command.
+type statusFlags struct {
+	*cmdFlags
+	watch    bool
+	interval time.Duration
+}
+
+func newStatusFlags(stderr io.Writer) *statusFlags {
+	f := &statusFlags{cmdFlags: newCmdFlags("status", "Report CPU, memory, swap, PSI, thermal zones, disk, every ladder and the mode.", stderr)}
+	f.withResource()
+	f.withLog()
+	f.withJSON()
+	f.fs.BoolVar(&f.watch, "watch", false, "refresh every --interval until interrupted")
+	f.ss.durationVar(&f.interval, "interval", "", 2*time.Second, 100*time.Millisecond, time.Hour, "refresh `interval` of --watch")
+	return f
+}
+
 func statusCmd(ctx context.Context, args []string, env []string, stdout, stderr io.Writer) error {
-	c := newCommon("status", stderr)
-	watch := c.fs.Bool("watch", false, "refresh every --interval until interrupted")
-	interval := c.fs.Duration("interval", 2*time.Second, "refresh `interval` of --watch")
-	if err := c.parse(args); err != nil {
+	c := newStatusFlags(stderr)
+	if err := c.parse(args, env, stderr); err != nil {
 		return err
 	}
-	if *interval < 100*time.Millisecond {
-		return usageError{fmt.Sprintf("--interval %v: want at least 100ms", *interval)}
-	}
+	watch, interval := &c.watch, &c.interval
 	logger, _, err := c.logger(stderr)
 	if err != nil {
 		return err
@@ -59,7 +72,7 @@ func statusCmd(ctx context.Context, args []string, env []string, stdout, stderr 
 	if *watch {
 		cfg.CheckInterval = *interval
 	}
-	g, err := factories.CreateResourceGuard(cfg, guardOptions(env, storage, logger))
+	g, err := factories.CreateResourceGuard(cfg, guardOptions(env, storage.Path, logger))
 	if err != nil {
 		return err
 	}
@@ -78,7 +91,7 @@ func statusCmd(ctx context.Context, args []string, env []string, stdout, stderr 
 
 	tty := isTerminal(stdout)
 	for {
-		r := collectStatus(g, mode, storage)
+		r := collectStatus(g, mode, storage.Path)
 		if c.jsonOut {
 			if err := writeJSON(stdout, r); err != nil {
 				return err

@@ -1,0 +1,50 @@
+// Command pi-agent is the example agent of cemaf: questions answered over a
+// document corpus by a DAG that pauses, slows down and pages its context when
+// the device runs hot, short of memory or short of disk.
+//
+// Usage:
+//
+//	pi-agent [run] [flags]   answer a question over a corpus (the default)
+//	pi-agent status [flags]  report the device's resources, ladders and mode
+//	pi-agent graph [flags]   print the agent's DAG (dot or mermaid)
+//	pi-agent runs [flags]    list unfinished and recent runs
+//	pi-agent serve [flags]   serve runs over HTTP
+//	pi-agent config [flags]  print the effective configuration
+//	pi-agent help [command]  print the flags of every command (or of one)
+//
+// # Model
+//
+// run builds one factories.Runtime per run: a durable pager of its own under
+// the storage directory (pages/<run ID>), the checkpoint file runs.db, the
+// resource guard and the adaptive executor. The graph is load → chunk →
+// index-0 … index-N → retrieve (after question) → answer → report. The
+// corpus is read through one bounded, non-blocking open (corpus.go): files
+// that are not regular, too large or binary are skipped and reported, text
+// is decoded and repaired (textdecode.go). After the run, the pages of
+// finished runs and the reports of runs the checkpoint store forgot are
+// removed (prune.go).
+//
+// serve builds one Runtime for the life of the service and runs every
+// request on it: the corpus index is built once into a pager of its own,
+// shared read-only, and each request's run writes to a namespace of the
+// runtime's pager over it (overlay.go). The HTTP server, its connection
+// limit (connlimit.go) and the idle janitor belong to server.serve, which
+// returns after they stopped.
+//
+// Settings are typed flags, some backed by CEMAF_SERVE_* variables
+// (settings.go): every bad value is reported at once, with the accepted
+// range. CEMAF_RESOURCE_* settings go through factories.Load.
+//
+// The first SIGINT or SIGTERM cancels the command's context: a run stops
+// before its next node (or as its node returns) and can be resumed, serve
+// drains. A second one ends the process at once (exit 128 + signal).
+//
+// # Caveats
+//
+//   - A read of a regular file on a hung network file system blocks in the
+//     kernel; no deadline reaches it.
+//   - A document is held whole in memory while it is loaded and chunked (at
+//     most 64 MiB, or a quarter of the pager's budget).
+//   - When every open connection is busy sending a request, serve refuses new
+//     ones (503) until a read timeout frees one: /healthz is then refused too.
+package main
