@@ -42,8 +42,20 @@
 // a State in a paging.Pager. CreateAdaptiveExecutor builds the base
 // executor, gated by the guard, with the configured concurrency classes, and
 // the adaptive executor following the Breaker. NewRuntime does all of it,
-// plus the disk throttler and an optional checkpoint store; it refuses
-// options it would otherwise overwrite, naming them.
+// plus the disk throttler, an optional checkpoint store and the run metrics;
+// it refuses options it would otherwise overwrite, naming them.
+//
+// # The agent layer
+//
+// A Runtime wires what an agent needs around its graphs. Runtime.Mode is
+// the device mode, in the form llm.Options.Mode reads, so that an LLM
+// client's model, answer length and concurrency follow the device;
+// NewLLMClient makes a client with the mode, the resource guard and the CPU
+// throttler wired in. Runtime.Metrics (a *metrics.Metrics) observes every
+// run of the base executor and the adaptive executor's mode changes;
+// ObserveLLM adds an LLM client's calls (their Records) to it.
+// WritePrometheus and MetricsHandler write one Prometheus page with the
+// device signals (Monitor), the ladders (Breaker) and the run metrics.
 //
 // # Goroutines
 //
@@ -61,5 +73,8 @@
 // configured roots: it does file I/O. On a machine without thermal zones
 // the temperature is not watched (ResourceGuard.ThermalErr says so). A
 // helper server run by another user is found only by name or cgroup, since
-// its sockets cannot be read: declare it in CPU_HELPERS.
+// its sockets cannot be read: declare it in CPU_HELPERS. LLM calls reach
+// the metrics only through ObserveLLM: a call whose Record is not passed
+// there is not counted. The cemaf_mode gauge has no series until the first
+// mode change.
 package factories

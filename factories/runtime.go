@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 
 	"github.com/cemaf-go/cemaf/adaptive"
 	"github.com/cemaf-go/cemaf/dag"
 	"github.com/cemaf-go/cemaf/disk"
 	"github.com/cemaf-go/cemaf/executor"
+	"github.com/cemaf-go/cemaf/metrics"
 	"github.com/cemaf-go/cemaf/paging"
 	"github.com/cemaf-go/cemaf/throttle"
 )
@@ -36,6 +38,9 @@ type RuntimeOptions struct {
 	// retries, observers; modes, adaptations, priority).
 	Executor executor.Options
 	Adaptive adaptive.Options
+	// Metrics sets the options of the run metrics (histogram buckets, node
+	// label); see Runtime.Metrics.
+	Metrics metrics.Options
 	// LogLevel is the application's log level, turned down in low_disk
 	// mode; Logger receives the components' logs (nil: discarded) unless
 	// a component's own options name another.
@@ -48,8 +53,8 @@ type RuntimeOptions struct {
 // processes, thermal manager, the Breaker with every signal's ladder, the
 // Reclaimer), the context pager (registered with the Reclaimer, so memory
 // pressure pages it out), an optional checkpoint store, the CPU and disk
-// throttlers, and the adaptive executor over the base executor. Close stops
-// and releases all of it.
+// throttlers, the adaptive executor over the base executor, and the run
+// metrics. Close stops and releases all of it.
 type Runtime struct {
 	Config      ResourceConfig
 	Guard       *ResourceGuard
@@ -59,6 +64,11 @@ type Runtime struct {
 	Disk        *disk.Throttler
 	Base        *executor.Executor
 	Executor    *adaptive.Executor
+	// Metrics counts the runs and nodes of the base executor (it is one
+	// of its observers) and the adaptive executor's mode changes; feed it
+	// LLM calls with ObserveLLM. WritePrometheus writes it with the
+	// device signals.
+	Metrics *metrics.Metrics
 
 	closers []func() error
 }
@@ -154,9 +164,12 @@ func NewRuntime(cfg ResourceConfig, opts RuntimeOptions) (*Runtime, error) {
 		return nil, fmt.Errorf("factories: disk throttler: %w", err)
 	}
 
+	if rt.Metrics, err = metrics.New(opts.Metrics); err != nil {
+		return nil, fmt.Errorf("factories: %w", err)
+	}
 	ae, base, err := CreateAdaptiveExecutor(cfg, AdaptiveDeps{
 		Guard: g, Pager: p, CPU: rt.CPU, LogLevel: opts.LogLevel, Logger: opts.Logger,
-		Executor: opts.Executor, Adaptive: opts.Adaptive,
+		Executor: opts.Executor, Adaptive: opts.Adaptive, Metrics: rt.Metrics,
 	})
 	if err != nil {
 		return nil, err
@@ -175,6 +188,10 @@ type AdaptiveDeps struct {
 	CPU      *throttle.CPUThrottler // target lowered when hot or contended
 	LogLevel *slog.LevelVar         // raised under disk pressure
 	Logger   *slog.Logger
+	// Metrics, if set, observes the base executor's runs and the adaptive
+	// executor's mode changes (from the first, which attaching to a
+	// Breaker already under pressure makes).
+	Metrics *metrics.Metrics
 	// Executor sets the base executor's other options (timeouts, retries,
 	// observers, checkpoints); Limits come from cfg and Gate from Guard.
 	Executor executor.Options
@@ -184,11 +201,15 @@ type AdaptiveDeps struct {
 }
 
 // CreateAdaptiveExecutor builds the base executor (the concurrency limits
-// of cfg, the resource guard as its Gate) and the adaptive executor around
-// it, following the guard's Breaker. Close the adaptive executor to detach.
+// of cfg, the resource guard as its Gate, deps.Metrics among its observers)
+// and the adaptive executor around it, following the guard's Breaker.
+// Close the adaptive executor to detach.
 func CreateAdaptiveExecutor(cfg ResourceConfig, deps AdaptiveDeps) (*adaptive.Executor, *executor.Executor, error) {
 	eo := deps.Executor
 	eo.Limits = executor.Limits{CPU: cfg.CPUParallel, IO: cfg.IOParallel}
+	if deps.Metrics != nil {
+		eo.Observers = append(slices.Clip(eo.Observers), deps.Metrics)
+	}
 	if deps.Guard != nil {
 		eo.Gate = deps.Guard
 	}
@@ -216,6 +237,9 @@ func CreateAdaptiveExecutor(cfg ResourceConfig, deps AdaptiveDeps) (*adaptive.Ex
 	ae, err := adaptive.New(base, ao)
 	if err != nil {
 		return nil, nil, fmt.Errorf("factories: adaptive executor: %w", err)
+	}
+	if m := deps.Metrics; m != nil {
+		ae.OnModeChange(func(c adaptive.ModeChange) { m.ModeChanged(string(c.From), string(c.To)) })
 	}
 	if deps.Guard != nil {
 		ae.Attach(deps.Guard.Breaker)

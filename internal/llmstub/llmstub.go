@@ -5,6 +5,12 @@
 // README measure the agent against it: a CPU made busy by the agent's own
 // LLM must not pause the agent.
 //
+// A request with "stream": true is answered with server-sent events, one
+// word of the answer per event, then usage and [DONE]. A request that
+// offers tools and holds no tool result yet is answered with a call to the
+// first tool offered (arguments ToolArguments); once the conversation
+// holds a tool result, the answer repeats it.
+//
 // A Handler owns no goroutine between requests; while it answers one, it
 // runs one spinning goroutine per core, which stop before the response is
 // written or when the request's context ends.
@@ -33,6 +39,9 @@ type Handler struct {
 	// Answer is the text of the reply (default: a sentence naming the
 	// model).
 	Answer string
+	// ToolArguments is the JSON arguments object of the tool calls the
+	// handler asks for (default "{}").
+	ToolArguments string
 
 	calls atomic.Int64
 }
@@ -45,8 +54,14 @@ type request struct {
 	Messages []struct {
 		Role    string `json:"role"`
 		Content string `json:"content"`
+		Name    string `json:"name"`
 	} `json:"messages"`
 	Stream bool `json:"stream"`
+	Tools  []struct {
+		Function struct {
+			Name string `json:"name"`
+		} `json:"function"`
+	} `json:"tools"`
 }
 
 // ServeHTTP implements http.Handler.
@@ -69,18 +84,65 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	h.calls.Add(1)
+	n := h.calls.Add(1)
 	text := h.Answer
 	if text == "" {
 		text = fmt.Sprintf("A stand-in answer from %s.", cmpOr(req.Model, "the stand-in model"))
 	}
+	msg := map[string]any{"role": "assistant", "content": text}
+	finish := "stop"
+	if last := len(req.Messages) - 1; last >= 0 && req.Messages[last].Role == "tool" {
+		m := req.Messages[last]
+		text = fmt.Sprintf("The tool %s said: %s", cmpOr(m.Name, "called"), m.Content)
+		msg["content"] = text
+	} else if len(req.Tools) > 0 {
+		text, finish = "", "tool_calls"
+		msg = map[string]any{"role": "assistant", "content": nil, "tool_calls": []any{map[string]any{
+			"index": 0, "id": fmt.Sprintf("call_%d", n), "type": "function",
+			"function": map[string]string{"name": req.Tools[0].Function.Name, "arguments": cmpOr(h.ToolArguments, "{}")}}}}
+	}
+	id := fmt.Sprintf("stub-%d", n)
+	usage := map[string]int{"prompt_tokens": 10, "completion_tokens": 8, "total_tokens": 18}
+	if req.Stream {
+		stream(w, id, req.Model, text, msg["tool_calls"], finish, usage)
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(map[string]any{
-		"id": "stub-" + fmt.Sprint(h.calls.Load()), "object": "chat.completion", "model": req.Model,
-		"choices": []any{map[string]any{"index": 0, "finish_reason": "stop",
-			"message": map[string]string{"role": "assistant", "content": text}}},
-		"usage": map[string]int{"prompt_tokens": 10, "completion_tokens": 8, "total_tokens": 18},
+		"id": id, "object": "chat.completion", "model": req.Model,
+		"choices": []any{map[string]any{"index": 0, "finish_reason": finish, "message": msg}},
+		"usage":   usage,
 	})
+}
+
+// stream writes the answer as server-sent events: one event per word of
+// text (or one with the tool calls), flushed as it is written, then an event
+// with the finish reason and the usage, then [DONE].
+func stream(w http.ResponseWriter, id, model, text string, toolCalls any, finish string, usage map[string]int) {
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	fl, _ := w.(http.Flusher)
+	event := func(delta map[string]any, finish any, usage any) {
+		b, _ := json.Marshal(map[string]any{"id": id, "object": "chat.completion.chunk", "model": model,
+			"choices": []any{map[string]any{"index": 0, "delta": delta, "finish_reason": finish}}, "usage": usage})
+		fmt.Fprintf(w, "data: %s\n\n", b)
+		if fl != nil {
+			fl.Flush()
+		}
+	}
+	if toolCalls != nil {
+		event(map[string]any{"role": "assistant", "tool_calls": toolCalls}, nil, nil)
+	}
+	for _, word := range strings.SplitAfter(text, " ") {
+		if word != "" {
+			event(map[string]any{"content": word}, nil, nil)
+		}
+	}
+	event(map[string]any{}, finish, usage)
+	fmt.Fprint(w, "data: [DONE]\n\n")
+	if fl != nil {
+		fl.Flush()
+	}
 }
 
 // burn keeps cores cores busy for d, or until the request ends.
