@@ -51,7 +51,7 @@ func baselineRun(ctx context.Context, g *dag.Graph, s dag.State, maxParallel int
 	wg.Wait()
 }
 
-func wideGraph(b *testing.B, n int) *dag.Graph {
+func wideGraph(b testing.TB, n int) *dag.Graph {
 	nodes := make([]dag.Node, n)
 	for i := range nodes {
 		nodes[i] = dag.Node{ID: strconv.Itoa(i), Run: noop}
@@ -59,7 +59,7 @@ func wideGraph(b *testing.B, n int) *dag.Graph {
 	return mustGraph(b, nodes...)
 }
 
-func chainGraph(b *testing.B, n int) *dag.Graph {
+func chainGraph(b testing.TB, n int) *dag.Graph {
 	nodes := make([]dag.Node, n)
 	for i := range nodes {
 		nodes[i] = dag.Node{ID: strconv.Itoa(i), Run: noop}
@@ -88,7 +88,8 @@ func diamondGraph(b *testing.B, layers, width int) *dag.Graph {
 }
 
 // benchShape runs the cemaf and baseline sub-benchmarks on one graph and
-// reports ns/node and allocs/node.
+// reports ns/node and allocs/node. The executor reuses its last Result
+// (RunOptions.Reuse), as a program that runs a graph again and again would.
 func benchShape(b *testing.B, g *dag.Graph) {
 	ctx := context.Background()
 	maxPar := runtime.GOMAXPROCS(0)
@@ -107,8 +108,10 @@ func benchShape(b *testing.B, g *dag.Graph) {
 	b.Run("cemaf", func(b *testing.B) {
 		e := mustExec(b, executor.Options{Limits: executor.Limits{CPU: maxPar}})
 		s := dag.NewMemoryState()
+		var res *executor.Result
 		run(b, func() {
-			if _, err := e.Run(ctx, g, s); err != nil {
+			var err error
+			if res, err = e.RunWith(ctx, g, s, executor.RunOptions{Reuse: res}); err != nil {
 				b.Fatal(err)
 			}
 		})
@@ -128,6 +131,34 @@ func BenchmarkRunChain(b *testing.B) { benchShape(b, chainGraph(b, 10_000)) }
 // BenchmarkRunDiamond: 100 layers of 100 nodes, each depending on 3 nodes of
 // the layer before.
 func BenchmarkRunDiamond(b *testing.B) { benchShape(b, diamondGraph(b, 100, 100)) }
+
+// layersGraph has layers of width no-op nodes; node k of a layer depends
+// on nodes k and k+width/2 of the layer before.
+func layersGraph(b *testing.B, layers, width int) *dag.Graph {
+	id := func(l, k int) string { return strconv.Itoa(l) + "/" + strconv.Itoa(k) }
+	var nodes []dag.Node
+	for l := range layers {
+		for k := range width {
+			nd := dag.Node{ID: id(l, k), Run: noop}
+			if l > 0 {
+				nd.DependsOn = []string{id(l-1, k), id(l-1, (k+width/2)%width)}
+			}
+			nodes = append(nodes, nd)
+		}
+	}
+	return mustGraph(b, nodes...)
+}
+
+// BenchmarkRunLayered: 20 layers of 500 nodes, each depending on 2 nodes of
+// the layer before.
+func BenchmarkRunLayered(b *testing.B) { benchShape(b, layersGraph(b, 20, 500)) }
+
+// BenchmarkRunShort measures the fixed cost of a run: a single node, and a
+// chain of 8.
+func BenchmarkRunShort(b *testing.B) {
+	b.Run("1", func(b *testing.B) { benchShape(b, chainGraph(b, 1)) })
+	b.Run("chain-8", func(b *testing.B) { benchShape(b, chainGraph(b, 8)) })
+}
 
 // layeredGraph is 10 layers of 100 nodes of work d, each depending on 3 nodes
 // of the layer before and writing a 64-byte value to the State.

@@ -83,6 +83,16 @@
 // mode), the store records only the completions, after checkpointing the
 // State. Finished runs are garbage-collected by age and count.
 //
+// Memory: the per-node state of a run (slots, in-degrees, ready queues,
+// timers, event queues) is pooled by the Executor and reset, and what
+// depends only on the graph (priorities, classes, roots) is computed once
+// while the same pooled state runs the same graph again, so re-running a
+// built graph allocates a fixed number of objects whatever its size, plus
+// the Result (RunOptions.Reuse recycles one) and 16 bytes per node for the
+// node contexts, which are never reused: a goroutine a node left behind
+// keeps a context that stays its own run's, ended. A run with an abandoned
+// node does not return its state to the pool.
+//
 // Goroutines: no goroutine started by a run outlives it, except abandoned
 // node goroutines. With checkpoints, a committer goroutine per run makes
 // completions durable; it too ends before Run returns.

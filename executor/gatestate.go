@@ -128,12 +128,6 @@ func (r *run) gateAdmits(reason error) bool {
 	return true
 }
 
-func (r *run) gateWaitingNow() bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.gs.waiting()
-}
-
 // gateReturned handles the end of a wait on a Checker gate.
 func (r *run) gateReturned(parent context.Context, d time.Duration, err error) {
 	r.mu.Lock()

@@ -122,6 +122,9 @@ func diffInputs(recorded, given map[string]string) []InputChange {
 // validateInputs checks RunOptions.Inputs: names non-empty, values at most
 // MaxInputBytes.
 func validateInputs(in map[string]string) error {
+	if len(in) == 0 {
+		return nil
+	}
 	for _, name := range slices.Sorted(maps.Keys(in)) {
 		switch v := in[name]; {
 		case name == "":

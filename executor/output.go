@@ -46,7 +46,7 @@ func Emit(ctx context.Context, c Chunk) bool {
 	if !ok {
 		return false
 	}
-	return nc.run.output(nc, c)
+	return nc.ref.output(nc, c)
 }
 
 // outState is a node's queue bookkeeping for coalescing, valid for one
@@ -61,19 +61,24 @@ type outState struct {
 	buf []byte
 }
 
-// output queues c from attempt nc, unless that attempt has finished.
-func (r *run) output(nc *nodeCtx, c Chunk) bool {
-	sl := &r.slots[nc.idx]
-	running := uint64(nc.attempt) << 1 // an attempt's gen is its number
-	if len(r.observers) == 0 {
+// output queues c from attempt nc of run f, unless that attempt has
+// finished.
+func (f *runRef) output(nc *nodeCtx, c Chunk) bool {
+	// The slots may have gone back to the pool with the run object; the
+	// token carries the buffers' generation, so it cannot match then.
+	sl := &f.slots[nc.idx]
+	running := f.tok(nc.attempt)
+	if !f.observed {
 		return sl.token.Load() == running
 	}
 	now := time.Now()
+	r := f.r
 	r.mu.Lock()
 	// The token is checked under mu: an attempt's end is reported under mu
 	// after its token changes, so a chunk accepted here precedes the
-	// attempt's final event.
-	if sl.token.Load() != running {
+	// attempt's final event. Once the run has ended, r may be another
+	// run's.
+	if f.ended || sl.token.Load() != running {
 		r.mu.Unlock()
 		return false
 	}

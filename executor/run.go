@@ -16,14 +16,13 @@ import (
 
 // slot is the scheduler's per-node bookkeeping.
 type slot struct {
-	// token is gen<<1 while attempt gen runs; the node goroutine and the
-	// abandon timer race to set the low bit, and only the winner reports
-	// the attempt's end. Read without run.mu.
+	// token is run.tok(attempt) while that attempt runs; the node
+	// goroutine and the abandon timer race to set the low bit, and only
+	// the winner reports the attempt's end. Read without run.mu.
 	token atomic.Uint64
 	// The fields below are guarded by run.mu.
-	gen     uint64
 	attempt int32
-	class   dag.Class // in attempt's padding: a slot stays 40 bytes
+	class   dag.Class // in attempt's padding: a slot stays 32 bytes
 	timeout time.Duration
 	retry   *dag.RetryPolicy
 }
@@ -41,7 +40,26 @@ const nClasses = int(dag.IO) + 1
 // cancellation, and delivering events to observers in order, outside mu.
 // Whoever changes something the coordinator must act on sets kick, and
 // signals wake after unlocking.
+//
+// The per-node state lives in pooled buffers (runBufs); the run copies
+// their slice headers and gives them back when it ends. A run object
+// itself is never reused: node contexts of a finished run keep pointing to
+// it.
 type run struct {
+	// mu guards the fields of runVars below its own mu comment, the
+	// non-atomic fields of slots, and ref.ended. It is never reset: the
+	// node context of an earlier run may still lock it (Emit) to learn that
+	// its run has ended.
+	mu sync.Mutex
+	wg sync.WaitGroup // node attempts that have not reported
+	// bufs are the per-node buffers, kept with the run in the pool.
+	bufs runBufs
+	runVars
+}
+
+// runVars is the state of one run, reset as a whole when a pooled run
+// object starts a new run.
+type runVars struct {
 	e            *Executor
 	g            *dag.Graph
 	state        dag.State
@@ -58,9 +76,11 @@ type run struct {
 	// ctx is the run's context (per call, never retained after RunWith).
 	ctx    context.Context
 	cancel context.CancelCauseFunc
-
-	wg   sync.WaitGroup // node attempts that have not reported
-	wake chan struct{}  // capacity 1: the coordinator has work
+	// ref is what the node contexts of this run point to; a new one is
+	// made for every run.
+	ref   *runRef
+	slots []slot        // bufs.slots
+	wake  chan struct{} // capacity 1: the coordinator has work
 
 	// Checkpointing (store nil: off). The committer goroutine makes
 	// completions durable; commitWake (capacity 1) tells it to look.
@@ -70,8 +90,7 @@ type run struct {
 	commitWake chan struct{}
 	commitDone chan struct{}
 
-	// mu guards every field below, and the non-atomic fields of slots.
-	mu    sync.Mutex
+	// Guarded by run.mu:
 	res   *Result
 	indeg []int32
 	// ready holds the nodes that may start, one queue per class; running
@@ -81,7 +100,6 @@ type run struct {
 	ready      [nClasses]readyq.Queue
 	running    [nClasses]int
 	unreleased [nClasses]int
-	slots      []slot
 	nctx       []nodeCtx
 	inflight   int
 	remaining  int // nodes without a final status
@@ -111,17 +129,52 @@ type run struct {
 	ckptErr      error
 }
 
-func newRun(ctx context.Context, e *Executor, g *dag.Graph, s dag.State, id string, observers []Observer, cancel context.CancelCauseFunc) *run {
+// runRef is a run's identity as its node contexts see it. It is allocated
+// for every run and never reused, unlike the run object: a goroutine a
+// node left behind keeps its context, which must keep describing (and
+// ending with) its own run.
+type runRef struct {
+	r        *run // the run object, which may serve a later run once ended
+	ctx      context.Context
+	id       string
+	g        *dag.Graph
+	slots    []slot
+	tokBase  uint64 // the buffers' generation, shifted into slot tokens
+	observed bool   // the run has observers
+	ended    bool   // guarded by r.mu: the run is over
+}
+
+// tok is the token of a running attempt of this run.
+func (r *run) tok(attempt int32) uint64 { return r.ref.tok(attempt) }
+
+// tok is the token of a running attempt of the run.
+func (f *runRef) tok(attempt int32) uint64 { return f.tokBase | uint64(attempt)<<1 }
+
+func newRun(ctx context.Context, e *Executor, g *dag.Graph, s dag.State, id string, observers []Observer, cancel context.CancelCauseFunc, reuse *Result) *run {
 	n := g.Len()
-	r := &run{
+	r, _ := e.runs.Get().(*run)
+	if r == nil {
+		r = &run{bufs: runBufs{wake: make(chan struct{}, 1)}}
+	}
+	b := &r.bufs
+	b.reset(g, &e.opts)
+	ref := &runRef{r: r, ctx: ctx, id: id, g: g, slots: b.slots, tokBase: uint64(b.gen) << 32, observed: len(observers) > 0}
+	r.runVars = runVars{
 		e: e, g: g, state: s, id: id, observers: observers, ctx: ctx, cancel: cancel,
 		gate: e.opts.Gate, abandonAfter: e.opts.AbandonAfter,
-		wake:      make(chan struct{}, 1),
-		res:       &Result{RunID: id, Nodes: make([]NodeResult, n), g: g},
-		indeg:     make([]int32, n),
-		slots:     make([]slot, n),
-		nctx:      make([]nodeCtx, n),
-		remaining: n,
+		ref: ref, slots: b.slots, wake: b.wake,
+		res:        newResult(reuse, id, g),
+		indeg:      b.indeg,
+		ready:      b.ready,
+		unreleased: b.unreleased,
+		nctx:       make([]nodeCtx, n),
+		remaining:  n,
+		timers:     b.timers,
+		events:     b.events,
+		out:        b.out,
+		coalesced:  b.coalesced,
+		pending:    b.pending,
+		pendingIdx: b.pendingIdx,
 	}
 	if ck, ok := r.gate.(Checker); ok {
 		r.checker = ck
@@ -132,33 +185,55 @@ func newRun(ctx context.Context, e *Executor, g *dag.Graph, s dag.State, id stri
 		r.commitWake = make(chan struct{}, 1)
 		r.commitDone = make(chan struct{})
 	}
-	prio := make([]int, n)
-	for i := range n {
-		nd := g.At(i)
-		prio[i] = nd.Priority
-		r.unreleased[nd.Class]++
-		r.indeg[i] = int32(len(g.Dependencies(i)))
-		r.res.Nodes[i] = NodeResult{ID: nd.ID, Optional: nd.Optional}
-		sl := &r.slots[i]
-		sl.timeout = nd.Timeout
-		if sl.timeout == 0 {
-			sl.timeout = e.opts.NodeTimeout
-		}
-		sl.retry = nd.Retry
-		if sl.retry == nil {
-			sl.retry = e.opts.Retry
-		}
-		sl.class = nd.Class
-	}
-	for c := range r.ready {
-		r.ready[c] = *readyq.New(prio, r.unreleased[c])
-	}
 	return r
+}
+
+// newResult returns the Result of a new run: reuse, reset, when given.
+func newResult(reuse *Result, id string, g *dag.Graph) *Result {
+	n := g.Len()
+	var nodes []NodeResult
+	res := reuse
+	if res == nil {
+		res = new(Result)
+	} else {
+		nodes = res.Nodes[:0]
+	}
+	nodes = slices.Grow(nodes, n)[:n]
+	for i := range nodes {
+		nd := g.At(i)
+		nodes[i] = NodeResult{ID: nd.ID, Optional: nd.Optional}
+	}
+	*res = Result{RunID: id, Nodes: nodes, g: g}
+	return res
+}
+
+// releaseBufs ends the run: its node contexts no longer reach the run
+// object, which goes back to the executor's pool with its buffers, unless
+// a goroutine of the run is still running a node (abandoned).
+func (r *run) releaseBufs() {
+	r.mu.Lock()
+	r.ref.ended = true
+	b := &r.bufs
+	b.indeg, b.ready, b.timers, b.out, b.coalesced, b.pending, b.pendingIdx =
+		r.indeg, r.ready, r.timers, r.out, r.coalesced, r.pending, r.pendingIdx
+	if cap(r.events) > cap(b.events) {
+		b.events = r.events
+	}
+	abandoned := r.res.Abandoned > 0
+	r.mu.Unlock()
+	if abandoned {
+		return
+	}
+	e := r.e
+	b.clear()
+	r.runVars = runVars{} // let go of the State, the observers, the Result
+	e.runs.Put(r)
 }
 
 // prepare restores a resumed run from the checkpoint store and queues the
 // nodes that can start.
 func (r *run) prepare() error {
+	restored := false
 	if r.store != nil {
 		if ds, ok := r.state.(DurableState); ok {
 			var durable bool
@@ -169,27 +244,25 @@ func (r *run) prepare() error {
 				r.durable = ds
 			}
 		}
-		if err := r.restore(); err != nil {
+		var err error
+		if restored, err = r.restore(); err != nil {
 			return err
 		}
 	}
-	var roots []int32
-	for i := range r.indeg {
-		if r.indeg[i] == 0 && r.res.Nodes[i].Status == Pending {
-			roots = append(roots, int32(i))
-			r.unreleased[r.slots[i].class]--
+	if !restored {
+		// The graph's roots, sorted once for the buffers.
+		for c := range r.ready {
+			r.unreleased[c] -= len(r.bufs.roots[c])
+			r.ready[c].SetBase(r.bufs.roots[c])
 		}
+		return nil
 	}
-	// By class, then in queue order: each class's roots are one sorted run.
-	slices.SortFunc(roots, func(a, b int32) int {
-		if ca, cb := r.slots[a].class, r.slots[b].class; ca != cb {
-			return int(ca) - int(cb)
-		}
-		if r.ready[0].Less(a, b) {
-			return -1
-		}
-		return 1
-	})
+	b := &r.bufs
+	b.rootBuf = sortRoots(b.rootBuf[:0], r.indeg, func(i int) bool { return r.res.Nodes[i].Status != Pending }, r.slots, b.prio)
+	roots := b.rootBuf
+	for _, i := range roots {
+		r.unreleased[r.slots[i].class]--
+	}
 	for len(roots) > 0 {
 		c := r.slots[roots[0]].class
 		k := 1
@@ -204,12 +277,13 @@ func (r *run) prepare() error {
 
 // restore records a new run in the store, or brings back an unfinished
 // one: its completed nodes are marked succeeded (and their dependents'
-// in-degrees lowered) and the State keys they changed are written back.
-func (r *run) restore() error {
+// in-degrees lowered) and the State keys they changed are written back. It
+// reports whether any node was restored.
+func (r *run) restore() (bool, error) {
 	rest, err := r.store.begin(beginArgs{id: r.id, g: r.g, durable: r.durable != nil, resume: r.resume,
 		inputs: r.inputs, ignoreInputs: r.ignoreInputs, now: time.Now()})
 	if err != nil || rest == nil {
-		return err
+		return false, err
 	}
 	if len(rest.accepted) > 0 {
 		r.e.logger.Warn("executor: resuming with changed inputs (RunOptions.IgnoreInputs)", "run", r.id,
@@ -217,7 +291,7 @@ func (r *run) restore() error {
 	}
 	for _, k := range rest.deleted {
 		if err := panicerr.Call("State.Delete", func() error { return r.state.Delete(k) }); err != nil {
-			return fmt.Errorf("executor: resume run %q: restore deletion of %q: %w", r.id, k, err)
+			return false, fmt.Errorf("executor: resume run %q: restore deletion of %q: %w", r.id, k, err)
 		}
 	}
 	keys := make([]string, 0, len(rest.state))
@@ -227,7 +301,7 @@ func (r *run) restore() error {
 	slices.Sort(keys)
 	for _, k := range keys {
 		if err := panicerr.Call("State.Put", func() error { return r.state.Put(k, rest.state[k]) }); err != nil {
-			return fmt.Errorf("executor: resume run %q: restore key %q: %w", r.id, k, err)
+			return false, fmt.Errorf("executor: resume run %q: restore key %q: %w", r.id, k, err)
 		}
 	}
 	for id, d := range rest.done {
@@ -241,7 +315,7 @@ func (r *run) restore() error {
 			r.indeg[c]--
 		}
 	}
-	return nil
+	return len(rest.done) > 0, nil
 }
 
 func (r *run) signal() {
@@ -252,8 +326,9 @@ func (r *run) signal() {
 }
 
 // loop is the coordinator. It returns when every node has a final status,
-// or when the run has stopped and nothing is in flight.
-func (r *run) loop(parent context.Context) {
+// or when the run has stopped and nothing is in flight. first is the time
+// the run started, the start time of the nodes it starts first.
+func (r *run) loop(parent context.Context, first time.Time) {
 	if r.store != nil {
 		go r.committer()
 	}
@@ -262,7 +337,7 @@ func (r *run) loop(parent context.Context) {
 	var gateDone chan error
 	var gateCancel context.CancelFunc
 	var gateStart time.Time
-	var spare []Event
+	spare := r.bufs.spare
 	for {
 		var reason, fault error
 		if r.gate != nil {
@@ -272,8 +347,13 @@ func (r *run) loop(parent context.Context) {
 				reason, fault = r.check()
 			}
 		}
-		now := time.Now()
 		r.mu.Lock()
+		// Read the clock only when needed: it costs ~100 ns on some VMs.
+		now := first
+		first = time.Time{}
+		if now.IsZero() && r.readyLen() > 0 {
+			now = time.Now()
+		}
 		if fault != nil {
 			r.gateFailed(fault)
 		}
@@ -283,12 +363,18 @@ func (r *run) loop(parent context.Context) {
 		commitKick := len(r.pending) > 0
 		startGate := r.gs.blocked() && !r.stopping && !finished
 		if startGate {
+			if now.IsZero() {
+				now = time.Now()
+			}
 			gateStart = now
 			r.emit(Event{Kind: Paused, Time: now, Err: r.gs.beginWait()})
 		}
 		next := r.nextTimer()
 		evs := r.takeEvents(spare)
 		r.kick = false
+		// Only the coordinator begins and ends gate waits: this holds until
+		// the select below.
+		gateWaiting, cancelled := r.gs.waiting(), r.cancelled
 		r.mu.Unlock()
 		r.deliver(evs)
 		clear(evs) // let delivered chunks' Text go
@@ -325,11 +411,11 @@ func (r *run) loop(parent context.Context) {
 			timerC = timer.C
 		}
 		var parentDone <-chan struct{}
-		if !r.cancelled {
+		if !cancelled {
 			parentDone = parent.Done()
 		}
 		var gateC <-chan error
-		if r.gateWaitingNow() {
+		if gateWaiting {
 			gateC = gateDone
 		}
 		select {
@@ -363,9 +449,11 @@ func (r *run) loop(parent context.Context) {
 	}
 	r.mu.Lock()
 	r.finishRemaining()
-	evs := r.takeEvents(nil)
+	evs := r.takeEvents(spare)
 	r.mu.Unlock()
 	r.deliver(evs)
+	clear(evs)
+	r.bufs.spare = evs
 }
 
 // err is the error RunWith returns.

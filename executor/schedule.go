@@ -76,7 +76,7 @@ func (r *run) readyLen() int {
 type attempt struct {
 	nc      *nodeCtx
 	idx     int32
-	gen     uint64
+	tok     uint64 // the slot's token while the attempt runs
 	timeout time.Duration
 }
 
@@ -85,8 +85,8 @@ type attempt struct {
 func (r *run) start(now time.Time, i int32) attempt {
 	sl := &r.slots[i]
 	sl.attempt++
-	sl.gen++
-	sl.token.Store(sl.gen << 1)
+	tok := r.tok(sl.attempt)
+	sl.token.Store(tok)
 	r.lastStart = now
 	r.delayUntil = time.Time{}
 	nr := &r.res.Nodes[i]
@@ -96,12 +96,12 @@ func (r *run) start(now time.Time, i int32) attempt {
 	nr.Attempts = int(sl.attempt)
 	nc := &r.nctx[i]
 	if sl.attempt == 1 {
-		*nc = nodeCtx{Context: r.ctx, run: r, idx: i, attempt: 1}
+		*nc = nodeCtx{ref: r.ref, idx: i, attempt: 1}
 	} else {
-		nc = &nodeCtx{Context: r.ctx, run: r, idx: i, attempt: sl.attempt}
+		nc = &nodeCtx{ref: r.ref, idx: i, attempt: sl.attempt}
 	}
 	if sl.timeout > 0 {
-		r.pushTimer(timerEntry{at: now.Add(sl.timeout + r.abandonAfter), idx: i, kind: timerAbandon, gen: sl.gen})
+		r.pushTimer(timerEntry{at: now.Add(sl.timeout + r.abandonAfter), idx: i, kind: timerAbandon, tok: tok})
 	}
 	r.inflight++
 	r.running[sl.class]++
@@ -109,7 +109,7 @@ func (r *run) start(now time.Time, i int32) attempt {
 		r.emit(Event{Kind: NodeStarted, Node: nr.ID, Attempt: nr.Attempts, Time: now})
 	}
 	r.wg.Add(1)
-	return attempt{nc: nc, idx: i, gen: sl.gen, timeout: sl.timeout}
+	return attempt{nc: nc, idx: i, tok: tok, timeout: sl.timeout}
 }
 
 // worker runs node attempts: a, then, as long as finishing one makes
@@ -140,9 +140,9 @@ func (r *run) worker(a attempt) {
 			timedOut = err != nil && ctx.Err() == context.DeadlineExceeded && a.nc.Err() == nil
 			cancel()
 		}
-		runDone := a.nc.Err() != nil
+		runDone := err != nil && a.nc.Err() != nil
 		end := time.Now()
-		if !r.slots[a.idx].token.CompareAndSwap(a.gen<<1, a.gen<<1|1) {
+		if !r.slots[a.idx].token.CompareAndSwap(a.tok, a.tok|1) {
 			return // abandoned: the coordinator has reported this attempt
 		}
 		var reason, fault error
@@ -331,8 +331,8 @@ func (r *run) stop(cause error) {
 	deadline := time.Now().Add(r.abandonAfter)
 	for i := range r.slots {
 		sl := &r.slots[i]
-		if sl.gen > 0 && sl.token.Load() == sl.gen<<1 {
-			r.pushTimer(timerEntry{at: deadline, idx: int32(i), kind: timerAbandon, gen: sl.gen})
+		if tok := r.tok(sl.attempt); sl.attempt > 0 && sl.token.Load() == tok {
+			r.pushTimer(timerEntry{at: deadline, idx: int32(i), kind: timerAbandon, tok: tok})
 		}
 	}
 }

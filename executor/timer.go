@@ -13,13 +13,13 @@ const (
 	timerRetry
 )
 
-// timerEntry is one pending timer of a run, kept in run.timers. gen names
-// the attempt an abandon timer is for.
+// timerEntry is one pending timer of a run, kept in run.timers. tok is the
+// slot token of the attempt an abandon timer is for.
 type timerEntry struct {
 	at   time.Time
 	idx  int32
 	kind uint8
-	gen  uint64
+	tok  uint64
 }
 
 // pushTimer adds a timer entry, kicking the coordinator when it becomes the
@@ -59,7 +59,7 @@ func (r *run) fireTimers(now time.Time) {
 			}
 		case timerAbandon:
 			sl := &r.slots[t.idx]
-			if sl.gen != t.gen || !sl.token.CompareAndSwap(t.gen<<1, t.gen<<1|1) {
+			if !sl.token.CompareAndSwap(t.tok, t.tok|1) {
 				continue // that attempt already reported
 			}
 			r.wg.Done() // on behalf of the goroutine, which will not report

@@ -19,6 +19,16 @@ func New(prio []int, capacity int) *Queue {
 	return &Queue{items: make([]int32, 0, capacity), prio: prio}
 }
 
+// Reset empties q and makes it a queue over prio, reusing its storage when
+// it can hold capacity indices: a scheduler that runs the same graph again
+// allocates nothing.
+func (q *Queue) Reset(prio []int, capacity int) {
+	if cap(q.items) < capacity {
+		q.items = make([]int32, 0, capacity)
+	}
+	q.items, q.base, q.prio = q.items[:0], nil, prio
+}
+
 // Len returns the number of queued indices.
 func (q *Queue) Len() int { return len(q.base) + len(q.items) }
 

@@ -59,3 +59,32 @@ func TestPopsByPriorityThenIndex(t *testing.T) {
 		}
 	}
 }
+
+func TestResetReusesStorage(t *testing.T) {
+	var q Queue
+	q.Reset([]int{0, 5, 1}, 3)
+	for _, i := range []int32{0, 1, 2} {
+		q.Push(i)
+	}
+	if got := q.Pop(); got != 1 {
+		t.Fatalf("Pop = %d, want 1 (highest priority)", got)
+	}
+	q.SetBase([]int32{2})
+	prio := []int{3, 0}
+	q.Reset(prio, 2)
+	if q.Len() != 0 {
+		t.Fatalf("Len after Reset = %d, want 0", q.Len())
+	}
+	q.Push(1)
+	q.Push(0)
+	if allocs := testing.AllocsPerRun(100, func() {
+		q.Reset(prio, 2)
+		q.Push(1)
+		q.Push(0)
+	}); allocs != 0 {
+		t.Fatalf("Reset and Push allocate %v times, want 0", allocs)
+	}
+	if got := q.Pop(); got != 0 {
+		t.Fatalf("Pop = %d, want 0 (new priorities)", got)
+	}
+}

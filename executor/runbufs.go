@@ -1,0 +1,138 @@
+package executor
+
+import (
+	"cmp"
+	"slices"
+
+	"github.com/cemaf-go/cemaf/dag"
+	"github.com/cemaf-go/cemaf/internal/readyq"
+)
+
+// runBufs is the per-node scheduling state of a run: slot bookkeeping,
+// in-degrees, ready queues, timers and event queues. An Executor keeps the
+// run objects of finished runs, with their buffers, in a pool, so that
+// running a graph again allocates nothing per node: what depends only on
+// the graph (priorities, classes, roots, the nodes' timeouts and retry
+// policies) is computed when the buffers first run that graph, the rest is
+// reset.
+//
+// A run whose node goroutines may outlive it (an abandoned node) does not
+// go back to the pool. Goroutines of an earlier run that merely kept a
+// node's context (Emit from a goroutine the node left behind) reach the
+// run through its runRef: they lock run.mu to see that the run ended, and
+// otherwise only load a slot's token atomically, which carries the
+// buffers' generation and so cannot match an attempt of a later run.
+type runBufs struct {
+	// Computed for graph g (and the executor's defaults).
+	g          *dag.Graph
+	prio       []int
+	indeg0     []int32
+	unreleased [nClasses]int
+	roots      [nClasses][]int32 // the roots of each class, in queue order
+
+	// gen counts the runs the buffers served; a slot token carries it.
+	gen uint32
+	// Reset for every run.
+	slots      []slot
+	indeg      []int32
+	ready      [nClasses]readyq.Queue
+	rootBuf    []int32
+	timers     timerHeap
+	events     []Event
+	spare      []Event
+	out        []outState
+	coalesced  []int32
+	pending    []completionRecord
+	pendingIdx []int32
+	wake       chan struct{}
+}
+
+// reset readies b for a run of g.
+func (b *runBufs) reset(g *dag.Graph, opts *Options) {
+	if b.g != g {
+		b.fill(g, opts)
+	}
+	b.gen++
+	for i := range b.slots {
+		b.slots[i].attempt = 0
+	}
+	b.indeg = append(b.indeg[:0], b.indeg0...)
+	for c := range b.ready {
+		b.ready[c].Reset(b.prio, b.unreleased[c])
+	}
+	if b.out != nil && len(b.out) != g.Len() {
+		b.out = nil
+	}
+	select {
+	case <-b.wake: // a signal left by the last run
+	default:
+	}
+}
+
+// clear drops what the last run left in b (events, completions), keeping
+// the storage.
+func (b *runBufs) clear() {
+	clear(b.events)
+	clear(b.spare)
+	clear(b.pending)
+	b.events, b.spare, b.pending = b.events[:0], b.spare[:0], b.pending[:0]
+	b.timers, b.coalesced, b.pendingIdx = b.timers[:0], b.coalesced[:0], b.pendingIdx[:0]
+	for i := range b.out {
+		b.out[i] = outState{}
+	}
+}
+
+// fill computes what depends only on g and the executor's defaults.
+func (b *runBufs) fill(g *dag.Graph, opts *Options) {
+	n := g.Len()
+	b.g = g
+	b.prio = slices.Grow(b.prio[:0], n)[:n]
+	b.indeg0 = slices.Grow(b.indeg0[:0], n)[:n]
+	b.slots = slices.Grow(b.slots[:0], n)[:n]
+	b.unreleased = [nClasses]int{}
+	for i := range n {
+		nd := g.At(i)
+		b.prio[i] = nd.Priority
+		b.indeg0[i] = int32(len(g.Dependencies(i)))
+		b.unreleased[nd.Class]++
+		sl := &b.slots[i]
+		sl.class = nd.Class
+		sl.timeout = nd.Timeout
+		if sl.timeout == 0 {
+			sl.timeout = opts.NodeTimeout
+		}
+		sl.retry = nd.Retry
+		if sl.retry == nil {
+			sl.retry = opts.Retry
+		}
+	}
+	for c := range b.roots {
+		b.roots[c] = b.roots[c][:0]
+	}
+	b.rootBuf = sortRoots(b.rootBuf[:0], b.indeg0, nil, b.slots, b.prio)
+	for _, i := range b.rootBuf {
+		c := b.slots[i].class
+		b.roots[c] = append(b.roots[c], i)
+	}
+}
+
+// sortRoots appends to dst the nodes with no dependency left (indeg 0) and
+// no final status yet (done nil or done[i] false), sorted by class and then
+// in queue order (priority, then graph order).
+func sortRoots(dst []int32, indeg []int32, done func(int) bool, slots []slot, prio []int) []int32 {
+	for i := range indeg {
+		if indeg[i] == 0 && (done == nil || !done(i)) {
+			dst = append(dst, int32(i))
+		}
+	}
+	slices.SortFunc(dst, func(a, c int32) int {
+		if ca, cc := slots[a].class, slots[c].class; ca != cc {
+			return int(ca) - int(cc)
+		}
+		if prio[a] != prio[c] {
+			return cmp.Compare(prio[c], prio[a])
+		}
+		return cmp.Compare(a, c)
+	})
+	return dst
+}
