@@ -7,7 +7,9 @@
 // and the IDs of the nodes it depends on, plus optional settings read by the
 // executor (timeout, retry policy, priority, optional, and its Class: CPU
 // work that computes on this device, or IO work that waits on an LLM, the
-// network or disk, each bounded by its own concurrency limit). New
+// network or disk, each bounded by its own concurrency limit), and whether
+// it is a branch (its outcome chooses which of its dependents run; see
+// Node.Branch for the rule). New
 // validates a list of nodes and returns an immutable *Graph: IDs must be
 // non-empty and unique, every dependency must name a node, no node may
 // depend on itself and there must be no cycle. Every problem is reported at once, each as a

@@ -13,8 +13,9 @@ import (
 
 // WriteDOT writes the graph in Graphviz DOT. An edge a -> b means b depends
 // on a (data flows along the arrows). Optional nodes are drawn dashed, IO
-// nodes with a double border. Node IDs are quoted and escaped, so any ID is
-// valid DOT.
+// nodes with a double border, branch nodes (Node.Branch) as diamonds whose
+// outgoing edges are dashed and labelled "if chosen". Node IDs are quoted
+// and escaped, so any ID is valid DOT.
 func (g *Graph) WriteDOT(w io.Writer) error {
 	bw := bufio.NewWriter(w)
 	bw.WriteString("digraph cemaf {\n\trankdir=LR;\n\tnode [shape=box, style=rounded];\n")
@@ -22,13 +23,18 @@ func (g *Graph) WriteDOT(w io.Writer) error {
 		nd := &g.nodes[i]
 		bw.WriteString("\t")
 		bw.WriteString(dotQuote(nd.ID))
-		switch {
-		case nd.Optional && nd.Class == IO:
-			bw.WriteString(" [style=\"rounded,dashed\", peripheries=2]")
-		case nd.Optional:
-			bw.WriteString(" [style=\"rounded,dashed\"]")
-		case nd.Class == IO:
-			bw.WriteString(" [peripheries=2]")
+		var attrs []string
+		if nd.Optional {
+			attrs = append(attrs, `style="rounded,dashed"`)
+		}
+		if nd.Class == IO {
+			attrs = append(attrs, "peripheries=2")
+		}
+		if nd.Branch {
+			attrs = append(attrs, "shape=diamond")
+		}
+		if len(attrs) > 0 {
+			bw.WriteString(" [" + strings.Join(attrs, ", ") + "]")
 		}
 		bw.WriteString(";\n")
 	}
@@ -38,6 +44,9 @@ func (g *Graph) WriteDOT(w io.Writer) error {
 			bw.WriteString(dotQuote(g.nodes[i].ID))
 			bw.WriteString(" -> ")
 			bw.WriteString(dotQuote(g.nodes[c].ID))
+			if g.nodes[i].Branch {
+				bw.WriteString(` [style=dashed, label="if chosen"]`)
+			}
 			bw.WriteString(";\n")
 		}
 	}
@@ -66,8 +75,9 @@ func dotQuote(s string) string {
 
 // WriteMermaid writes the graph as a Mermaid flowchart (left to right). Nodes
 // get synthetic identifiers n0, n1, … (by position) and their IDs as labels,
-// so any ID renders; optional nodes have a stadium shape; IO nodes are in
-// class io, drawn with a thick border.
+// so any ID renders; optional nodes have a stadium shape, branch nodes
+// (Node.Branch) a rhombus with dotted outgoing links labelled "if chosen";
+// IO nodes are in class io, drawn with a thick border.
 func (g *Graph) WriteMermaid(w io.Writer) error {
 	bw := bufio.NewWriter(w)
 	bw.WriteString("flowchart LR\n")
@@ -75,7 +85,10 @@ func (g *Graph) WriteMermaid(w io.Writer) error {
 	for _, i := range g.order {
 		nd := &g.nodes[i]
 		open, close := `["`, `"]`
-		if nd.Optional {
+		switch {
+		case nd.Branch:
+			open, close = `{"`, `"}`
+		case nd.Optional:
 			open, close = `(["`, `"])`
 		}
 		class := ""
@@ -85,8 +98,12 @@ func (g *Graph) WriteMermaid(w io.Writer) error {
 		bw.WriteString("    n" + strconv.Itoa(int(i)) + open + mermaidEscape(nd.ID) + close + class + "\n")
 	}
 	for _, i := range g.order {
+		link := " --> n"
+		if g.nodes[i].Branch {
+			link = " -. if chosen .-> n"
+		}
 		for _, c := range g.Dependents(int(i)) {
-			bw.WriteString("    n" + strconv.Itoa(int(i)) + " --> n" + strconv.Itoa(int(c)) + "\n")
+			bw.WriteString("    n" + strconv.Itoa(int(i)) + link + strconv.Itoa(int(c)) + "\n")
 		}
 	}
 	if io {
@@ -100,11 +117,13 @@ func mermaidEscape(s string) string {
 	return r.Replace(s)
 }
 
-// Fingerprint identifies the graph's shape: a SHA-256 over the node IDs and
-// the edges, in the order given to New. Two graphs have the same fingerprint
-// exactly when they have the same IDs, in the same order, with the same
-// dependencies (in any order); run functions and settings do not count. Checkpoints use it
-// to refuse resuming a run with a changed graph.
+// Fingerprint identifies the graph's shape: a SHA-256 over the node IDs, the
+// edges and which nodes are branches (Node.Branch), in the order given to
+// New. Two graphs have the same fingerprint exactly when they have the same
+// IDs, in the same order, with the same dependencies (in any order) and the
+// same branch nodes; run functions and other settings do not count. A graph
+// without branch nodes has the fingerprint it had before branches existed.
+// Checkpoints use it to refuse resuming a run with a changed graph.
 func (g *Graph) Fingerprint() string {
 	h := sha256.New()
 	var buf [binary.MaxVarintLen64]byte
@@ -118,6 +137,19 @@ func (g *Graph) Fingerprint() string {
 		put(len(deps))
 		for _, d := range deps {
 			put(int(d))
+		}
+	}
+	// The branch nodes follow the nodes, only when there are some.
+	var branches []int
+	for i := range g.nodes {
+		if g.nodes[i].Branch {
+			branches = append(branches, i)
+		}
+	}
+	if len(branches) > 0 {
+		put(len(branches))
+		for _, i := range branches {
+			put(i)
 		}
 	}
 	return hex.EncodeToString(h.Sum(nil))

@@ -187,6 +187,33 @@ func TestFingerprint(t *testing.T) {
 	c, _ := dag.New(n("a"), n("b", "a"), n("c", "a"))
 	assert.Equal(t, a.Fingerprint(), b.Fingerprint(), "dependency order and settings do not change the identity")
 	assert.NotEqual(t, a.Fingerprint(), c.Fingerprint(), "a removed edge changes the identity")
+	assert.Equal(t, "a0a4ab8299fcec750f0aaedada132c61a313277b7a71b7dfacccf8b1ba53e991", a.Fingerprint(),
+		"a graph without branch nodes keeps the fingerprint checkpoint files recorded before branches existed")
+	br, _ := dag.New(dag.Node{ID: "a", Run: noop, Branch: true}, n("b", "a"), n("c", "a", "b"))
+	assert.NotEqual(t, a.Fingerprint(), br.Fingerprint(), "making a node a branch changes the identity")
+}
+
+func TestBranchExport(t *testing.T) {
+	g, err := dag.New(
+		dag.Node{ID: "route", Run: noop, Branch: true},
+		n("fast", "route"), n("slow", "route"), n("join", "fast", "slow"),
+	)
+	require.NoError(t, err)
+	var buf bytes.Buffer
+	require.NoError(t, g.WriteDOT(&buf))
+	out := buf.String()
+	assert.Contains(t, out, `"route" [shape=diamond];`)
+	assert.Contains(t, out, `"route" -> "fast" [style=dashed, label="if chosen"];`)
+	assert.Contains(t, out, `"route" -> "slow" [style=dashed, label="if chosen"];`)
+	assert.Contains(t, out, `"fast" -> "join";`, "edges of other nodes are plain")
+
+	buf.Reset()
+	require.NoError(t, g.WriteMermaid(&buf))
+	out = buf.String()
+	assert.Contains(t, out, `n0{"route"}`)
+	assert.Contains(t, out, "n0 -. if chosen .-> n1\n")
+	assert.Contains(t, out, "n0 -. if chosen .-> n2\n")
+	assert.Contains(t, out, "n1 --> n3\n")
 }
 
 func TestWriteDOT(t *testing.T) {

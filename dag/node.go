@@ -37,6 +37,18 @@ type Node struct {
 	// for work that mostly waits on something else (an LLM or HTTP call, a
 	// remote node, disk).
 	Class Class
+	// Branch makes the edges to the node's dependents conditional: when the
+	// node succeeds, only the dependents it chose (executor.Choose, called
+	// from Run) may run. The rule for every node with dependencies: it runs
+	// once all its dependencies have finished if at least one of its
+	// incoming edges was taken; an edge d -> n is taken when d succeeded
+	// (or failed while Optional) and, if d is a Branch, chose n. A node no
+	// edge reaches is skipped as not chosen, and so passes nothing on: its
+	// dependents are skipped as well unless another of their dependencies
+	// takes its edge to them. A join that depends on both arms of an
+	// if/else therefore runs after the arm that ran. A Branch that fails,
+	// even an Optional one, chooses nothing.
+	Branch bool
 }
 
 // RetryPolicy says whether and when a failed node attempt is tried again.

@@ -20,14 +20,18 @@ import (
 // graphRecord is the graph a run started with, kept to explain a refused
 // resume (GraphChangedError).
 type graphRecord struct {
-	Nodes []string    `json:"nodes"`
-	Edges [][2]string `json:"edges"`
+	Nodes    []string    `json:"nodes"`
+	Edges    [][2]string `json:"edges"`
+	Branches []string    `json:"branches,omitempty"`
 }
 
 // doneRecord is the record of one completed node.
 type doneRecord struct {
 	Attempts int       `json:"attempts"`
 	End      time.Time `json:"end"`
+	// Chosen is a branch node's choice (executor.Choose), which a resume
+	// honours instead of running the branch again.
+	Chosen []string `json:"chosen,omitempty"`
 }
 
 // restored is what a resume brings back from the store.
@@ -73,6 +77,9 @@ func (s *CheckpointStore) begin(a beginArgs) (*restored, error) {
 			gr := graphRecord{Edges: g.Edges()}
 			for i := range g.Len() {
 				gr.Nodes = append(gr.Nodes, g.At(i).ID)
+				if g.At(i).Branch {
+					gr.Branches = append(gr.Branches, g.At(i).ID)
+				}
 			}
 			for _, name := range [][]byte{bucketDone, bucketState, bucketDeleted} {
 				if _, err := b.CreateBucket(name); err != nil {
@@ -133,8 +140,15 @@ func (s *CheckpointStore) begin(a beginArgs) (*restored, error) {
 			if err := json.Unmarshal(v, &d); err != nil {
 				return fmt.Errorf("%w: completion of node %q in run %q: %v", ErrCheckpointCorrupt, k, id, err)
 			}
-			if _, ok := g.Node(string(k)); !ok {
+			i, ok := g.IndexOf(string(k))
+			if !ok {
 				return fmt.Errorf("%w: run %q records unknown node %q", ErrCheckpointCorrupt, id, k)
+			}
+			for _, c := range d.Chosen {
+				j, ok := g.IndexOf(c)
+				if !ok || !g.At(i).Branch || !slices.Contains(g.Dependents(i), int32(j)) {
+					return fmt.Errorf("%w: run %q records that node %q chose %q, which is not a dependent of that branch", ErrCheckpointCorrupt, id, k, c)
+				}
 			}
 			out.done[string(k)] = d
 			return nil
@@ -191,6 +205,7 @@ type completionRecord struct {
 	attempts int
 	end      time.Time
 	changes  []change
+	chosen   []string // a branch node's choice
 }
 
 type change struct {
@@ -230,7 +245,7 @@ func (s *CheckpointStore) commit(id string, batch []completionRecord, now time.T
 			if done.Get([]byte(c.node)) == nil {
 				added++
 			}
-			if err := putJSON(done, []byte(c.node), doneRecord{Attempts: c.attempts, End: c.end}); err != nil {
+			if err := putJSON(done, []byte(c.node), doneRecord{Attempts: c.attempts, End: c.end, Chosen: c.chosen}); err != nil {
 				return err
 			}
 		}

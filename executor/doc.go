@@ -28,6 +28,15 @@
 // cancellation, and event delivery. Observers are called from that goroutine,
 // in order, never while the executor holds a lock.
 //
+// Conditional edges: a branch node (dag.Node.Branch) calls Choose from
+// its Run to name the dependents that run once it succeeds. A node runs
+// when its dependencies have finished and at least one incoming edge was
+// taken (its dependency ran and, if a branch, chose it); otherwise it is
+// skipped with ErrNotChosen, and so are its dependents unless another
+// dependency of theirs ran. NodeResult.Chosen reports the choice, and the
+// checkpoint store records it with the branch's completion: a resume
+// follows the recorded choice and does not run the branch again.
+//
 // Time: a node's timeout (Node.Timeout, else Options.NodeTimeout) is a
 // context deadline for one attempt. A node that returns after its deadline is
 // TimedOut; one that ignores its context is given AbandonAfter more, then

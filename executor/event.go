@@ -17,7 +17,7 @@ const (
 	NodeSucceeded              // Duration is the attempt's
 	NodeFailed                 // final failure (or timeout); Err says why
 	NodeRetrying               // Err is the attempt's error, Duration the delay before the next one
-	NodeSkipped                // Err says why (ErrUpstream or ErrRunStopped)
+	NodeSkipped                // Err says why (ErrUpstream, ErrNotChosen or ErrRunStopped)
 	NodeCancelled              // the run was cancelled while the node ran
 	Paused                     // the Gate holds the run; Err is the reason when the Gate reports one
 	Resumed                    // the Gate let the run go on; Duration is the length of the pause

@@ -106,3 +106,37 @@ func ExampleEmit() {
 	// answer done
 	// false
 }
+
+func ExampleChoose() {
+	step := func(context.Context, dag.State) error { return nil }
+	g, _ := dag.New(
+		// A branch node: its outcome chooses which dependents run.
+		dag.Node{ID: "classify", Branch: true, Run: func(ctx context.Context, s dag.State) error {
+			q, _ := s.Get("question")
+			if len(q) < 20 {
+				return executor.Choose(ctx, "quick-answer")
+			}
+			return executor.Choose(ctx, "retrieve")
+		}},
+		dag.Node{ID: "quick-answer", DependsOn: []string{"classify"}, Run: step},
+		dag.Node{ID: "retrieve", DependsOn: []string{"classify"}, Run: step},
+		dag.Node{ID: "rag-answer", DependsOn: []string{"retrieve"}, Run: step},
+		// A join runs after whichever arm ran.
+		dag.Node{ID: "report", DependsOn: []string{"quick-answer", "rag-answer"}, Run: step},
+	)
+	s := dag.NewMemoryState()
+	_ = s.Put("question", []byte("Why 80 °C?"))
+	e, _ := executor.New(executor.Options{})
+	res, err := e.Run(context.Background(), g, s)
+	fmt.Println("run error:", err)
+	for _, nr := range res.Nodes {
+		fmt.Println(nr.ID, nr.Status, nr.Chosen, errors.Is(nr.Err, executor.ErrNotChosen))
+	}
+	// Output:
+	// run error: <nil>
+	// classify succeeded [quick-answer] false
+	// quick-answer succeeded [] false
+	// retrieve skipped [] true
+	// rag-answer skipped [] true
+	// report succeeded [] false
+}

@@ -2,6 +2,7 @@ package executor
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/cemaf-go/cemaf/dag"
@@ -13,7 +14,10 @@ type GraphChangedError struct {
 	RunID                    string
 	AddedNodes, RemovedNodes []string
 	AddedEdges, RemovedEdges [][2]string
-	OrderChanged             bool // same nodes and edges in a different order
+	// BranchesChanged lists the nodes present in both graphs that became
+	// or stopped being branch nodes (dag.Node.Branch).
+	BranchesChanged []string
+	OrderChanged    bool // same nodes, edges and branches in a different order
 }
 
 // Error lists what changed: added and removed nodes and edges.
@@ -37,6 +41,7 @@ func (e *GraphChangedError) Error() string {
 	list("removed nodes", e.RemovedNodes)
 	edges("added edges", e.AddedEdges)
 	edges("removed edges", e.RemovedEdges)
+	list("branch setting changed on", e.BranchesChanged)
 	if e.OrderChanged {
 		parts = append(parts, "node order changed")
 	}
@@ -54,7 +59,19 @@ func diffGraphs(id string, old graphRecord, g *dag.Graph) *GraphChangedError {
 	}
 	e.AddedNodes, e.RemovedNodes = diffSets(newNodes, old.Nodes)
 	e.AddedEdges, e.RemovedEdges = diffSets(g.Edges(), old.Edges)
-	if len(e.AddedNodes)+len(e.RemovedNodes)+len(e.AddedEdges)+len(e.RemovedEdges) == 0 {
+	var branches []string
+	for i := range g.Len() {
+		if g.At(i).Branch {
+			branches = append(branches, g.At(i).ID)
+		}
+	}
+	became, stopped := diffSets(branches, old.Branches)
+	for _, id := range append(became, stopped...) {
+		if slices.Contains(newNodes, id) && slices.Contains(old.Nodes, id) {
+			e.BranchesChanged = append(e.BranchesChanged, id)
+		}
+	}
+	if len(e.AddedNodes)+len(e.RemovedNodes)+len(e.AddedEdges)+len(e.RemovedEdges)+len(e.BranchesChanged) == 0 {
 		e.OrderChanged = true
 	}
 	return e

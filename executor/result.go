@@ -18,7 +18,7 @@ const (
 	Pending   Status = iota
 	Succeeded        // the node returned nil
 	Failed           // the node returned an error (or panicked) and will not be retried
-	Skipped          // the node never ran: a dependency failed, or the run stopped first
+	Skipped          // the node never ran: a dependency failed, no branch chose it, or the run stopped first
 	Cancelled        // the run was cancelled while the node was running or waiting
 	TimedOut         // the node's last attempt exceeded its timeout
 )
@@ -66,6 +66,10 @@ type NodeResult struct {
 	// Abandoned is set when the node ignored its context past its timeout
 	// (or past the run's cancellation) and its goroutine was left running.
 	Abandoned bool `json:"abandoned,omitempty"`
+	// Chosen lists the dependents a branch node (dag.Node.Branch) chose
+	// with Choose, when it succeeded (restored from the checkpoint on a
+	// resume); nil for other nodes.
+	Chosen []string `json:"chosen,omitempty"`
 }
 
 // Duration is End − Start (zero if the node never ran).

@@ -127,6 +127,13 @@ type runVars struct {
 	committing   bool
 	commitStop   bool
 	ckptErr      error
+	// Conditional edges (choose.go), when the graph has branch nodes:
+	// choices of the branch nodes' attempts, and per node the incoming
+	// edges taken so far. Nil otherwise.
+	choices      []choice
+	taken        []int32
+	choiceFaults []choiceFault
+	preparing    bool // restoring a resume: settle queues nothing
 }
 
 // runRef is a run's identity as its node contexts see it. It is allocated
@@ -175,6 +182,8 @@ func newRun(ctx context.Context, e *Executor, g *dag.Graph, s dag.State, id stri
 		coalesced:  b.coalesced,
 		pending:    b.pending,
 		pendingIdx: b.pendingIdx,
+		choices:    b.choices,
+		taken:      b.taken,
 	}
 	if ck, ok := r.gate.(Checker); ok {
 		r.checker = ck
@@ -311,9 +320,36 @@ func (r *run) restore() (bool, error) {
 		nr.Attempts, nr.End = d.Attempts, d.End
 		r.remaining--
 		r.unreleased[r.slots[i].class]--
+		if r.g.At(i).Branch {
+			// The recorded choice stands: the branch is not asked again.
+			ch := &r.choices[i]
+			ch.made = true
+			for _, c := range d.Chosen {
+				j, _ := r.g.IndexOf(c) // checked by begin
+				ch.ids = append(ch.ids, int32(j))
+			}
+			nr.Chosen = d.Chosen
+		}
+	}
+	for id := range rest.done {
+		i, _ := r.g.IndexOf(id)
 		for _, c := range r.g.Dependents(i) {
 			r.indeg[c]--
+			if r.taken != nil && r.takes(int32(i), c) {
+				r.taken[c]++
+			}
 		}
+	}
+	if r.taken != nil {
+		// Nodes that no restored edge reaches are skipped as before the
+		// crash; settle passes that on.
+		r.preparing = true
+		for i := range r.indeg {
+			if r.indeg[i] == 0 && r.res.Nodes[i].Status == Pending && len(r.g.Dependencies(i)) > 0 && r.taken[i] == 0 {
+				r.skipNotChosen(int32(i))
+			}
+		}
+		r.preparing = false
 	}
 	return len(rest.done) > 0, nil
 }

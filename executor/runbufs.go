@@ -45,6 +45,10 @@ type runBufs struct {
 	pending    []completionRecord
 	pendingIdx []int32
 	wake       chan struct{}
+	// For a graph with branch nodes (else nil): their choices, and the
+	// incoming edges taken per node.
+	choices []choice
+	taken   []int32
 }
 
 // reset readies b for a run of g.
@@ -57,6 +61,12 @@ func (b *runBufs) reset(g *dag.Graph, opts *Options) {
 		b.slots[i].attempt = 0
 	}
 	b.indeg = append(b.indeg[:0], b.indeg0...)
+	if b.taken != nil {
+		clear(b.taken)
+		for i := range b.choices {
+			b.choices[i] = choice{ids: b.choices[i].ids[:0]}
+		}
+	}
 	for c := range b.ready {
 		b.ready[c].Reset(b.prio, b.unreleased[c])
 	}
@@ -90,6 +100,8 @@ func (b *runBufs) fill(g *dag.Graph, opts *Options) {
 	b.indeg0 = slices.Grow(b.indeg0[:0], n)[:n]
 	b.slots = slices.Grow(b.slots[:0], n)[:n]
 	b.unreleased = [nClasses]int{}
+	b.choices, b.taken = b.choices[:0], b.taken[:0]
+	branches := false
 	for i := range n {
 		nd := g.At(i)
 		b.prio[i] = nd.Priority
@@ -105,6 +117,13 @@ func (b *runBufs) fill(g *dag.Graph, opts *Options) {
 		if sl.retry == nil {
 			sl.retry = opts.Retry
 		}
+		branches = branches || nd.Branch
+	}
+	if branches {
+		b.choices = slices.Grow(b.choices, n)[:n]
+		b.taken = slices.Grow(b.taken, n)[:n]
+	} else {
+		b.choices, b.taken = nil, nil
 	}
 	for c := range b.roots {
 		b.roots[c] = b.roots[c][:0]

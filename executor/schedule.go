@@ -103,6 +103,9 @@ func (r *run) start(now time.Time, i int32) attempt {
 	if sl.timeout > 0 {
 		r.pushTimer(timerEntry{at: now.Add(sl.timeout + r.abandonAfter), idx: i, kind: timerAbandon, tok: tok})
 	}
+	if r.choices != nil && r.g.At(int(i)).Branch {
+		r.beginChoice(i, sl.attempt)
+	}
 	r.inflight++
 	r.running[sl.class]++
 	if len(r.observers) > 0 {
@@ -187,9 +190,17 @@ func (r *run) complete(i int32, err error, timedOut, runDone bool, end time.Time
 	r.running[r.slots[i].class]--
 	nr := &r.res.Nodes[i]
 	nr.End = end
+	if err == nil && (r.choices != nil || len(r.choiceFaults) > 0) {
+		err = r.choiceError(i, r.slots[i].attempt)
+	}
 	switch {
 	case err == nil:
 		nr.Status, nr.Err = Succeeded, nil
+		var chosen []string
+		if r.choices != nil && r.g.At(int(i)).Branch {
+			chosen = r.chosenIDs(i)
+			nr.Chosen = chosen
+		}
 		if len(r.observers) > 0 {
 			r.emit(Event{Kind: NodeSucceeded, Node: nr.ID, Attempt: nr.Attempts, Time: end, Duration: end.Sub(nr.Start), Status: Succeeded})
 		}
@@ -201,7 +212,7 @@ func (r *run) complete(i int32, err error, timedOut, runDone bool, end time.Time
 		if len(r.pending) == 0 {
 			r.pendingSince = end
 		}
-		r.pending = append(r.pending, completionRecord{node: nr.ID, attempts: nr.Attempts, end: end, changes: changes})
+		r.pending = append(r.pending, completionRecord{node: nr.ID, attempts: nr.Attempts, end: end, changes: changes, chosen: chosen})
 		r.pendingIdx = append(r.pendingIdx, i)
 	case runDone && !timedOut:
 		// Whatever it returned, the node stopped because the run did. If
@@ -281,13 +292,16 @@ func (r *run) fail(i int32, status Status, err error) {
 	r.skipDescendants(i, nr.ID)
 }
 
-// release marks node i finished and queues dependents that became ready.
+// release marks node i finished and queues dependents that became ready
+// (or, with branch nodes, skips those no edge reached: see settle).
 func (r *run) release(i int32) {
 	r.remaining--
 	for _, c := range r.g.Dependents(int(i)) {
+		if r.taken != nil && r.takes(i, c) {
+			r.taken[c]++
+		}
 		if r.indeg[c]--; r.indeg[c] == 0 && r.res.Nodes[c].Status == Pending {
-			r.unreleased[r.slots[c].class]--
-			r.ready[r.slots[c].class].Push(c)
+			r.settle(c)
 		}
 	}
 }
