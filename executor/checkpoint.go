@@ -65,6 +65,7 @@ var (
 	keyInfo       = []byte("info")
 	keyGraph      = []byte("graph")
 	keyInputs     = []byte("inputs")
+	keyAnswers    = []byte("answers")
 	bucketDone    = []byte("done")
 	bucketState   = []byte("state")
 	bucketDeleted = []byte("deleted")
@@ -281,10 +282,14 @@ type RunRecord struct {
 	Created   time.Time `json:"created"`
 	Updated   time.Time `json:"updated"`
 	// Status is "running" (in progress, or interrupted by a crash),
-	// "succeeded", "failed" or "cancelled". Only succeeded runs are
-	// finished; the others can be resumed.
+	// "succeeded", "failed", "cancelled" or "waiting" (nodes wait for
+	// input: Questions). Only succeeded runs are finished; the others can
+	// be resumed.
 	Status string `json:"status"`
 	Error  string `json:"error,omitempty"`
+	// Questions are the questions of the nodes waiting for input when the
+	// run last ended (see Interrupt); resume with RunOptions.Answers.
+	Questions []Question `json:"questions,omitempty"`
 	// DurableState is set when the run's State keeps its own values
 	// durably (a paging.Pager in ModeDurable): the store then records only
 	// which nodes completed, and a resume must use that same State.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -41,6 +42,9 @@ type restored struct {
 	deleted []string
 	// accepted are the input changes this resume accepted (IgnoreInputs).
 	accepted []InputChange
+	// answers are the answers to waiting nodes: recorded ones, updated
+	// with those given now.
+	answers map[string]string
 }
 
 // beginArgs are the arguments of begin.
@@ -54,7 +58,9 @@ type beginArgs struct {
 	// inputs and ignoreInputs: RunOptions.Inputs and IgnoreInputs.
 	inputs       map[string]string
 	ignoreInputs bool
-	now          time.Time
+	// answers: RunOptions.Answers.
+	answers map[string]string
+	now     time.Time
 }
 
 // begin records a new run, or loads an unfinished one with the same ID.
@@ -67,6 +73,9 @@ func (s *CheckpointStore) begin(a beginArgs) (*restored, error) {
 		b := runs.Bucket([]byte(id))
 		if b == nil && a.resume {
 			return ErrRunNotFound
+		}
+		if b == nil && len(a.answers) > 0 {
+			return checkAnswers(id, a.answers, nil)
 		}
 		if b == nil {
 			b, err := runs.CreateBucket([]byte(id))
@@ -130,7 +139,23 @@ func (s *CheckpointStore) begin(a beginArgs) (*restored, error) {
 				return err
 			}
 		}
-		out = &restored{done: map[string]doneRecord{}, state: map[string][]byte{}, accepted: accepted}
+		if err := checkAnswers(id, a.answers, rec.Questions); err != nil {
+			return err
+		}
+		answers, err := readAnswers(b)
+		if err != nil {
+			return err
+		}
+		if len(a.answers) > 0 {
+			if answers == nil {
+				answers = map[string]string{}
+			}
+			maps.Copy(answers, a.answers)
+			if err := putJSON(b, keyAnswers, answers); err != nil {
+				return err
+			}
+		}
+		out = &restored{done: map[string]doneRecord{}, state: map[string][]byte{}, accepted: accepted, answers: answers}
 		done, state, deleted := b.Bucket(bucketDone), b.Bucket(bucketState), b.Bucket(bucketDeleted)
 		if done == nil || state == nil || deleted == nil {
 			return fmt.Errorf("%w: run %q lacks its buckets", ErrCheckpointCorrupt, id)
@@ -259,8 +284,23 @@ func (s *CheckpointStore) commit(id string, batch []completionRecord, now time.T
 	})
 }
 
-// finish records the end of a run: succeeded, failed or cancelled.
-func (s *CheckpointStore) finish(id, status string, runErr error, now time.Time) error {
+// readAnswers reads a run's recorded answers (nil when there are none).
+func readAnswers(b *bolt.Bucket) (map[string]string, error) {
+	raw := b.Get(keyAnswers)
+	if raw == nil {
+		return nil, nil
+	}
+	var m map[string]string
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, fmt.Errorf("%w: answers record: %v", ErrCheckpointCorrupt, err)
+	}
+	return m, nil
+}
+
+// finish records the end of a run: succeeded, failed, cancelled or
+// waiting, with the questions of the nodes waiting for input (whose
+// recorded answers, if any, have been used: they asked again).
+func (s *CheckpointStore) finish(id, status string, runErr error, waiting []Question, now time.Time) error {
 	err := s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketRuns).Bucket([]byte(id))
 		if b == nil {
@@ -270,10 +310,24 @@ func (s *CheckpointStore) finish(id, status string, runErr error, now time.Time)
 		if err != nil {
 			return err
 		}
-		rec.Status, rec.Updated = status, now
+		rec.Status, rec.Updated, rec.Questions = status, now, waiting
 		rec.Error = ""
 		if runErr != nil {
 			rec.Error = runErr.Error()
+		}
+		if len(waiting) > 0 {
+			answers, err := readAnswers(b)
+			if err != nil {
+				return err
+			}
+			if answers != nil {
+				for _, q := range waiting {
+					delete(answers, q.Node)
+				}
+				if err := putJSON(b, keyAnswers, answers); err != nil {
+					return err
+				}
+			}
 		}
 		if status == "succeeded" {
 			// A finished run is kept for inspection only: drop the values.

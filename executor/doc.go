@@ -37,6 +37,17 @@
 // checkpoint store records it with the branch's completion: a resume
 // follows the recorded choice and does not run the branch again.
 //
+// Human input: a node that needs an answer returns Interrupt(ctx,
+// question). It becomes Waiting (not failed, not retried); its descendants
+// are skipped for now; every other node goes on, those in flight and those
+// that do not depend on it, so that the run has done all it can before it
+// waits. The run then ends: RunWith returns the *InterruptError
+// (ErrInterrupted), and the checkpoint store records the run as "waiting"
+// with the question and the node (RunRecord.Questions). The process may
+// exit. Resuming the run with RunOptions.Answers runs the waiting node
+// again; it reads its answer with InputFrom. Answers are recorded with the
+// run, so a crash after a resume that gave them does not lose them.
+//
 // Time: a node's timeout (Node.Timeout, else Options.NodeTimeout) is a
 // context deadline for one attempt. A node that returns after its deadline is
 // TimedOut; one that ignores its context is given AbandonAfter more, then
@@ -119,5 +130,8 @@
 // output is kept in memory until delivered: a stuck observer makes the
 // queue grow by the Text emitted (coalescing bounds the number of events,
 // not the bytes). Emit from a goroutine that outlives its node's attempt
-// returns false and the chunk is dropped.
+// returns false and the chunk is dropped. A waiting run is removed by the
+// checkpoint store's garbage collection like any other once it has not been
+// updated for CheckpointOptions.MaxAge (7 days by default): raise it if
+// answers may take longer.
 package executor

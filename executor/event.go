@@ -2,6 +2,7 @@ package executor
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 )
@@ -23,10 +24,11 @@ const (
 	Resumed                    // the Gate let the run go on; Duration is the length of the pause
 	NodeCheckpointed           // the node's completion is durable in the checkpoint store
 	NodeOutput                 // partial output of a running attempt (Emit); Chunk holds it
+	NodeWaiting                // the node returned Interrupt; Err is the *InterruptError with the question
 )
 
 var eventNames = [...]string{"", "run_started", "run_finished", "node_started", "node_succeeded",
-	"node_failed", "node_retrying", "node_skipped", "node_cancelled", "paused", "resumed", "node_checkpointed", "node_output"}
+	"node_failed", "node_retrying", "node_skipped", "node_cancelled", "paused", "resumed", "node_checkpointed", "node_output", "node_waiting"}
 
 // String returns the kind in snake_case.
 func (k EventKind) String() string {
@@ -90,11 +92,14 @@ func (o *LogObserver) OnEvent(ev Event) {
 		level = slog.LevelInfo
 		if ev.Kind == RunFinished && ev.Err != nil {
 			level = slog.LevelError
+			if errors.Is(ev.Err, ErrInterrupted) {
+				level = slog.LevelWarn // waiting for input is not a failure
+			}
 		}
 		if ev.Kind == NodeCheckpointed {
 			level = slog.LevelDebug
 		}
-	case Paused, Resumed, NodeRetrying, NodeSkipped, NodeCancelled:
+	case Paused, Resumed, NodeRetrying, NodeSkipped, NodeCancelled, NodeWaiting:
 		level = slog.LevelWarn
 	case NodeFailed:
 		level = slog.LevelError

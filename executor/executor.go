@@ -258,6 +258,14 @@ type RunOptions struct {
 	IgnoreInputs bool
 	// Observers receive this run's events in addition to the executor's.
 	Observers []Observer
+	// Answers are answers to nodes waiting for input (see Interrupt), by
+	// node ID; the node reads its answer with InputFrom. With a checkpoint
+	// store, each must name a node the resumed run recorded as waiting
+	// (RunRecord.Questions), else RunWith fails naming it; the answers are
+	// recorded with the run, so a resume after a crash still has them.
+	// Without a store they are given to the nodes as they are. Values are
+	// at most MaxInputBytes.
+	Answers map[string]string
 	// Reuse, if set, is a Result of an earlier run that the caller no
 	// longer uses (nor any NodeResult pointer into it): RunWith resets it
 	// and returns it instead of allocating a new one, so that running a
@@ -326,6 +334,10 @@ func (e *Executor) RunWith(ctx context.Context, g *dag.Graph, s dag.State, ro Ru
 	defer r.releaseBufs()
 	r.resume = ro.Resume
 	r.inputs, r.ignoreInputs = ro.Inputs, ro.IgnoreInputs
+	r.answers, r.ref.answers = ro.Answers, ro.Answers
+	if err := r.validateAnswers(ro.Answers); err != nil {
+		return r.res, err
+	}
 	r.res.Start = start
 	if err := r.prepare(); err != nil {
 		r.res.End = time.Now()
@@ -342,8 +354,10 @@ func (e *Executor) RunWith(ctx context.Context, g *dag.Graph, s dag.State, ro Ru
 			status = "cancelled"
 		case err == nil:
 			status = "succeeded"
+		case len(r.failures) == 0 && r.ckptErr == nil && r.gateErr == nil && len(r.waiting) > 0:
+			status = "waiting"
 		}
-		if ferr := r.store.finish(id, status, err, r.res.End); ferr != nil {
+		if ferr := r.store.finish(id, status, err, r.waiting, r.res.End); ferr != nil {
 			err = errors.Join(err, fmt.Errorf("executor: checkpoint run %s: record its end: %w", id, ferr))
 		}
 	}

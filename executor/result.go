@@ -21,9 +21,10 @@ const (
 	Skipped          // the node never ran: a dependency failed, no branch chose it, or the run stopped first
 	Cancelled        // the run was cancelled while the node was running or waiting
 	TimedOut         // the node's last attempt exceeded its timeout
+	Waiting          // the node returned Interrupt: it waits for input (NodeResult.Question)
 )
 
-var statusNames = [...]string{"pending", "succeeded", "failed", "skipped", "cancelled", "timed_out"}
+var statusNames = [...]string{"pending", "succeeded", "failed", "skipped", "cancelled", "timed_out", "waiting"}
 
 // String returns the status in snake_case, as used in logs and JSON.
 func (s Status) String() string {
@@ -70,6 +71,8 @@ type NodeResult struct {
 	// with Choose, when it succeeded (restored from the checkpoint on a
 	// resume); nil for other nodes.
 	Chosen []string `json:"chosen,omitempty"`
+	// Question is what a Waiting node asked (Interrupt).
+	Question string `json:"question,omitempty"`
 }
 
 // Duration is End − Start (zero if the node never ran).

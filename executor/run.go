@@ -73,6 +73,8 @@ type runVars struct {
 	// inputs and ignoreInputs: RunOptions.Inputs and IgnoreInputs.
 	inputs       map[string]string
 	ignoreInputs bool
+	// answers: RunOptions.Answers.
+	answers map[string]string
 	// ctx is the run's context (per call, never retained after RunWith).
 	ctx    context.Context
 	cancel context.CancelCauseFunc
@@ -134,6 +136,9 @@ type runVars struct {
 	taken        []int32
 	choiceFaults []choiceFault
 	preparing    bool // restoring a resume: settle queues nothing
+	// Nodes waiting for input (interrupt.go), in the order they asked.
+	waiting    []Question
+	interrupts []error
 }
 
 // runRef is a run's identity as its node contexts see it. It is allocated
@@ -149,6 +154,9 @@ type runRef struct {
 	tokBase  uint64 // the buffers' generation, shifted into slot tokens
 	observed bool   // the run has observers
 	ended    bool   // guarded by r.mu: the run is over
+	// answers are the answers to waiting nodes (InputFrom), set before
+	// any node starts.
+	answers map[string]string
 }
 
 // tok is the token of a running attempt of this run.
@@ -290,10 +298,11 @@ func (r *run) prepare() error {
 // reports whether any node was restored.
 func (r *run) restore() (bool, error) {
 	rest, err := r.store.begin(beginArgs{id: r.id, g: r.g, durable: r.durable != nil, resume: r.resume,
-		inputs: r.inputs, ignoreInputs: r.ignoreInputs, now: time.Now()})
+		inputs: r.inputs, ignoreInputs: r.ignoreInputs, answers: r.answers, now: time.Now()})
 	if err != nil || rest == nil {
 		return false, err
 	}
+	r.ref.answers = rest.answers
 	if len(rest.accepted) > 0 {
 		r.e.logger.Warn("executor: resuming with changed inputs (RunOptions.IgnoreInputs)", "run", r.id,
 			"changed", (&InputsChangedError{RunID: r.id, Changed: rest.accepted}).changes())
@@ -503,6 +512,12 @@ func (r *run) err(parent context.Context) error {
 		return r.failures[0]
 	case len(r.failures) > 1:
 		return errors.Join(r.failures...)
+	case r.gateErr != nil:
+		return r.gateErr
+	case len(r.interrupts) == 1:
+		return r.interrupts[0]
+	case len(r.interrupts) > 1:
+		return errors.Join(r.interrupts...)
 	}
-	return r.gateErr
+	return nil
 }

@@ -224,6 +224,10 @@ func (r *run) complete(i int32, err error, timedOut, runDone bool, end time.Time
 		}
 		r.cancelNode(i, err)
 	default:
+		if ie := (*InterruptError)(nil); !timedOut && errors.As(err, &ie) {
+			r.interrupt(i, ie, end)
+			return
+		}
 		status := Failed
 		if timedOut {
 			err, status = &TimeoutError{Timeout: r.slots[i].timeout}, TimedOut
@@ -289,7 +293,7 @@ func (r *run) fail(i int32, status Status, err error) {
 		r.stop(ne)
 		return
 	}
-	r.skipDescendants(i, nr.ID)
+	r.skipDescendants(i, &UpstreamError{Dependency: nr.ID})
 }
 
 // release marks node i finished and queues dependents that became ready
@@ -306,7 +310,9 @@ func (r *run) release(i int32) {
 	}
 }
 
-func (r *run) skipDescendants(i int32, failed string) {
+// skipDescendants skips every descendant of node i still pending, with
+// error why. Called with mu held.
+func (r *run) skipDescendants(i int32, why error) {
 	stack := []int32{i}
 	for len(stack) > 0 {
 		v := stack[len(stack)-1]
@@ -317,7 +323,7 @@ func (r *run) skipDescendants(i int32, failed string) {
 				continue
 			}
 			nr.Status = Skipped
-			nr.Err = &UpstreamError{Dependency: failed}
+			nr.Err = why
 			r.remaining--
 			r.unreleased[r.slots[c].class]--
 			r.emit(Event{Kind: NodeSkipped, Node: nr.ID, Time: time.Now(), Status: Skipped, Err: nr.Err})
