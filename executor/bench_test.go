@@ -296,3 +296,49 @@ func BenchmarkEmit(b *testing.B) {
 		<-done
 	})
 }
+
+// noopTracer is the cheapest Tracer: it returns the context it is given
+// and no end function.
+type noopTracer struct{}
+
+func (noopTracer) TraceRun(ctx context.Context, _ executor.RunTrace) (context.Context, func(executor.RunOutcome)) {
+	return ctx, nil
+}
+
+func (noopTracer) TraceNode(ctx context.Context, _ executor.NodeTrace) (context.Context, func(executor.NodeOutcome)) {
+	return ctx, nil
+}
+
+// BenchmarkTracer measures the Tracer hook on a 10,000-node chain: without
+// a Tracer (the cost of the unset hook is one nil check per attempt), with
+// a no-op one, and the bare baseline.
+func BenchmarkTracer(b *testing.B) {
+	g := chainGraph(b, 10_000)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		tr   executor.Tracer
+	}{{"none", nil}, {"noop", noopTracer{}}} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			e := mustExec(b, executor.Options{Tracer: tc.tr, Limits: executor.Limits{CPU: runtime.GOMAXPROCS(0)}})
+			s := dag.NewMemoryState()
+			var res *executor.Result
+			for b.Loop() {
+				var err error
+				if res, err = e.RunWith(ctx, g, s, executor.RunOptions{Reuse: res}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*g.Len()), "ns/node")
+		})
+	}
+	b.Run("baseline", func(b *testing.B) {
+		b.ReportAllocs()
+		s := dag.NewMemoryState()
+		for b.Loop() {
+			baselineRun(ctx, g, s, runtime.GOMAXPROCS(0))
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*g.Len()), "ns/node")
+	})
+}

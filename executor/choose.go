@@ -169,8 +169,10 @@ func (r *run) settle(c int32) {
 	if r.preparing {
 		return
 	}
-	r.unreleased[r.slots[c].class]--
-	r.ready[r.slots[c].class].Push(c)
+	sl := &r.slots[c]
+	sl.readyPaused = r.res.Paused
+	r.unreleased[sl.class]--
+	r.ready[sl.class].Push(c)
 }
 
 // skipNotChosen skips node c, which no edge reached, and passes that on to

@@ -103,6 +103,11 @@
 // mode), the store records only the completions, after checkpointing the
 // State. Finished runs are garbage-collected by age and count.
 //
+// Tracing: Options.Tracer wraps each run's context and each node attempt's
+// (TraceRun, TraceNode) and is told how each ended, so that spans (the otel
+// module) or timings enclose what nodes do with their contexts. Unset, it
+// costs one nil check per attempt.
+//
 // Memory: the per-node state of a run (slots, in-degrees, ready queues,
 // timers, event queues) is pooled by the Executor and reset, and what
 // depends only on the graph (priorities, classes, roots) is computed once

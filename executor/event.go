@@ -50,6 +50,10 @@ type Event struct {
 	Status   Status // for node events that end a node
 	Err      error
 	Chunk    Chunk // for NodeOutput
+	// RunStatus is, for RunFinished, how the run ended: "succeeded",
+	// "failed", "cancelled" or "waiting" (as the checkpoint store records
+	// it).
+	RunStatus string
 }
 
 // Observer receives the events of runs. OnEvent is called synchronously from

@@ -16,6 +16,7 @@ import (
 
 	"github.com/cemaf-go/cemaf/dag"
 	"github.com/cemaf-go/cemaf/internal/hostlimits"
+	"github.com/cemaf-go/cemaf/internal/panicerr"
 )
 
 // FailurePolicy decides what a run does when a node fails.
@@ -91,6 +92,9 @@ type Options struct {
 	// Logger receives the executor's own diagnostics (a panicking
 	// observer). nil discards them. Use NewLogObserver to log events.
 	Logger *slog.Logger
+	// Tracer, if set, wraps each run and each node attempt (spans, timing);
+	// see Tracer.
+	Tracer Tracer
 	// Checkpoints, if set, records every completed node durably, with the
 	// State keys it changed, and lets a run interrupted by a crash or power
 	// loss resume: run the same graph with the same RunOptions.ID. A node's
@@ -328,6 +332,20 @@ func (e *Executor) RunWith(ctx context.Context, g *dag.Graph, s dag.State, ro Ru
 	if len(ro.Observers) > 0 {
 		observers = append(append([]Observer(nil), e.opts.Observers...), ro.Observers...)
 	}
+	var endRun func(RunOutcome)
+	if tr := e.opts.Tracer; tr != nil {
+		var tctx context.Context
+		err := panicerr.Call("Tracer.TraceRun", func() error {
+			tctx, endRun = tr.TraceRun(ctx, RunTrace{RunID: id, Nodes: g.Len(), Resume: ro.Resume})
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("executor: run %s: %w", id, err)
+		}
+		if tctx != nil {
+			ctx = tctx
+		}
+	}
 	runCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	r := newRun(runCtx, e, g, s, id, observers, cancel, ro.Reuse)
@@ -341,6 +359,9 @@ func (e *Executor) RunWith(ctx context.Context, g *dag.Graph, s dag.State, ro Ru
 	r.res.Start = start
 	if err := r.prepare(); err != nil {
 		r.res.End = time.Now()
+		if endRun != nil {
+			endTrace(r, endRun, r.outcome("failed", err))
+		}
 		return r.res, err
 	}
 	r.notify(Event{Kind: RunStarted, Time: r.res.Start})
@@ -348,21 +369,21 @@ func (e *Executor) RunWith(ctx context.Context, g *dag.Graph, s dag.State, ro Ru
 	r.res.End = time.Now()
 	err := r.err(ctx)
 	if r.store != nil {
-		status := "failed"
-		switch {
-		case r.cancelled:
-			status = "cancelled"
-		case err == nil:
-			status = "succeeded"
-		case len(r.failures) == 0 && r.ckptErr == nil && r.gateErr == nil && len(r.waiting) > 0:
-			status = "waiting"
-		}
-		if ferr := r.store.finish(id, status, err, r.waiting, r.res.End); ferr != nil {
+		if ferr := r.store.finish(id, r.runStatus(err), err, r.waiting, r.res.End); ferr != nil {
 			err = errors.Join(err, fmt.Errorf("executor: checkpoint run %s: record its end: %w", id, ferr))
 		}
 	}
-	r.notify(Event{Kind: RunFinished, Time: r.res.End, Duration: r.res.End.Sub(r.res.Start), Err: err})
+	r.notify(Event{Kind: RunFinished, Time: r.res.End, Duration: r.res.End.Sub(r.res.Start), Err: err, RunStatus: r.runStatus(err)})
+	if endRun != nil {
+		endTrace(r, endRun, r.outcome(r.runStatus(err), err))
+	}
 	return r.res, err
+}
+
+// outcome is the RunOutcome of the run, for the Tracer.
+func (r *run) outcome(status string, err error) RunOutcome {
+	return RunOutcome{Status: status, Err: err, Start: r.res.Start, End: r.res.End, Pauses: r.res.Pauses, Paused: r.res.Paused,
+		Restored: r.res.countRestored(), Abandoned: r.res.Abandoned}
 }
 
 // NewRunID returns a unique run ID that sorts by its start time, such as

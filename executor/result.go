@@ -121,6 +121,16 @@ func (r *Result) Node(id string) (*NodeResult, bool) {
 	return nil, false
 }
 
+func (r *Result) countRestored() int {
+	n := 0
+	for i := range r.Nodes {
+		if r.Nodes[i].Restored {
+			n++
+		}
+	}
+	return n
+}
+
 // Count returns how many nodes ended with status s.
 func (r *Result) Count(s Status) int {
 	n := 0

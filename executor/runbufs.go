@@ -58,7 +58,7 @@ func (b *runBufs) reset(g *dag.Graph, opts *Options) {
 	}
 	b.gen++
 	for i := range b.slots {
-		b.slots[i].attempt = 0
+		b.slots[i].attempt, b.slots[i].readyPaused = 0, 0
 	}
 	b.indeg = append(b.indeg[:0], b.indeg0...)
 	if b.taken != nil {

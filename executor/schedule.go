@@ -78,6 +78,7 @@ type attempt struct {
 	idx     int32
 	tok     uint64 // the slot's token while the attempt runs
 	timeout time.Duration
+	paused  time.Duration // gate pauses while the node was ready (NodeTrace)
 }
 
 // start books the next attempt of node i; the caller runs it on a worker.
@@ -112,7 +113,7 @@ func (r *run) start(now time.Time, i int32) attempt {
 		r.emit(Event{Kind: NodeStarted, Node: nr.ID, Attempt: nr.Attempts, Time: now})
 	}
 	r.wg.Add(1)
-	return attempt{nc: nc, idx: i, tok: tok, timeout: sl.timeout}
+	return attempt{nc: nc, idx: i, tok: tok, timeout: sl.timeout, paused: r.res.Paused - sl.readyPaused}
 }
 
 // worker runs node attempts: a, then, as long as finishing one makes
@@ -121,6 +122,11 @@ func (r *run) start(now time.Time, i int32) attempt {
 func (r *run) worker(a attempt) {
 	for {
 		var ctx context.Context = a.nc
+		var endNode func(NodeOutcome)
+		var traceErr error
+		if tr := r.e.opts.Tracer; tr != nil {
+			ctx, endNode, traceErr = r.traceNode(tr, ctx, a)
+		}
 		var cancel context.CancelFunc
 		if a.timeout > 0 {
 			ctx, cancel = context.WithTimeout(ctx, a.timeout)
@@ -131,7 +137,10 @@ func (r *run) worker(a attempt) {
 			tracked = &trackedState{State: r.state}
 			st = tracked
 		}
-		err := r.call(ctx, a.idx, st)
+		err := traceErr
+		if err == nil {
+			err = r.call(ctx, a.idx, st)
+		}
 		var changes []change
 		if err == nil && tracked != nil {
 			if err = panicerr.Call("State.Get", func() (err error) { changes, err = tracked.changes(); return err }); err != nil {
@@ -146,14 +155,16 @@ func (r *run) worker(a attempt) {
 		runDone := err != nil && a.nc.Err() != nil
 		end := time.Now()
 		if !r.slots[a.idx].token.CompareAndSwap(a.tok, a.tok|1) {
-			return // abandoned: the coordinator has reported this attempt
+			// Abandoned: the coordinator has reported this attempt.
+			endTrace(r, endNode, NodeOutcome{Err: err, End: end, Abandoned: true})
+			return
 		}
 		var reason, fault error
 		if r.gate != nil {
 			reason, fault = r.check()
 		}
 		r.mu.Lock()
-		r.complete(a.idx, err, timedOut, runDone, end, changes)
+		status, recorded := r.complete(a.idx, err, timedOut, runDone, end, changes)
 		if fault != nil {
 			r.gateFailed(fault)
 		}
@@ -166,6 +177,9 @@ func (r *run) worker(a attempt) {
 		}
 		if commitKick {
 			r.signalCommitter()
+		}
+		if endNode != nil {
+			endTrace(r, endNode, NodeOutcome{Status: status, Err: recorded, End: end})
 		}
 		r.wg.Done()
 		if !ok {
@@ -184,8 +198,10 @@ func (r *run) call(ctx context.Context, i int32, s dag.State) (err error) {
 	return r.g.At(int(i)).Run(ctx, s)
 }
 
-// complete records the end of an attempt. Called with mu held.
-func (r *run) complete(i int32, err error, timedOut, runDone bool, end time.Time, changes []change) {
+// complete records the end of an attempt and returns the node's status
+// (Pending when it will be retried) and the attempt's error as recorded.
+// Called with mu held.
+func (r *run) complete(i int32, err error, timedOut, runDone bool, end time.Time, changes []change) (Status, error) {
 	r.inflight--
 	r.running[r.slots[i].class]--
 	nr := &r.res.Nodes[i]
@@ -206,7 +222,7 @@ func (r *run) complete(i int32, err error, timedOut, runDone bool, end time.Time
 		}
 		if r.store == nil {
 			r.release(i)
-			return
+			return Succeeded, nil
 		}
 		// Dependents wait until the completion is durable.
 		if len(r.pending) == 0 {
@@ -214,6 +230,7 @@ func (r *run) complete(i int32, err error, timedOut, runDone bool, end time.Time
 		}
 		r.pending = append(r.pending, completionRecord{node: nr.ID, attempts: nr.Attempts, end: end, changes: changes, chosen: chosen})
 		r.pendingIdx = append(r.pendingIdx, i)
+		return Succeeded, nil
 	case runDone && !timedOut:
 		// Whatever it returned, the node stopped because the run did. If
 		// no stop is recorded yet, the caller's context ended (fail-fast
@@ -223,10 +240,11 @@ func (r *run) complete(i int32, err error, timedOut, runDone bool, end time.Time
 			r.stop(context.Cause(r.ctx))
 		}
 		r.cancelNode(i, err)
+		return Cancelled, err
 	default:
 		if ie := (*InterruptError)(nil); !timedOut && errors.As(err, &ie) {
 			r.interrupt(i, ie, end)
-			return
+			return Waiting, err
 		}
 		status := Failed
 		if timedOut {
@@ -236,9 +254,10 @@ func (r *run) complete(i int32, err error, timedOut, runDone bool, end time.Time
 			r.retries++
 			r.pushTimer(timerEntry{at: end.Add(delay), idx: i, kind: timerRetry})
 			r.emit(Event{Kind: NodeRetrying, Node: nr.ID, Attempt: nr.Attempts, Time: end, Duration: delay, Err: err})
-			return
+			return Pending, err
 		}
 		r.fail(i, status, err)
+		return status, err
 	}
 }
 

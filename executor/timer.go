@@ -55,7 +55,9 @@ func (r *run) fireTimers(now time.Time) {
 		case timerRetry:
 			r.retries--
 			if !r.stopping {
-				r.ready[r.slots[t.idx].class].Push(t.idx)
+				sl := &r.slots[t.idx]
+				sl.readyPaused = r.res.Paused
+				r.ready[sl.class].Push(t.idx)
 			}
 		case timerAbandon:
 			sl := &r.slots[t.idx]
