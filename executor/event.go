@@ -15,8 +15,8 @@ const (
 	RunStarted       EventKind = iota + 1
 	RunFinished                // Err is the error Run returns
 	NodeStarted                // an attempt starts; Attempt counts from 1
-	NodeSucceeded              // Duration is the attempt's
-	NodeFailed                 // final failure (or timeout); Err says why
+	NodeSucceeded              // Duration is from the node's first start to its end
+	NodeFailed                 // final failure (or timeout); Err says why, Duration is from the first start to the end
 	NodeRetrying               // Err is the attempt's error, Duration the delay before the next one
 	NodeSkipped                // Err says why (ErrUpstream, ErrNotChosen or ErrRunStopped)
 	NodeCancelled              // the run was cancelled while the node ran

@@ -301,7 +301,7 @@ func (r *run) fail(i int32, status Status, err error) {
 	nr.Status = status
 	ne := &NodeError{Node: nr.ID, Attempts: nr.Attempts, Err: err}
 	nr.Err = ne
-	r.emit(Event{Kind: NodeFailed, Node: nr.ID, Attempt: nr.Attempts, Time: nr.End, Status: status, Err: ne})
+	r.emit(Event{Kind: NodeFailed, Node: nr.ID, Attempt: nr.Attempts, Time: nr.End, Duration: nr.Duration(), Status: status, Err: ne})
 	if nr.Optional {
 		r.release(i) // an optional node's failure does not hold back its dependents
 		return
