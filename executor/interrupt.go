@@ -78,6 +78,9 @@ type Question struct {
 // validateAnswers checks RunOptions.Answers against the graph: every key
 // names a node, every value is at most MaxInputBytes.
 func (r *run) validateAnswers(answers map[string]string) error {
+	if len(answers) == 0 {
+		return nil
+	}
 	for _, id := range slices.Sorted(maps.Keys(answers)) {
 		if _, ok := r.g.IndexOf(id); !ok {
 			return fmt.Errorf("executor: RunOptions.Answers[%q]: the graph has no such node", id)

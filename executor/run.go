@@ -11,7 +11,6 @@ import (
 
 	"github.com/cemaf-go/cemaf/dag"
 	"github.com/cemaf-go/cemaf/internal/panicerr"
-	"github.com/cemaf-go/cemaf/internal/readyq"
 )
 
 // slot is the scheduler's per-node bookkeeping.
@@ -55,8 +54,8 @@ type run struct {
 	// its run has ended.
 	mu sync.Mutex
 	wg sync.WaitGroup // node attempts that have not reported
-	// bufs are the per-node buffers, kept with the run in the pool.
-	bufs runBufs
+	// runBufs are the per-node buffers, kept with the run in the pool.
+	runBufs
 	runVars
 }
 
@@ -83,9 +82,7 @@ type runVars struct {
 	cancel context.CancelCauseFunc
 	// ref is what the node contexts of this run point to; a new one is
 	// made for every run.
-	ref   *runRef
-	slots []slot        // bufs.slots
-	wake  chan struct{} // capacity 1: the coordinator has work
+	ref *runRef
 
 	// Checkpointing (store nil: off). The committer goroutine makes
 	// completions durable; commitWake (capacity 1) tells it to look.
@@ -96,19 +93,15 @@ type runVars struct {
 	commitDone chan struct{}
 
 	// Guarded by run.mu:
-	res   *Result
-	indeg []int32
-	// ready holds the nodes that may start, one queue per class; running
-	// counts the attempts in flight per class (inflight is their sum);
-	// unreleased counts per class the nodes never queued yet (waiting for
-	// dependencies).
-	ready      [nClasses]readyq.Queue
+	res *Result
+	// running counts the attempts in flight per class (inflight is their
+	// sum); unreleased counts per class the nodes never queued yet
+	// (waiting for dependencies). The ready queues are in runBufs.
 	running    [nClasses]int
 	unreleased [nClasses]int
 	nctx       []nodeCtx
 	inflight   int
 	remaining  int // nodes without a final status
-	timers     timerHeap
 	retries    int // retry timers pending
 	delayUntil time.Time
 	lastStart  time.Time
@@ -117,26 +110,18 @@ type runVars struct {
 	failures   []error
 	gateErr    error
 	gs         gateState
-	events     []Event
 	kick       bool
-	// Coalescing of node output (output.go): out is allocated on the
-	// first chunk; epoch counts takes of events.
-	out       []outState
-	coalesced []int32
-	epoch     uint32
-	// Completions of succeeded nodes waiting to be committed; their
-	// dependents are released once the commit is durable.
-	pending      []completionRecord
-	pendingIdx   []int32
+	// epoch counts takes of events, for the coalescing of node output
+	// (output.go).
+	epoch uint32
+	// pendingSince is when the oldest completion waiting to be committed
+	// (runBufs.pending) arrived.
 	pendingSince time.Time
 	committing   bool
 	commitStop   bool
 	ckptErr      error
-	// Conditional edges (choose.go), when the graph has branch nodes:
-	// choices of the branch nodes' attempts, and per node the incoming
-	// edges taken so far. Nil otherwise.
-	choices      []choice
-	taken        []int32
+	// choiceFaults are invalid Choose calls of non-branch nodes
+	// (choose.go).
 	choiceFaults []choiceFault
 	preparing    bool // restoring a resume: settle queues nothing
 	// Nodes waiting for input (interrupt.go), in the order they asked.
@@ -160,7 +145,14 @@ type runRef struct {
 	// answers are the answers to waiting nodes (InputFrom), set before
 	// any node starts.
 	answers map[string]string
+	// small holds the node contexts of a small graph, saving an
+	// allocation per run.
+	small [smallGraph]nodeCtx
 }
+
+// smallGraph is the size up to which a run's node contexts live in its
+// runRef.
+const smallGraph = 4
 
 // tok is the token of a running attempt of this run.
 func (r *run) tok(attempt int32) uint64 { return r.ref.tok(attempt) }
@@ -172,29 +164,25 @@ func newRun(ctx context.Context, e *Executor, g *dag.Graph, s dag.State, id stri
 	n := g.Len()
 	r, _ := e.runs.Get().(*run)
 	if r == nil {
-		r = &run{bufs: runBufs{wake: make(chan struct{}, 1)}}
+		r = &run{runBufs: runBufs{wake: make(chan struct{}, 1)}}
 	}
-	b := &r.bufs
+	b := &r.runBufs
 	b.reset(g, &e.opts)
 	ref := &runRef{r: r, ctx: ctx, id: id, g: g, slots: b.slots, tokBase: uint64(b.gen) << 32, observed: len(observers) > 0}
+	var nctx []nodeCtx
+	if n <= smallGraph {
+		nctx = ref.small[:n:n]
+	} else {
+		nctx = make([]nodeCtx, n)
+	}
 	r.runVars = runVars{
 		e: e, g: g, state: s, id: id, observers: observers, ctx: ctx, cancel: cancel,
 		gate: e.opts.Gate, abandonAfter: e.opts.AbandonAfter,
-		ref: ref, slots: b.slots, wake: b.wake,
+		ref:        ref,
 		res:        newResult(reuse, id, g),
-		indeg:      b.indeg,
-		ready:      b.ready,
-		unreleased: b.unreleased,
-		nctx:       make([]nodeCtx, n),
+		unreleased: b.unreleased0,
+		nctx:       nctx,
 		remaining:  n,
-		timers:     b.timers,
-		events:     b.events,
-		out:        b.out,
-		coalesced:  b.coalesced,
-		pending:    b.pending,
-		pendingIdx: b.pendingIdx,
-		choices:    b.choices,
-		taken:      b.taken,
 	}
 	if ck, ok := r.gate.(Checker); ok {
 		r.checker = ck
@@ -233,12 +221,7 @@ func newResult(reuse *Result, id string, g *dag.Graph) *Result {
 func (r *run) releaseBufs() {
 	r.mu.Lock()
 	r.ref.ended = true
-	b := &r.bufs
-	b.indeg, b.ready, b.timers, b.out, b.coalesced, b.pending, b.pendingIdx =
-		r.indeg, r.ready, r.timers, r.out, r.coalesced, r.pending, r.pendingIdx
-	if cap(r.events) > cap(b.events) {
-		b.events = r.events
-	}
+	b := &r.runBufs
 	abandoned := r.res.Abandoned > 0
 	r.mu.Unlock()
 	if abandoned {
@@ -272,12 +255,12 @@ func (r *run) prepare() error {
 	if !restored {
 		// The graph's roots, sorted once for the buffers.
 		for c := range r.ready {
-			r.unreleased[c] -= len(r.bufs.roots[c])
-			r.ready[c].SetBase(r.bufs.roots[c])
+			r.unreleased[c] -= len(r.roots[c])
+			r.ready[c].SetBase(r.roots[c])
 		}
 		return nil
 	}
-	b := &r.bufs
+	b := &r.runBufs
 	b.rootBuf = sortRoots(b.rootBuf[:0], r.indeg, func(i int) bool { return r.res.Nodes[i].Status != Pending }, r.slots, b.prio)
 	roots := b.rootBuf
 	for _, i := range roots {
@@ -385,7 +368,7 @@ func (r *run) loop(parent context.Context, first time.Time) {
 	var gateDone chan error
 	var gateCancel context.CancelFunc
 	var gateStart time.Time
-	spare := r.bufs.spare
+	spare := r.spare
 	for {
 		var reason, fault error
 		if r.gate != nil {
@@ -439,7 +422,8 @@ func (r *run) loop(parent context.Context, first time.Time) {
 			if gateDone == nil {
 				gateDone = make(chan error, 1)
 			}
-			go func() { gateDone <- r.waitGate(gctx) }()
+			done := gateDone // the variable itself stays on the stack
+			go func() { done <- r.waitGate(gctx) }()
 		}
 		if !next.Equal(timerAt) {
 			timerAt = next
@@ -501,7 +485,7 @@ func (r *run) loop(parent context.Context, first time.Time) {
 	r.mu.Unlock()
 	r.deliver(evs)
 	clear(evs)
-	r.bufs.spare = evs
+	r.spare = evs
 }
 
 // err is the error RunWith returns.

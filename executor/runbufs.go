@@ -23,28 +23,36 @@ import (
 // otherwise only load a slot's token atomically, which carries the
 // buffers' generation and so cannot match an attempt of a later run.
 type runBufs struct {
-	// Computed for graph g (and the executor's defaults).
-	g          *dag.Graph
-	prio       []int
-	indeg0     []int32
-	unreleased [nClasses]int
-	roots      [nClasses][]int32 // the roots of each class, in queue order
+	// Computed for graph filledFor (and the executor's defaults).
+	filledFor   *dag.Graph
+	prio        []int
+	indeg0      []int32
+	unreleased0 [nClasses]int     // nodes per class
+	roots       [nClasses][]int32 // the roots of each class, in queue order
 
 	// gen counts the runs the buffers served; a slot token carries it.
 	gen uint32
-	// Reset for every run.
-	slots      []slot
-	indeg      []int32
-	ready      [nClasses]readyq.Queue
-	rootBuf    []int32
-	timers     timerHeap
-	events     []Event
-	spare      []Event
-	out        []outState
-	coalesced  []int32
+	// Reset for every run; guarded by run.mu while a run uses them (but
+	// for slots' tokens, see slot, and spare, the coordinator's).
+	slots []slot
+	indeg []int32
+	// ready holds the nodes that may start, one queue per class.
+	ready   [nClasses]readyq.Queue
+	rootBuf []int32
+	timers  timerHeap
+	// events queue for the observers; spare is the coordinator's other
+	// buffer; out (allocated on the first chunk) and coalesced are the
+	// coalescing of node output (output.go).
+	events    []Event
+	spare     []Event
+	out       []outState
+	coalesced []int32
+	// pending are the completions of succeeded nodes waiting to be
+	// committed (pendingIdx their nodes); their dependents are released
+	// once the commit is durable.
 	pending    []completionRecord
 	pendingIdx []int32
-	wake       chan struct{}
+	wake       chan struct{} // capacity 1: the coordinator has work
 	// For a graph with branch nodes (else nil): their choices, and the
 	// incoming edges taken per node.
 	choices []choice
@@ -53,7 +61,7 @@ type runBufs struct {
 
 // reset readies b for a run of g.
 func (b *runBufs) reset(g *dag.Graph, opts *Options) {
-	if b.g != g {
+	if b.filledFor != g {
 		b.fill(g, opts)
 	}
 	b.gen++
@@ -68,7 +76,7 @@ func (b *runBufs) reset(g *dag.Graph, opts *Options) {
 		}
 	}
 	for c := range b.ready {
-		b.ready[c].Reset(b.prio, b.unreleased[c])
+		b.ready[c].Reset(b.prio, b.unreleased0[c])
 	}
 	if b.out != nil && len(b.out) != g.Len() {
 		b.out = nil
@@ -95,18 +103,18 @@ func (b *runBufs) clear() {
 // fill computes what depends only on g and the executor's defaults.
 func (b *runBufs) fill(g *dag.Graph, opts *Options) {
 	n := g.Len()
-	b.g = g
+	b.filledFor = g
 	b.prio = slices.Grow(b.prio[:0], n)[:n]
 	b.indeg0 = slices.Grow(b.indeg0[:0], n)[:n]
 	b.slots = slices.Grow(b.slots[:0], n)[:n]
-	b.unreleased = [nClasses]int{}
+	b.unreleased0 = [nClasses]int{}
 	b.choices, b.taken = b.choices[:0], b.taken[:0]
 	branches := false
 	for i := range n {
 		nd := g.At(i)
 		b.prio[i] = nd.Priority
 		b.indeg0[i] = int32(len(g.Dependencies(i)))
-		b.unreleased[nd.Class]++
+		b.unreleased0[nd.Class]++
 		sl := &b.slots[i]
 		sl.class = nd.Class
 		sl.timeout = nd.Timeout
