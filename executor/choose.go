@@ -169,10 +169,17 @@ func (r *run) settle(c int32) {
 	if r.preparing {
 		return
 	}
-	sl := &r.slots[c]
-	sl.readyPaused = r.res.Paused
-	r.unreleased[sl.class]--
-	r.ready[sl.class].Push(c)
+	r.queue(c)
+}
+
+// queue makes node c ready. Called with mu held.
+func (r *run) queue(c int32) {
+	if r.readyPaused != nil {
+		r.readyPaused[c] = r.res.Paused
+	}
+	cl := r.slots[c].class
+	r.unreleased[cl]--
+	r.ready[cl].Push(c)
 }
 
 // skipNotChosen skips node c, which no edge reached, and passes that on to

@@ -21,12 +21,9 @@ type slot struct {
 	token atomic.Uint64
 	// The fields below are guarded by run.mu.
 	attempt int32
-	class   dag.Class // in attempt's padding
+	class   dag.Class // in attempt's padding: a slot stays 32 bytes
 	timeout time.Duration
 	retry   *dag.RetryPolicy
-	// readyPaused is Result.Paused when the node last became ready: the
-	// gate pauses while it waits are NodeTrace.Paused.
-	readyPaused time.Duration
 }
 
 // nClasses is the number of node classes (dag.CPU, dag.IO).

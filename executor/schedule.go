@@ -113,7 +113,11 @@ func (r *run) start(now time.Time, i int32) attempt {
 		r.emit(Event{Kind: NodeStarted, Node: nr.ID, Attempt: nr.Attempts, Time: now})
 	}
 	r.wg.Add(1)
-	return attempt{nc: nc, idx: i, tok: tok, timeout: sl.timeout, paused: r.res.Paused - sl.readyPaused}
+	a := attempt{nc: nc, idx: i, tok: tok, timeout: sl.timeout}
+	if r.readyPaused != nil {
+		a.paused = r.res.Paused - r.readyPaused[i]
+	}
+	return a
 }
 
 // worker runs node attempts: a, then, as long as finishing one makes
@@ -324,7 +328,11 @@ func (r *run) release(i int32) {
 			r.taken[c]++
 		}
 		if r.indeg[c]--; r.indeg[c] == 0 && r.res.Nodes[c].Status == Pending {
-			r.settle(c)
+			if r.taken == nil {
+				r.queue(c) // no branch in the graph: every edge is taken
+			} else {
+				r.settle(c)
+			}
 		}
 	}
 }

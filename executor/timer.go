@@ -55,9 +55,10 @@ func (r *run) fireTimers(now time.Time) {
 		case timerRetry:
 			r.retries--
 			if !r.stopping {
-				sl := &r.slots[t.idx]
-				sl.readyPaused = r.res.Paused
-				r.ready[sl.class].Push(t.idx)
+				if r.readyPaused != nil {
+					r.readyPaused[t.idx] = r.res.Paused
+				}
+				r.ready[r.slots[t.idx].class].Push(t.idx)
 			}
 		case timerAbandon:
 			sl := &r.slots[t.idx]
