@@ -33,7 +33,7 @@
 // when its dependencies have finished and at least one incoming edge was
 // taken (its dependency ran and, if a branch, chose it); otherwise it is
 // skipped with ErrNotChosen, and so are its dependents unless another
-// dependency of theirs ran. NodeResult.Chosen reports the choice, and the
+// dependency of theirs ran. Result.Choices reports the choices, and the
 // checkpoint store records it with the branch's completion: a resume
 // follows the recorded choice and does not run the branch again.
 //
@@ -43,7 +43,8 @@
 // that do not depend on it, so that the run has done all it can before it
 // waits. The run then ends: RunWith returns the *InterruptError
 // (ErrInterrupted), and the checkpoint store records the run as "waiting"
-// with the question and the node (RunRecord.Questions). The process may
+// with the question and the node (RunRecord.Questions, and
+// Result.Questions). The process may
 // exit. Resuming the run with RunOptions.Answers runs the waiting node
 // again; it reads its answer with InputFrom. Answers are recorded with the
 // run, so a crash after a resume that gave them does not lose them.

@@ -128,15 +128,15 @@ func ExampleChoose() {
 	_ = s.Put("question", []byte("Why 80 °C?"))
 	e, _ := executor.New(executor.Options{})
 	res, err := e.Run(context.Background(), g, s)
-	fmt.Println("run error:", err)
+	fmt.Println("run error:", err, "choices:", res.Choices)
 	for _, nr := range res.Nodes {
-		fmt.Println(nr.ID, nr.Status, nr.Chosen, errors.Is(nr.Err, executor.ErrNotChosen))
+		fmt.Println(nr.ID, nr.Status, errors.Is(nr.Err, executor.ErrNotChosen))
 	}
 	// Output:
-	// run error: <nil>
-	// classify succeeded [quick-answer] false
-	// quick-answer succeeded [] false
-	// retrieve skipped [] true
-	// rag-answer skipped [] true
-	// report succeeded [] false
+	// run error: <nil> choices: map[classify:[quick-answer]]
+	// classify succeeded false
+	// quick-answer succeeded false
+	// retrieve skipped true
+	// rag-answer skipped true
+	// report succeeded false
 }

@@ -369,7 +369,7 @@ func (e *Executor) RunWith(ctx context.Context, g *dag.Graph, s dag.State, ro Ru
 	r.res.End = time.Now()
 	err := r.err(ctx)
 	if r.store != nil {
-		if ferr := r.store.finish(id, r.runStatus(err), err, r.waiting, r.res.End); ferr != nil {
+		if ferr := r.store.finish(id, r.runStatus(err), err, r.res.Questions, r.res.End); ferr != nil {
 			err = errors.Join(err, fmt.Errorf("executor: checkpoint run %s: record its end: %w", id, ferr))
 		}
 	}

@@ -121,8 +121,8 @@ type runVars struct {
 	// (choose.go).
 	choiceFaults []choiceFault
 	preparing    bool // restoring a resume: settle queues nothing
-	// Nodes waiting for input (interrupt.go), in the order they asked.
-	waiting    []Question
+	// interrupts are the errors of the nodes waiting for input
+	// (interrupt.go; their questions are in res.Questions).
 	interrupts []error
 }
 
@@ -320,7 +320,7 @@ func (r *run) restore() (bool, error) {
 				j, _ := r.g.IndexOf(c) // checked by begin
 				ch.ids = append(ch.ids, int32(j))
 			}
-			nr.Chosen = d.Chosen
+			r.res.choose(nr.ID, d.Chosen)
 		}
 	}
 	for id := range rest.done {

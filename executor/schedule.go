@@ -219,7 +219,7 @@ func (r *run) complete(i int32, err error, timedOut, runDone bool, end time.Time
 		var chosen []string
 		if r.choices != nil && r.g.At(int(i)).Branch {
 			chosen = r.chosenIDs(i)
-			nr.Chosen = chosen
+			r.res.choose(nr.ID, chosen)
 		}
 		if len(r.observers) > 0 {
 			r.emit(Event{Kind: NodeSucceeded, Node: nr.ID, Attempt: nr.Attempts, Time: end, Duration: end.Sub(nr.Start), Status: Succeeded})
