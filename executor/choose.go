@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/cemaf-go/cemaf/dag"
 )
@@ -189,7 +188,7 @@ func (r *run) skipNotChosen(c int32) {
 	nr.Status, nr.Err = Skipped, ErrNotChosen
 	r.remaining--
 	r.unreleased[r.slots[c].class]--
-	r.emit(Event{Kind: NodeSkipped, Node: nr.ID, Time: time.Now(), Status: Skipped, Err: ErrNotChosen})
+	r.emit(Event{Kind: NodeSkipped, Node: nr.ID, Time: r.now(), Status: Skipped, Err: ErrNotChosen})
 	for _, d := range r.g.Dependents(int(c)) {
 		if r.indeg[d]--; r.indeg[d] == 0 && r.res.Nodes[d].Status == Pending {
 			r.settle(d)

@@ -38,6 +38,7 @@ func (r *run) dispatch(now time.Time, reason error, cont bool) (next attempt, ok
 		if cont && !ok {
 			next, ok = a, true
 		} else {
+			r.wg.Add(1) // one per worker goroutine, not per attempt
 			go r.worker(a)
 		}
 	}
@@ -112,7 +113,6 @@ func (r *run) start(now time.Time, i int32) attempt {
 	if len(r.observers) > 0 {
 		r.emit(Event{Kind: NodeStarted, Node: nr.ID, Attempt: nr.Attempts, Time: now})
 	}
-	r.wg.Add(1)
 	a := attempt{nc: nc, idx: i, tok: tok, timeout: sl.timeout}
 	if r.readyPaused != nil {
 		a.paused = r.res.Paused - r.readyPaused[i]
@@ -157,7 +157,7 @@ func (r *run) worker(a attempt) {
 			cancel()
 		}
 		runDone := err != nil && a.nc.Err() != nil
-		end := time.Now()
+		end := r.now()
 		if !r.slots[a.idx].token.CompareAndSwap(a.tok, a.tok|1) {
 			// Abandoned: the coordinator has reported this attempt.
 			endTrace(r, endNode, NodeOutcome{Err: err, End: end, Abandoned: true})
@@ -185,8 +185,8 @@ func (r *run) worker(a attempt) {
 		if endNode != nil {
 			endTrace(r, endNode, NodeOutcome{Status: status, Err: recorded, End: end})
 		}
-		r.wg.Done()
 		if !ok {
+			r.wg.Done()
 			return
 		}
 		a = next
@@ -353,7 +353,7 @@ func (r *run) skipDescendants(i int32, why error) {
 			nr.Err = why
 			r.remaining--
 			r.unreleased[r.slots[c].class]--
-			r.emit(Event{Kind: NodeSkipped, Node: nr.ID, Time: time.Now(), Status: Skipped, Err: nr.Err})
+			r.emit(Event{Kind: NodeSkipped, Node: nr.ID, Time: r.now(), Status: Skipped, Err: nr.Err})
 			stack = append(stack, c)
 		}
 	}
@@ -375,7 +375,7 @@ func (r *run) stop(cause error) {
 	r.stopping = true
 	r.kick = true
 	r.cancel(cause)
-	deadline := time.Now().Add(r.abandonAfter)
+	deadline := r.now().Add(r.abandonAfter)
 	for i := range r.slots {
 		sl := &r.slots[i]
 		if tok := r.tok(sl.attempt); sl.attempt > 0 && sl.token.Load() == tok {
@@ -391,7 +391,7 @@ func (r *run) finishRemaining() {
 	if r.remaining == 0 {
 		return
 	}
-	now := time.Now()
+	now := r.now()
 	for i := range r.res.Nodes {
 		nr := &r.res.Nodes[i]
 		if nr.Status != Pending {

@@ -65,7 +65,7 @@ func (r *run) fireTimers(now time.Time) {
 			if !sl.token.CompareAndSwap(t.tok, t.tok|1) {
 				continue // that attempt already reported
 			}
-			r.wg.Done() // on behalf of the goroutine, which will not report
+			r.wg.Done() // on behalf of the goroutine, which exits without it
 			r.inflight--
 			r.running[sl.class]--
 			r.res.Abandoned++
