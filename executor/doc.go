@@ -55,7 +55,9 @@
 // reported TimedOut and abandoned: its goroutine is left running (counted in
 // Result.Abandoned) and the run goes on. Backoff delays, timeouts and the
 // inter-node delay use the time package, so tests drive them with
-// testing/synctest.
+// testing/synctest. The times a run reports (Result, events) are its start
+// plus the monotonic time elapsed since: one clock read per node, and a
+// step of the system clock during a run does not show in them.
 //
 // Failure: under FailFast (the default) the first failure of a non-optional
 // node cancels the nodes in flight, with the failure as the context's cause,
