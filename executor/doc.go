@@ -141,5 +141,11 @@
 // returns false and the chunk is dropped. A waiting run is removed by the
 // checkpoint store's garbage collection like any other once it has not been
 // updated for CheckpointOptions.MaxAge (7 days by default): raise it if
-// answers may take longer.
+// answers may take longer. InputFrom gives a node the latest answer only: a
+// node that asks several questions in turn sees one answer at a time.
+// Inputs are compared exactly, as strings: the caller decides what goes in
+// them (a fingerprint of the corpus's content, not its path) and must keep
+// computing them the same way across versions. A Result given in
+// RunOptions.Reuse is overwritten: keep no pointer into it. A Tracer's
+// end function for an abandoned attempt runs only if its goroutine returns.
 package executor
