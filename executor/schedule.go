@@ -176,9 +176,6 @@ func (r *run) worker(a attempt) {
 		kick := r.kick || r.inflight == 0
 		commitKick := len(r.pending) > 0
 		r.mu.Unlock()
-		if kick {
-			r.signal()
-		}
 		if commitKick {
 			r.signalCommitter()
 		}
@@ -186,8 +183,18 @@ func (r *run) worker(a attempt) {
 			endTrace(r, endNode, NodeOutcome{Status: status, Err: recorded, End: end})
 		}
 		if !ok {
+			// Done before the signal: the coordinator it wakes then finds
+			// no worker to wait for, instead of parking once more. The
+			// signal touches only the run object's wake channel, which a
+			// later run of the object may take as a spurious wake-up.
 			r.wg.Done()
+			if kick {
+				r.signal()
+			}
 			return
+		}
+		if kick {
+			r.signal()
 		}
 		a = next
 	}
