@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -97,13 +98,21 @@ func benchShape(b *testing.B, g *dag.Graph) {
 		b.ReportAllocs()
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
+		cpu0 := processCPU()
 		for b.Loop() {
 			f()
 		}
+		cpu := processCPU() - cpu0
 		runtime.ReadMemStats(&after)
 		nodes := float64(b.N) * float64(g.Len())
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/nodes, "ns/node")
 		b.ReportMetric(float64(after.Mallocs-before.Mallocs)/nodes, "allocs/node")
+		if cpu >= 0 {
+			// CPU time of the whole process (every thread, the GC's
+			// included): less sensitive than wall time to other
+			// processes sharing the machine.
+			b.ReportMetric(float64(cpu.Nanoseconds())/nodes, "cpu-ns/node")
+		}
 	}
 	b.Run("cemaf", func(b *testing.B) {
 		e := mustExec(b, executor.Options{Limits: executor.Limits{CPU: maxPar}})
@@ -179,6 +188,16 @@ func layeredGraph(b *testing.B, d time.Duration) *dag.Graph {
 		}
 	}
 	return mustGraph(b, nodes...)
+}
+
+// processCPU returns the user and system CPU time this process has used
+// (getrusage), or -1.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return -1
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // processWriteBytes returns the bytes this process has written with write

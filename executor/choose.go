@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/cemaf-go/cemaf/dag"
 )
@@ -169,10 +168,17 @@ func (r *run) settle(c int32) {
 	if r.preparing {
 		return
 	}
-	sl := &r.slots[c]
-	sl.readyPaused = r.res.Paused
-	r.unreleased[sl.class]--
-	r.ready[sl.class].Push(c)
+	r.queue(c)
+}
+
+// queue makes node c ready. Called with mu held.
+func (r *run) queue(c int32) {
+	if r.readyPaused != nil {
+		r.readyPaused[c] = r.res.Paused
+	}
+	cl := r.slots[c].class
+	r.unreleased[cl]--
+	r.ready[cl].Push(c)
 }
 
 // skipNotChosen skips node c, which no edge reached, and passes that on to
@@ -182,7 +188,7 @@ func (r *run) skipNotChosen(c int32) {
 	nr.Status, nr.Err = Skipped, ErrNotChosen
 	r.remaining--
 	r.unreleased[r.slots[c].class]--
-	r.emit(Event{Kind: NodeSkipped, Node: nr.ID, Time: time.Now(), Status: Skipped, Err: ErrNotChosen})
+	r.emit(Event{Kind: NodeSkipped, Node: nr.ID, Time: r.now(), Status: Skipped, Err: ErrNotChosen})
 	for _, d := range r.g.Dependents(int(c)) {
 		if r.indeg[d]--; r.indeg[d] == 0 && r.res.Nodes[d].Status == Pending {
 			r.settle(d)

@@ -71,8 +71,7 @@ func TestBranchIfElse(t *testing.T) {
 				assert.Equal(t, executor.Skipped, st, "a skipped node's dependents are skipped")
 				assert.ErrorIs(t, serr, executor.ErrNotChosen)
 			}
-			nr, _ := res.Node("if")
-			assert.Equal(t, []string{arm}, nr.Chosen)
+			assert.Equal(t, map[string][]string{"if": {arm}}, res.Choices)
 			skipped := rec.ofKind(executor.NodeSkipped)
 			require.NotEmpty(t, skipped)
 			assert.Equal(t, other, skipped[0].Node)
@@ -121,10 +120,7 @@ func TestBranchChoosesNoneOrSeveral(t *testing.T) {
 	assert.False(t, r.did("x2"))
 	assert.True(t, r.did("y"))
 	assert.True(t, r.did("z"))
-	nr, _ := res.Node("both")
-	assert.Equal(t, []string{"y", "z"}, nr.Chosen)
-	nr, _ = res.Node("none")
-	assert.Equal(t, []string{}, nr.Chosen)
+	assert.Equal(t, map[string][]string{"both": {"y", "z"}, "none": {}}, res.Choices)
 }
 
 func TestBranchMistakes(t *testing.T) {
@@ -195,8 +191,7 @@ func TestBranchRetryChoosesAfresh(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, r.did("a"), "the failed attempt's choice is dropped")
 	assert.True(t, r.did("b"))
-	nr, _ := res.Node("route")
-	assert.Equal(t, []string{"b"}, nr.Chosen)
+	assert.Equal(t, []string{"b"}, res.Choices["route"])
 }
 
 // The run stops between a branch and its chosen dependent; the resume
@@ -244,7 +239,7 @@ func TestBranchResumeHonoursRecordedChoice(t *testing.T) {
 	assert.EqualValues(t, 1, routes.Load(), "the branch is not asked again")
 	nr, _ := res.Node("route")
 	assert.True(t, nr.Restored)
-	assert.Equal(t, []string{"fast"}, nr.Chosen)
+	assert.Equal(t, []string{"fast"}, res.Choices["route"])
 	assert.True(t, r.did("fast"))
 	assert.True(t, r.did("join"))
 	assert.False(t, r.did("slow"))

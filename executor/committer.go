@@ -26,7 +26,7 @@ func (r *run) committer() {
 		}
 	}()
 	for {
-		now := time.Now()
+		now := r.now()
 		r.mu.Lock()
 		batch, wait, exit := r.takeBatch(now)
 		idx := r.pendingIdx
@@ -44,7 +44,7 @@ func (r *run) committer() {
 				}
 			}
 			if err == nil {
-				err = r.store.commit(r.id, batch, time.Now())
+				err = r.store.commit(r.id, batch, r.now())
 			}
 			reason, fault := r.check()
 			r.mu.Lock()
@@ -60,11 +60,11 @@ func (r *run) committer() {
 				if err == nil {
 					nr := &r.res.Nodes[i]
 					nr.Checkpointed = true
-					r.emit(Event{Kind: NodeCheckpointed, Node: nr.ID, Attempt: nr.Attempts, Time: time.Now(), Status: Succeeded})
+					r.emit(Event{Kind: NodeCheckpointed, Node: nr.ID, Attempt: nr.Attempts, Time: r.now(), Status: Succeeded})
 				}
 				r.release(i)
 			}
-			r.dispatch(time.Now(), reason, false)
+			r.dispatch(r.now(), reason, false)
 			r.mu.Unlock()
 			r.signal()
 			continue

@@ -33,7 +33,7 @@
 // when its dependencies have finished and at least one incoming edge was
 // taken (its dependency ran and, if a branch, chose it); otherwise it is
 // skipped with ErrNotChosen, and so are its dependents unless another
-// dependency of theirs ran. NodeResult.Chosen reports the choice, and the
+// dependency of theirs ran. Result.Choices reports the choices, and the
 // checkpoint store records it with the branch's completion: a resume
 // follows the recorded choice and does not run the branch again.
 //
@@ -43,7 +43,8 @@
 // that do not depend on it, so that the run has done all it can before it
 // waits. The run then ends: RunWith returns the *InterruptError
 // (ErrInterrupted), and the checkpoint store records the run as "waiting"
-// with the question and the node (RunRecord.Questions). The process may
+// with the question and the node (RunRecord.Questions, and
+// Result.Questions). The process may
 // exit. Resuming the run with RunOptions.Answers runs the waiting node
 // again; it reads its answer with InputFrom. Answers are recorded with the
 // run, so a crash after a resume that gave them does not lose them.
@@ -54,7 +55,9 @@
 // reported TimedOut and abandoned: its goroutine is left running (counted in
 // Result.Abandoned) and the run goes on. Backoff delays, timeouts and the
 // inter-node delay use the time package, so tests drive them with
-// testing/synctest.
+// testing/synctest. The times a run reports (Result, events) are its start
+// plus the monotonic time elapsed since: one clock read per node, and a
+// step of the system clock during a run does not show in them.
 //
 // Failure: under FailFast (the default) the first failure of a non-optional
 // node cancels the nodes in flight, with the failure as the context's cause,
@@ -138,5 +141,11 @@
 // returns false and the chunk is dropped. A waiting run is removed by the
 // checkpoint store's garbage collection like any other once it has not been
 // updated for CheckpointOptions.MaxAge (7 days by default): raise it if
-// answers may take longer.
+// answers may take longer. InputFrom gives a node the latest answer only: a
+// node that asks several questions in turn sees one answer at a time.
+// Inputs are compared exactly, as strings: the caller decides what goes in
+// them (a fingerprint of the corpus's content, not its path) and must keep
+// computing them the same way across versions. A Result given in
+// RunOptions.Reuse is overwritten: keep no pointer into it. A Tracer's
+// end function for an abandoned attempt runs only if its goroutine returns.
 package executor

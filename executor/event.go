@@ -73,7 +73,7 @@ func (f ObserverFunc) OnEvent(ev Event) { f(ev) }
 
 // LogObserver logs events to a slog.Logger: run start and end, pauses and
 // resumes at Info (pausing is the executor working as designed), retries,
-// skips and cancellations at Warn, failures at Error, node starts and
+// skips, waits and cancellations at Warn, failures at Error, node starts and
 // successes at Debug.
 // The logger's handler decides what is shown, so an adaptive executor can
 // turn logging down through a slog.LevelVar.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/cemaf-go/cemaf/dag"
@@ -128,15 +130,76 @@ func ExampleChoose() {
 	_ = s.Put("question", []byte("Why 80 °C?"))
 	e, _ := executor.New(executor.Options{})
 	res, err := e.Run(context.Background(), g, s)
-	fmt.Println("run error:", err)
+	fmt.Println("run error:", err, "choices:", res.Choices)
 	for _, nr := range res.Nodes {
-		fmt.Println(nr.ID, nr.Status, nr.Chosen, errors.Is(nr.Err, executor.ErrNotChosen))
+		fmt.Println(nr.ID, nr.Status, errors.Is(nr.Err, executor.ErrNotChosen))
 	}
 	// Output:
-	// run error: <nil>
-	// classify succeeded [quick-answer] false
-	// quick-answer succeeded [] false
-	// retrieve skipped [] true
-	// rag-answer skipped [] true
-	// report succeeded [] false
+	// run error: <nil> choices: map[classify:[quick-answer]]
+	// classify succeeded false
+	// quick-answer succeeded false
+	// retrieve skipped true
+	// rag-answer skipped true
+	// report succeeded false
+}
+
+func ExampleInterrupt() {
+	dir, _ := os.MkdirTemp("", "cemaf-example")
+	defer os.RemoveAll(dir)
+	store, _ := executor.OpenCheckpoints(filepath.Join(dir, "runs.db"), executor.CheckpointOptions{})
+	defer store.Close()
+	e, _ := executor.New(executor.Options{Checkpoints: store})
+	g, _ := dag.New(dag.Node{ID: "confirm", Run: func(ctx context.Context, s dag.State) error {
+		answer, ok := executor.InputFrom(ctx)
+		if !ok {
+			return executor.Interrupt(ctx, "Delete 12 old reports?")
+		}
+		fmt.Println("answer:", answer)
+		return nil
+	}})
+
+	// The run stops and waits; the process could exit here.
+	_, err := e.RunWith(context.Background(), g, dag.NewMemoryState(), executor.RunOptions{ID: "cleanup"})
+	fmt.Println(errors.Is(err, executor.ErrInterrupted))
+	rec, _ := store.Run("cleanup")
+	fmt.Println(rec.Status, rec.Questions[0].Node, rec.Questions[0].Text)
+
+	// Later: resume with the answer.
+	_, err = e.RunWith(context.Background(), g, dag.NewMemoryState(), executor.RunOptions{
+		ID: "cleanup", Resume: true, Answers: map[string]string{"confirm": "yes"},
+	})
+	fmt.Println(err)
+	// Output:
+	// true
+	// waiting confirm Delete 12 old reports?
+	// answer: yes
+	// <nil>
+}
+
+func ExampleInputsChangedError() {
+	dir, _ := os.MkdirTemp("", "cemaf-example")
+	defer os.RemoveAll(dir)
+	store, _ := executor.OpenCheckpoints(filepath.Join(dir, "runs.db"), executor.CheckpointOptions{})
+	defer store.Close()
+	e, _ := executor.New(executor.Options{Checkpoints: store})
+	fail := true
+	g, _ := dag.New(dag.Node{ID: "index", Run: func(context.Context, dag.State) error {
+		if fail {
+			return errors.New("killed")
+		}
+		return nil
+	}})
+	inputs := map[string]string{"question": "Why 80 °C?", "corpus": "sha256:3f9a", "chunk_size": "900"}
+	_, _ = e.RunWith(context.Background(), g, dag.NewMemoryState(), executor.RunOptions{ID: "r1", Inputs: inputs})
+
+	// A resume with another corpus is refused, naming what changed.
+	fail = false
+	changed := map[string]string{"question": "Why 80 °C?", "corpus": "sha256:77aa", "chunk_size": "900"}
+	_, err := e.RunWith(context.Background(), g, dag.NewMemoryState(), executor.RunOptions{ID: "r1", Resume: true, Inputs: changed})
+	var ice *executor.InputsChangedError
+	fmt.Println(errors.As(err, &ice), ice.Changed[0].Name)
+	fmt.Println(err)
+	// Output:
+	// true corpus
+	// executor: cannot resume run "r1": inputs changed since the run started: corpus "sha256:3f9a" -> "sha256:77aa"; resume with the recorded inputs, or start a new run
 }

@@ -348,7 +348,7 @@ func (e *Executor) RunWith(ctx context.Context, g *dag.Graph, s dag.State, ro Ru
 	}
 	runCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	r := newRun(runCtx, e, g, s, id, observers, cancel, ro.Reuse)
+	r := newRun(runCtx, e, g, s, id, observers, cancel, ro.Reuse, start)
 	defer r.releaseBufs()
 	r.resume = ro.Resume
 	r.inputs, r.ignoreInputs = ro.Inputs, ro.IgnoreInputs
@@ -358,7 +358,7 @@ func (e *Executor) RunWith(ctx context.Context, g *dag.Graph, s dag.State, ro Ru
 	}
 	r.res.Start = start
 	if err := r.prepare(); err != nil {
-		r.res.End = time.Now()
+		r.res.End = r.now()
 		if endRun != nil {
 			endTrace(r, endRun, r.outcome("failed", err))
 		}
@@ -366,10 +366,10 @@ func (e *Executor) RunWith(ctx context.Context, g *dag.Graph, s dag.State, ro Ru
 	}
 	r.notify(Event{Kind: RunStarted, Time: r.res.Start})
 	r.loop(ctx, start)
-	r.res.End = time.Now()
+	r.res.End = r.now()
 	err := r.err(ctx)
 	if r.store != nil {
-		if ferr := r.store.finish(id, r.runStatus(err), err, r.waiting, r.res.End); ferr != nil {
+		if ferr := r.store.finish(id, r.runStatus(err), err, r.res.Questions, r.res.End); ferr != nil {
 			err = errors.Join(err, fmt.Errorf("executor: checkpoint run %s: record its end: %w", id, ferr))
 		}
 	}

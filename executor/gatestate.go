@@ -135,7 +135,7 @@ func (r *run) gateReturned(parent context.Context, d time.Duration, err error) {
 	r.gs.endWait(err == nil)
 	r.res.Pauses++
 	r.res.Paused += d
-	r.emit(Event{Kind: Resumed, Time: time.Now(), Duration: d, Err: err})
+	r.emit(Event{Kind: Resumed, Time: r.now(), Duration: d, Err: err})
 	switch {
 	case err == nil:
 	case parent.Err() != nil:
@@ -154,12 +154,12 @@ func (r *run) gateReturned(parent context.Context, d time.Duration, err error) {
 // nodes under such a gate; they kick the coordinator instead.
 func (r *run) waitPlainGate() {
 	r.mu.Lock()
-	can := !r.stopping && !r.gs.bypassing() && r.pick(r.e.classLimits()) != nil && r.delayPassed(time.Now())
+	can := !r.stopping && !r.gs.bypassing() && r.pick(r.e.classLimits()) != nil && r.delayPassed(r.now())
 	r.mu.Unlock()
 	if !can {
 		return
 	}
-	start := time.Now()
+	start := r.now()
 	err := r.waitGate(r.ctx)
 	d := time.Since(start)
 	r.mu.Lock()

@@ -118,9 +118,9 @@ func (r *run) interrupt(i int32, ie *InterruptError, end time.Time) {
 	if ie.Node == "" {
 		ie.Node = nr.ID
 	}
-	nr.Status, nr.Err, nr.Question = Waiting, ie, ie.Question
+	nr.Status, nr.Err = Waiting, ie
 	r.remaining--
-	r.waiting = append(r.waiting, Question{Node: nr.ID, Text: ie.Question, Asked: end})
+	r.res.Questions = append(r.res.Questions, Question{Node: nr.ID, Text: ie.Question, Asked: end})
 	r.interrupts = append(r.interrupts, ie)
 	r.emit(Event{Kind: NodeWaiting, Node: nr.ID, Attempt: nr.Attempts, Time: end, Status: Waiting, Err: ie})
 	r.skipDescendants(i, &waitingUpstreamError{Dependency: nr.ID})

@@ -65,7 +65,8 @@ func TestInterruptWaitsAndResumesWithTheAnswer(t *testing.T) {
 
 	nr, _ := res.Node("confirm")
 	assert.Equal(t, executor.Waiting, nr.Status)
-	assert.Equal(t, "Index 3 files from /data?", nr.Question)
+	require.Len(t, res.Questions, 1)
+	assert.Equal(t, executor.Question{Node: "confirm", Text: "Index 3 files from /data?", Asked: res.Questions[0].Asked}, res.Questions[0])
 	for _, id := range []string{"index", "report"} {
 		st, serr := status(t, res, id)
 		assert.Equal(t, executor.Skipped, st, id)

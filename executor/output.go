@@ -71,7 +71,7 @@ func (f *runRef) output(nc *nodeCtx, c Chunk) bool {
 	if !f.observed {
 		return sl.token.Load() == running
 	}
-	now := time.Now()
+	now := f.now()
 	r := f.r
 	r.mu.Lock()
 	// The token is checked under mu: an attempt's end is reported under mu

@@ -21,7 +21,7 @@ const (
 	Skipped          // the node never ran: a dependency failed, no branch chose it, or the run stopped first
 	Cancelled        // the run was cancelled while the node was running or waiting
 	TimedOut         // the node's last attempt exceeded its timeout
-	Waiting          // the node returned Interrupt: it waits for input (NodeResult.Question)
+	Waiting          // the node returned Interrupt: it waits for input (Result.Questions)
 )
 
 var statusNames = [...]string{"pending", "succeeded", "failed", "skipped", "cancelled", "timed_out", "waiting"}
@@ -67,12 +67,6 @@ type NodeResult struct {
 	// Abandoned is set when the node ignored its context past its timeout
 	// (or past the run's cancellation) and its goroutine was left running.
 	Abandoned bool `json:"abandoned,omitempty"`
-	// Chosen lists the dependents a branch node (dag.Node.Branch) chose
-	// with Choose, when it succeeded (restored from the checkpoint on a
-	// resume); nil for other nodes.
-	Chosen []string `json:"chosen,omitempty"`
-	// Question is what a Waiting node asked (Interrupt).
-	Question string `json:"question,omitempty"`
 }
 
 // Duration is End − Start (zero if the node never ran).
@@ -97,6 +91,13 @@ type Result struct {
 	// duration.
 	Pauses int           `json:"pauses"`
 	Paused time.Duration `json:"paused_ns"`
+	// Choices maps each branch node (dag.Node.Branch) that succeeded, or
+	// was restored from a checkpoint, to the dependents it chose (Choose),
+	// in the order chosen. Nil when the graph has no branch that ran.
+	Choices map[string][]string `json:"choices,omitempty"`
+	// Questions are the questions of the nodes waiting for input
+	// (Interrupt), in the order they were asked.
+	Questions []Question `json:"questions,omitempty"`
 
 	// g is the graph of the run that made the Result (nil for a Result
 	// built or decoded by the caller): its ID index serves Node.
@@ -119,6 +120,14 @@ func (r *Result) Node(id string) (*NodeResult, bool) {
 		}
 	}
 	return nil, false
+}
+
+// choose records a branch node's choice. Called with the run's mu held.
+func (r *Result) choose(node string, chosen []string) {
+	if r.Choices == nil {
+		r.Choices = map[string][]string{}
+	}
+	r.Choices[node] = chosen
 }
 
 func (r *Result) countRestored() int {

@@ -21,12 +21,9 @@ type slot struct {
 	token atomic.Uint64
 	// The fields below are guarded by run.mu.
 	attempt int32
-	class   dag.Class // in attempt's padding
+	class   dag.Class // in attempt's padding: a slot stays 32 bytes
 	timeout time.Duration
 	retry   *dag.RetryPolicy
-	// readyPaused is Result.Paused when the node last became ready: the
-	// gate pauses while it waits are NodeTrace.Paused.
-	readyPaused time.Duration
 }
 
 // nClasses is the number of node classes (dag.CPU, dag.IO).
@@ -53,7 +50,9 @@ type run struct {
 	// node context of an earlier run may still lock it (Emit) to learn that
 	// its run has ended.
 	mu sync.Mutex
-	wg sync.WaitGroup // node attempts that have not reported
+	// wg counts the worker goroutines (each runs one attempt after
+	// another); the coordinator counts an abandoned one out for it.
+	wg sync.WaitGroup
 	// runBufs are the per-node buffers, kept with the run in the pool.
 	runBufs
 	runVars
@@ -124,8 +123,8 @@ type runVars struct {
 	// (choose.go).
 	choiceFaults []choiceFault
 	preparing    bool // restoring a resume: settle queues nothing
-	// Nodes waiting for input (interrupt.go), in the order they asked.
-	waiting    []Question
+	// interrupts are the errors of the nodes waiting for input
+	// (interrupt.go; their questions are in res.Questions).
 	interrupts []error
 }
 
@@ -136,6 +135,7 @@ type runVars struct {
 type runRef struct {
 	r        *run // the run object, which may serve a later run once ended
 	ctx      context.Context
+	t0       time.Time // the run's start, with its monotonic clock reading
 	id       string
 	g        *dag.Graph
 	slots    []slot
@@ -154,13 +154,23 @@ type runRef struct {
 // runRef.
 const smallGraph = 4
 
+// now is the time: the run's start plus the monotonic time elapsed since,
+// one clock read instead of time.Now's two (wall and monotonic), which
+// costs about 50 ns on some VMs and is read once per node. The times of a
+// run therefore follow its start's wall clock: a step of the system clock
+// during the run does not show in them (their differences stay exact).
+func (f *runRef) now() time.Time { return f.t0.Add(time.Since(f.t0)) }
+
+// now is the run's clock (runRef.now).
+func (r *run) now() time.Time { return r.ref.now() }
+
 // tok is the token of a running attempt of this run.
 func (r *run) tok(attempt int32) uint64 { return r.ref.tok(attempt) }
 
 // tok is the token of a running attempt of the run.
 func (f *runRef) tok(attempt int32) uint64 { return f.tokBase | uint64(attempt)<<1 }
 
-func newRun(ctx context.Context, e *Executor, g *dag.Graph, s dag.State, id string, observers []Observer, cancel context.CancelCauseFunc, reuse *Result) *run {
+func newRun(ctx context.Context, e *Executor, g *dag.Graph, s dag.State, id string, observers []Observer, cancel context.CancelCauseFunc, reuse *Result, start time.Time) *run {
 	n := g.Len()
 	r, _ := e.runs.Get().(*run)
 	if r == nil {
@@ -168,7 +178,7 @@ func newRun(ctx context.Context, e *Executor, g *dag.Graph, s dag.State, id stri
 	}
 	b := &r.runBufs
 	b.reset(g, &e.opts)
-	ref := &runRef{r: r, ctx: ctx, id: id, g: g, slots: b.slots, tokBase: uint64(b.gen) << 32, observed: len(observers) > 0}
+	ref := &runRef{r: r, ctx: ctx, t0: start, id: id, g: g, slots: b.slots, tokBase: uint64(b.gen) << 32, observed: len(observers) > 0}
 	var nctx []nodeCtx
 	if n <= smallGraph {
 		nctx = ref.small[:n:n]
@@ -323,7 +333,7 @@ func (r *run) restore() (bool, error) {
 				j, _ := r.g.IndexOf(c) // checked by begin
 				ch.ids = append(ch.ids, int32(j))
 			}
-			nr.Chosen = d.Chosen
+			r.res.choose(nr.ID, d.Chosen)
 		}
 	}
 	for id := range rest.done {
@@ -383,7 +393,7 @@ func (r *run) loop(parent context.Context, first time.Time) {
 		now := first
 		first = time.Time{}
 		if now.IsZero() && r.readyLen() > 0 {
-			now = time.Now()
+			now = r.now()
 		}
 		if fault != nil {
 			r.gateFailed(fault)
@@ -395,7 +405,7 @@ func (r *run) loop(parent context.Context, first time.Time) {
 		startGate := r.gs.blocked() && !r.stopping && !finished
 		if startGate {
 			if now.IsZero() {
-				now = time.Now()
+				now = r.now()
 			}
 			gateStart = now
 			r.emit(Event{Kind: Paused, Time: now, Err: r.gs.beginWait()})
@@ -471,7 +481,7 @@ func (r *run) loop(parent context.Context, first time.Time) {
 	if timer != nil {
 		timer.Stop()
 	}
-	r.wg.Wait() // the last node goroutines are past their report
+	r.wg.Wait() // the worker goroutines are past their last report
 	if r.store != nil {
 		r.mu.Lock()
 		r.commitStop = true

@@ -3,6 +3,7 @@ package executor
 import (
 	"cmp"
 	"slices"
+	"time"
 
 	"github.com/cemaf-go/cemaf/dag"
 	"github.com/cemaf-go/cemaf/internal/readyq"
@@ -57,6 +58,9 @@ type runBufs struct {
 	// incoming edges taken per node.
 	choices []choice
 	taken   []int32
+	// With a Tracer (else nil): per node, Result.Paused when it last
+	// became ready, so that NodeTrace.Paused is the gate's pauses since.
+	readyPaused []time.Duration
 }
 
 // reset readies b for a run of g.
@@ -66,9 +70,13 @@ func (b *runBufs) reset(g *dag.Graph, opts *Options) {
 	}
 	b.gen++
 	for i := range b.slots {
-		b.slots[i].attempt, b.slots[i].readyPaused = 0, 0
+		b.slots[i].attempt = 0
 	}
 	b.indeg = append(b.indeg[:0], b.indeg0...)
+	if opts.Tracer != nil {
+		b.readyPaused = slices.Grow(b.readyPaused[:0], len(b.slots))[:len(b.slots)]
+		clear(b.readyPaused)
+	}
 	if b.taken != nil {
 		clear(b.taken)
 		for i := range b.choices {

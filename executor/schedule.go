@@ -38,6 +38,7 @@ func (r *run) dispatch(now time.Time, reason error, cont bool) (next attempt, ok
 		if cont && !ok {
 			next, ok = a, true
 		} else {
+			r.wg.Add(1) // one per worker goroutine, not per attempt
 			go r.worker(a)
 		}
 	}
@@ -112,8 +113,11 @@ func (r *run) start(now time.Time, i int32) attempt {
 	if len(r.observers) > 0 {
 		r.emit(Event{Kind: NodeStarted, Node: nr.ID, Attempt: nr.Attempts, Time: now})
 	}
-	r.wg.Add(1)
-	return attempt{nc: nc, idx: i, tok: tok, timeout: sl.timeout, paused: r.res.Paused - sl.readyPaused}
+	a := attempt{nc: nc, idx: i, tok: tok, timeout: sl.timeout}
+	if r.readyPaused != nil {
+		a.paused = r.res.Paused - r.readyPaused[i]
+	}
+	return a
 }
 
 // worker runs node attempts: a, then, as long as finishing one makes
@@ -153,7 +157,7 @@ func (r *run) worker(a attempt) {
 			cancel()
 		}
 		runDone := err != nil && a.nc.Err() != nil
-		end := time.Now()
+		end := r.now()
 		if !r.slots[a.idx].token.CompareAndSwap(a.tok, a.tok|1) {
 			// Abandoned: the coordinator has reported this attempt.
 			endTrace(r, endNode, NodeOutcome{Err: err, End: end, Abandoned: true})
@@ -172,18 +176,25 @@ func (r *run) worker(a attempt) {
 		kick := r.kick || r.inflight == 0
 		commitKick := len(r.pending) > 0
 		r.mu.Unlock()
-		if kick {
-			r.signal()
-		}
 		if commitKick {
 			r.signalCommitter()
 		}
 		if endNode != nil {
 			endTrace(r, endNode, NodeOutcome{Status: status, Err: recorded, End: end})
 		}
-		r.wg.Done()
 		if !ok {
+			// Done before the signal: the coordinator it wakes then finds
+			// no worker to wait for, instead of parking once more. The
+			// signal touches only the run object's wake channel, which a
+			// later run of the object may take as a spurious wake-up.
+			r.wg.Done()
+			if kick {
+				r.signal()
+			}
 			return
+		}
+		if kick {
+			r.signal()
 		}
 		a = next
 	}
@@ -215,7 +226,7 @@ func (r *run) complete(i int32, err error, timedOut, runDone bool, end time.Time
 		var chosen []string
 		if r.choices != nil && r.g.At(int(i)).Branch {
 			chosen = r.chosenIDs(i)
-			nr.Chosen = chosen
+			r.res.choose(nr.ID, chosen)
 		}
 		if len(r.observers) > 0 {
 			r.emit(Event{Kind: NodeSucceeded, Node: nr.ID, Attempt: nr.Attempts, Time: end, Duration: end.Sub(nr.Start), Status: Succeeded})
@@ -324,7 +335,11 @@ func (r *run) release(i int32) {
 			r.taken[c]++
 		}
 		if r.indeg[c]--; r.indeg[c] == 0 && r.res.Nodes[c].Status == Pending {
-			r.settle(c)
+			if r.taken == nil {
+				r.queue(c) // no branch in the graph: every edge is taken
+			} else {
+				r.settle(c)
+			}
 		}
 	}
 }
@@ -345,7 +360,7 @@ func (r *run) skipDescendants(i int32, why error) {
 			nr.Err = why
 			r.remaining--
 			r.unreleased[r.slots[c].class]--
-			r.emit(Event{Kind: NodeSkipped, Node: nr.ID, Time: time.Now(), Status: Skipped, Err: nr.Err})
+			r.emit(Event{Kind: NodeSkipped, Node: nr.ID, Time: r.now(), Status: Skipped, Err: nr.Err})
 			stack = append(stack, c)
 		}
 	}
@@ -367,7 +382,7 @@ func (r *run) stop(cause error) {
 	r.stopping = true
 	r.kick = true
 	r.cancel(cause)
-	deadline := time.Now().Add(r.abandonAfter)
+	deadline := r.now().Add(r.abandonAfter)
 	for i := range r.slots {
 		sl := &r.slots[i]
 		if tok := r.tok(sl.attempt); sl.attempt > 0 && sl.token.Load() == tok {
@@ -383,7 +398,7 @@ func (r *run) finishRemaining() {
 	if r.remaining == 0 {
 		return
 	}
-	now := time.Now()
+	now := r.now()
 	for i := range r.res.Nodes {
 		nr := &r.res.Nodes[i]
 		if nr.Status != Pending {

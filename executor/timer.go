@@ -55,16 +55,17 @@ func (r *run) fireTimers(now time.Time) {
 		case timerRetry:
 			r.retries--
 			if !r.stopping {
-				sl := &r.slots[t.idx]
-				sl.readyPaused = r.res.Paused
-				r.ready[sl.class].Push(t.idx)
+				if r.readyPaused != nil {
+					r.readyPaused[t.idx] = r.res.Paused
+				}
+				r.ready[r.slots[t.idx].class].Push(t.idx)
 			}
 		case timerAbandon:
 			sl := &r.slots[t.idx]
 			if !sl.token.CompareAndSwap(t.tok, t.tok|1) {
 				continue // that attempt already reported
 			}
-			r.wg.Done() // on behalf of the goroutine, which will not report
+			r.wg.Done() // on behalf of the goroutine, which exits without it
 			r.inflight--
 			r.running[sl.class]--
 			r.res.Abandoned++

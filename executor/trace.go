@@ -93,7 +93,7 @@ func (r *run) runStatus(err error) string {
 		return "cancelled"
 	case err == nil:
 		return "succeeded"
-	case len(r.failures) == 0 && r.ckptErr == nil && r.gateErr == nil && len(r.waiting) > 0:
+	case len(r.failures) == 0 && r.ckptErr == nil && r.gateErr == nil && len(r.res.Questions) > 0:
 		return "waiting"
 	}
 	return "failed"

@@ -143,7 +143,7 @@ func run(ctx context.Context, args, environ []string, stdout io.Writer) error {
 	res, err := rt.Executor.RunWith(ctx, g, rt.State(), executor.RunOptions{Observers: []executor.Observer{show}})
 	fmt.Fprintln(stdout)
 	for _, n := range res.Nodes {
-		fmt.Fprintf(stdout, "%-12s %-9s attempts=%d %s\n", n.ID, n.Status, n.Attempts, strings.Join(n.Chosen, ","))
+		fmt.Fprintf(stdout, "%-12s %-9s attempts=%d %s\n", n.ID, n.Status, n.Attempts, strings.Join(res.Choices[n.ID], ","))
 	}
 	return err
 }
