@@ -19,7 +19,6 @@ import (
 
 	"github.com/cemaf-go/cemaf/dag"
 	"github.com/cemaf-go/cemaf/executor"
-	"github.com/cemaf-go/cemaf/internal/leakcheck"
 )
 
 func openStore(t testing.TB, path string, opts executor.CheckpointOptions) *executor.CheckpointStore {
@@ -60,7 +59,6 @@ func runCount(runs *sync.Map, id string) int32 {
 }
 
 func TestCheckpointResumeSkipsCompletedAndRestoresState(t *testing.T) {
-	leakcheck.Check(t)
 	store := openStore(t, filepath.Join(t.TempDir(), "ckpt.db"), executor.CheckpointOptions{})
 	var runs sync.Map
 	var fail atomic.Bool
@@ -120,7 +118,6 @@ func TestCheckpointResumeSkipsCompletedAndRestoresState(t *testing.T) {
 }
 
 func TestCheckpointGraphChanged(t *testing.T) {
-	leakcheck.Check(t)
 	store := openStore(t, filepath.Join(t.TempDir(), "ckpt.db"), executor.CheckpointOptions{})
 	boom := errors.New("boom")
 	g1 := mustGraph(t,
@@ -211,7 +208,6 @@ func TestCheckpointCorruptAndForeignFiles(t *testing.T) {
 }
 
 func TestCheckpointGC(t *testing.T) {
-	leakcheck.Check(t)
 	path := filepath.Join(t.TempDir(), "ckpt.db")
 	store := openStore(t, path, executor.CheckpointOptions{KeepFinished: 3})
 	e := mustExec(t, executor.Options{Checkpoints: store})
@@ -240,7 +236,6 @@ func TestCheckpointGC(t *testing.T) {
 // dependencies' completion is durable: every node reads the committed file
 // (a bbolt read transaction sees only committed data) and looks for them.
 func TestDependentsStartAfterDurableCommit(t *testing.T) {
-	leakcheck.Check(t)
 	for _, pol := range []executor.CommitPolicy{{MaxNodes: 1}, {}, {MaxNodes: 8}, {MaxNodes: 1000, MaxDelay: 5 * time.Millisecond}} {
 		t.Run(fmt.Sprintf("%+v", pol), func(t *testing.T) {
 			store := openStore(t, filepath.Join(t.TempDir(), "ckpt.db"), executor.CheckpointOptions{Commit: pol})

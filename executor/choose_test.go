@@ -13,7 +13,6 @@ import (
 
 	"github.com/cemaf-go/cemaf/dag"
 	"github.com/cemaf-go/cemaf/executor"
-	"github.com/cemaf-go/cemaf/internal/leakcheck"
 )
 
 // ran records which nodes ran.
@@ -43,7 +42,6 @@ func status(t *testing.T, res *executor.Result, id string) (executor.Status, err
 }
 
 func TestBranchIfElse(t *testing.T) {
-	leakcheck.Check(t)
 	for _, arm := range []string{"then", "else"} {
 		t.Run(arm, func(t *testing.T) {
 			var r ran
@@ -81,7 +79,6 @@ func TestBranchIfElse(t *testing.T) {
 }
 
 func TestBranchNested(t *testing.T) {
-	leakcheck.Check(t)
 	var r ran
 	g := mustGraph(t,
 		router("outer", func() []string { return []string{"inner"} }),
@@ -106,7 +103,6 @@ func TestBranchNested(t *testing.T) {
 }
 
 func TestBranchChoosesNoneOrSeveral(t *testing.T) {
-	leakcheck.Check(t)
 	var r ran
 	g := mustGraph(t,
 		router("none", func() []string { return nil }),
@@ -124,7 +120,6 @@ func TestBranchChoosesNoneOrSeveral(t *testing.T) {
 }
 
 func TestBranchMistakes(t *testing.T) {
-	leakcheck.Check(t)
 	var r ran
 	var chooseErr error
 	cases := []struct {
@@ -174,7 +169,6 @@ func TestBranchMistakes(t *testing.T) {
 }
 
 func TestBranchRetryChoosesAfresh(t *testing.T) {
-	leakcheck.Check(t)
 	var r ran
 	var n atomic.Int32
 	g := mustGraph(t,
@@ -198,7 +192,6 @@ func TestBranchRetryChoosesAfresh(t *testing.T) {
 // honours the recorded choice instead of asking the branch again (which
 // would now choose the other arm).
 func TestBranchResumeHonoursRecordedChoice(t *testing.T) {
-	leakcheck.Check(t)
 	store := openStore(t, filepath.Join(t.TempDir(), "ckpt.db"), executor.CheckpointOptions{Commit: executor.CommitPolicy{MaxNodes: 1}})
 	e := mustExec(t, executor.Options{Checkpoints: store})
 	var routes atomic.Int32
@@ -253,7 +246,6 @@ func TestBranchResumeHonoursRecordedChoice(t *testing.T) {
 // A resume whose only restored node is a branch that chose nothing skips
 // the whole downstream part at once.
 func TestBranchResumeChoseNone(t *testing.T) {
-	leakcheck.Check(t)
 	store := openStore(t, filepath.Join(t.TempDir(), "ckpt.db"), executor.CheckpointOptions{Commit: executor.CommitPolicy{MaxNodes: 1}})
 	e := mustExec(t, executor.Options{Checkpoints: store, FailurePolicy: executor.Continue})
 	var fail atomic.Bool
@@ -282,7 +274,6 @@ func TestBranchResumeChoseNone(t *testing.T) {
 }
 
 func TestBranchSettingChangedRefusesResume(t *testing.T) {
-	leakcheck.Check(t)
 	store := openStore(t, filepath.Join(t.TempDir(), "ckpt.db"), executor.CheckpointOptions{})
 	e := mustExec(t, executor.Options{Checkpoints: store})
 	g1 := mustGraph(t, dag.Node{ID: "a", Run: noop}, dag.Node{ID: "b", DependsOn: []string{"a"}, Run: func(context.Context, dag.State) error { return errors.New("x") }})

@@ -17,7 +17,6 @@ import (
 	"github.com/cemaf-go/cemaf/dag"
 	"github.com/cemaf-go/cemaf/executor"
 	"github.com/cemaf-go/cemaf/internal/hostlimits"
-	"github.com/cemaf-go/cemaf/internal/leakcheck"
 )
 
 // peak tracks how many of something run at once, and the most seen.
@@ -141,7 +140,6 @@ func TestDefaultLimitsAreHostDerived(t *testing.T) {
 // Random DAGs with random classes and limits: every node runs once, after
 // its dependencies, and no class exceeds its limit.
 func TestRandomDAGClassLimits(t *testing.T) {
-	leakcheck.Check(t)
 	r := rand.New(rand.NewPCG(3, 5))
 	for trial := range 30 {
 		n := 1 + r.IntN(100)

@@ -15,7 +15,6 @@ import (
 
 	"github.com/cemaf-go/cemaf/dag"
 	"github.com/cemaf-go/cemaf/executor"
-	"github.com/cemaf-go/cemaf/internal/leakcheck"
 	"github.com/cemaf-go/cemaf/paging"
 )
 
@@ -49,7 +48,6 @@ func (c *checkpointCounter) isDurable(k string) bool {
 }
 
 func TestDurableStateKeepsItsOwnValues(t *testing.T) {
-	leakcheck.Check(t)
 	dir := t.TempDir()
 	store := openStore(t, filepath.Join(dir, "runs.db"), executor.CheckpointOptions{})
 	pager, err := paging.Wrap(nil, paging.Options{StoragePath: filepath.Join(dir, "pages"), Mode: paging.ModeDurable, MemoryLimitMB: 1})

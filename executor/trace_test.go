@@ -13,7 +13,6 @@ import (
 
 	"github.com/cemaf-go/cemaf/dag"
 	"github.com/cemaf-go/cemaf/executor"
-	"github.com/cemaf-go/cemaf/internal/leakcheck"
 )
 
 type spanKey struct{}
@@ -59,7 +58,6 @@ func (t *recTracer) TraceNode(ctx context.Context, node executor.NodeTrace) (con
 }
 
 func TestTracerWrapsRunsAndNodes(t *testing.T) {
-	leakcheck.Check(t)
 	tr := &recTracer{}
 	rec := &recorder{}
 	e := mustExec(t, executor.Options{Tracer: tr, Observers: []executor.Observer{rec}})
@@ -110,7 +108,6 @@ func TestTracerWrapsRunsAndNodes(t *testing.T) {
 }
 
 func TestTracerPanicsAreContained(t *testing.T) {
-	leakcheck.Check(t)
 	tr := &recTracer{panicAt: "b"}
 	e := mustExec(t, executor.Options{Tracer: tr})
 	g := mustGraph(t, dag.Node{ID: "a", Run: noop}, dag.Node{ID: "b", Run: noop, Retry: &dag.RetryPolicy{MaxAttempts: 3}})

@@ -18,12 +18,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cemaf-go/cemaf/dag"
-	"github.com/cemaf-go/cemaf/internal/leakcheck"
 	"github.com/cemaf-go/cemaf/llm"
 )
 
 func TestChatPlain(t *testing.T) {
-	leakcheck.Check(t)
 	s := newChatServer(t, always(reply{text: "Paris is the capital.", usage: &llm.Usage{PromptTokens: 12, CompletionTokens: 5, TotalTokens: 17}}))
 	c, _ := newClient(t, s, llm.Options{APIKey: "sk-secret", Profile: llm.Profile{Model: "big", MaxTokens: 256, Temperature: new(0.2)}})
 
@@ -67,7 +65,6 @@ func TestChatPlain(t *testing.T) {
 }
 
 func TestChatStreamed(t *testing.T) {
-	leakcheck.Check(t)
 	s := newChatServer(t, always(reply{text: "one two three four"}))
 	c, _ := newClient(t, s, llm.Options{})
 	var got []llm.Token
@@ -91,7 +88,6 @@ func TestChatStreamed(t *testing.T) {
 }
 
 func TestChatStreamedToolCalls(t *testing.T) {
-	leakcheck.Check(t)
 	calls := []llm.ToolCall{
 		{ID: "call_a", Name: "weather", Arguments: `{"city":"Oslo"}`},
 		{ID: "call_b", Name: "time", Arguments: `{"zone":"Europe/Oslo"}`},
@@ -117,7 +113,6 @@ func TestChatStreamedToolCalls(t *testing.T) {
 }
 
 func TestStreamedCallsReuseTheConnection(t *testing.T) {
-	leakcheck.Check(t)
 	// A server that writes a long stream at once, as the benchmarks' does:
 	// the client's reads stop at [DONE], before the end of the chunked
 	// body, unless it drains it.
@@ -148,7 +143,6 @@ func TestStreamedCallsReuseTheConnection(t *testing.T) {
 }
 
 func TestStreamAnsweredInOnePiece(t *testing.T) {
-	leakcheck.Check(t)
 	s := newChatServer(t, always(reply{text: "whole answer", asJSON: true}))
 	c, _ := newClient(t, s, llm.Options{})
 	var got []string
@@ -161,7 +155,6 @@ func TestStreamAnsweredInOnePiece(t *testing.T) {
 }
 
 func TestUsageEstimatedWhenNotReported(t *testing.T) {
-	leakcheck.Check(t)
 	s := newChatServer(t, always(reply{text: strings.Repeat("word ", 20), noUsage: true}))
 	c, _ := newClient(t, s, llm.Options{})
 	for _, streamed := range []bool{false, true} {
@@ -194,7 +187,6 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			leakcheck.Check(t)
 			s := newChatServer(t, sequence(
 				reply{status: 429, header: map[string]string{"Retry-After": tt.retryAfter}, body: `{"error":{"message":"slow down"}}`},
 				reply{text: "ok"}))
@@ -213,7 +205,6 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 }
 
 func TestServerErrorsBackOff(t *testing.T) {
-	leakcheck.Check(t)
 	s := newChatServer(t, sequence(reply{status: 500, body: "boom"}, reply{status: 502}, reply{status: 503}, reply{text: "ok"}))
 	c, clock := newClient(t, s, llm.Options{MaxAttempts: 4, InitialBackoff: 100 * time.Millisecond, MaxBackoff: 300 * time.Millisecond})
 	resp, err := c.Chat(context.Background(), ask("q"))
@@ -223,7 +214,6 @@ func TestServerErrorsBackOff(t *testing.T) {
 }
 
 func TestRetriesExhausted(t *testing.T) {
-	leakcheck.Check(t)
 	s := newChatServer(t, always(reply{status: 503, body: `{"error":{"message":"model loading"}}`}))
 	c, clock := newClient(t, s, llm.Options{})
 	resp, err := c.Chat(context.Background(), ask("q"))
@@ -243,7 +233,6 @@ func TestRetriesExhausted(t *testing.T) {
 }
 
 func TestClientErrorsAreNotRetried(t *testing.T) {
-	leakcheck.Check(t)
 	s := newChatServer(t, always(reply{status: 400, body: `{"error":{"message":"context too long"}}`}))
 	c, clock := newClient(t, s, llm.Options{})
 	resp, err := c.Chat(context.Background(), ask("q"))
@@ -257,7 +246,6 @@ func TestClientErrorsAreNotRetried(t *testing.T) {
 }
 
 func TestRetryAfterBeyondLimitFailsAtOnce(t *testing.T) {
-	leakcheck.Check(t)
 	s := newChatServer(t, always(reply{status: 429, header: map[string]string{"Retry-After": "3600"}}))
 	c, clock := newClient(t, s, llm.Options{})
 	_, err := c.Chat(context.Background(), ask("q"))
@@ -270,7 +258,6 @@ func TestRetryAfterBeyondLimitFailsAtOnce(t *testing.T) {
 }
 
 func TestRetryThatWouldPassTheDeadlineIsNotAttempted(t *testing.T) {
-	leakcheck.Check(t)
 	s := newChatServer(t, always(reply{status: 429, header: map[string]string{"Retry-After": "30"}}))
 	c, clock := newClient(t, s, llm.Options{})
 	req := ask("q")
@@ -282,7 +269,6 @@ func TestRetryThatWouldPassTheDeadlineIsNotAttempted(t *testing.T) {
 }
 
 func TestRetryWaitEndsWithContext(t *testing.T) {
-	leakcheck.Check(t)
 	s := newChatServer(t, always(reply{status: 503}))
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
@@ -297,7 +283,6 @@ func TestRetryWaitEndsWithContext(t *testing.T) {
 }
 
 func TestConnectionRefused(t *testing.T) {
-	leakcheck.Check(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	url := "http://" + ln.Addr().String()
@@ -317,7 +302,6 @@ func TestConnectionRefused(t *testing.T) {
 }
 
 func TestCallTimeout(t *testing.T) {
-	leakcheck.Check(t)
 	s := newChatServer(t, always(reply{hang: true}))
 	c, clock := newClient(t, s, llm.Options{})
 	req := ask("q")
@@ -334,7 +318,6 @@ func TestStreamCutIsRetried(t *testing.T) {
 	for _, abort := range []bool{false, true} {
 		name := map[bool]string{false: "clean end", true: "connection aborted"}[abort]
 		t.Run(name, func(t *testing.T) {
-			leakcheck.Check(t)
 			s := newChatServer(t, sequence(reply{text: "first try never ends", cutAfter: 2, abort: abort}, reply{text: "second try"}))
 			c, _ := newClient(t, s, llm.Options{})
 			var got []llm.Token
@@ -350,7 +333,6 @@ func TestStreamCutIsRetried(t *testing.T) {
 }
 
 func TestStreamCutEveryTime(t *testing.T) {
-	leakcheck.Check(t)
 	s := newChatServer(t, always(reply{text: "never ends", cutAfter: 1}))
 	c, _ := newClient(t, s, llm.Options{MaxAttempts: 2})
 	req := ask("q")
@@ -363,7 +345,6 @@ func TestStreamCutEveryTime(t *testing.T) {
 }
 
 func TestStreamErrorEvent(t *testing.T) {
-	leakcheck.Check(t)
 	s := newChatServer(t, sequence(
 		reply{events: []string{`{"choices":[{"index":0,"delta":{"content":"par"}}]}`, `{"error":{"message":"out of memory","type":"server_error","code":500}}`}},
 		reply{text: "fine"}))
@@ -389,7 +370,6 @@ func TestMalformedAnswers(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			leakcheck.Check(t)
 			s := newChatServer(t, always(tt.rep))
 			c, _ := newClient(t, s, llm.Options{})
 			req := ask("q")
@@ -408,7 +388,6 @@ func TestMalformedAnswers(t *testing.T) {
 }
 
 func TestOversizedAnswer(t *testing.T) {
-	leakcheck.Check(t)
 	s := newChatServer(t, always(reply{text: strings.Repeat("x", 2000)}))
 	c, _ := newClient(t, s, llm.Options{MaxResponseBytes: 1024})
 	_, err := c.Chat(context.Background(), ask("q"))
@@ -418,7 +397,6 @@ func TestOversizedAnswer(t *testing.T) {
 }
 
 func TestOnTokenPanicIsAnError(t *testing.T) {
-	leakcheck.Check(t)
 	s := newChatServer(t, always(reply{text: "a b c"}))
 	c, _ := newClient(t, s, llm.Options{})
 	req := ask("q")
@@ -438,7 +416,6 @@ func TestOnTokenPanicIsAnError(t *testing.T) {
 }
 
 func TestAPIKeyNeverLeaks(t *testing.T) {
-	leakcheck.Check(t)
 	const key = "sk-very-secret-key"
 	// A server that echoes the request's headers in its error body.
 	s := newChatServer(t, func(n int, req seenRequest) reply {
@@ -456,7 +433,6 @@ func TestAPIKeyNeverLeaks(t *testing.T) {
 }
 
 func TestURLPasswordIsRedacted(t *testing.T) {
-	leakcheck.Check(t)
 	s := newChatServer(t, always(reply{status: 400}))
 	u := strings.Replace(s.URL, "http://", "http://user:hunter2@", 1)
 	c, err := llm.New(u, llm.Options{Profile: llm.Profile{Model: "m"}})
@@ -515,7 +491,6 @@ func TestNewRefusesBadOptions(t *testing.T) {
 }
 
 func TestChatRefusesBadRequests(t *testing.T) {
-	leakcheck.Check(t)
 	s := newChatServer(t, always(reply{text: "ok"}))
 	c, _ := newClient(t, s, llm.Options{})
 	tests := []struct {
@@ -545,7 +520,6 @@ func TestChatRefusesBadRequests(t *testing.T) {
 }
 
 func TestRequestCapsTheProfile(t *testing.T) {
-	leakcheck.Check(t)
 	s := newChatServer(t, always(reply{text: "ok"}))
 	c, _ := newClient(t, s, llm.Options{Profile: llm.Profile{Model: "m", MaxTokens: 500, Temperature: new(0.7)}})
 	for _, tt := range []struct{ req, want int }{{0, 500}, {100, 100}, {900, 500}} {

@@ -11,7 +11,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cemaf-go/cemaf/dag"
-	"github.com/cemaf-go/cemaf/internal/leakcheck"
 	"github.com/cemaf-go/cemaf/limit"
 	"github.com/cemaf-go/cemaf/llm"
 )
@@ -44,7 +43,6 @@ func toolThenAnswer(name, args string) func(int, seenRequest) reply {
 func TestRunTools(t *testing.T) {
 	for _, streamed := range []bool{false, true} {
 		t.Run(map[bool]string{false: "whole", true: "streamed"}[streamed], func(t *testing.T) {
-			leakcheck.Check(t)
 			s := newChatServer(t, toolThenAnswer("add", `{"a":2,"b":3}`))
 			c, _ := newClient(t, s, llm.Options{})
 			req := llm.Request{Messages: []llm.Message{llm.User("What is 2 + 3?")}, IdempotencyKey: "run-1/math"}
@@ -120,7 +118,6 @@ func TestToolFailuresGoBackToTheModel(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			leakcheck.Check(t)
 			s := newChatServer(t, toolThenAnswer(tt.callName, tt.args))
 			c, _ := newClient(t, s, llm.Options{})
 			res, err := c.RunTools(context.Background(), ask("1+2?"), []llm.Tool{tt.tool}, llm.LoopOptions{})
@@ -142,7 +139,6 @@ func TestToolFailuresGoBackToTheModel(t *testing.T) {
 }
 
 func TestFailOnToolError(t *testing.T) {
-	leakcheck.Check(t)
 	panicking, err := llm.NewTool("add", "Adds.", func(ctx context.Context, args addArgs) (string, error) {
 		panic("adder exploded")
 	})
@@ -168,7 +164,6 @@ func TestFailOnToolError(t *testing.T) {
 }
 
 func TestEndlessToolLoopIsBounded(t *testing.T) {
-	leakcheck.Check(t)
 	s := newChatServer(t, func(n int, req seenRequest) reply {
 		return reply{calls: []llm.ToolCall{{ID: fmt.Sprint(n), Name: "add", Arguments: `{"a":1,"b":1}`}}}
 	})
@@ -190,7 +185,6 @@ func TestEndlessToolLoopIsBounded(t *testing.T) {
 }
 
 func TestToolLoopTokenBudget(t *testing.T) {
-	leakcheck.Check(t)
 	s := newChatServer(t, func(n int, req seenRequest) reply {
 		return reply{calls: []llm.ToolCall{{ID: fmt.Sprint(n), Name: "add", Arguments: `{"a":1,"b":1}`}},
 			usage: &llm.Usage{PromptTokens: 800, CompletionTokens: 200, TotalTokens: 1000}}
@@ -212,7 +206,6 @@ func TestToolLoopTokenBudget(t *testing.T) {
 }
 
 func TestModelCallFailureEndsTheLoop(t *testing.T) {
-	leakcheck.Check(t)
 	s := newChatServer(t, func(n int, req seenRequest) reply {
 		if n == 1 {
 			return reply{calls: []llm.ToolCall{{ID: "c1", Name: "add", Arguments: `{"a":1,"b":1}`}}}
@@ -230,7 +223,6 @@ func TestModelCallFailureEndsTheLoop(t *testing.T) {
 }
 
 func TestRunToolsRefusesBadTools(t *testing.T) {
-	leakcheck.Check(t)
 	s := newChatServer(t, always(reply{text: "ok"}))
 	c, _ := newClient(t, s, llm.Options{})
 	add := addTool(t)
@@ -259,7 +251,6 @@ func TestRunToolsRefusesBadTools(t *testing.T) {
 }
 
 func TestToolTimeout(t *testing.T) {
-	leakcheck.Check(t)
 	slow, err := llm.NewTool("wait", "Waits for its context.", func(ctx context.Context, _ struct{}) (string, error) {
 		<-ctx.Done()
 		return "", context.Cause(ctx)

@@ -10,7 +10,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/cemaf-go/cemaf/internal/leakcheck"
 	"github.com/cemaf-go/cemaf/llm"
 )
 
@@ -21,7 +20,6 @@ func (m *deviceMode) set(s string) { m.v.Store(s) }
 func (m *deviceMode) get() string  { s, _ := m.v.Load().(string); return s }
 
 func TestModeChoosesTheProfile(t *testing.T) {
-	leakcheck.Check(t)
 	s := newChatServer(t, always(reply{text: "ok"}))
 	var mode deviceMode
 	c, _ := newClient(t, s, llm.Options{
@@ -73,7 +71,6 @@ func waitForQueue(c *llm.Client, n int64) {
 }
 
 func TestWaitingCallsAreServedByPriority(t *testing.T) {
-	leakcheck.Check(t)
 	hold := make(chan struct{})
 	s, started := gatedServer(t, map[string]chan struct{}{"first": hold})
 	c, _ := newClient(t, s, llm.Options{}) // one call at a time
@@ -109,7 +106,6 @@ func TestWaitingCallsAreServedByPriority(t *testing.T) {
 }
 
 func TestEachModelHasItsOwnSlots(t *testing.T) {
-	leakcheck.Check(t)
 	hold := make(chan struct{})
 	s, started := gatedServer(t, map[string]chan struct{}{"slow": hold})
 	var mode deviceMode
@@ -130,7 +126,6 @@ func TestEachModelHasItsOwnSlots(t *testing.T) {
 }
 
 func TestStricterModeWaitsForTheCallsUnderWay(t *testing.T) {
-	leakcheck.Check(t)
 	gateA, gateB := make(chan struct{}), make(chan struct{})
 	s, started := gatedServer(t, map[string]chan struct{}{"a": gateA, "b": gateB})
 	var mode deviceMode
@@ -164,7 +159,6 @@ func TestStricterModeWaitsForTheCallsUnderWay(t *testing.T) {
 }
 
 func TestQueuedCallEndsWithItsContext(t *testing.T) {
-	leakcheck.Check(t)
 	hold := make(chan struct{})
 	s, started := gatedServer(t, map[string]chan struct{}{"first": hold})
 	c, _ := newClient(t, s, llm.Options{})

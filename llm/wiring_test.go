@@ -11,7 +11,6 @@ import (
 
 	"github.com/cemaf-go/cemaf/dag"
 	"github.com/cemaf-go/cemaf/executor"
-	"github.com/cemaf-go/cemaf/internal/leakcheck"
 	"github.com/cemaf-go/cemaf/llm"
 	"github.com/cemaf-go/cemaf/throttle"
 )
@@ -23,7 +22,6 @@ var (
 )
 
 func TestIdempotencyKeyOfTheNode(t *testing.T) {
-	leakcheck.Check(t)
 	s := newChatServer(t, sequence(reply{status: 503}, reply{text: "ok"}))
 	c, _ := newClient(t, s, llm.Options{MaxAttempts: 1}) // the node retries, not the client
 	var records []llm.Record
@@ -46,7 +44,6 @@ func TestIdempotencyKeyOfTheNode(t *testing.T) {
 }
 
 func TestIdempotencyKeyGiven(t *testing.T) {
-	leakcheck.Check(t)
 	s := newChatServer(t, always(reply{text: "ok"}))
 	c, _ := newClient(t, s, llm.Options{})
 	req := ask("q")
@@ -86,7 +83,6 @@ func (th *countingThrottler) Do(ctx context.Context, fn func(context.Context) er
 }
 
 func TestEveryAttemptGoesThroughGuardAndThrottler(t *testing.T) {
-	leakcheck.Check(t)
 	s := newChatServer(t, sequence(reply{status: 500}, reply{status: 500}, reply{text: "ok"}))
 	guard, th := &countingGuard{}, &countingThrottler{}
 	c, _ := newClient(t, s, llm.Options{Guard: guard, Throttler: th})
@@ -97,7 +93,6 @@ func TestEveryAttemptGoesThroughGuardAndThrottler(t *testing.T) {
 }
 
 func TestRealCPUThrottler(t *testing.T) {
-	leakcheck.Check(t)
 	s := newChatServer(t, always(reply{text: "ok"}))
 	th, err := throttle.NewCPUThrottler(throttle.CPUThrottlerOptions{TargetPercent: 100, Cores: 64})
 	require.NoError(t, err)
@@ -108,7 +103,6 @@ func TestRealCPUThrottler(t *testing.T) {
 }
 
 func TestGuardOrThrottlerRefusal(t *testing.T) {
-	leakcheck.Check(t)
 	s := newChatServer(t, always(reply{text: "ok"}))
 	hot := errors.New("board at 85 °C")
 
@@ -130,7 +124,6 @@ type panickyGuard struct{}
 func (panickyGuard) Wait(context.Context) error { panic("sensor driver bug") }
 
 func TestPanicsInInjectedCodeAreErrors(t *testing.T) {
-	leakcheck.Check(t)
 	s := newChatServer(t, always(reply{text: "ok"}))
 
 	c, _ := newClient(t, s, llm.Options{Mode: func() string { panic("mode source broke") }})

@@ -19,7 +19,6 @@ import (
 
 	"github.com/cemaf-go/cemaf/dag"
 	"github.com/cemaf-go/cemaf/executor"
-	"github.com/cemaf-go/cemaf/internal/leakcheck"
 	"github.com/cemaf-go/cemaf/metrics"
 )
 
@@ -199,7 +198,6 @@ func checkExposition(t *testing.T, text string) {
 }
 
 func TestMetricsNodeLabelAndEscaping(t *testing.T) {
-	leakcheck.Check(t)
 	m, err := metrics.New(metrics.Options{NodeLabel: func(id string) string { return strings.TrimRight(id, "0123456789") }})
 	require.NoError(t, err)
 	e, err := executor.New(executor.Options{Observers: []executor.Observer{m}})
@@ -223,7 +221,6 @@ func TestMetricsNodeLabelAndEscaping(t *testing.T) {
 }
 
 func TestMetricsHTTP(t *testing.T) {
-	leakcheck.Check(t)
 	m, err := metrics.New(metrics.Options{})
 	require.NoError(t, err)
 	m.ModeChanged("normal", "low_memory")

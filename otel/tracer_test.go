@@ -18,7 +18,6 @@ import (
 
 	"github.com/cemaf-go/cemaf/dag"
 	"github.com/cemaf-go/cemaf/executor"
-	"github.com/cemaf-go/cemaf/internal/leakcheck"
 	cemafotel "github.com/cemaf-go/cemaf/otel"
 )
 
@@ -42,7 +41,6 @@ func attr(s sdktrace.ReadOnlySpan, key string) attribute.Value {
 }
 
 func TestSpansPerRunAndNode(t *testing.T) {
-	leakcheck.Check(t)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) }))
 	defer srv.Close()
 	rec := tracetest.NewSpanRecorder()
@@ -116,7 +114,6 @@ func TestSpansPerRunAndNode(t *testing.T) {
 }
 
 func TestFailedRunSpan(t *testing.T) {
-	leakcheck.Check(t)
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
 	defer tp.Shutdown(context.Background())
