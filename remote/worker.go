@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -16,6 +15,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cemaf-go/cemaf/internal/hostlimits"
 )
 
 // Guard is what a worker consults before pulling tasks: while Check reports
@@ -52,7 +53,9 @@ type WorkerOptions struct {
 	// have a function in the registry). Empty means all of the registry's.
 	Capabilities []string
 	// Slots is how many tasks run at once; the worker never holds more
-	// unfinished tasks than that. 0 means runtime.GOMAXPROCS(0).
+	// unfinished tasks than that. 0 means the host-derived pool size:
+	// CPUs × 2 in [8, 64] (a worker's tasks mostly wait: on a model, on
+	// the network).
 	Slots int
 	// Guard, if set, stops the worker from pulling while it blocks (the
 	// board is hot, memory is short): tasks go to the other workers, or
@@ -139,7 +142,7 @@ func NewWorker(nc *nats.Conn, reg *Registry, opts WorkerOptions) (*Worker, error
 	opts.Layout = lay
 	switch {
 	case opts.Slots < 0:
-		return nil, fmt.Errorf("remote: WorkerOptions.Slots = %d: must be ≥ 0 (0 = GOMAXPROCS)", opts.Slots)
+		return nil, fmt.Errorf("remote: WorkerOptions.Slots = %d: must be ≥ 0 (0 = the host's pool size)", opts.Slots)
 	case opts.PollInterval < 0:
 		return nil, fmt.Errorf("remote: WorkerOptions.PollInterval = %v: must be ≥ 0 (0 = %v)", opts.PollInterval, DefaultPollInterval)
 	case opts.DrainTimeout < 0:
@@ -147,7 +150,7 @@ func NewWorker(nc *nats.Conn, reg *Registry, opts WorkerOptions) (*Worker, error
 	case opts.MaxValueBytes < 0:
 		return nil, fmt.Errorf("remote: WorkerOptions.MaxValueBytes = %d: must be ≥ 0 (0 = %d)", opts.MaxValueBytes, DefaultMaxValueBytes)
 	}
-	opts.Slots = cmp.Or(opts.Slots, runtime.GOMAXPROCS(0))
+	opts.Slots = cmp.Or(opts.Slots, hostlimits.Detect().Pool)
 	opts.PollInterval = cmp.Or(opts.PollInterval, DefaultPollInterval)
 	opts.DrainTimeout = cmp.Or(opts.DrainTimeout, DefaultDrainTimeout)
 	opts.MaxValueBytes = cmp.Or(opts.MaxValueBytes, DefaultMaxValueBytes)
