@@ -137,7 +137,16 @@ func llmRun(t *testing.T, url string, calls int, env ...string) (*executor.Resul
 	defer cancel()
 	res, err := rt.Executor.Run(ctx, g, rt.State())
 	if err != nil && ctx.Err() != nil && res != nil && res.Pauses > 0 {
-		t.Skipf("the run was paused by other processes' load for %v and did not finish in 2 minutes: too busy to measure", res.Paused)
+		var tripped []string
+		for _, l := range rt.Guard.Breaker.Status().Ladders {
+			if l.Trips > 0 {
+				tripped = append(tripped, l.Signal)
+			}
+		}
+		if len(tripped) == 1 && tripped[0] == throttle.SignalCPUOthersPercent {
+			t.Skipf("the CPU used by other processes paused the run for %v and it did not finish in 2 minutes: too busy to measure", res.Paused)
+		}
+		t.Fatalf("the run was paused for %v by %v and did not finish", res.Paused, tripped)
 	}
 	require.NoError(t, err)
 	return res, time.Since(start), rt, pk
