@@ -737,7 +737,7 @@ func TestLogObserver(t *testing.T) {
 	require.NoError(t, err)
 	out := buf.String()
 	assert.Contains(t, out, "level=INFO msg=run_started run=r1")
-	assert.Regexp(t, `level=ERROR msg=node_failed run=r1 node=bad attempt=1 duration=\S+ status=failed error="executor: node \\"bad\\" failed after 1 attempt\(s\): disk full"`, out)
+	assert.Regexp(t, `level=ERROR msg=node_failed run=r1 node=bad attempt=1 duration=\S+ status=failed error="executor: node \\"bad\\" failed after 1 attempt: disk full"`, out)
 	assert.NotContains(t, out, "node_succeeded", "debug events are off at the default level")
 
 	// Raising the level (as the adaptive executor does in low_disk mode)

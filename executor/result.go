@@ -172,7 +172,10 @@ type NodeError struct {
 
 // Error names the node, its attempts and the cause.
 func (e *NodeError) Error() string {
-	return fmt.Sprintf("executor: node %q failed after %d attempt(s): %v", e.Node, e.Attempts, e.Err)
+	if e.Attempts == 1 {
+		return fmt.Sprintf("executor: node %q failed after 1 attempt: %v", e.Node, e.Err)
+	}
+	return fmt.Sprintf("executor: node %q failed after %d attempts: %v", e.Node, e.Attempts, e.Err)
 }
 
 // Unwrap returns the cause.

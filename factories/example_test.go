@@ -198,7 +198,7 @@ func ExampleRuntime_resume() {
 	ro.Resume = true // the ID must name a run in the file
 	attempt()
 	// Output:
-	// run report-42 failed after 1 of 2 nodes: executor: node "summarize" failed after 1 attempt(s): LLM server unreachable
+	// run report-42 failed after 1 of 2 nodes: executor: node "summarize" failed after 1 attempt: LLM server unreachable
 	// download: succeeded, restored true
 	// summarize: succeeded, restored false
 	// "summary of a long report"; downloaded 1 time(s)

@@ -60,12 +60,12 @@ func (c *Client) attempts(ctx context.Context, body []byte, onToken func(Token),
 		wait := backoff(n, c.initialBackoff, c.maxBackoff)
 		if ra := retryAfterOf(err); ra > 0 {
 			if ra > c.maxRetryAfter {
-				return Response{}, fmt.Errorf("%w (after %d attempt(s); not retried: the server asks to wait %v, more than MaxRetryAfter %v)", err, n, ra, c.maxRetryAfter)
+				return Response{}, fmt.Errorf("%w (%s; not retried: the server asks to wait %v, more than MaxRetryAfter %v)", err, afterAttempts(n), ra, c.maxRetryAfter)
 			}
 			wait = ra
 		}
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
-			return Response{}, fmt.Errorf("%w (after %d attempt(s); the next one, in %v, would pass the deadline)", err, n, wait)
+			return Response{}, fmt.Errorf("%w (%s; the next one, in %v, would pass the deadline)", err, afterAttempts(n), wait)
 		}
 		c.log.Debug("llm: retrying", "url", c.shown, "attempt", n+1, "wait", wait, "error", err)
 		if serr := c.clock.Sleep(ctx, wait); serr != nil {
@@ -80,7 +80,15 @@ func attemptsNote(err error, n int) error {
 	if n == 1 {
 		return err
 	}
-	return fmt.Errorf("%w (after %d attempts)", err, n)
+	return fmt.Errorf("%w (%s)", err, afterAttempts(n))
+}
+
+// afterAttempts reads "after 1 attempt" or "after n attempts".
+func afterAttempts(n int) string {
+	if n == 1 {
+		return "after 1 attempt"
+	}
+	return fmt.Sprintf("after %d attempts", n)
 }
 
 // once sends one attempt and reads its answer.
