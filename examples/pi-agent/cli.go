@@ -97,9 +97,13 @@ func cli(ctx context.Context, args []string, env []string, stdout, stderr io.Wri
 	}
 	var ue usageError
 	var is *invalidSettings
+	var we *waitingError
 	switch {
 	case err == nil:
 		return exitOK
+	case errors.As(err, &we):
+		printErrors(stderr, cmd, err)
+		return exitWaiting
 	case errors.Is(err, flag.ErrHelp):
 		return exitOK
 	case errors.As(err, &ue):

@@ -70,6 +70,12 @@ func (p *progress) OnEvent(ev executor.Event) {
 			err = u
 		}
 		fmt.Fprintf(p.w, "[%d/%d] %-10s %s after %s: %v\n", p.done, p.total, ev.Node, strings.ToUpper(ev.Status.String()), plural(ev.Attempt, "attempt"), err)
+	case executor.NodeWaiting:
+		p.done++
+		var ie *executor.InterruptError
+		if errors.As(ev.Err, &ie) {
+			fmt.Fprintf(p.w, "[%d/%d] %-10s waiting for input: %s\n", p.done, p.total, ev.Node, ie.Question)
+		}
 	case executor.NodeSkipped, executor.NodeCancelled:
 		p.done++
 		fmt.Fprintf(p.w, "[%d/%d] %-10s %s\n", p.done, p.total, ev.Node, ev.Status)

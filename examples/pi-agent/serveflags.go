@@ -38,7 +38,10 @@ type serveOptions struct {
 	llmURL   string
 	llmModel string
 	llmKey   string
-	storage  string
+	// llmProfiles are the LLM's mode profiles (serveLLMProfiles); a zero
+	// value takes llmModel in every mode.
+	llmProfiles llmSettings
+	storage     string
 }
 
 // Bounds of serve's settings.
