@@ -42,6 +42,9 @@ type fakeLLM struct {
 	requests []fakeRequest
 	headers  []http.Header
 	failures atomic.Int32 // answer 503 this many times first
+	// hold, when set, holds a streamed answer after its first word until
+	// it is closed.
+	hold chan struct{}
 }
 
 func newFakeLLM(t *testing.T) *fakeLLM { return newFakeLLMAt(t, "127.0.0.1:0") }
@@ -72,10 +75,17 @@ func newFakeLLMAt(t *testing.T, addr string) *fakeLLM {
 		}
 		if req.Stream {
 			w.Header().Set("Content-Type", "text/event-stream")
-			for _, word := range strings.SplitAfter(fakeAnswer, " ") {
+			for i, word := range strings.SplitAfter(fakeAnswer, " ") {
 				b, _ := json.Marshal(map[string]any{"model": req.Model, "choices": []any{map[string]any{"index": 0, "delta": map[string]string{"content": word}}}})
 				fmt.Fprintf(w, "data: %s\n\n", b)
 				w.(http.Flusher).Flush()
+				if i == 0 && f.hold != nil {
+					select {
+					case <-f.hold:
+					case <-r.Context().Done():
+						return
+					}
+				}
 			}
 			fmt.Fprintf(w, "data: {\"model\":%q,\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n", req.Model)
 			return

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -178,4 +179,22 @@ func modelSource(input string) string {
 		return ""
 	}
 	return envLLMModel + "_" + strings.ToUpper(mode)
+}
+
+// llmEnv checks every LLM variable of env and returns the per-mode models:
+// each bad one is reported, named with what it accepts.
+func llmEnv(env []string) (map[string]string, error) {
+	models, errs := llmModels(env)
+	if _, err := llmProfiles(env, defaultLLMModel, nil); err != nil {
+		var is *invalidSettings
+		if errors.As(err, &is) {
+			errs = append(errs, is.errs...)
+		} else {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, &invalidSettings{errs: errs}
+	}
+	return models, nil
 }

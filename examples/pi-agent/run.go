@@ -109,9 +109,9 @@ func runCmd(ctx context.Context, args []string, env []string, stdout, stderr io.
 	if err := f.checkInteractive(); err != nil {
 		return err
 	}
-	models, errs := llmModels(env)
-	if len(errs) > 0 {
-		return &invalidSettings{errs: errs}
+	models, err := llmEnv(env)
+	if err != nil {
+		return err
 	}
 	logger, level, err := f.logger(stderr)
 	if err != nil {

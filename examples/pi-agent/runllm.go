@@ -74,7 +74,7 @@ func inputCommand(runID string, storage storageDir) string {
 // resumeAnswers maps --input to the nodes the recorded run waits on. A
 // waiting run needs --input; a run that waits for nothing refuses it.
 func (f *runFlags) resumeAnswers(rec executor.RunRecord, storage storageDir) (map[string]string, error) {
-	waiting := rec.Status == "waiting" && len(rec.Questions) > 0
+	waiting := isWaiting(rec)
 	switch {
 	case waiting && !f.given("input"):
 		return nil, &waitingError{runID: rec.ID, questions: rec.Questions, storage: storage}
@@ -203,4 +203,23 @@ func printStreamedAnswer(w io.Writer, s runSummary) {
 	if s.ReportPath != "" {
 		fmt.Fprintf(w, "\nreport: %s\n", s.ReportPath)
 	}
+}
+
+// isWaiting says whether a recorded run waits for input.
+func isWaiting(r executor.RunRecord) bool { return r.Status == "waiting" && len(r.Questions) > 0 }
+
+// printQuestions prints, under the runs command's table, what each waiting
+// run asks.
+func printQuestions(w io.Writer, runs []executor.RunRecord) error {
+	for _, r := range runs {
+		if !isWaiting(r) {
+			continue
+		}
+		for _, q := range r.Questions {
+			if _, err := fmt.Fprintf(w, "%s waits for input (node %s): %s\n", r.ID, q.Node, q.Text); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

@@ -24,9 +24,9 @@ import (
 // (CEMAF_LLM_MODEL[_<MODE>], CEMAF_LLM_MAX_TOKENS[_<MODE>],
 // CEMAF_LLM_MAX_CONCURRENT[_<MODE>]), reporting every bad variable.
 func serveLLMProfiles(env []string, model string) (llmSettings, error) {
-	models, errs := llmModels(env)
-	if len(errs) > 0 {
-		return llmSettings{}, &invalidSettings{errs: errs}
+	models, err := llmEnv(env)
+	if err != nil {
+		return llmSettings{}, err
 	}
 	return llmProfiles(env, cmp.Or(model, defaultLLMModel), models)
 }

@@ -1,0 +1,319 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// writes records every Write, to tell streamed output from output written
+// at once.
+type writes struct {
+	mu sync.Mutex
+	w  []string
+}
+
+func (w *writes) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.w = append(w.w, string(p))
+	return len(p), nil
+}
+
+func (w *writes) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return strings.Join(w.w, "")
+}
+
+func TestStreamRun(t *testing.T) {
+	llm := newFakeLLM(t)
+	var out writes
+	var errb strings.Builder
+	code := cli(context.Background(), []string{"run", "--ephemeral", "--stream"}, []string{"CEMAF_LLM_URL=" + llm.URL, "CEMAF_LLM_MODEL=tiny"}, &out, &errb)
+	require.Equal(t, exitOK, code, errb.String())
+	calls := llm.calls()
+	require.Len(t, calls, 1)
+	assert.True(t, calls[0].Stream, "--stream asks for a streamed answer")
+
+	text := out.String()
+	assert.True(t, strings.HasPrefix(text, "Q: What does cemaf do"), text)
+	assert.Equal(t, 1, strings.Count(text, fakeAnswer), "the answer is printed once, as it streamed:\n%s", text)
+	assert.Contains(t, text, "[1] cemaf-overview.md")
+	assert.Contains(t, text, "(llm tiny at ")
+	tokens := 0
+	for _, w := range out.w {
+		if strings.Contains(fakeAnswer, w) && strings.TrimSpace(w) != "" {
+			tokens++
+		}
+	}
+	assert.Greater(t, tokens, 1, "the tokens were written as they arrived: %q", out.w)
+	assert.Contains(t, errb.String(), "[10/10] report", "then the normal report")
+
+	// The extractive answer streams too, in one piece.
+	code, plain, errOut := runCLI(t, nil, "run", "--ephemeral", "--stream")
+	require.Equal(t, exitOK, code, errOut)
+	assert.Contains(t, plain, "(extractive)")
+	assert.Equal(t, 1, strings.Count(plain, "Q: "), plain)
+
+	code, _, errOut = runCLI(t, nil, "run", "--ephemeral", "--stream", "--json")
+	assert.Equal(t, exitUsage, code)
+	assert.Contains(t, errOut, "--stream and --json exclude each other")
+}
+
+// TestModeProfiles runs with the board hot: the answer's call uses the
+// high_temp profile and its record says so.
+func TestModeProfiles(t *testing.T) {
+	llm := newFakeLLM(t)
+	sensor := filepath.Join(t.TempDir(), "temp")
+	require.NoError(t, os.WriteFile(sensor, []byte("76000\n"), 0o600)) // 76 °C
+	env := []string{"CEMAF_LLM_URL=" + llm.URL, "CEMAF_LLM_MODEL=big", "CEMAF_LLM_MAX_TOKENS=512",
+		"CEMAF_LLM_MODEL_HIGH_TEMP=small", "CEMAF_LLM_MAX_TOKENS_HIGH_TEMP=64", "CEMAF_LLM_MAX_CONCURRENT_HIGH_TEMP=1",
+		"CEMAF_RESOURCE_THERMAL_SENSOR_PATH=" + sensor, "CEMAF_RESOURCE_TEMP_ADAPT_C=70", "CEMAF_RESOURCE_TEMP_THRESHOLD=95"}
+	code, out, errOut := runCLI(t, env, "run", "--ephemeral", "--json")
+	require.Equal(t, exitOK, code, errOut)
+	var s runSummary
+	require.NoError(t, json.Unmarshal([]byte(out), &s))
+	require.NotNil(t, s.Answer)
+	require.NotNil(t, s.Answer.LLM)
+	assert.Equal(t, "high_temp", s.Answer.LLM.Mode)
+	assert.Equal(t, "small", s.Answer.LLM.Model)
+	assert.Contains(t, s.Answer.By, "(mode high_temp)")
+	calls := llm.calls()
+	require.Len(t, calls, 1)
+	assert.Equal(t, "small", calls[0].Model)
+	assert.Equal(t, 64, calls[0].MaxTokens)
+	assert.Equal(t, "small", s.Inputs["llm_model_high_temp"], "the per-mode model is a recorded input")
+
+	// Cool: the base profile.
+	require.NoError(t, os.WriteFile(sensor, []byte("40000\n"), 0o600))
+	code, out, errOut = runCLI(t, env, "run", "--ephemeral", "--json")
+	require.Equal(t, exitOK, code, errOut)
+	s = runSummary{}
+	require.NoError(t, json.Unmarshal([]byte(out), &s))
+	require.NotNil(t, s.Answer.LLM)
+	assert.NotEqual(t, "high_temp", s.Answer.LLM.Mode)
+	calls = llm.calls()
+	require.Len(t, calls, 2)
+	assert.Equal(t, "big", calls[1].Model)
+	assert.Equal(t, 512, calls[1].MaxTokens)
+}
+
+func TestLLMVariablesValidated(t *testing.T) {
+	env := []string{"CEMAF_LLM_URL=http://127.0.0.1:1", "CEMAF_LLM_MODEL_HOT=x", "CEMAF_LLM_MAX_TOKENS_HIGH_TEMP=abc",
+		"CEMAF_LLM_MAX_CONCURRENT=0", "CEMAF_LLM_MODEL_LOW_MEMORY="}
+	for _, cmd := range []string{"run", "serve"} {
+		code, _, errOut := runCLI(t, env, cmd, "--storage", t.TempDir(), "--addr", "127.0.0.1:0")
+		if cmd == "run" {
+			code, _, errOut = runCLI(t, env, cmd, "--storage", t.TempDir())
+		}
+		assert.Equal(t, exitError, code, cmd)
+		assert.Contains(t, errOut, `CEMAF_LLM_MODEL_HOT = "x" from environment: "HOT" is not a device mode; accepted: CEMAF_LLM_MODEL_NORMAL, CEMAF_LLM_MODEL_LOW_MEMORY, CEMAF_LLM_MODEL_HIGH_TEMP, CEMAF_LLM_MODEL_LOW_DISK`, cmd)
+		assert.Contains(t, errOut, `CEMAF_LLM_MAX_TOKENS_HIGH_TEMP = "abc" from environment: not an integer; accepted: an integer in [1, 1048576]`, cmd)
+		assert.Contains(t, errOut, `CEMAF_LLM_MAX_CONCURRENT = "0" from environment: out of range; accepted: an integer in [1, 256]`, cmd)
+		assert.Contains(t, errOut, `CEMAF_LLM_MODEL_LOW_MEMORY = "" from environment: empty`, cmd)
+	}
+}
+
+// TestClarifyAcrossProcesses: a question nothing matches makes the run
+// wait for input; the process exits saying how to answer; pi-agent runs
+// lists it as waiting with its question; a new process answers it.
+func TestClarifyAcrossProcesses(t *testing.T) {
+	storage := t.TempDir()
+	c := startPiAgent(t, nil, "run", "--storage", storage, "--clarify", "--question", "zyzzyva quokka?")
+	require.Equal(t, exitWaiting, c.exitCode(), c.stderr())
+	out := c.stderr()
+	assert.Contains(t, out, `answer     waiting for input: No passage of the corpus matches "zyzzyva quokka?". Ask it in other words.`)
+	m := regexp.MustCompile(`answer with: pi-agent run --resume (\S+) --storage (\S+) --input 'TEXT'`).FindStringSubmatch(out)
+	require.NotNil(t, m, out)
+	id := m[1]
+	assert.Equal(t, storage, m[2])
+	assert.Contains(t, out, "is waiting for input")
+	assert.Contains(t, out, "(no answer yet: the run waits for input)")
+
+	code, listing, _ := runCLI(t, nil, "runs", "--storage", storage)
+	require.Equal(t, exitOK, code)
+	assert.Regexp(t, regexp.QuoteMeta(id)+`\s+waiting\s+8/10`, listing)
+	assert.Contains(t, listing, id+` waits for input (node answer): No passage of the corpus matches "zyzzyva quokka?"`)
+	assert.Contains(t, listing, "pi-agent run --resume "+id+" --storage "+storage+" --input 'TEXT'")
+
+	// Resuming without the input says what is asked; --input without
+	// --resume and on a run that does not wait are refused.
+	code, _, errOut := runCLI(t, nil, "run", "--storage", storage, "--resume", id)
+	assert.Equal(t, exitWaiting, code)
+	assert.Contains(t, errOut, "answer asks: No passage")
+	code, _, errOut = runCLI(t, nil, "run", "--storage", storage, "--input", "x")
+	assert.Equal(t, exitUsage, code)
+	assert.Contains(t, errOut, "--input answers a waiting run: give it with --resume ID")
+
+	// Other words that match nothing either: asked again.
+	code, _, errOut = runCLI(t, nil, "run", "--storage", storage, "--resume", id, "--input", "xylophone wombat")
+	assert.Equal(t, exitWaiting, code, errOut)
+	assert.Contains(t, errOut, `matches "xylophone wombat" either`)
+
+	a := startPiAgent(t, nil, "run", "--storage", storage, "--resume", id, "--input", "What does PMIC-Die read on a Jetson Nano?")
+	require.Equal(t, exitOK, a.exitCode(), a.stderr())
+	out = a.stderr()
+	assert.Contains(t, out, "Q: What does PMIC-Die read on a Jetson Nano?")
+	assert.Contains(t, out, "jetson-thermal.md")
+	assert.Contains(t, out, "[9/10] answer ")
+	raw, err := os.ReadFile(filepath.Join(storage, "reports", id+".md"))
+	require.NoError(t, err)
+	assert.Contains(t, string(raw), "Question: What does PMIC-Die read on a Jetson Nano?")
+
+	code, listing, _ = runCLI(t, nil, "runs", "--storage", storage)
+	require.Equal(t, exitOK, code)
+	assert.Regexp(t, regexp.QuoteMeta(id)+`\s+succeeded\s+10/10`, listing)
+	code, _, errOut = runCLI(t, nil, "run", "--storage", storage, "--resume", id, "--input", "again")
+	assert.Equal(t, exitError, code)
+	assert.Contains(t, errOut, "the run already finished")
+}
+
+// sse is one server-sent event.
+type sse struct {
+	name string
+	data string
+}
+
+// postSSE posts body to path and reads the server-sent events of the
+// answer.
+func postSSE(t *testing.T, url, body string) (*http.Response, []sse) {
+	t.Helper()
+	return postSSEFunc(t, url, body, func(sse) {})
+}
+
+// postSSEFunc is postSSE calling each with every event as it is read.
+func postSSEFunc(t *testing.T, url, body string, each func(sse)) (*http.Response, []sse) {
+	t.Helper()
+	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var evs []sse
+	var cur sse
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "event: "):
+			cur.name = strings.TrimPrefix(line, "event: ")
+		case strings.HasPrefix(line, "data: "):
+			cur.data = strings.TrimPrefix(line, "data: ")
+		case line == "":
+			each(cur)
+			evs = append(evs, cur)
+			cur = sse{}
+		}
+	}
+	require.NoError(t, sc.Err())
+	return resp, evs
+}
+
+func TestServeStreams(t *testing.T) {
+	llm := newFakeLLM(t)
+	llm.hold = make(chan struct{})
+	ts := startServer(t, func(o *serveOptions) { o.llmURL = llm.URL; o.llmModel = "tiny" })
+	// The first token reaches the client while the model holds the rest.
+	first := ""
+	resp, evs := postSSEFunc(t, ts.url+"/v1/runs", `{"question":"What does cemaf do when hot?","stream":true}`, func(e sse) {
+		if e.name == "token" && first == "" {
+			first = e.data
+			close(llm.hold)
+		}
+	})
+	assert.Equal(t, `{"text":"It "}`, first)
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, "text/event-stream", resp.Header.Get("Content-Type"))
+	var text strings.Builder
+	tokens, progress := 0, map[string]string{}
+	require.NotEmpty(t, evs)
+	for _, e := range evs[:len(evs)-1] {
+		switch e.name {
+		case "token":
+			var d struct{ Text string }
+			require.NoError(t, json.Unmarshal([]byte(e.data), &d))
+			text.WriteString(d.Text)
+			tokens++
+		case "progress":
+			var p sseProgress
+			require.NoError(t, json.Unmarshal([]byte(e.data), &p))
+			progress[p.Node] = p.Status
+		default:
+			t.Errorf("unexpected event %q", e.name)
+		}
+	}
+	assert.Equal(t, fakeAnswer, text.String())
+	assert.Greater(t, tokens, 1, "the tokens came as they were generated")
+	assert.Equal(t, map[string]string{"question": "succeeded", "retrieve": "succeeded", "answer": "succeeded"}, progress)
+	last := evs[len(evs)-1]
+	require.Equal(t, "result", last.name)
+	var res sseResult
+	require.NoError(t, json.Unmarshal([]byte(last.data), &res))
+	assert.Equal(t, http.StatusOK, res.Code)
+	require.NotNil(t, res.Answer)
+	assert.Equal(t, fakeAnswer, res.Answer.Text)
+	assert.NotEmpty(t, res.Passages)
+	require.Len(t, llm.calls(), 1)
+	assert.True(t, llm.calls()[0].Stream)
+
+	// Without "stream", plain JSON.
+	code, hdr, body := post(t, ts.url, `{"question":"What does cemaf do when hot?"}`)
+	require.Equal(t, http.StatusOK, code, string(body))
+	assert.Equal(t, "application/json", hdr.Get("Content-Type"))
+	assert.False(t, llm.calls()[1].Stream)
+	require.NoError(t, ts.stop())
+}
+
+func TestServeInput(t *testing.T) {
+	ts := startServer(t, nil)
+	code, _, body := post(t, ts.url, `{"question":"zyzzyva quokka?","clarify":true}`)
+	require.Equal(t, http.StatusAccepted, code, string(body))
+	var rr runResponse
+	require.NoError(t, json.Unmarshal(body, &rr))
+	assert.Equal(t, "waiting", rr.Status)
+	require.Len(t, rr.Waiting, 1)
+	assert.Equal(t, "answer", rr.Waiting[0].Node)
+	assert.Contains(t, rr.Waiting[0].Text, `matches "zyzzyva quokka?"`)
+	assert.Nil(t, rr.Answer)
+
+	input := func(id, body string) (int, []byte) {
+		resp, err := http.Post(ts.url+"/v1/runs/"+id+"/input", "application/json", strings.NewReader(body))
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		var b strings.Builder
+		_, err = bufio.NewReader(resp.Body).WriteTo(&b)
+		require.NoError(t, err)
+		return resp.StatusCode, []byte(b.String())
+	}
+	code, body = input(rr.RunID, `{"input":""}`)
+	assert.Equal(t, http.StatusBadRequest, code, string(body))
+	code, body = input(rr.RunID, `{"input":"under-voltage","bogus":1}`)
+	assert.Equal(t, http.StatusBadRequest, code, string(body))
+
+	resp, evs := postSSE(t, ts.url+"/v1/runs/"+rr.RunID+"/input", `{"input":"under-voltage","stream":true}`)
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	require.NotEmpty(t, evs)
+	last := evs[len(evs)-1]
+	require.Equal(t, "result", last.name)
+	var res sseResult
+	require.NoError(t, json.Unmarshal([]byte(last.data), &res))
+	assert.Equal(t, http.StatusOK, res.Code, last.data)
+	assert.Equal(t, rr.RunID, res.RunID)
+	assert.Equal(t, "under-voltage", res.Question)
+	require.NotNil(t, res.Answer)
+	assert.Equal(t, "power-supply.md", res.Passages[0].Name)
+
+	code, body = input(rr.RunID, `{"input":"under-voltage"}`)
+	assert.Equal(t, http.StatusNotFound, code, "answered once")
+	assert.Contains(t, string(body), "is waiting for input")
+	require.NoError(t, ts.stop())
+}
