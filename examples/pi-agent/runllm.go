@@ -199,6 +199,8 @@ func printStreamedAnswer(w io.Writer, s runSummary) {
 			fmt.Fprintf(w, "  %s\n", src)
 		}
 		fmt.Fprintf(w, "(%s)\n", s.Answer.By)
+	} else {
+		fmt.Fprintf(w, "(no answer)\n")
 	}
 	if s.ReportPath != "" {
 		fmt.Fprintf(w, "\nreport: %s\n", s.ReportPath)
