@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -316,4 +318,55 @@ func TestServeInput(t *testing.T) {
 	assert.Equal(t, http.StatusNotFound, code, "answered once")
 	assert.Contains(t, string(body), "is waiting for input")
 	require.NoError(t, ts.stop())
+}
+
+// TestStreamRestart: a stream cut after its first word is retried; the
+// printed answer and the SSE client are told it starts over.
+func TestStreamRestart(t *testing.T) {
+	llm := newFakeLLM(t)
+	llm.cut.Store(true)
+	code, out, errOut := runCLI(t, []string{"CEMAF_LLM_URL=" + llm.URL}, "run", "--ephemeral", "--stream", "--llm-backoff", "1ms")
+	require.Equal(t, exitOK, code, errOut)
+	assert.Contains(t, out, "It \n[the answer was cut off; starting over: attempt 2]\n"+fakeAnswer+"\n", out)
+	assert.Len(t, llm.calls(), 2)
+
+	llm.cut.Store(true)
+	ts := startServer(t, func(o *serveOptions) { o.llmURL = llm.URL })
+	_, evs := postSSE(t, ts.url+"/v1/runs", `{"question":"What does cemaf do when hot?","stream":true}`)
+	var names []string
+	var text strings.Builder
+	for _, e := range evs {
+		if e.name == "restart" {
+			names = append(names, e.name)
+			text.Reset()
+		}
+		if e.name == "token" {
+			var d struct{ Text string }
+			require.NoError(t, json.Unmarshal([]byte(e.data), &d))
+			text.WriteString(d.Text)
+		}
+	}
+	assert.Equal(t, []string{"restart"}, names)
+	assert.Equal(t, fakeAnswer, text.String(), "after the restart, the whole answer")
+	require.NoError(t, ts.stop())
+}
+
+func TestWaitingRunsBounded(t *testing.T) {
+	var w waitingRuns
+	t0 := time.Unix(1e9, 0)
+	for i := range maxWaitingRuns + 10 {
+		w.add(fmt.Sprint("run-", i), waitingRun{question: "q", since: t0.Add(time.Duration(i) * time.Second)}, time.Hour)
+	}
+	assert.Equal(t, maxWaitingRuns, w.len(), "past the bound the oldest are forgotten")
+	_, ok := w.take("run-0", t0.Add(time.Hour), time.Hour)
+	assert.False(t, ok, "the oldest was forgotten")
+	r, ok := w.take("run-10", t0.Add(time.Hour), time.Hour)
+	require.True(t, ok)
+	assert.Equal(t, "q", r.question)
+	_, ok = w.take("run-10", t0.Add(time.Hour), time.Hour)
+	assert.False(t, ok, "taken once")
+	_, ok = w.take("run-11", t0.Add(2*time.Hour), time.Hour)
+	assert.False(t, ok, "waited longer than the timeout")
+	w.add("late", waitingRun{since: t0.Add(10 * time.Hour)}, time.Hour)
+	assert.Equal(t, 1, w.len(), "adding forgets the expired ones")
 }

@@ -45,6 +45,9 @@ type fakeLLM struct {
 	// hold, when set, holds a streamed answer after its first word until
 	// it is closed.
 	hold chan struct{}
+	// cut, when set, makes the next streamed answer end after its first
+	// word, as a dropped connection does.
+	cut atomic.Bool
 }
 
 func newFakeLLM(t *testing.T) *fakeLLM { return newFakeLLMAt(t, "127.0.0.1:0") }
@@ -79,6 +82,9 @@ func newFakeLLMAt(t *testing.T, addr string) *fakeLLM {
 				b, _ := json.Marshal(map[string]any{"model": req.Model, "choices": []any{map[string]any{"index": 0, "delta": map[string]string{"content": word}}}})
 				fmt.Fprintf(w, "data: %s\n\n", b)
 				w.(http.Flusher).Flush()
+				if i == 0 && f.cut.CompareAndSwap(true, false) {
+					return
+				}
 				if i == 0 && f.hold != nil {
 					select {
 					case <-f.hold:

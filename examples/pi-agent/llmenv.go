@@ -198,3 +198,23 @@ func llmEnv(env []string) (map[string]string, error) {
 	}
 	return models, nil
 }
+
+// addLLMProfiles lists, for pi-agent config, the LLM variables of env that
+// set a mode profile, or the reason they are refused.
+func addLLMProfiles(env []string, add func(name, value, source string)) {
+	if _, err := llmEnv(env); err != nil {
+		add("LLM profiles", "", "refused: "+strings.ReplaceAll(err.Error(), "\n", "; "))
+		return
+	}
+	for _, prefix := range []string{envLLMModel, envLLMMaxTokens, envLLMMaxConcurrent} {
+		names := modeVars(env, prefix)
+		if prefix != envLLMModel {
+			names = append([]string{prefix}, names...)
+		}
+		for _, name := range names {
+			if v, ok := lookupEnv(env, name); ok && v != "" {
+				add("LLM "+strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(name, "CEMAF_LLM_"), "_", " ")), v, name)
+			}
+		}
+	}
+}

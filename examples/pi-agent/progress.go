@@ -116,7 +116,11 @@ func (p *progress) summary(s runSummary) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	w := p.w
-	fmt.Fprintf(w, "\nrun %s finished in %v", s.RunID, time.Duration(s.DurationMS)*time.Millisecond)
+	if len(s.Waiting) > 0 {
+		fmt.Fprintf(w, "\nrun %s stopped to wait for input after %v", s.RunID, time.Duration(s.DurationMS)*time.Millisecond)
+	} else {
+		fmt.Fprintf(w, "\nrun %s finished in %v", s.RunID, time.Duration(s.DurationMS)*time.Millisecond)
+	}
 	if s.Pauses > 0 {
 		fmt.Fprintf(w, " (paused %s, %v)", plural(s.Pauses, "time"), time.Duration(s.PausedMS)*time.Millisecond)
 	}

@@ -231,7 +231,7 @@ func (r *runner) execute(ctx context.Context) error {
 		observers = append(observers, tokens)
 	}
 	rt, err := newRunRuntime(r.cfg, storage, r.runID, r.resume, factories.RuntimeOptions{
-		Guard:    guardOptions(r.env, storage.Path, logger),
+		Guard:    r.guardOptions(),
 		Executor: executor.Options{Observers: observers},
 		LogLevel: r.level,
 		Logger:   logger,

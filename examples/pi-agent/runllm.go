@@ -225,3 +225,14 @@ func printQuestions(w io.Writer, runs []executor.RunRecord) error {
 	}
 	return nil
 }
+
+// guardOptions are the resource guard's options of the run: those of
+// every command, and the run's LLM endpoint as a helper when the resume
+// took it from the record rather than from CEMAF_LLM_URL.
+func (r *runner) guardOptions() factories.GuardOptions {
+	o := guardOptions(r.env, r.storage.Path, r.logger)
+	if r.in.LLMURL != "" && len(o.HelperEndpoints) == 0 {
+		o.HelperEndpoints = []string{r.in.LLMURL}
+	}
+	return o
+}
