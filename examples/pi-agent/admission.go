@@ -284,13 +284,9 @@ type nodeSummary struct {
 	Error      string `json:"error,omitempty"`
 }
 
-// run answers question over the (lazily built) index, in a State of its
-// own over it (see overlay.go).
-func (s *server) run(ctx context.Context, question string) (runResponse, int) {
-	return s.runWith(ctx, serveRun{question: question})
-}
-
-// runWith runs sr: see run.
+// runWith answers sr's question over the (lazily built) index, in a State
+// of its own over it (see overlay.go): with sr's answers for a run that
+// waited for input, and sr's observer for a streamed one.
 func (s *server) runWith(ctx context.Context, sr serveRun) (runResponse, int) {
 	s.lastUsed.Store(time.Now().UnixNano())
 	defer s.lastUsed.Store(time.Now().UnixNano())
