@@ -3,7 +3,6 @@ package main
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -174,7 +173,7 @@ func (a llmAnswerer) Answer(ctx context.Context, r retrieval) (answer, error) {
 		if ctx.Err() != nil {
 			// Not the endpoint's fault: the run was stopped (its timeout,
 			// ctrl-c, serve's drain timeout).
-			return answer{}, fmt.Errorf("LLM call to %s stopped: %w", a.client.URL(), errors.Join(context.Cause(ctx), err))
+			return answer{}, fmt.Errorf("LLM call to %s stopped: %w", a.client.URL(), context.Cause(ctx))
 		}
 		return answer{}, fmt.Errorf("LLM call (model %s, mode %s, %s): %w", resp.Record.Model, resp.Record.Mode, plural(resp.Record.Attempts, "attempt"), err)
 	}

@@ -131,6 +131,10 @@ func TestLLMVariablesValidated(t *testing.T) {
 // wait for input; the process exits saying how to answer; pi-agent runs
 // lists it as waiting with its question; a new process answers it.
 func TestClarifyAcrossProcesses(t *testing.T) {
+	code, _, errOut := runCLI(t, nil, "run", "--ephemeral", "--clarify")
+	assert.Equal(t, exitUsage, code)
+	assert.Contains(t, errOut, "--clarify and --ephemeral exclude each other")
+
 	storage := t.TempDir()
 	c := startPiAgent(t, nil, "run", "--storage", storage, "--clarify", "--question", "zyzzyva quokka?")
 	require.Equal(t, exitWaiting, c.exitCode(), c.stderr())
@@ -151,7 +155,7 @@ func TestClarifyAcrossProcesses(t *testing.T) {
 
 	// Resuming without the input says what is asked; --input without
 	// --resume and on a run that does not wait are refused.
-	code, _, errOut := runCLI(t, nil, "run", "--storage", storage, "--resume", id)
+	code, _, errOut = runCLI(t, nil, "run", "--storage", storage, "--resume", id)
 	assert.Equal(t, exitWaiting, code)
 	assert.Contains(t, errOut, "answer asks: No passage")
 	code, _, errOut = runCLI(t, nil, "run", "--storage", storage, "--input", "x")
@@ -369,4 +373,35 @@ func TestWaitingRunsBounded(t *testing.T) {
 	assert.False(t, ok, "waited longer than the timeout")
 	w.add("late", waitingRun{since: t0.Add(10 * time.Hour)}, time.Hour)
 	assert.Equal(t, 1, w.len(), "adding forgets the expired ones")
+}
+
+// A run's input refused at admission (every slot busy) leaves it waiting.
+func TestServeInputRefusedStillWaits(t *testing.T) {
+	llm := newBlockingLLM(t)
+	ts := startServer(t, func(o *serveOptions) { o.slots = 1; o.llmURL = llm.url })
+	code, _, body := post(t, ts.url, `{"question":"zyzzyva quokka?","clarify":true}`)
+	require.Equal(t, http.StatusAccepted, code, string(body))
+	var rr runResponse
+	require.NoError(t, json.Unmarshal(body, &rr))
+
+	held := make(chan int, 1)
+	go func() { code, _, _ := post(t, ts.url, `{"question":"under-voltage"}`); held <- code }()
+	<-llm.entered // that run holds the only slot
+	inputURL := ts.url + "/v1/runs/" + rr.RunID + "/input"
+	resp, err := http.Post(inputURL, "application/json", strings.NewReader(`{"input":"under-voltage"}`))
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusTooManyRequests, resp.StatusCode)
+	close(llm.release)
+	assert.Equal(t, http.StatusOK, <-held)
+
+	resp, err = http.Post(inputURL, "application/json", strings.NewReader(`{"input":"under-voltage"}`))
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode, "still waiting after the refusal")
+	var res runResponse
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&res))
+	require.NotNil(t, res.Answer)
+	assert.Equal(t, "held answer [1]", res.Answer.Text)
+	require.NoError(t, ts.stop())
 }

@@ -34,6 +34,8 @@ func (f *runFlags) withInteractive() {
 // checkInteractive refuses the combinations that cannot work.
 func (f *runFlags) checkInteractive() error {
 	switch {
+	case f.clarify && f.ephemeral:
+		return usageError{"--clarify and --ephemeral exclude each other (a run that waits for input must be kept to be answered)"}
 	case f.stream && f.jsonOut:
 		return usageError{"--stream and --json exclude each other (the tokens would break the JSON on stdout)"}
 	case f.given("input") && f.resume == "":

@@ -174,7 +174,9 @@ func (s *server) handleInput(w http.ResponseWriter, r *http.Request) {
 	for _, q := range wr.questions {
 		answers[q.Node] = in.Input
 	}
-	s.admitAndRun(w, r, serveRun{id: id, question: wr.question, clarify: true, stream: in.Stream, answers: answers})
+	if !s.admitAndRun(w, r, serveRun{id: id, question: wr.question, clarify: true, stream: in.Stream, answers: answers}) {
+		s.waiting.add(id, wr, s.opts.idleTimeout) // refused before it ran: it still waits
+	}
 }
 
 // serveRun is one run of serve: a new one, or one answered.
@@ -188,30 +190,32 @@ type serveRun struct {
 }
 
 // admitAndRun admits a run (resource pressure, slots), runs it and answers,
-// in JSON or, when asked, as server-sent events.
-func (s *server) admitAndRun(w http.ResponseWriter, r *http.Request, sr serveRun) {
+// in JSON or, when asked, as server-sent events. It reports false when the
+// run was refused before it started.
+func (s *server) admitAndRun(w http.ResponseWriter, r *http.Request, sr serveRun) bool {
 	if lim, retry := s.pressure(); lim != nil {
 		s.fail(w, http.StatusServiceUnavailable, retry, lim.Error(), lim)
-		return
+		return false
 	}
 	release, ok := s.acquire(r.Context())
 	if !ok {
 		s.fail(w, http.StatusTooManyRequests, 2*time.Second, fmt.Sprintf("all %d run slots are busy", s.opts.slots),
 			&limit.Error{Kind: limit.Queue, Current: float64(s.opts.slots + int(s.queued.Load())), Limit: float64(s.opts.slots + s.opts.queue), Detail: "run slots and queue full"})
-		return
+		return false
 	}
 	defer release()
 	ctx, cancel := context.WithTimeout(r.Context(), s.opts.runTimeout)
 	defer cancel()
 	if sr.stream {
 		s.streamRun(ctx, w, sr)
-		return
+		return true
 	}
 	resp, code := s.runWith(ctx, sr)
 	if code == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "5")
 	}
 	s.respond(w, code, resp)
+	return true
 }
 
 // streamRun runs sr and answers with server-sent events: "token" events
