@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -404,4 +406,46 @@ func TestServeInputRefusedStillWaits(t *testing.T) {
 	require.NotNil(t, res.Answer)
 	assert.Equal(t, "held answer [1]", res.Answer.Text)
 	require.NoError(t, ts.stop())
+}
+
+// The per-mode models and --clarify are recorded inputs: a resume that
+// changes them is refused, naming the variable or flag; one that leaves
+// them out takes the recorded ones.
+func TestResumeChecksModeModels(t *testing.T) {
+	storage := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		cancel()
+		<-r.Context().Done()
+	}))
+	defer hang.Close()
+	env := []string{"CEMAF_LLM_URL=" + hang.URL, "CEMAF_LLM_MODEL=tiny", "CEMAF_LLM_MODEL_HIGH_TEMP=small"}
+	var out, errb strings.Builder
+	code := cli(ctx, []string{"run", "--storage", storage, "--json"}, env, &out, &errb)
+	require.Equal(t, exitError, code, errb.String())
+	var s runSummary
+	require.NoError(t, json.Unmarshal([]byte(out.String()), &s))
+	id := s.RunID
+
+	code, _, errOut := runCLI(t, []string{"CEMAF_LLM_URL=" + hang.URL, "CEMAF_LLM_MODEL=tiny", "CEMAF_LLM_MODEL_HIGH_TEMP=other"}, "run", "--storage", storage, "--resume", id)
+	assert.Equal(t, exitError, code)
+	assert.Contains(t, errOut, `llm_model_high_temp "small" -> "other"`)
+	assert.Contains(t, errOut, "leave out or set back CEMAF_LLM_MODEL_HIGH_TEMP")
+	code, _, errOut = runCLI(t, []string{"CEMAF_LLM_URL=" + hang.URL, "CEMAF_LLM_MODEL=tiny"}, "run", "--storage", storage, "--resume", id)
+	assert.Equal(t, exitError, code)
+	assert.Contains(t, errOut, `llm_model_high_temp not given (was "small")`)
+	code, _, errOut = runCLI(t, nil, "run", "--storage", storage, "--resume", id, "--clarify")
+	assert.Equal(t, exitError, code)
+	assert.Contains(t, errOut, "leave out or set back --clarify")
+
+	hang.Close()
+	llm := newFakeLLMAt(t, strings.TrimPrefix(hang.URL, "http://"))
+	code, outJSON, errOut := runCLI(t, nil, "run", "--storage", storage, "--resume", id, "--json")
+	require.Equal(t, exitOK, code, errOut)
+	s = runSummary{}
+	require.NoError(t, json.Unmarshal([]byte(outJSON), &s))
+	assert.Equal(t, "small", s.Inputs["llm_model_high_temp"], "the recorded per-mode model")
+	assert.Len(t, llm.calls(), 1)
 }
