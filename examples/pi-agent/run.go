@@ -301,9 +301,10 @@ func (r *runner) execute(ctx context.Context) error {
 		ModeChanges: rt.Executor.History(), FinalMode: rt.Executor.CurrentMode(), Pager: rt.Pager.Stats(), PeakRSSBytes: peakRSS(r.cfg.ProcfsRoot)}
 	if res != nil {
 		sum.Nodes, sum.Pauses, sum.PausedMS = res.Nodes, res.Pauses, res.Paused.Milliseconds()
-		if nr, ok := res.Node("answer"); ok && nr.Status != executor.Succeeded && nr.Status != executor.Waiting && nr.Err != nil {
+		if nr, ok := res.Node("answer"); ok && (nr.Status == executor.Failed || nr.Status == executor.TimedOut) && nr.Err != nil {
+			// Not a run stopped while it answered: that says so itself.
 			sum.AnswerError = nr.Err.Error()
-			r.answerFailed(ctx, spec, rt.State(), sum.AnswerError)
+			r.answerFailed(context.WithoutCancel(ctx), spec, rt.State(), sum.AnswerError)
 		}
 		sum.Waiting = res.Questions
 	}
