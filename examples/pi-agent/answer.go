@@ -175,7 +175,7 @@ func (a llmAnswerer) Answer(ctx context.Context, r retrieval) (answer, error) {
 			// ctrl-c, serve's drain timeout).
 			return answer{}, fmt.Errorf("LLM call to %s stopped: %w", a.client.URL(), context.Cause(ctx))
 		}
-		return answer{}, fmt.Errorf("LLM call (model %s, mode %s, %s): %w", resp.Record.Model, resp.Record.Mode, plural(resp.Record.Attempts, "attempt"), err)
+		return answer{}, fmt.Errorf("LLM call (model %s, mode %s): %w", resp.Record.Model, resp.Record.Mode, err)
 	}
 	text := strings.TrimSpace(resp.Message.Content)
 	if text == "" {

@@ -164,7 +164,7 @@ func TestUnreachableLLM(t *testing.T) {
 	code, out, errOut := runCLI(t, []string{"CEMAF_LLM_URL=" + url}, "run", "--storage", storage, "--llm-backoff", "5ms")
 	assert.Equal(t, exitError, code)
 	assert.Contains(t, errOut, "answer     FAILED after 1 attempt")
-	assert.Contains(t, errOut, "3 attempts")
+	assert.Contains(t, errOut, "(after 3 attempts)")
 	assert.Contains(t, errOut, url+"/v1/chat/completions")
 	assert.Contains(t, errOut, "the report keeps the retrieved passages")
 	assert.Contains(t, out, "(no answer)")
