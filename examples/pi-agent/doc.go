@@ -55,4 +55,8 @@
 //     most 64 MiB, or a quarter of the pager's budget).
 //   - When every open connection is busy sending a request, serve refuses new
 //     ones (503) until a read timeout frees one: /healthz is then refused too.
+//   - serve keeps its runs waiting for input in memory only: a restart
+//     forgets them (run's waiting runs are checkpointed).
+//   - --stream prints what the model sends as it comes: a stream cut and
+//     retried is printed again after a note, not taken back.
 package main
