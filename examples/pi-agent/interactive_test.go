@@ -169,10 +169,11 @@ func TestClarifyAcrossProcesses(t *testing.T) {
 	assert.Equal(t, exitWaiting, code, errOut)
 	assert.Contains(t, errOut, `matches "xylophone wombat" either`)
 
-	a := startPiAgent(t, nil, "run", "--storage", storage, "--resume", id, "--input", "What does PMIC-Die read on a Jetson Nano?")
+	a := startPiAgent(t, nil, "run", "--storage", storage, "--resume", id, "--input", "What does PMIC-Die read on a Jetson Nano?", "--stream")
 	require.Equal(t, exitOK, a.exitCode(), a.stderr())
 	out = a.stderr()
-	assert.Contains(t, out, "Q: What does PMIC-Die read on a Jetson Nano?")
+	assert.Contains(t, out, "Q: What does PMIC-Die read on a Jetson Nano?", "streamed, under the words given")
+	assert.NotContains(t, out, "Q: zyzzyva")
 	assert.Contains(t, out, "jetson-thermal.md")
 	assert.Contains(t, out, "[9/10] answer ")
 	raw, err := os.ReadFile(filepath.Join(storage, "reports", id+".md"))

@@ -227,6 +227,9 @@ func (r *runner) execute(ctx context.Context) error {
 		observers = append(observers, executor.NewLogObserver(logger))
 	}
 	tokens := &tokenPrinter{w: r.stdout, question: in.Question}
+	if len(r.answers) > 0 {
+		tokens.question = strings.TrimSpace(f.input) // the words the answer is for
+	}
 	if f.stream {
 		observers = append(observers, tokens)
 	}
