@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -57,6 +58,11 @@ func (s *server) respond(w http.ResponseWriter, code int, body any) {
 
 type runRequest struct {
 	Question string `json:"question"`
+	// Stream asks for server-sent events (see streamRun).
+	Stream bool `json:"stream,omitempty"`
+	// Clarify makes a question no passage matches wait for other words
+	// (POST /v1/runs/{id}/input) instead of being answered.
+	Clarify bool `json:"clarify,omitempty"`
 }
 
 // requestError is a request refused before it runs.
@@ -100,12 +106,22 @@ func parseRunRequest(body []byte) (runRequest, *requestError) {
 // timeout and the size limit. It runs before a run slot is taken, so a
 // slow client holds only its own connection.
 func (s *server) readRunRequest(w http.ResponseWriter, r *http.Request) (runRequest, *requestError) {
+	body, rerr := s.readBody(w, r)
+	if rerr != nil {
+		return runRequest{}, rerr
+	}
+	return parseRunRequest(body)
+}
+
+// readBody reads the body of r within the read-body timeout and the size
+// limit.
+func (s *server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *requestError) {
 	tooLarge := func(current int64) *requestError {
 		return &requestError{code: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("body is over the limit of %d bytes", s.opts.maxBody),
 			lim: &limit.Error{Kind: limit.MessageSize, Subject: "body", Current: float64(current), Limit: float64(s.opts.maxBody), Unit: "bytes"}}
 	}
 	if r.ContentLength > int64(s.opts.maxBody) {
-		return runRequest{}, tooLarge(r.ContentLength)
+		return nil, tooLarge(r.ContentLength)
 	}
 	rc := http.NewResponseController(w)
 	rc.SetReadDeadline(time.Now().Add(s.opts.readBodyTimeout))
@@ -121,20 +137,20 @@ func (s *server) readRunRequest(w http.ResponseWriter, r *http.Request) (runRequ
 		rc.SetReadDeadline(time.Time{})
 	}
 	if s.draining.Load() {
-		return runRequest{}, &requestError{code: http.StatusServiceUnavailable, msg: "shutting down"}
+		return nil, &requestError{code: http.StatusServiceUnavailable, msg: "shutting down"}
 	}
 	var mbe *http.MaxBytesError
 	var ne net.Error
 	switch {
 	case errors.As(err, &mbe):
-		return runRequest{}, tooLarge(mbe.Limit + 1)
+		return nil, tooLarge(mbe.Limit + 1)
 	case errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
 		w.Header().Set("Connection", "close")
-		return runRequest{}, &requestError{code: http.StatusRequestTimeout, msg: fmt.Sprintf("the body did not arrive within %v", formatDuration(s.opts.readBodyTimeout))}
+		return nil, &requestError{code: http.StatusRequestTimeout, msg: fmt.Sprintf("the body did not arrive within %v", formatDuration(s.opts.readBodyTimeout))}
 	case err != nil:
-		return runRequest{}, &requestError{code: http.StatusBadRequest, msg: "reading the body: " + err.Error()}
+		return nil, &requestError{code: http.StatusBadRequest, msg: "reading the body: " + err.Error()}
 	}
-	return parseRunRequest(body)
+	return body, nil
 }
 
 // bodyReads are the request bodies being read, so that a drain can cut the
@@ -190,24 +206,7 @@ func (s *server) handleRun(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, rerr.code, 0, rerr.msg, rerr.lim)
 		return
 	}
-	if lim, retry := s.pressure(); lim != nil {
-		s.fail(w, http.StatusServiceUnavailable, retry, lim.Error(), lim)
-		return
-	}
-	release, ok := s.acquire(r.Context())
-	if !ok {
-		s.fail(w, http.StatusTooManyRequests, 2*time.Second, fmt.Sprintf("all %d run slots are busy", s.opts.slots),
-			&limit.Error{Kind: limit.Queue, Current: float64(s.opts.slots + int(s.queued.Load())), Limit: float64(s.opts.slots + s.opts.queue), Detail: "run slots and queue full"})
-		return
-	}
-	defer release()
-	ctx, cancel := context.WithTimeout(r.Context(), s.opts.runTimeout)
-	defer cancel()
-	resp, code := s.run(ctx, req.Question)
-	if code == http.StatusServiceUnavailable {
-		w.Header().Set("Retry-After", "5")
-	}
-	s.respond(w, code, resp)
+	s.admitAndRun(w, r, serveRun{question: req.Question, clarify: req.Clarify, stream: req.Stream})
 }
 
 // pressure says whether the resource guard refuses new runs, and for how
@@ -265,6 +264,10 @@ type runResponse struct {
 	Pauses     int           `json:"pauses"`
 	PausedMS   int64         `json:"paused_ms"`
 	DurationMS int64         `json:"duration_ms"`
+	// Status is "waiting" when the run waits for input (code 202):
+	// Waiting holds what it asks; answer with POST /v1/runs/{id}/input.
+	Status  string              `json:"status,omitempty"`
+	Waiting []executor.Question `json:"waiting,omitempty"`
 }
 
 type passageRef struct {
@@ -281,13 +284,15 @@ type nodeSummary struct {
 	Error      string `json:"error,omitempty"`
 }
 
-// run answers question over the (lazily built) index, in a State of its
-// own over it (see overlay.go).
-func (s *server) run(ctx context.Context, question string) (runResponse, int) {
+// runWith answers sr's question over the (lazily built) index, in a State
+// of its own over it (see overlay.go): with sr's answers for a run that
+// waited for input, and sr's observer for a streamed one.
+func (s *server) runWith(ctx context.Context, sr serveRun) (runResponse, int) {
 	s.lastUsed.Store(time.Now().UnixNano())
 	defer s.lastUsed.Store(time.Now().UnixNano())
 	start := time.Now()
-	resp := runResponse{RunID: executor.NewRunID(start), Question: question}
+	question := sr.question
+	resp := runResponse{RunID: cmp.Or(sr.id, executor.NewRunID(start)), Question: question}
 	idx, err := s.ensureIndex(ctx)
 	if err != nil {
 		s.runsFail.Add(1)
@@ -299,7 +304,12 @@ func (s *server) run(ctx context.Context, question string) (runResponse, int) {
 		return resp, http.StatusInternalServerError
 	}
 	defer s.releaseIndex(idx)
-	spec := agentSpec{Question: question, Shards: s.opts.shards, TopK: s.opts.topK, Answerer: s.answerer()}
+	ans, err := s.answererFor(sr.stream)
+	if err != nil {
+		resp.Error = err.Error()
+		return resp, http.StatusInternalServerError
+	}
+	spec := agentSpec{Question: question, Shards: s.opts.shards, TopK: s.opts.topK, Answerer: ans, Clarify: sr.clarify}
 	g, err := dag.New(queryNodes(spec, nil)...)
 	if err != nil {
 		resp.Error = err.Error()
@@ -312,7 +322,11 @@ func (s *server) run(ctx context.Context, question string) (runResponse, int) {
 		}
 	}()
 	st := newOverlay(idx.pager, own)
-	res, runErr := s.rt.Executor.RunWith(ctx, g, st, executor.RunOptions{ID: resp.RunID})
+	ro := executor.RunOptions{ID: resp.RunID, Answers: sr.answers}
+	if sr.observer != nil {
+		ro.Observers = []executor.Observer{sr.observer}
+	}
+	res, runErr := s.rt.Executor.RunWith(ctx, g, st, ro)
 	resp.DurationMS = time.Since(start).Milliseconds()
 	resp.Mode = s.rt.Executor.CurrentMode()
 	if res != nil {
@@ -333,9 +347,15 @@ func (s *server) run(ctx context.Context, question string) (runResponse, int) {
 	if a, err := dag.GetJSON[answer](st, keyAnswer); err == nil {
 		resp.Answer = &a
 	}
+	if r, err := dag.GetJSON[retrieval](st, keyRetrieval); err == nil {
+		resp.Question = r.Question // the words an input gave
+	}
 	if code, msg := stoppedCode(ctx, s.opts.runTimeout); code != 0 && resp.Answer == nil {
 		resp.Error = msg
 		s.runsFail.Add(1)
+		return resp, code
+	}
+	if code, ok := s.waitingOrNoAnswer(&resp, res, runErr, question); ok {
 		return resp, code
 	}
 	switch {
@@ -367,17 +387,4 @@ func stoppedCode(ctx context.Context, timeout time.Duration) (int, string) {
 		return http.StatusGatewayTimeout, fmt.Sprintf("run timed out after %v", formatDuration(timeout))
 	}
 	return 0, ""
-}
-
-func (s *server) answerer() answerer {
-	if s.opts.llmURL == "" {
-		return extractive{}
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.llm == nil {
-		s.llm = &llmClient{url: endpointURL(s.opts.llmURL), model: s.opts.llmModel, apiKey: s.opts.llmKey, timeout: s.opts.llmTimeout,
-			retry: llmRetry(3, 500*time.Millisecond), cpu: s.rt.CPU}
-	}
-	return s.llm
 }

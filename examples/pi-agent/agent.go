@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/cemaf-go/cemaf/dag"
+	"github.com/cemaf-go/cemaf/llm"
 )
 
 // State keys of the question-answering agent.
@@ -35,6 +36,9 @@ type agentSpec struct {
 	// MaxDocBytes bounds a document (0: maxDocBytes).
 	MaxDocBytes int64
 	Answerer    answerer
+	// Clarify makes the answer node ask for another wording of the
+	// question, and wait for it, when no passage matches (see clarify).
+	Clarify bool
 	// Report writes the finished report somewhere durable (a file); nil
 	// keeps it in the State only.
 	Report func(ctx context.Context, runID string, report []byte) (string, error)
@@ -89,14 +93,18 @@ type answer struct {
 	Text    string   `json:"text"`
 	Sources []string `json:"sources"`
 	By      string   `json:"by"`
+	// LLM is the record of the LLM call that answered: the model, the
+	// device mode that chose it, attempts, latency, tokens.
+	LLM *llm.Record `json:"llm,omitempty"`
 }
 
 // buildGraph returns the agent's DAG:
 //
 //	question, load → chunk → index-0 … index-N (parallel) → retrieve → answer → report
 //
-// The answer node is optional: when the LLM cannot be reached the report is
-// still written with the retrieved passages and the error.
+// When the LLM cannot be reached the answer node fails after its retries,
+// and with it the run, which can be resumed; pi-agent run then writes a
+// report with the retrieved passages and the error itself.
 func buildGraph(spec agentSpec) (*dag.Graph, error) {
 	nodes, shards := indexNodes(spec)
 	nodes = append(nodes, queryNodes(spec, shards)...)
@@ -124,16 +132,12 @@ func indexNodes(spec agentSpec) ([]dag.Node, []string) {
 // queryNodes answer the question over a built index: question, retrieve
 // (after the given index nodes, if any) → answer.
 func queryNodes(spec agentSpec, after []string) []dag.Node {
-	answerClass := dag.CPU // extractive answers compute here
-	if _, ok := spec.Answerer.(*llmClient); ok {
-		answerClass = dag.IO // an LLM call waits on the server
-	}
 	return []dag.Node{
 		{ID: "question", Run: func(_ context.Context, s dag.State) error {
 			return dag.PutJSON(s, keyQuestion, spec.Question)
 		}},
 		{ID: "retrieve", DependsOn: append([]string{"question"}, after...), Run: spec.retrieve, Timeout: time.Minute},
-		{ID: "answer", DependsOn: []string{"retrieve"}, Run: spec.answer, Optional: true, Class: answerClass,
+		{ID: "answer", DependsOn: []string{"retrieve"}, Run: spec.answer, Class: spec.Answerer.Class(),
 			Timeout: spec.Answerer.Timeout(), Retry: spec.Answerer.Retry()},
 	}
 }
@@ -142,6 +146,11 @@ func (spec agentSpec) answer(ctx context.Context, s dag.State) error {
 	r, err := dag.GetJSON[retrieval](s, keyRetrieval)
 	if err != nil {
 		return err
+	}
+	if spec.Clarify {
+		if r, err = spec.clarify(ctx, s, r); err != nil {
+			return err
+		}
 	}
 	a, err := spec.Answerer.Answer(ctx, r)
 	if err != nil {

@@ -1,31 +1,27 @@
 package main
 
 import (
-	"bytes"
 	"cmp"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/cemaf-go/cemaf/dag"
 	"github.com/cemaf-go/cemaf/executor"
-	"github.com/cemaf-go/cemaf/throttle"
+	"github.com/cemaf-go/cemaf/llm"
 )
 
-// answerer turns retrieved passages into an answer.
+// answerer turns retrieved passages into an answer. Answer sends the
+// answer's text to the run's observers as it is made (executor.Emit,
+// chunks of kind executor.ChunkToken).
 type answerer interface {
 	Answer(ctx context.Context, r retrieval) (answer, error)
-	// Timeout and Retry configure the answer node.
+	// Timeout, Retry and Class configure the answer node.
 	Timeout() time.Duration
 	Retry() *dag.RetryPolicy
+	Class() dag.Class
 }
 
 // extractive answers by quoting the sentences of the retrieved passages
@@ -34,8 +30,19 @@ type extractive struct{}
 
 func (extractive) Timeout() time.Duration  { return 30 * time.Second }
 func (extractive) Retry() *dag.RetryPolicy { return nil }
+func (extractive) Class() dag.Class        { return dag.CPU } // it computes here
 
-func (extractive) Answer(_ context.Context, r retrieval) (answer, error) {
+// Answer picks the sentences and sends the answer's text to the observers
+// in one chunk.
+func (e extractive) Answer(ctx context.Context, r retrieval) (answer, error) {
+	a, err := e.answer(r)
+	if err == nil {
+		executor.Emit(ctx, executor.Chunk{Kind: executor.ChunkToken, Text: a.Text})
+	}
+	return a, err
+}
+
+func (extractive) answer(r retrieval) (answer, error) {
 	a := answer{By: "extractive"}
 	if len(r.Hits) == 0 {
 		a.Text = "The corpus holds no passage about this question."
@@ -102,24 +109,94 @@ func withoutHeadings(text string) string {
 	return b.String()
 }
 
-// llmClient calls an OpenAI-compatible chat-completions endpoint (the llama.cpp
-// server, Ollama's /v1, …) through the CPU throttler.
-type llmClient struct {
-	url     string // full endpoint URL
-	model   string
-	apiKey  string
-	timeout time.Duration
-	retry   dag.RetryPolicy
-	cpu     *throttle.CPUThrottler
+// chunkRestart is the kind of the chunk the LLM answerer emits when a
+// streamed answer starts over (the stream was cut and the call retried):
+// what an observer has shown of it is void.
+const chunkRestart = "restart"
 
-	// mu guards http, which idle unloading drops and the next call
-	// rebuilds.
-	mu   sync.Mutex
-	http *http.Client
+// llmAnswerer asks an OpenAI-compatible chat-completions endpoint (the
+// llama.cpp server, Ollama's /v1, vLLM) through the llm package: its
+// client is the runtime's (factories.Runtime.NewLLMClient), so every
+// attempt waits on the resource guard and runs under the CPU throttler, and
+// the device mode chooses the model, answer length and concurrency. The
+// client retries (connection errors, 408, 425, 429, 5xx, with Retry-After)
+// with one Idempotency-Key, the answer node's; once its attempts are spent
+// the node fails, and with it the run, which stays resumable.
+type llmAnswerer struct {
+	client *llm.Client
+	// timeout bounds a call, its retries and the waits between them.
+	timeout time.Duration
+	// stream asks for a streamed answer, its pieces sent to the observers
+	// as they arrive.
+	stream bool
+	// observe takes the record of every call (factories.Runtime.ObserveLLM).
+	observe func(...llm.Record)
+}
+
+// llmAnswerOptions are the options of the answer's client: the profiles of
+// the environment (llmProfiles), the API key, the retries.
+func llmAnswerOptions(ps llmSettings, apiKey string, attempts int, backoff time.Duration) llm.Options {
+	return llm.Options{APIKey: apiKey, Profile: ps.Profile, Profiles: ps.Profiles,
+		MaxAttempts: attempts, InitialBackoff: backoff, MaxBackoff: 10 * time.Second}
+}
+
+func (a llmAnswerer) Timeout() time.Duration  { return a.timeout }
+func (a llmAnswerer) Retry() *dag.RetryPolicy { return nil }    // the client retries
+func (a llmAnswerer) Class() dag.Class        { return dag.IO } // it waits on the server
+
+// Answer asks the model, citing the passages as [n].
+func (a llmAnswerer) Answer(ctx context.Context, r retrieval) (answer, error) {
+	var sb strings.Builder
+	for i, h := range r.Hits {
+		fmt.Fprintf(&sb, "[%d] (%s)\n%s\n\n", i+1, h.Name, h.Text)
+	}
+	fmt.Fprintf(&sb, "Question: %s", r.Question)
+	req := llm.Request{Timeout: a.timeout, Messages: []llm.Message{
+		llm.System("You answer questions using only the numbered passages given. Cite the passages you use as [n]. If they do not contain the answer, say so."),
+		llm.User(sb.String()),
+	}}
+	if a.stream {
+		attempt := 1
+		req.OnToken = func(t llm.Token) {
+			if t.Attempt != attempt {
+				attempt = t.Attempt
+				executor.Emit(ctx, executor.Chunk{Kind: chunkRestart, Text: fmt.Sprintf("attempt %d", t.Attempt)})
+			}
+			executor.Emit(ctx, executor.Chunk{Kind: executor.ChunkToken, Text: t.Text})
+		}
+	}
+	resp, err := a.client.Chat(ctx, req)
+	if a.observe != nil {
+		a.observe(resp.Record)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			// Not the endpoint's fault: the run was stopped (its timeout,
+			// ctrl-c, serve's drain timeout).
+			return answer{}, fmt.Errorf("LLM call to %s stopped: %w", a.client.URL(), context.Cause(ctx))
+		}
+		return answer{}, fmt.Errorf("LLM call (model %s, mode %s): %w", resp.Record.Model, resp.Record.Mode, err)
+	}
+	text := strings.TrimSpace(resp.Message.Content)
+	if text == "" {
+		return answer{}, dag.Permanent(fmt.Errorf("LLM endpoint %s: empty answer (finish reason %q)", a.client.URL(), resp.FinishReason))
+	}
+	if !a.stream {
+		executor.Emit(ctx, executor.Chunk{Kind: executor.ChunkToken, Text: text})
+	}
+	rec := resp.Record
+	ans := answer{Text: text, By: "llm " + cmp.Or(rec.ServedModel, rec.Model) + " at " + a.client.URL() + " (mode " + rec.Mode + ")", LLM: &rec}
+	for i, h := range r.Hits {
+		if strings.Contains(ans.Text, fmt.Sprintf("[%d]", i+1)) {
+			ans.Sources = append(ans.Sources, fmt.Sprintf("[%d] %s", i+1, h.Name))
+		}
+	}
+	return ans, nil
 }
 
 // endpointURL accepts a base URL ("http://127.0.0.1:8080", ".../v1") or the
-// full chat-completions URL.
+// full chat-completions URL, and returns the full one (as llm.New reads
+// them).
 func endpointURL(base string) string {
 	base = strings.TrimRight(base, "/")
 	switch {
@@ -129,150 +206,4 @@ func endpointURL(base string) string {
 		return base + "/chat/completions"
 	}
 	return base + "/v1/chat/completions"
-}
-
-func (c *llmClient) Timeout() time.Duration { return c.timeout }
-
-func (c *llmClient) Retry() *dag.RetryPolicy {
-	r := c.retry
-	return &r
-}
-
-// llmRetry is the retry policy of LLM calls: attempts in all, the first
-// delay, doubling up to 10 s.
-func llmRetry(attempts int, backoff time.Duration) dag.RetryPolicy {
-	return dag.RetryPolicy{MaxAttempts: attempts, InitialBackoff: backoff, MaxBackoff: 10 * time.Second}
-}
-
-func (c *llmClient) client() *http.Client {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.http == nil {
-		c.http = &http.Client{Transport: &http.Transport{
-			Proxy:               http.ProxyFromEnvironment,
-			DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
-			MaxIdleConnsPerHost: 4,
-			IdleConnTimeout:     90 * time.Second,
-		}}
-	}
-	return c.http
-}
-
-// Loaded reports whether the client holds connections (idle unloading).
-func (c *llmClient) Loaded() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.http != nil
-}
-
-// Unload closes the client's idle connections and drops it.
-func (c *llmClient) Unload() {
-	c.mu.Lock()
-	h := c.http
-	c.http = nil
-	c.mu.Unlock()
-	if h != nil {
-		h.CloseIdleConnections()
-	}
-}
-
-type chatMessage struct {
-	Role    string `json:"role"`
-	Content string `json:"content"`
-}
-
-type chatRequest struct {
-	Model       string        `json:"model"`
-	Messages    []chatMessage `json:"messages"`
-	Temperature float64       `json:"temperature"`
-	Stream      bool          `json:"stream"`
-}
-
-type chatResponse struct {
-	Model   string `json:"model"`
-	Choices []struct {
-		Message chatMessage `json:"message"`
-	} `json:"choices"`
-	Error *struct {
-		Message string `json:"message"`
-	} `json:"error"`
-}
-
-func (c *llmClient) Answer(ctx context.Context, r retrieval) (answer, error) {
-	var sb strings.Builder
-	for i, h := range r.Hits {
-		fmt.Fprintf(&sb, "[%d] (%s)\n%s\n\n", i+1, h.Name, h.Text)
-	}
-	fmt.Fprintf(&sb, "Question: %s", r.Question)
-	req := chatRequest{Model: c.model, Temperature: 0.2, Messages: []chatMessage{
-		{Role: "system", Content: "You answer questions using only the numbered passages given. Cite the passages you use as [n]. If they do not contain the answer, say so."},
-		{Role: "user", Content: sb.String()},
-	}}
-	body, err := json.Marshal(req)
-	if err != nil {
-		return answer{}, dag.Permanent(err)
-	}
-	res, err := throttle.Call(ctx, c.cpu, func(ctx context.Context) ([2]string, error) {
-		return c.post(ctx, body)
-	})
-	if err != nil {
-		return answer{}, err
-	}
-	text, model := res[0], res[1]
-	a := answer{Text: strings.TrimSpace(text), By: "llm " + cmp.Or(model, c.model) + " at " + c.url}
-	for i, h := range r.Hits {
-		if strings.Contains(a.Text, fmt.Sprintf("[%d]", i+1)) {
-			a.Sources = append(a.Sources, fmt.Sprintf("[%d] %s", i+1, h.Name))
-		}
-	}
-	return a, nil
-}
-
-// post sends one request; transient failures (connection errors, 429, 5xx)
-// are returned as retryable errors, the rest as permanent ones.
-func (c *llmClient) post(ctx context.Context, body []byte) ([2]string, error) {
-	var zero [2]string
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(body))
-	if err != nil {
-		return zero, dag.Permanent(fmt.Errorf("LLM endpoint %s: %w", c.url, err))
-	}
-	hreq.Header.Set("Content-Type", "application/json")
-	if c.apiKey != "" {
-		hreq.Header.Set("Authorization", "Bearer "+c.apiKey)
-	}
-	if info, ok := executor.NodeInfoFrom(ctx); ok {
-		hreq.Header.Set("Idempotency-Key", info.IdempotencyKey())
-	}
-	resp, err := c.client().Do(hreq)
-	if err != nil {
-		if ctx.Err() != nil {
-			// Not the endpoint's fault: the run was stopped (its timeout,
-			// ctrl-c, serve's drain timeout).
-			return zero, fmt.Errorf("LLM call to %s stopped: %w", c.url, context.Cause(ctx))
-		}
-		return zero, fmt.Errorf("LLM endpoint %s unreachable: %w", c.url, err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-	if err != nil {
-		return zero, fmt.Errorf("LLM endpoint %s: reading the response: %w", c.url, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		err := fmt.Errorf("LLM endpoint %s answered %s: %s", c.url, resp.Status, strings.TrimSpace(string(raw[:min(len(raw), 300)])))
-		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 {
-			return zero, err
-		}
-		return zero, dag.Permanent(err)
-	}
-	var cr chatResponse
-	if err := json.Unmarshal(raw, &cr); err != nil {
-		return zero, dag.Permanent(fmt.Errorf("LLM endpoint %s: not a chat-completions response: %w", c.url, err))
-	}
-	if cr.Error != nil {
-		return zero, dag.Permanent(fmt.Errorf("LLM endpoint %s: %s", c.url, cr.Error.Message))
-	}
-	if len(cr.Choices) == 0 || strings.TrimSpace(cr.Choices[0].Message.Content) == "" {
-		return zero, dag.Permanent(errors.New("LLM endpoint " + c.url + ": empty answer"))
-	}
-	return [2]string{cr.Choices[0].Message.Content, cr.Model}, nil
 }

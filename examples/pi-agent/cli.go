@@ -63,7 +63,10 @@ Usage:
 
 Settings fall back to CEMAF_RESOURCE_* environment variables (see the README)
 and, for serve, CEMAF_SERVE_*; the LLM endpoint is CEMAF_LLM_URL, with
-CEMAF_LLM_MODEL and CEMAF_LLM_API_KEY.
+CEMAF_LLM_MODEL and CEMAF_LLM_API_KEY, and per device mode
+CEMAF_LLM_MODEL_<MODE>, CEMAF_LLM_MAX_TOKENS[_<MODE>] and
+CEMAF_LLM_MAX_CONCURRENT[_<MODE>] (MODE: NORMAL, LOW_MEMORY, HIGH_TEMP,
+LOW_DISK).
 `
 
 // cli runs the command line args with the environment env and returns the
@@ -97,9 +100,13 @@ func cli(ctx context.Context, args []string, env []string, stdout, stderr io.Wri
 	}
 	var ue usageError
 	var is *invalidSettings
+	var we *waitingError
 	switch {
 	case err == nil:
 		return exitOK
+	case errors.As(err, &we):
+		printErrors(stderr, cmd, err)
+		return exitWaiting
 	case errors.Is(err, flag.ErrHelp):
 		return exitOK
 	case errors.As(err, &ue):

@@ -100,6 +100,7 @@ func effectiveValues(cfg factories.ResourceConfig, storage storageDir, env []str
 			model = "local"
 		}
 		add("LLM model", model, "CEMAF_LLM_MODEL")
+		addLLMProfiles(env, add)
 	} else {
 		add("LLM endpoint", "", "none: extractive answers (set CEMAF_LLM_URL)")
 	}

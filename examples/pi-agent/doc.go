@@ -18,6 +18,12 @@
 // the storage directory (pages/<run ID>), the checkpoint file runs.db, the
 // resource guard and the adaptive executor. The graph is load → chunk →
 // index-0 … index-N → retrieve (after question) → answer → report. The
+// answer node is extractive, or calls the LLM of CEMAF_LLM_URL with the llm
+// package through the runtime (answer.go, llmenv.go: the mode profiles);
+// it streams its text to the executor's observers (--stream, serve's
+// server-sent events), and with --clarify asks for other words when no
+// passage matches (clarify.go: executor.Interrupt; the run waits for
+// input and --resume ID --input TEXT answers it). The
 // corpus is read through one bounded, non-blocking open (corpus.go): files
 // that are not regular, too large or binary are skipped and reported, text
 // is decoded and repaired (textdecode.go). After the run, the pages of
@@ -29,7 +35,9 @@
 // shared read-only, and each request's run writes to a namespace of the
 // runtime's pager over it (overlay.go). The HTTP server, its connection
 // limit (connlimit.go) and the idle janitor belong to server.serve, which
-// returns after they stopped.
+// returns after they stopped. Runs waiting for input are kept, without
+// resources, for POST /v1/runs/{id}/input (servellm.go); a streamed answer's
+// events are written by a goroutine of the request's own (sseWriter).
 //
 // Settings are typed flags, some backed by CEMAF_SERVE_* variables
 // (settings.go): every bad value is reported at once, with the accepted
@@ -47,4 +55,8 @@
 //     most 64 MiB, or a quarter of the pager's budget).
 //   - When every open connection is busy sending a request, serve refuses new
 //     ones (503) until a read timeout frees one: /healthz is then refused too.
+//   - serve keeps its runs waiting for input in memory only: a restart
+//     forgets them (run's waiting runs are checkpointed).
+//   - --stream prints what the model sends as it comes: a stream cut and
+//     retried is printed again after a note, not taken back.
 package main

@@ -106,7 +106,7 @@ func (f *cmdFlags) withAgent(a *agentFlags) {
 	f.withShards(&a.shards)
 	f.ss.intVar(&a.topK, "top-k", "", 4, 1, maxTopK, "`n` passages to retrieve")
 	f.ss.intVar(&a.chunkSize, "chunk-size", "", 900, minChunkSize, maxChunkSize, "chunk size in `bytes`")
-	f.ss.durationVar(&a.llmTimeout, "llm-timeout", "", 2*time.Minute, time.Millisecond, 24*time.Hour, "timeout of one LLM call, as a `duration` (30s, 2m, or seconds)")
+	f.ss.durationVar(&a.llmTimeout, "llm-timeout", "", 2*time.Minute, time.Millisecond, 24*time.Hour, "timeout of the answer's LLM call, its retries and the waits between them included, as a `duration` (30s, 2m, or seconds)")
 }
 
 func (f *cmdFlags) withShards(p *int) {

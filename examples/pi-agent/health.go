@@ -100,7 +100,7 @@ func (s *server) handleDetailed(w http.ResponseWriter, r *http.Request) {
 		ps := idx.pager.Stats()
 		d.Pager = &ps
 	}
-	d.LLM = map[string]any{"configured": s.opts.llmURL != "", "loaded": llm != nil && llm.Loaded()}
+	d.LLM = map[string]any{"configured": s.opts.llmURL != "", "loaded": llm != nil, "waiting_runs": s.waiting.len()}
 	if s.opts.llmURL != "" {
 		d.LLM["url"] = endpointURL(s.opts.llmURL)
 	}

@@ -35,6 +35,10 @@ type runInputs struct {
 	MaxDocBytes int64
 	LLMURL      string // the endpoint URL, "" for extractive answers
 	LLMModel    string // "" without an endpoint
+	// LLMModels are the models of the modes that have their own
+	// (CEMAF_LLM_MODEL_<MODE>), by mode; recorded only when set.
+	LLMModels map[string]string
+	Clarify   bool // --clarify
 }
 
 // The names of the inputs in the checkpoint record.
@@ -48,6 +52,7 @@ const (
 	inMaxDocBytes = "max_doc_bytes"
 	inLLMURL      = "llm_url"
 	inLLMModel    = "llm_model"
+	inClarify     = "clarify" // recorded only when set
 )
 
 // keyCorpusFiles holds, in a run's State, the files of its corpus as their
@@ -59,23 +64,31 @@ const keyCorpusFiles = "input/corpus-files"
 // resumed run, for the message that refuses a change.
 var inputSource = map[string]string{
 	inQuestion: "--question", inDocs: "--docs", inShards: "--shards", inTopK: "--top-k", inChunkSize: "--chunk-size",
-	inLLMURL: "CEMAF_LLM_URL", inLLMModel: "CEMAF_LLM_MODEL",
+	inLLMURL: "CEMAF_LLM_URL", inLLMModel: "CEMAF_LLM_MODEL", inClarify: "--clarify",
 }
 
 func (in runInputs) record() map[string]string {
-	return map[string]string{
+	m := map[string]string{
 		inQuestion: in.Question, inDocs: in.Docs, inCorpus: in.Corpus,
 		inShards: strconv.Itoa(in.Shards), inTopK: strconv.Itoa(in.TopK), inChunkSize: strconv.Itoa(in.ChunkSize),
 		inMaxDocBytes: strconv.FormatInt(in.MaxDocBytes, 10), inLLMURL: in.LLMURL, inLLMModel: in.LLMModel,
 	}
+	if in.Clarify {
+		m[inClarify] = "true"
+	}
+	for mode, model := range in.LLMModels {
+		m[inLLMModelOf(mode)] = model
+	}
+	return m
 }
 
 // givenInputs are the inputs of a run as its command line and environment
 // set them, and which of them were set explicitly.
-func (f *runFlags) givenInputs(env []string, maxDoc int64) (runInputs, map[string]bool) {
+func (f *runFlags) givenInputs(env []string, maxDoc int64, models map[string]string) (runInputs, map[string]bool) {
 	in := runInputs{Question: f.question, Docs: builtinLabel, Shards: f.shards, TopK: f.topK, ChunkSize: f.chunkSize, MaxDocBytes: maxDoc}
 	given := map[string]bool{inQuestion: f.given("question"), inDocs: f.given("docs"), inShards: f.given("shards"),
-		inTopK: f.given("top-k"), inChunkSize: f.given("chunk-size")}
+		inTopK: f.given("top-k"), inChunkSize: f.given("chunk-size"), inClarify: f.given("clarify")}
+	in.Clarify = f.clarify
 	if f.docs != "" {
 		if abs, err := filepath.Abs(f.docs); err == nil {
 			in.Docs = abs
@@ -85,7 +98,8 @@ func (f *runFlags) givenInputs(env []string, maxDoc int64) (runInputs, map[strin
 		given[inLLMURL] = true
 		if url != "" {
 			in.LLMURL = endpointURL(url)
-			in.LLMModel = cmp.Or(getenv(env, "CEMAF_LLM_MODEL"), "local")
+			in.LLMModel = cmp.Or(getenv(env, envLLMModel), defaultLLMModel)
+			in.LLMModels = models
 			given[inLLMModel] = true
 		}
 	}
@@ -113,8 +127,19 @@ func (in runInputs) withRecorded(rec map[string]string, given map[string]bool) r
 	num(inShards, &in.Shards)
 	num(inTopK, &in.TopK)
 	num(inChunkSize, &in.ChunkSize)
+	if v, ok := rec[inClarify]; ok && !given[inClarify] {
+		in.Clarify = v == "true"
+	}
 	if !given[inLLMURL] {
-		in.LLMURL, in.LLMModel = rec[inLLMURL], rec[inLLMModel]
+		in.LLMURL, in.LLMModel, in.LLMModels = rec[inLLMURL], rec[inLLMModel], nil
+		for _, mode := range llmModes {
+			if v, ok := rec[inLLMModelOf(mode)]; ok {
+				if in.LLMModels == nil {
+					in.LLMModels = map[string]string{}
+				}
+				in.LLMModels[mode] = v
+			}
+		}
 	}
 	if v, err := strconv.ParseInt(rec[inMaxDocBytes], 10, 64); err == nil && v > 0 {
 		in.MaxDocBytes = v
@@ -167,6 +192,8 @@ func inputsChanged(ice *executor.InputsChangedError, wasFiles []fileDigest, now 
 	var parts, sources, hints []string
 	for _, c := range ice.Changed {
 		if src, ok := inputSource[c.Name]; ok {
+			sources = append(sources, src)
+		} else if src := modelSource(c.Name); src != "" {
 			sources = append(sources, src)
 		}
 		if c.Name == inCorpus {

@@ -70,6 +70,12 @@ func (p *progress) OnEvent(ev executor.Event) {
 			err = u
 		}
 		fmt.Fprintf(p.w, "[%d/%d] %-10s %s after %s: %v\n", p.done, p.total, ev.Node, strings.ToUpper(ev.Status.String()), plural(ev.Attempt, "attempt"), err)
+	case executor.NodeWaiting:
+		p.done++
+		var ie *executor.InterruptError
+		if errors.As(ev.Err, &ie) {
+			fmt.Fprintf(p.w, "[%d/%d] %-10s waiting for input: %s\n", p.done, p.total, ev.Node, ie.Question)
+		}
 	case executor.NodeSkipped, executor.NodeCancelled:
 		p.done++
 		fmt.Fprintf(p.w, "[%d/%d] %-10s %s\n", p.done, p.total, ev.Node, ev.Status)
@@ -110,7 +116,11 @@ func (p *progress) summary(s runSummary) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	w := p.w
-	fmt.Fprintf(w, "\nrun %s finished in %v", s.RunID, time.Duration(s.DurationMS)*time.Millisecond)
+	if len(s.Waiting) > 0 {
+		fmt.Fprintf(w, "\nrun %s stopped to wait for input after %v", s.RunID, time.Duration(s.DurationMS)*time.Millisecond)
+	} else {
+		fmt.Fprintf(w, "\nrun %s finished in %v", s.RunID, time.Duration(s.DurationMS)*time.Millisecond)
+	}
 	if s.Pauses > 0 {
 		fmt.Fprintf(w, " (paused %s, %v)", plural(s.Pauses, "time"), time.Duration(s.PausedMS)*time.Millisecond)
 	}

@@ -12,20 +12,41 @@ import (
 // report writes the run's report: the answer (or why there is none), the
 // passages, and what loading did with the corpus.
 func (spec agentSpec) report(ctx context.Context, s dag.State) error {
-	r, err := dag.GetJSON[retrieval](s, keyRetrieval)
+	info, _ := executor.NodeInfoFrom(ctx)
+	report, err := spec.render(info.RunID, s, "")
 	if err != nil {
 		return err
+	}
+	if err := s.Put(keyReport, report); err != nil {
+		return err
+	}
+	if spec.Report != nil {
+		if _, err := spec.Report(ctx, info.RunID, report); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// render is the report of run runID from its State; noAnswer says why
+// there is no answer when the State holds none ("" for the default).
+func (spec agentSpec) render(runID string, s dag.State, noAnswer string) ([]byte, error) {
+	r, err := dag.GetJSON[retrieval](s, keyRetrieval)
+	if err != nil {
+		return nil, err
 	}
 	cr, err := readCorpusReport(s, spec.Corpus.Label, spec.Shards)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	a, aerr := dag.GetJSON[answer](s, keyAnswer)
-	info, _ := executor.NodeInfoFrom(ctx)
 	var b strings.Builder
-	fmt.Fprintf(&b, "# pi-agent report\n\nRun: %s\n\nQuestion: %s\n\n## Answer\n\n", info.RunID, r.Question)
+	fmt.Fprintf(&b, "# pi-agent report\n\nRun: %s\n\nQuestion: %s\n\n## Answer\n\n", runID, r.Question)
 	if aerr != nil {
-		fmt.Fprintf(&b, "No answer: the answer step failed (see the run's errors). The retrieved passages follow.\n\n")
+		if noAnswer == "" {
+			noAnswer = "No answer: the answer step failed (see the run's errors)."
+		}
+		fmt.Fprintf(&b, "%s The retrieved passages follow.\n\n", noAnswer)
 	} else {
 		fmt.Fprintf(&b, "%s\n\n(answered by %s)\n\n", a.Text, a.By)
 	}
@@ -46,16 +67,7 @@ func (spec agentSpec) report(ctx context.Context, s dag.State) error {
 	if rep := cr.repairs(); rep != "" {
 		fmt.Fprintf(&b, "\nRepaired: %s.\n", rep)
 	}
-	report := []byte(b.String())
-	if err := s.Put(keyReport, report); err != nil {
-		return err
-	}
-	if spec.Report != nil {
-		if _, err := spec.Report(ctx, info.RunID, report); err != nil {
-			return err
-		}
-	}
-	return nil
+	return []byte(b.String()), nil
 }
 
 // corpusReport is what loading, chunking and indexing did with the corpus.

@@ -37,6 +37,10 @@ type runFlags struct {
 	llmBackoff time.Duration
 	timeout    time.Duration
 	ifChanged  string
+	// withInteractive
+	stream  bool
+	clarify bool
+	input   string
 }
 
 func newRunFlags(stderr io.Writer) *runFlags {
@@ -68,6 +72,7 @@ func newRunFlags(stderr io.Writer) *runFlags {
 	}, "what --resume does when the run's inputs changed since it started (the question, the content of the corpus, "+
 		"--shards, --top-k, --chunk-size, the LLM endpoint or model): refuse, naming each change, or start a new run over them (the `choice`: refuse or new-run)")
 	f.ss.durationVar(&f.timeout, "timeout", "", 0, 0, 7*24*time.Hour, "timeout of the whole run as a `duration`, 0 for none")
+	f.withInteractive()
 	return f
 }
 
@@ -80,6 +85,7 @@ type runSummary struct {
 	Question     string                `json:"question"`
 	Answer       *answer               `json:"answer,omitempty"`
 	AnswerError  string                `json:"answer_error,omitempty"`
+	Waiting      []executor.Question   `json:"waiting,omitempty"` // the questions of the nodes waiting for input
 	Error        string                `json:"error,omitempty"`
 	ReportPath   string                `json:"report_path,omitempty"`
 	Storage      string                `json:"storage,omitempty"`
@@ -98,6 +104,13 @@ type runSummary struct {
 func runCmd(ctx context.Context, args []string, env []string, stdout, stderr io.Writer) error {
 	f := newRunFlags(stderr)
 	if err := f.parse(args, env, stderr); err != nil {
+		return err
+	}
+	if err := f.checkInteractive(); err != nil {
+		return err
+	}
+	models, err := llmEnv(env)
+	if err != nil {
 		return err
 	}
 	logger, level, err := f.logger(stderr)
@@ -122,7 +135,7 @@ func runCmd(ctx context.Context, args []string, env []string, stdout, stderr io.
 	if err := os.MkdirAll(storage.Path, 0o700); err != nil {
 		return fmt.Errorf("storage %s: %w", storage.Path, err)
 	}
-	in, given := f.givenInputs(env, maxDocFor(cfg))
+	in, given := f.givenInputs(env, maxDocFor(cfg), models)
 	r := &runner{f: f, env: env, cfg: cfg, storage: storage, logger: logger, level: level, stdout: stdout, stderr: stderr, runID: f.resume}
 	if r.runID == "" {
 		r.runID = executor.NewRunID(time.Now())
@@ -134,6 +147,9 @@ func runCmd(ctx context.Context, args []string, env []string, stdout, stderr io.
 			return err
 		}
 		r.resume, r.recorded, r.completed, r.recInputs = true, rec.Inputs != nil, rec.Completed, rec.Inputs
+		if r.answers, err = f.resumeAnswers(rec, storage); err != nil {
+			return err
+		}
 		in = in.withRecorded(rec.Inputs, given)
 	}
 	if f.timeout > 0 {
@@ -195,7 +211,8 @@ type runner struct {
 	in        runInputs
 	docs      corpus
 	digest    corpusDigest
-	wasFiles  []fileDigest // the corpus files the resumed run recorded
+	wasFiles  []fileDigest      // the corpus files the resumed run recorded
+	answers   map[string]string // --input for the nodes the resumed run waits on
 }
 
 // execute runs the graph. A resume refused because its inputs changed
@@ -209,8 +226,15 @@ func (r *runner) execute(ctx context.Context) error {
 	if r.level.Level() < slog.LevelWarn {
 		observers = append(observers, executor.NewLogObserver(logger))
 	}
+	tokens := &tokenPrinter{w: r.stdout, question: in.Question}
+	if len(r.answers) > 0 {
+		tokens.question = strings.TrimSpace(f.input) // the words the answer is for
+	}
+	if f.stream {
+		observers = append(observers, tokens)
+	}
 	rt, err := newRunRuntime(r.cfg, storage, r.runID, r.resume, factories.RuntimeOptions{
-		Guard:    guardOptions(r.env, storage.Path, logger),
+		Guard:    r.guardOptions(),
 		Executor: executor.Options{Observers: observers},
 		LogLevel: r.level,
 		Logger:   logger,
@@ -226,17 +250,15 @@ func (r *runner) execute(ctx context.Context) error {
 	} else if err := dag.PutJSON(rt.State(), keyCorpusFiles, r.digest.Files); err != nil {
 		return err
 	}
-	var ans answerer = extractive{}
-	if in.LLMURL != "" {
-		llm := &llmClient{url: in.LLMURL, model: in.LLMModel, apiKey: getenv(r.env, "CEMAF_LLM_API_KEY"),
-			timeout: f.llmTimeout, retry: llmRetry(f.llmTries, f.llmBackoff), cpu: rt.CPU}
-		defer llm.Unload() // close its keep-alive connections
-		ans = llm
+	ans, closeLLM, err := r.newAnswerer(rt)
+	if err != nil {
+		return err
 	}
+	defer closeLLM() // its keep-alive connections
 	reportPath := ""
 	spec := agentSpec{
 		Question: in.Question, Corpus: r.docs, Shards: in.Shards, ChunkSize: in.ChunkSize, TopK: in.TopK, Answerer: ans,
-		MaxDocBytes: in.MaxDocBytes,
+		MaxDocBytes: in.MaxDocBytes, Clarify: in.Clarify,
 		Report: func(ctx context.Context, id string, report []byte) (string, error) {
 			dir := filepath.Join(storage.Path, "reports")
 			if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -255,7 +277,7 @@ func (r *runner) execute(ctx context.Context) error {
 		return err
 	}
 	progress.setTotal(g.Len())
-	ro := executor.RunOptions{ID: r.runID, Resume: r.resume}
+	ro := executor.RunOptions{ID: r.runID, Resume: r.resume, Answers: r.answers}
 	if !r.resume || r.recorded {
 		// A run recorded before inputs were resumes without them.
 		ro.Inputs = in.record()
@@ -282,9 +304,15 @@ func (r *runner) execute(ctx context.Context) error {
 		ModeChanges: rt.Executor.History(), FinalMode: rt.Executor.CurrentMode(), Pager: rt.Pager.Stats(), PeakRSSBytes: peakRSS(r.cfg.ProcfsRoot)}
 	if res != nil {
 		sum.Nodes, sum.Pauses, sum.PausedMS = res.Nodes, res.Pauses, res.Paused.Milliseconds()
-		if nr, ok := res.Node("answer"); ok && nr.Status != executor.Succeeded && nr.Err != nil {
+		if nr, ok := res.Node("answer"); ok && (nr.Status == executor.Failed || nr.Status == executor.TimedOut) && nr.Err != nil {
+			// Not a run stopped while it answered: that says so itself.
 			sum.AnswerError = nr.Err.Error()
+			r.answerFailed(context.WithoutCancel(ctx), spec, rt.State(), sum.AnswerError)
 		}
+		sum.Waiting = res.Questions
+	}
+	if rv, err := dag.GetJSON[retrieval](rt.State(), keyRetrieval); err == nil {
+		sum.Question = rv.Question // the words a resume's --input gave
 	}
 	if cr, err := readCorpusReport(rt.State(), r.docs.Label, in.Shards); err == nil {
 		sum.CorpusReport = &cr
@@ -311,18 +339,14 @@ func (r *runner) execute(ctx context.Context) error {
 			return err
 		}
 	} else {
-		printAnswer(r.stdout, sum)
+		if tokens.streamed() {
+			printStreamedAnswer(r.stdout, sum)
+		} else {
+			printAnswer(r.stdout, sum)
+		}
 		progress.summary(sum)
 	}
-	switch {
-	case runErr != nil && f.ephemeral:
-		return fmt.Errorf("run %s: %w", r.runID, runErr)
-	case runErr != nil:
-		return fmt.Errorf("run %s: %w (resume with: %s)", r.runID, runErr, resumeCommand(r.runID, storage))
-	case sum.AnswerError != "":
-		return fmt.Errorf("run %s: no answer: %s; the report keeps the retrieved passages", r.runID, sum.AnswerError)
-	}
-	return nil
+	return r.runEnd(runErr, sum)
 }
 
 // newRunRuntime builds the runtime of one run: a durable pager of its own
@@ -383,6 +407,8 @@ func printAnswer(w io.Writer, s runSummary) {
 			fmt.Fprintf(w, "  %s\n", src)
 		}
 		fmt.Fprintf(w, "(%s)\n", s.Answer.By)
+	} else if len(s.Waiting) > 0 {
+		fmt.Fprintf(w, "(no answer yet: the run waits for input)\n")
 	} else {
 		fmt.Fprintf(w, "(no answer)\n")
 	}

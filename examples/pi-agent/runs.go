@@ -52,6 +52,9 @@ func runsCmd(args []string, env []string, stdout, stderr io.Writer) error {
 		if !r.Finished() {
 			resume = resumeCommand(r.ID, storage)
 		}
+		if isWaiting(r) {
+			resume = inputCommand(r.ID, storage)
+		}
 		q := collapseSpace(r.Inputs[inQuestion])
 		if len(q) > 40 {
 			q = truncateRunes(q, 39) + "…"
@@ -61,7 +64,10 @@ func runsCmd(args []string, env []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%s\t%s\n", r.ID, r.Status, r.Completed, r.Nodes, r.Updated.Local().Format("2006-01-02 15:04:05"), q, resume)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return printQuestions(stdout, runs)
 }
 
 // listRuns returns the runs of the storage directory's checkpoint file

@@ -18,6 +18,7 @@ import (
 	"github.com/cemaf-go/cemaf/adaptive"
 	"github.com/cemaf-go/cemaf/executor"
 	"github.com/cemaf-go/cemaf/factories"
+	"github.com/cemaf-go/cemaf/llm"
 	"github.com/cemaf-go/cemaf/paging"
 	"github.com/cemaf-go/cemaf/throttle"
 )
@@ -41,6 +42,9 @@ func serveCmd(ctx context.Context, args []string, env []string, stdout, stderr i
 		return err
 	}
 	o.llmURL, o.llmModel, o.llmKey = getenv(env, "CEMAF_LLM_URL"), cmp.Or(getenv(env, "CEMAF_LLM_MODEL"), "local"), getenv(env, "CEMAF_LLM_API_KEY")
+	if o.llmProfiles, err = serveLLMProfiles(env, o.llmModel); err != nil {
+		return err
+	}
 	if f.rlimits {
 		rl := throttle.Rlimits{OpenFiles: uint64(f.nofile), FileSizeBytes: uint64(f.fsizeMB) << 20,
 			AddressSpaceSoft: uint64(f.asMB) << 20, AddressSpaceHard: uint64(f.asMB) << 20}
@@ -103,7 +107,9 @@ type server struct {
 	index    *builtIndex
 	building chan struct{}
 	buildErr error
-	llm      *llmClient
+	llm      *llm.Client
+	// waiting are the runs waiting for input.
+	waiting waitingRuns
 	// indexLimit is the memory limit the adaptive executor last gave the
 	// runtime's pager (0: the configured one); the index pager follows it.
 	indexLimit int64
@@ -199,6 +205,7 @@ func (s *server) serve(ctx context.Context) error {
 func (s *server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/runs", s.handleRun)
+	mux.HandleFunc("POST /v1/runs/{id}/input", s.handleInput)
 	mux.HandleFunc("GET /healthz", s.handleHealthz)
 	mux.HandleFunc("GET /health/detailed", s.handleDetailed)
 	mux.HandleFunc("GET /metrics", s.handleMetrics)

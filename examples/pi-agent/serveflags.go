@@ -38,7 +38,10 @@ type serveOptions struct {
 	llmURL   string
 	llmModel string
 	llmKey   string
-	storage  string
+	// llmProfiles are the LLM's mode profiles (serveLLMProfiles); a zero
+	// value takes llmModel in every mode.
+	llmProfiles llmSettings
+	storage     string
 }
 
 // Bounds of serve's settings.
@@ -64,7 +67,8 @@ type serveFlags struct {
 }
 
 func newServeFlags(stderr io.Writer) *serveFlags {
-	f := &serveFlags{cmdFlags: newCmdFlags("serve", "Serve runs over HTTP: POST /v1/runs {\"question\": \"...\"}, GET /healthz, GET /health/detailed, GET /metrics.\n"+
+	f := &serveFlags{cmdFlags: newCmdFlags("serve", "Serve runs over HTTP: POST /v1/runs {\"question\": \"...\"} (\"stream\": true for server-sent events, \"clarify\": true to ask for other words\n"+
+		"when nothing matches), POST /v1/runs/{id}/input {\"input\": \"...\"}, GET /healthz, GET /health/detailed, GET /metrics.\n"+
 		"Bad values of the flags and of the CEMAF_SERVE_* variables are reported together.", stderr)}
 	f.withResource()
 	f.withLog()

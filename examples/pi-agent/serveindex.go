@@ -178,7 +178,7 @@ func (s *server) unload(why string) bool {
 	s.index, s.llm = nil, nil
 	s.mu.Unlock()
 	if llm != nil {
-		llm.Unload()
+		llm.CloseIdleConnections()
 	}
 	if idx == nil {
 		return llm != nil
