@@ -231,7 +231,9 @@ func (r *runner) execute(ctx context.Context) error {
 		tokens.question = strings.TrimSpace(f.input) // the words the answer is for
 	}
 	if f.stream {
-		observers = append(observers, tokens)
+		// First, so that the answer's line ends before the progress line
+		// that reports the node.
+		observers = append([]executor.Observer{tokens}, observers...)
 	}
 	rt, err := newRunRuntime(r.cfg, storage, r.runID, r.resume, factories.RuntimeOptions{
 		Guard:    r.guardOptions(),

@@ -161,11 +161,20 @@ type tokenPrinter struct {
 // OnEvent prints the answer node's token chunks; a restart (a cut stream
 // retried) says so before the new attempt's text.
 func (p *tokenPrinter) OnEvent(ev executor.Event) {
-	if ev.Kind != executor.NodeOutput || ev.Node != "answer" {
+	if ev.Node != "answer" {
 		return
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if ev.Kind != executor.NodeOutput {
+		// The attempt ended (or the node waits): end the text's line so
+		// that the progress line on stderr starts a line of its own.
+		if ev.Kind != executor.NodeStarted && p.printed && !p.atEOL {
+			fmt.Fprintln(p.w)
+			p.atEOL = true
+		}
+		return
+	}
 	switch ev.Chunk.Kind {
 	case executor.ChunkToken:
 		if !p.printed {
