@@ -47,6 +47,8 @@ var commands = []command{
 		func(w io.Writer) *cmdFlags { return newServeFlags(w).cmdFlags }},
 	{"config", "Print the effective configuration and where each value came from.",
 		func(w io.Writer) *cmdFlags { return newConfigFlags(w).cmdFlags }},
+	{"worker", "Run index shards and answers for the fleet's runs (--nats URL).",
+		func(w io.Writer) *cmdFlags { return newWorkerFlags(w).cmdFlags }},
 }
 
 const usageText = `pi-agent: answer questions over a document corpus on a Raspberry Pi or Jetson,
@@ -59,6 +61,7 @@ Usage:
   pi-agent runs [flags]     list unfinished and recent runs (resume with run --resume ID)
   pi-agent serve [flags]    serve runs over HTTP (POST /v1/runs)
   pi-agent config [flags]   print the effective configuration and where each value came from
+  pi-agent worker [flags]   run index shards and answers for the fleet's runs (--nats URL)
   pi-agent help [command]   print this, and the flags of every command (or of one)
 
 Settings fall back to CEMAF_RESOURCE_* environment variables (see the README)
@@ -89,6 +92,8 @@ func cli(ctx context.Context, args []string, env []string, stdout, stderr io.Wri
 		err = serveCmd(ctx, args, env, stdout, stderr)
 	case "config":
 		err = configCmd(args, env, stdout, stderr)
+	case "worker":
+		err = workerCmd(ctx, args, env, stdout, stderr)
 	case "help":
 		return helpCmd(args, stdout, stderr)
 	default:

@@ -37,6 +37,7 @@ type runFlags struct {
 	llmBackoff time.Duration
 	timeout    time.Duration
 	ifChanged  string
+	nats       natsFlags
 }
 
 func newRunFlags(stderr io.Writer) *runFlags {
@@ -68,6 +69,7 @@ func newRunFlags(stderr io.Writer) *runFlags {
 	}, "what --resume does when the run's inputs changed since it started (the question, the content of the corpus, "+
 		"--shards, --top-k, --chunk-size, the LLM endpoint or model): refuse, naming each change, or start a new run over them (the `choice`: refuse or new-run)")
 	f.ss.durationVar(&f.timeout, "timeout", "", 0, 0, 7*24*time.Hour, "timeout of the whole run as a `duration`, 0 for none")
+	f.withNATS(&f.nats, "run the index shards and the answer on the fleet's workers (pi-agent worker)")
 	return f
 }
 
@@ -209,8 +211,14 @@ func (r *runner) execute(ctx context.Context) error {
 	if r.level.Level() < slog.LevelWarn {
 		observers = append(observers, executor.NewLogObserver(logger))
 	}
+	gopts := guardOptions(r.env, storage.Path, logger)
+	coord, leave, err := r.joinFleet(ctx, &gopts)
+	if err != nil {
+		return err
+	}
+	defer leave()
 	rt, err := newRunRuntime(r.cfg, storage, r.runID, r.resume, factories.RuntimeOptions{
-		Guard:    guardOptions(r.env, storage.Path, logger),
+		Guard:    gopts,
 		Executor: executor.Options{Observers: observers},
 		LogLevel: r.level,
 		Logger:   logger,
@@ -251,6 +259,9 @@ func (r *runner) execute(ctx context.Context) error {
 		},
 	}
 	g, err := buildGraph(spec)
+	if err == nil && coord != nil {
+		g, err = remoteGraph(g, coord)
+	}
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,40 @@
+package main
+
+import (
+	"context"
+
+	"github.com/cemaf-go/cemaf/factories"
+	"github.com/cemaf-go/cemaf/remote"
+	"github.com/cemaf-go/cemaf/throttle"
+)
+
+// joinFleet connects run --nats to the fleet: it returns the coordinator
+// whose nodes the graph's index shards and answer become, and adds it to
+// gopts' guards, so that the run pauses while the NATS connection is down.
+// leave closes the coordinator and the connection. Without --nats it
+// returns a nil coordinator.
+func (r *runner) joinFleet(ctx context.Context, gopts *factories.GuardOptions) (c *remote.Coordinator, leave func(), err error) {
+	if !r.f.nats.enabled() {
+		return nil, func() {}, nil
+	}
+	nc, err := r.f.nats.connect(ctx, "pi-agent run", r.logger)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err = remote.NewCoordinator(ctx, nc, remote.CoordinatorOptions{Layout: r.f.nats.layout, Logger: r.logger})
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	guards := map[string]throttle.Guard{"nats": c}
+	for k, g := range gopts.Guards {
+		guards[k] = g
+	}
+	gopts.Guards = guards
+	return c, func() {
+		if err := c.Close(); err != nil {
+			r.logger.Warn("pi-agent run: closing the fleet's coordinator", "error", err)
+		}
+		nc.Close()
+	}, nil
+}
