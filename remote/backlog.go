@@ -12,7 +12,10 @@ import (
 // not answered yet (a work queue removes a task when it is acknowledged).
 // A service's admission compares it with the slots of the live workers
 // serving the capability (Fleet.Peers) before it adds a task: unlike the
-// heartbeats' free slots, it is exact at the time of the call.
+// heartbeats' free slots, it is exact at the time of the call. A worker
+// has its acknowledgement confirmed before it replies, so a node whose
+// result came back no longer counts; one whose result was read from the
+// results bucket instead (after a lost reply) may count for a moment more.
 func (c *Coordinator) Backlog(ctx context.Context, capability string) (int, error) {
 	if err := checkToken("capability", capability); err != nil {
 		return 0, fmt.Errorf("remote: backlog: %w", err)

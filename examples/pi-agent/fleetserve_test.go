@@ -1,0 +1,187 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cemaf-go/cemaf/remote"
+)
+
+// startFleetServer starts a serve --nats service named id on the hub at url.
+func startFleetServer(t *testing.T, url, id string, mutate func(*serveOptions)) *testServer {
+	t.Helper()
+	ts := startServer(t, func(o *serveOptions) {
+		o.nats, o.workerID, o.slots = natsFlags{url: url}, id, 1
+		if mutate != nil {
+			mutate(o)
+		}
+	})
+	<-ts.s.fleet.worker.Ready()
+	return ts
+}
+
+// waitPeers waits until ts's view of the fleet holds n services taking
+// requests (the view follows the heartbeats, which arrive asynchronously).
+func waitPeers(t *testing.T, ts *testServer, ready int) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		return ts.s.fleet.coord.Fleet().Capacity(capServe, time.Now()).Ready == ready
+	}, 30*time.Second, 5*time.Millisecond, "%d services ready in the view of %s", ready, ts.s.fleet.worker.ID())
+}
+
+func postFleet(t *testing.T, ts *testServer, question string) (int, fleetRunResponse, string) {
+	t.Helper()
+	code, _, body := post(t, ts.url, fmt.Sprintf(`{"question":%q}`, question))
+	var rr fleetRunResponse
+	if code == http.StatusOK {
+		require.NoError(t, json.Unmarshal(body, &rr), string(body))
+	}
+	return code, rr, string(body)
+}
+
+// TestServeFleetSharesAQueue: two services on one hub share their
+// requests: a request accepted by a board whose memory is short is run by
+// the other; with both paused the fleet answers 503, naming the fleet.
+func TestServeFleetSharesAQueue(t *testing.T) {
+	h := startHub(t)
+	a := startFleetServer(t, h.ClientURL(), "serve-a", nil)
+	b := startFleetServer(t, h.ClientURL(), "serve-b", nil)
+	waitPeers(t, a, 2)
+	waitPeers(t, b, 2)
+
+	code, rr, body := postFleet(t, a, "How fast do SD cards write?")
+	require.Equal(t, http.StatusOK, code, body)
+	require.NotNil(t, rr.Answer)
+	assert.Contains(t, rr.Answer.Text, "MB/s")
+	assert.Equal(t, "sd-card-storage.md", rr.Passages[0].Name)
+	assert.Contains(t, []string{"serve-a", "serve-b"}, rr.RanBy)
+
+	// A's memory is short: its worker pulls nothing, B runs what A accepts.
+	a.setMemory(95)
+	waitPeers(t, a, 1)
+	for range 3 {
+		code, rr, body = postFleet(t, a, "What does under-voltage do?")
+		require.Equal(t, http.StatusOK, code, body)
+		assert.Equal(t, "serve-b", rr.RanBy)
+	}
+
+	// Both short: the fleet takes nothing.
+	b.setMemory(95)
+	waitPeers(t, a, 0)
+	code, hdr, raw := post(t, a.url, `{"question":"swap?"}`)
+	assert.Equal(t, http.StatusServiceUnavailable, code)
+	assert.NotEmpty(t, hdr.Get("Retry-After"))
+	assert.Contains(t, string(raw), `the fleet takes no request: all 2 workers serving capability \"serve\" are paused`)
+	assert.Contains(t, string(raw), "serve-a: ")
+
+	// B recovers: A's requests go to B again.
+	b.setMemory(30)
+	waitPeers(t, a, 1)
+	code, rr, body = postFleet(t, a, "What does under-voltage do?")
+	require.Equal(t, http.StatusOK, code, body)
+	assert.Equal(t, "serve-b", rr.RanBy)
+
+	require.NoError(t, a.stop())
+	require.NoError(t, b.stop())
+}
+
+// TestServeFleetQueueIsBounded: the fleet admits as many requests as its
+// services have slots, plus --queue, then answers 429.
+func TestServeFleetQueueIsBounded(t *testing.T) {
+	h := startHub(t)
+	llm := newBlockingLLM(t)
+	withLLM := func(o *serveOptions) { o.llmURL, o.queue = llm.url, 1 }
+	a := startFleetServer(t, h.ClientURL(), "serve-a", withLLM)
+	b := startFleetServer(t, h.ClientURL(), "serve-b", withLLM)
+	waitPeers(t, a, 2)
+
+	results := make(chan int, 3)
+	for _, q := range []string{"first", "second"} {
+		go func() { code, _, _ := postFleet(t, a, q); results <- code }()
+	}
+	<-llm.entered
+	<-llm.entered // both services hold a run
+	go func() { code, _, _ := postFleet(t, b, "third"); results <- code }()
+	require.Eventually(t, func() bool {
+		n, err := a.s.fleet.coord.Backlog(context.Background(), capServe)
+		return err == nil && n == 3
+	}, 30*time.Second, 5*time.Millisecond, "the third waits in the fleet's queue")
+	code, hdr, raw := post(t, a.url, `{"question":"fourth"}`)
+	assert.Equal(t, http.StatusTooManyRequests, code, string(raw))
+	assert.Equal(t, "2", hdr.Get("Retry-After"))
+	assert.Contains(t, string(raw), "the fleet's 2 run slots and 1 queue place are full")
+	close(llm.release)
+	for range 3 {
+		assert.Equal(t, http.StatusOK, <-results)
+	}
+	require.NoError(t, a.stop())
+	require.NoError(t, b.stop())
+}
+
+// TestStatusShowsTheFleet: status --nats lists the live workers with their
+// capabilities, mode, free slots and when they were last heard from; a
+// worker whose last heartbeat is old is left out.
+func TestStatusShowsTheFleet(t *testing.T) {
+	h := startHub(t)
+	w := startWorker(t, h.ClientURL(), "w-status", "index")
+	a := startFleetServer(t, h.ClientURL(), "serve-a", nil)
+
+	// A heartbeat sent a minute ago, as a worker killed then left it.
+	nc, err := remote.Connect(context.Background(), h.ClientURL(), remote.ConnectOptions{})
+	require.NoError(t, err)
+	defer nc.Close()
+	putHeartbeat(t, nc, remote.Peer{ID: "w-gone", Capabilities: []string{"llm"}, Slots: 8, Free: 8, Sent: time.Now().Add(-time.Minute)})
+
+	code, out, errOut := runCLI(t, nil, "status", "--nats", h.ClientURL(), "--json")
+	require.Equal(t, exitOK, code, errOut)
+	var r fleetReport
+	require.NoError(t, json.Unmarshal([]byte(out), &r), out)
+	var ids []string
+	for _, p := range r.Workers {
+		ids = append(ids, p.ID)
+	}
+	assert.Equal(t, []string{"serve-a", "w-status"}, ids)
+	ws := r.Workers[1]
+	assert.Equal(t, []string{"index"}, ws.Capabilities)
+	assert.Equal(t, 4, ws.Slots)
+	assert.Equal(t, 4, ws.Free)
+	assert.NotEmpty(t, ws.Mode)
+	require.Len(t, r.Capacity, 2)
+	assert.Equal(t, remote.Capacity{Capability: "index", Workers: 1, Ready: 1, FreeSlots: 4}, r.Capacity[0])
+
+	code, out, errOut = runCLI(t, nil, "status", "--nats", h.ClientURL())
+	require.Equal(t, exitOK, code, errOut)
+	assert.Regexp(t, `w-status\s+\S+\s+index\s+\S+\s+.+\s+4/4\s+0\s+\S+ ago\s+taking tasks`, out)
+	assert.Contains(t, out, "serve-a")
+	assert.Contains(t, out, "index    1 worker, 1 ready, 4 slots free")
+	assert.NotContains(t, out, "w-gone")
+
+	stopWorker(t, w)
+	require.NoError(t, a.stop())
+	code, out, _ = runCLI(t, nil, "status", "--nats", h.ClientURL())
+	require.Equal(t, exitOK, code)
+	assert.Contains(t, out, "no live worker", "stopped workers remove their heartbeat")
+}
+
+// putHeartbeat writes p into the fleet bucket as its worker would.
+func putHeartbeat(t *testing.T, nc *nats.Conn, p remote.Peer) {
+	t.Helper()
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	kv, err := js.KeyValue(context.Background(), "CEMAF_FLEET")
+	require.NoError(t, err)
+	b, err := json.Marshal(p)
+	require.NoError(t, err)
+	_, err = kv.Put(context.Background(), "w."+base64.RawURLEncoding.EncodeToString([]byte(p.ID)), b)
+	require.NoError(t, err)
+}
