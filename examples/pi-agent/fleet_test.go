@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"net"
 	"regexp"
@@ -36,9 +38,9 @@ func deadURL(t *testing.T) string {
 
 // startWorker starts pi-agent worker in a child process and waits until it
 // serves.
-func startWorker(t *testing.T, url, id, caps string) *child {
+func startWorker(t *testing.T, url, id, caps string, env ...string) *child {
 	t.Helper()
-	c := startPiAgent(t, nil, "worker", "--nats", url, "--id", id, "--capabilities", caps, "--storage", t.TempDir(), "--slots", "4")
+	c := startPiAgent(t, env, "worker", "--nats", url, "--id", id, "--capabilities", caps, "--storage", t.TempDir(), "--slots", "4")
 	c.waitFor(id + " serves")
 	return c
 }
@@ -111,4 +113,34 @@ func TestUnreachableNATS(t *testing.T) {
 	code, _, errOut = runCLI(t, nil, "worker", "--nats", url, "--capabilities", "index,gpu")
 	assert.Equal(t, exitUsage, code)
 	assert.Contains(t, errOut, `unknown capability "gpu"`)
+}
+
+// TestWorkerDrainsOnSIGTERM: a worker told to stop while it answers
+// finishes the answer, then exits 0; the run gets the answer.
+func TestWorkerDrainsOnSIGTERM(t *testing.T) {
+	h := startHub(t)
+	llm := newBlockingLLM(t)
+	w := startWorker(t, h.ClientURL(), "w-drain", "index,llm", "CEMAF_LLM_URL="+llm.url)
+	type result struct {
+		code     int
+		out, err string
+	}
+	done := make(chan result, 1)
+	go func() {
+		var out, errb bytes.Buffer
+		code := cli(context.Background(), []string{"run", "--ephemeral", "--json", "--nats", h.ClientURL()}, nil, &out, &errb)
+		done <- result{code, out.String(), errb.String()}
+	}()
+	<-llm.entered // the worker runs the answer
+	w.signal(syscall.SIGTERM)
+	w.waitFor("draining") // the log line of the drain
+	close(llm.release)
+	require.Equal(t, exitOK, w.exitCode(), w.stderr())
+	assert.Contains(t, w.stderr(), "w-drain stopped: 5 tasks done, 0 failed, 0 handed back")
+	r := <-done
+	require.Equal(t, exitOK, r.code, r.err)
+	var sum runSummary
+	require.NoError(t, json.Unmarshal([]byte(r.out), &sum), r.out)
+	require.NotNil(t, sum.Answer)
+	assert.Equal(t, "held answer [1]", sum.Answer.Text)
 }

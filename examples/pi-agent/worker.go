@@ -105,7 +105,13 @@ func workerCmd(ctx context.Context, args []string, env []string, _, stderr io.Wr
 	case err := <-done:
 		return fmt.Errorf("--nats %s: %w", f.nats.url, err)
 	}
-	if err := <-done; err != nil {
+	select {
+	case <-ctx.Done():
+		fmt.Fprintf(stderr, "pi-agent worker: %s draining: taking no more tasks; those in progress have %v to finish\n", w.ID(), formatDuration(f.drain))
+		err = <-done
+	case err = <-done:
+	}
+	if err != nil {
 		return err
 	}
 	st := w.Stats()
