@@ -116,7 +116,7 @@ func printFleet(w io.Writer, r fleetReport) {
 			state = "paused: " + p.Paused
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d/%d\t%d\t%s ago\t%s\t\n", p.ID, p.Host, strings.Join(p.Capabilities, ","), cmp.Or(p.Mode, "?"),
-			temp, p.Free, p.Slots, p.Done, formatDuration(time.Duration(p.LastHeardMS)*time.Millisecond), state)
+			temp, p.Free, p.Slots, p.Done, formatDuration((time.Duration(p.LastHeardMS) * time.Millisecond).Round(100*time.Millisecond)), state)
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
