@@ -10,6 +10,8 @@
 //	pi-agent runs [flags]    list unfinished and recent runs
 //	pi-agent serve [flags]   serve runs over HTTP
 //	pi-agent config [flags]  print the effective configuration
+//	pi-agent worker [flags]  run index shards and answers for the fleet (--nats)
+//	pi-agent hub [flags]     run the fleet's NATS server (built with -tags hub)
 //	pi-agent help [command]  print the flags of every command (or of one)
 //
 // # Model
@@ -30,6 +32,14 @@
 // runtime's pager over it (overlay.go). The HTTP server, its connection
 // limit (connlimit.go) and the idle janitor belong to server.serve, which
 // returns after they stopped.
+//
+// With --nats, run, serve and status join a fleet over NATS JetStream
+// (package remote): run's index shards and answer become remote nodes
+// (fleetnodes.go) that pi-agent worker processes run (worker.go); serve's
+// requests become tasks that every service of the fleet may take
+// (fleetserve.go); status lists the fleet's heartbeats (fleetstatus.go).
+// The hub command (hub_on.go) embeds the NATS server only in a binary built
+// with -tags hub.
 //
 // Settings are typed flags, some backed by CEMAF_SERVE_* variables
 // (settings.go): every bad value is reported at once, with the accepted

@@ -25,7 +25,9 @@ func TestHubCommand(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	lines := make(lineWriter, 16)
 	done := make(chan int, 1)
-	go func() { done <- cli(ctx, []string{"hub", "--listen", "127.0.0.1:0", "--storage", t.TempDir()}, nil, io.Discard, lines) }()
+	go func() {
+		done <- cli(ctx, []string{"hub", "--listen", "127.0.0.1:0", "--storage", t.TempDir()}, nil, io.Discard, lines)
+	}()
 	url := regexp.MustCompile(`nats://\S+`).FindString(<-lines)
 	require.NotEmpty(t, url)
 	nc, err := remote.Connect(ctx, url, remote.ConnectOptions{})
