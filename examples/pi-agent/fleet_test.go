@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"regexp"
 	"strconv"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -143,4 +146,43 @@ func TestWorkerDrainsOnSIGTERM(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(r.out), &sum), r.out)
 	require.NotNil(t, sum.Answer)
 	assert.Equal(t, "held answer [1]", sum.Answer.Text)
+}
+
+// waitWriter collects writes and closes found at the first one holding s.
+type waitWriter struct {
+	mu    sync.Mutex
+	b     strings.Builder
+	s     string
+	found chan struct{}
+}
+
+func (w *waitWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.b.Write(p)
+	if w.found != nil && strings.Contains(w.b.String(), w.s) {
+		close(w.found)
+		w.found = nil
+	}
+	return len(p), nil
+}
+
+// TestRunSaysWhyItWaits: with no worker in the fleet, run --nats says
+// which node waits and why, and stops on its signal.
+func TestRunSaysWhyItWaits(t *testing.T) {
+	h := startHub(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errw := &waitWriter{s: `index-0    waiting: no live worker serves capability "index"`, found: make(chan struct{})}
+	found := errw.found
+	done := make(chan int, 1)
+	go func() {
+		done <- cli(ctx, []string{"run", "--ephemeral", "--nats", h.ClientURL()}, nil, io.Discard, errw)
+	}()
+	<-found
+	cancel()
+	assert.Equal(t, exitError, <-done)
+	errw.mu.Lock()
+	defer errw.mu.Unlock()
+	assert.Contains(t, errw.b.String(), "index-0    cancelled")
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/cemaf-go/cemaf/factories"
 	"github.com/cemaf-go/cemaf/remote"
@@ -11,9 +12,10 @@ import (
 // joinFleet connects run --nats to the fleet: it returns the coordinator
 // whose nodes the graph's index shards and answer become, and adds it to
 // gopts' guards, so that the run pauses while the NATS connection is down.
-// leave closes the coordinator and the connection. Without --nats it
-// returns a nil coordinator.
-func (r *runner) joinFleet(ctx context.Context, gopts *factories.GuardOptions) (c *remote.Coordinator, leave func(), err error) {
+// Why a remote node waits (no live worker serves it, all are paused) goes
+// to the progress lines. leave closes the coordinator and the connection.
+// Without --nats it returns a nil coordinator.
+func (r *runner) joinFleet(ctx context.Context, gopts *factories.GuardOptions, p *progress) (c *remote.Coordinator, leave func(), err error) {
 	if !r.f.nats.enabled() {
 		return nil, func() {}, nil
 	}
@@ -21,7 +23,8 @@ func (r *runner) joinFleet(ctx context.Context, gopts *factories.GuardOptions) (
 	if err != nil {
 		return nil, nil, err
 	}
-	c, err = remote.NewCoordinator(ctx, nc, remote.CoordinatorOptions{Layout: r.f.nats.layout, Logger: r.logger})
+	c, err = remote.NewCoordinator(ctx, nc, remote.CoordinatorOptions{Layout: r.f.nats.layout, Logger: r.logger,
+		OnWaiting: func(_ context.Context, node, reason string) { p.waiting(node, reason) }})
 	if err != nil {
 		nc.Close()
 		return nil, nil, err
@@ -37,4 +40,13 @@ func (r *runner) joinFleet(ctx context.Context, gopts *factories.GuardOptions) (
 		}
 		nc.Close()
 	}, nil
+}
+
+// waiting prints why a remote node waits.
+func (p *progress) waiting(node, reason string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.quiet {
+		fmt.Fprintf(p.w, "        %-10s waiting: %s\n", node, reason)
+	}
 }

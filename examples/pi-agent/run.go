@@ -212,7 +212,7 @@ func (r *runner) execute(ctx context.Context) error {
 		observers = append(observers, executor.NewLogObserver(logger))
 	}
 	gopts := guardOptions(r.env, storage.Path, logger)
-	coord, leave, err := r.joinFleet(ctx, &gopts)
+	coord, leave, err := r.joinFleet(ctx, &gopts, progress)
 	if err != nil {
 		return err
 	}
