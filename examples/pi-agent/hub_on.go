@@ -4,8 +4,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net"
+	"path/filepath"
+	"strconv"
 
 	"github.com/cemaf-go/cemaf/remote/hub"
 )
@@ -42,4 +46,25 @@ func hubCmd(ctx context.Context, args []string, env []string, _, stderr io.Write
 	}
 	fmt.Fprintln(stderr, "pi-agent hub: stopped")
 	return nil
+}
+
+// hostPort splits --listen; port 0 means a free port.
+func (f *hubFlags) hostPort() (string, int, error) {
+	host, port, err := net.SplitHostPort(f.listen)
+	if err != nil {
+		return "", 0, usageError{fmt.Sprintf("--listen %q: %v", f.listen, err)}
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil {
+		return "", 0, usageError{fmt.Sprintf("--listen %q: %v", f.listen, errors.Unwrap(err))}
+	}
+	return host, n, nil
+}
+
+// storeDir is --store, or nats under the storage directory.
+func (f *hubFlags) storeDir(storage storageDir) string {
+	if f.store != "" {
+		return f.store
+	}
+	return filepath.Join(storage.Path, "nats")
 }

@@ -1,12 +1,7 @@
 package main
 
 import (
-	"errors"
-	"fmt"
 	"io"
-	"net"
-	"path/filepath"
-	"strconv"
 )
 
 // hubFlags are the flags of the hub command (hub_on.go, built with -tags
@@ -30,25 +25,4 @@ func newHubFlags(stderr io.Writer) *hubFlags {
 	f.ss.intVar(&f.maxConns, "max-conns", "", 64, 1, 1<<16, "most clients at once (`n`)")
 	f.ss.intVar(&f.leafPort, "leaf-port", "", 0, 0, 65535, "accept leaf-node servers of other devices on this `port` (0: none)")
 	return f
-}
-
-// hostPort splits --listen; port 0 means a free port.
-func (f *hubFlags) hostPort() (string, int, error) {
-	host, port, err := net.SplitHostPort(f.listen)
-	if err != nil {
-		return "", 0, usageError{fmt.Sprintf("--listen %q: %v", f.listen, err)}
-	}
-	n, err := strconv.Atoi(port)
-	if err != nil {
-		return "", 0, usageError{fmt.Sprintf("--listen %q: %v", f.listen, errors.Unwrap(err))}
-	}
-	return host, n, nil
-}
-
-// storeDir is --store, or nats under the storage directory.
-func (f *hubFlags) storeDir(storage storageDir) string {
-	if f.store != "" {
-		return f.store
-	}
-	return filepath.Join(storage.Path, "nats")
 }
