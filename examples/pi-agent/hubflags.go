@@ -1,8 +1,6 @@
 package main
 
-import (
-	"io"
-)
+import "io"
 
 // hubFlags are the flags of the hub command (hub_on.go, built with -tags
 // hub).
