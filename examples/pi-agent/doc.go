@@ -57,4 +57,13 @@
 //     most 64 MiB, or a quarter of the pager's budget).
 //   - When every open connection is busy sending a request, serve refuses new
 //     ones (503) until a read timeout frees one: /healthz is then refused too.
+//   - With --nats, an answer is made by a worker's answerer (its own
+//     CEMAF_LLM_URL, or the extractive one); run's --llm-timeout,
+//     --llm-attempts and --llm-backoff only bound how long the run waits
+//     for it.
+//   - serve --nats: every service builds its own index of its own --docs,
+//     so the services of a fleet should serve the same corpus. A service
+//     under pressure still accepts requests for the others; one stopping
+//     while the NATS server is away waits up to the fleet's AckWait to
+//     remove its heartbeat.
 package main

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/cemaf-go/cemaf/dag"
 	"github.com/cemaf-go/cemaf/remote"
@@ -43,8 +44,10 @@ func shardOf(id string) (int, bool) {
 }
 
 // remoteGraph returns g with its index nodes and its answer node run by
-// the fleet of c.
-func remoteGraph(g *dag.Graph, c *remote.Coordinator) (*dag.Graph, error) {
+// the fleet of c. The answer node's timeout is at least answerTimeout: the
+// worker's answerer (an LLM with its own attempts) may take longer than
+// this device's.
+func remoteGraph(g *dag.Graph, c *remote.Coordinator, answerTimeout time.Duration) (*dag.Graph, error) {
 	nodes := g.Nodes()
 	shards := 0
 	for _, n := range nodes {
@@ -57,6 +60,7 @@ func remoteGraph(g *dag.Graph, c *remote.Coordinator) (*dag.Graph, error) {
 		if k, ok := shardOf(n.ID); ok {
 			nodes[i], err = remoteIndexNode(c, n, k, shards)
 		} else if n.ID == "answer" {
+			n.Timeout = max(n.Timeout, answerTimeout)
 			nodes[i], err = c.Node(n, remote.Spec{Capability: capLLM, Func: "answer", Reads: []string{keyRetrieval}, Writes: []string{keyAnswer}})
 		}
 		if err != nil {

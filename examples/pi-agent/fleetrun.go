@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/cemaf-go/cemaf/factories"
 	"github.com/cemaf-go/cemaf/remote"
@@ -49,4 +50,12 @@ func (p *progress) waiting(node, reason string) {
 	if !p.quiet {
 		fmt.Fprintf(p.w, "        %-10s waiting: %s\n", node, reason)
 	}
+}
+
+// remoteAnswerTimeout bounds the answer node of run --nats: every LLM
+// attempt of --llm-attempts with its --llm-timeout and the backoffs
+// between them (--llm-backoff, doubling), as a worker with the same
+// settings may take them.
+func (f *runFlags) remoteAnswerTimeout() time.Duration {
+	return f.llmTimeout*time.Duration(f.llmTries) + f.llmBackoff<<min(f.llmTries, 20)
 }

@@ -260,7 +260,7 @@ func (r *runner) execute(ctx context.Context) error {
 	}
 	g, err := buildGraph(spec)
 	if err == nil && coord != nil {
-		g, err = remoteGraph(g, coord)
+		g, err = remoteGraph(g, coord, f.remoteAnswerTimeout())
 	}
 	if err != nil {
 		return err
