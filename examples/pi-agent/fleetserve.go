@@ -260,3 +260,39 @@ func (s *server) fleetNote() string {
 	}
 	return fmt.Sprintf("; in the fleet of %s as %s", s.fleet.url, s.fleet.worker.ID())
 }
+
+// fleetHealth is the fleet's part of /health/detailed.
+type fleetHealth struct {
+	Server   string          `json:"server"`
+	ID       string          `json:"id"`
+	Services []remote.Peer   `json:"services"`
+	Capacity remote.Capacity `json:"capacity"`
+	// Backlog is the requests in the fleet's queue, waiting or running;
+	// -1 when it cannot be read (BacklogError says why).
+	Backlog      int    `json:"backlog"`
+	BacklogError string `json:"backlog_error,omitempty"`
+}
+
+// fleetHealth reports the fleet's services, their capacity and the queue;
+// nil without a fleet.
+func (s *server) fleetHealth(ctx context.Context) *fleetHealth {
+	fl := s.fleet
+	if fl == nil {
+		return nil
+	}
+	now := time.Now()
+	h := &fleetHealth{Server: fl.url, ID: fl.worker.ID(), Services: []remote.Peer{}, Capacity: fl.coord.Fleet().Capacity(capServe, now)}
+	for _, p := range fl.coord.Fleet().Peers(now) {
+		if p.Serves(capServe) {
+			h.Services = append(h.Services, p)
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	n, err := fl.coord.Backlog(ctx, capServe)
+	h.Backlog = n
+	if err != nil {
+		h.Backlog, h.BacklogError = -1, err.Error()
+	}
+	return h
+}

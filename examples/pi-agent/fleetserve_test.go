@@ -66,6 +66,16 @@ func TestServeFleetSharesAQueue(t *testing.T) {
 	assert.Equal(t, "sd-card-storage.md", rr.Passages[0].Name)
 	assert.Contains(t, []string{"serve-a", "serve-b"}, rr.RanBy)
 
+	resp, err := http.Get(a.url + "/health/detailed")
+	require.NoError(t, err)
+	var d struct{ Fleet fleetHealth }
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&d))
+	resp.Body.Close()
+	assert.Equal(t, "serve-a", d.Fleet.ID)
+	assert.Len(t, d.Fleet.Services, 2)
+	assert.Equal(t, 2, d.Fleet.Capacity.Ready)
+	assert.Zero(t, d.Fleet.Backlog)
+
 	// A's memory is short: its worker pulls nothing, B runs what A accepts.
 	a.setMemory(95)
 	waitPeers(t, a, 1)
