@@ -5,7 +5,9 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -37,6 +39,30 @@ func waitPeers(t *testing.T, ts *testServer, ready int) {
 	require.Eventually(t, func() bool {
 		return ts.s.fleet.coord.Fleet().Capacity(capServe, time.Now()).Ready == ready
 	}, 30*time.Second, 5*time.Millisecond, "%d services ready in the view of %s", ready, ts.s.fleet.worker.ID())
+}
+
+// fleetResult is the outcome of a request posted from a goroutine of the
+// test (which may not call t.FailNow): code 0 and the error in body when
+// the request failed.
+type fleetResult struct {
+	code int
+	rr   fleetRunResponse
+	body string
+}
+
+// postAsync posts question to ts; it does not use t.
+func postAsync(ts *testServer, question string) fleetResult {
+	resp, err := http.Post(ts.url+"/v1/runs", "application/json", strings.NewReader(fmt.Sprintf(`{"question":%q}`, question)))
+	if err != nil {
+		return fleetResult{body: err.Error()}
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	r := fleetResult{code: resp.StatusCode, body: string(b)}
+	if err := json.Unmarshal(b, &r.rr); err != nil {
+		r.code, r.body = 0, err.Error()+": "+r.body
+	}
+	return r
 }
 
 func postFleet(t *testing.T, ts *testServer, question string) (int, fleetRunResponse, string) {
@@ -115,13 +141,13 @@ func TestServeFleetQueueIsBounded(t *testing.T) {
 	b := startFleetServer(t, h.ClientURL(), "serve-b", withLLM)
 	waitPeers(t, a, 2)
 
-	results := make(chan int, 3)
+	results := make(chan fleetResult, 3)
 	for _, q := range []string{"first", "second"} {
-		go func() { code, _, _ := postFleet(t, a, q); results <- code }()
+		go func() { results <- postAsync(a, q) }()
 	}
 	<-llm.entered
 	<-llm.entered // both services hold a run
-	go func() { code, _, _ := postFleet(t, b, "third"); results <- code }()
+	go func() { results <- postAsync(b, "third") }()
 	require.Eventually(t, func() bool {
 		n, err := a.s.fleet.coord.Backlog(context.Background(), capServe)
 		return err == nil && n == 3
@@ -132,7 +158,8 @@ func TestServeFleetQueueIsBounded(t *testing.T) {
 	assert.Contains(t, string(raw), "the fleet's 2 run slots and 1 queue place are full")
 	close(llm.release)
 	for range 3 {
-		assert.Equal(t, http.StatusOK, <-results)
+		r := <-results
+		assert.Equal(t, http.StatusOK, r.code, r.body)
 	}
 	require.NoError(t, a.stop())
 	require.NoError(t, b.stop())
@@ -194,4 +221,31 @@ func putHeartbeat(t *testing.T, nc *nats.Conn, p remote.Peer) {
 	require.NoError(t, err)
 	_, err = kv.Put(context.Background(), "w."+base64.RawURLEncoding.EncodeToString([]byte(p.ID)), b)
 	require.NoError(t, err)
+}
+
+// TestServeFleetHandsBackOnDrain: a service that stops while it runs
+// another's request hands it back after its drain timeout, and another
+// service runs it: the client gets its answer.
+func TestServeFleetHandsBackOnDrain(t *testing.T) {
+	h := startHub(t)
+	llm := newBlockingLLM(t)
+	a := startFleetServer(t, h.ClientURL(), "serve-a", func(o *serveOptions) { o.llmURL = llm.url })
+	b := startFleetServer(t, h.ClientURL(), "serve-b", func(o *serveOptions) { o.llmURL, o.drainTimeout = llm.url, 100*time.Millisecond })
+	a.setMemory(95)
+	waitPeers(t, a, 1) // only B takes requests
+
+	done := make(chan fleetResult, 1)
+	go func() { done <- postAsync(a, "held") }()
+	<-llm.entered // B runs it
+	a.setMemory(30)
+	waitPeers(t, a, 2)
+	require.NoError(t, b.stop()) // B's drain timeout passes: the request goes back
+	<-llm.entered                // A runs it
+	close(llm.release)
+	r := <-done
+	require.Equal(t, http.StatusOK, r.code, r.body)
+	assert.Equal(t, "serve-a", r.rr.RanBy)
+	require.NotNil(t, r.rr.Answer)
+	assert.Equal(t, "held answer [1]", r.rr.Answer.Text)
+	require.NoError(t, a.stop())
 }
