@@ -77,6 +77,9 @@ func Connect(ctx context.Context, url string, opts ConnectOptions) (*nats.Conn, 
 		nats.ReconnectWait(cmp.Or(opts.ReconnectWait, 250*time.Millisecond)),
 		nats.MaxReconnects(-1),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err == nil {
+				return // the connection's owner closed it
+			}
 			logger.Warn("remote: disconnected from NATS", "url", url, "error", err)
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {

@@ -78,7 +78,8 @@
 //
 // # Nothing lost, nothing twice
 //
-// A delivery is acknowledged only after its result is recorded. A worker
+// A delivery is acknowledged only after its result is recorded, and the
+// worker replies once the server confirmed the acknowledgement. A worker
 // killed mid-task stops sending in-progress acknowledgements; after AckWait
 // JetStream delivers the task again, to any worker. A node's success is
 // recorded with a KV create (first write wins) under its idempotency key

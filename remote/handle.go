@@ -65,8 +65,7 @@ func (w *Worker) handle(taskCtx context.Context, res *resources, m jetstream.Msg
 	if delivery > 1 {
 		if e, err := res.results.Get(ctx, okKey(t.Run, t.Node)); err == nil {
 			w.stats.dups.Add(1)
-			w.reply(res, t, e.Value())
-			_ = m.Ack()
+			w.ackThenReply(ctx, res, m, t, e.Value())
 			return
 		}
 	}
@@ -135,8 +134,22 @@ func (w *Worker) handle(taskCtx context.Context, res *resources, m jetstream.Msg
 	} else {
 		w.stats.failed.Add(1)
 	}
+	w.ackThenReply(rctx, res, m, t, data)
+}
+
+// ackThenReply acknowledges a delivery whose result is recorded, waits for
+// the server to confirm it, then replies: a coordinator that has a node's
+// result from the reply no longer finds its task in the queue
+// (Coordinator.Backlog). Without the confirmation (a lost connection) it
+// replies anyway: the result is recorded, and a redelivery is answered
+// with it.
+func (w *Worker) ackThenReply(ctx context.Context, res *resources, m jetstream.Msg, t *task, data []byte) {
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), res.lay.AckWait)
+	defer cancel()
+	if err := m.DoubleAck(actx); err != nil {
+		w.logger.Debug("remote: acknowledge a task", "worker", w.id, "task", t.ID, "error", err)
+	}
 	w.reply(res, t, data)
-	_ = m.Ack()
 }
 
 // execute runs fn on the task's inputs and fills r's outputs (large values

@@ -47,6 +47,10 @@ var commands = []command{
 		func(w io.Writer) *cmdFlags { return newServeFlags(w).cmdFlags }},
 	{"config", "Print the effective configuration and where each value came from.",
 		func(w io.Writer) *cmdFlags { return newConfigFlags(w).cmdFlags }},
+	{"worker", "Run index shards and answers for the fleet's runs (--nats URL).",
+		func(w io.Writer) *cmdFlags { return newWorkerFlags(w).cmdFlags }},
+	{"hub", "Run the fleet's NATS server in this process (a pi-agent built with -tags hub).",
+		func(w io.Writer) *cmdFlags { return newHubFlags(w).cmdFlags }},
 }
 
 const usageText = `pi-agent: answer questions over a document corpus on a Raspberry Pi or Jetson,
@@ -59,6 +63,8 @@ Usage:
   pi-agent runs [flags]     list unfinished and recent runs (resume with run --resume ID)
   pi-agent serve [flags]    serve runs over HTTP (POST /v1/runs)
   pi-agent config [flags]   print the effective configuration and where each value came from
+  pi-agent worker [flags]   run index shards and answers for the fleet's runs (--nats URL)
+  pi-agent hub [flags]      run the fleet's NATS server (a pi-agent built with -tags hub)
   pi-agent help [command]   print this, and the flags of every command (or of one)
 
 Settings fall back to CEMAF_RESOURCE_* environment variables (see the README)
@@ -92,6 +98,10 @@ func cli(ctx context.Context, args []string, env []string, stdout, stderr io.Wri
 		err = serveCmd(ctx, args, env, stdout, stderr)
 	case "config":
 		err = configCmd(args, env, stdout, stderr)
+	case "worker":
+		err = workerCmd(ctx, args, env, stdout, stderr)
+	case "hub":
+		err = hubCmd(ctx, args, env, stdout, stderr)
 	case "help":
 		return helpCmd(args, stdout, stderr)
 	default:

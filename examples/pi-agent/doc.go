@@ -10,6 +10,8 @@
 //	pi-agent runs [flags]    list unfinished and recent runs
 //	pi-agent serve [flags]   serve runs over HTTP
 //	pi-agent config [flags]  print the effective configuration
+//	pi-agent worker [flags]  run index shards and answers for the fleet (--nats)
+//	pi-agent hub [flags]     run the fleet's NATS server (built with -tags hub)
 //	pi-agent help [command]  print the flags of every command (or of one)
 //
 // # Model
@@ -39,6 +41,14 @@
 // resources, for POST /v1/runs/{id}/input (servellm.go); a streamed answer's
 // events are written by a goroutine of the request's own (sseWriter).
 //
+// With --nats, run, serve and status join a fleet over NATS JetStream
+// (package remote): run's index shards and answer become remote nodes
+// (fleetnodes.go) that pi-agent worker processes run (worker.go); serve's
+// requests become tasks that every service of the fleet may take
+// (fleetserve.go); status lists the fleet's heartbeats (fleetstatus.go).
+// The hub command (hub_on.go) embeds the NATS server only in a binary built
+// with -tags hub.
+//
 // Settings are typed flags, some backed by CEMAF_SERVE_* variables
 // (settings.go): every bad value is reported at once, with the accepted
 // range. CEMAF_RESOURCE_* settings go through factories.Load.
@@ -59,4 +69,14 @@
 //     forgets them (run's waiting runs are checkpointed).
 //   - --stream prints what the model sends as it comes: a stream cut and
 //     retried is printed again after a note, not taken back.
+//   - With --nats, an answer is made by a worker's answerer (its own
+//     CEMAF_LLM_URL, or the extractive one); run's --llm-timeout,
+//     --llm-attempts and --llm-backoff only bound how long the run waits
+//     for it.
+//   - serve --nats: every service builds its own index of its own --docs,
+//     so the services of a fleet should serve the same corpus. A service
+//     under pressure still accepts requests for the others; one stopping
+//     while the NATS server is away waits up to the fleet's AckWait to
+//     remove its heartbeat. It answers in one JSON reply: requests with
+//     "stream" or "clarify" are refused (400).
 package main

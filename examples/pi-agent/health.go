@@ -44,6 +44,7 @@ type detailed struct {
 	Config      map[string]configEntry `json:"config"`
 	Serve       map[string]any         `json:"serve"`
 	Storage     map[string]string      `json:"storage"`
+	Fleet       *fleetHealth           `json:"fleet,omitempty"` // serve --nats
 }
 
 // configEntry is one CEMAF_RESOURCE_* setting in /health/detailed, keyed
@@ -66,7 +67,7 @@ func configEntries(cfg factories.ResourceConfig) map[string]configEntry {
 }
 
 func (s *server) handleDetailed(w http.ResponseWriter, r *http.Request) {
-	d := detailed{Status: "ok", Time: time.Now(), Config: configEntries(s.cfg), Mode: s.rt.Executor.Status()}
+	d := detailed{Status: "ok", Time: time.Now(), Config: configEntries(s.cfg), Mode: s.rt.Executor.Status(), Fleet: s.fleetHealth(r.Context())}
 	if s.draining.Load() {
 		d.Status = "draining"
 	}

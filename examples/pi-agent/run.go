@@ -41,6 +41,7 @@ type runFlags struct {
 	stream  bool
 	clarify bool
 	input   string
+	nats    natsFlags
 }
 
 func newRunFlags(stderr io.Writer) *runFlags {
@@ -73,6 +74,7 @@ func newRunFlags(stderr io.Writer) *runFlags {
 		"--shards, --top-k, --chunk-size, the LLM endpoint or model): refuse, naming each change, or start a new run over them (the `choice`: refuse or new-run)")
 	f.ss.durationVar(&f.timeout, "timeout", "", 0, 0, 7*24*time.Hour, "timeout of the whole run as a `duration`, 0 for none")
 	f.withInteractive()
+	f.withNATS(&f.nats, "run the index shards and the answer on the fleet's workers (pi-agent worker)")
 	return f
 }
 
@@ -235,8 +237,14 @@ func (r *runner) execute(ctx context.Context) error {
 		// that reports the node.
 		observers = append([]executor.Observer{tokens}, observers...)
 	}
+	gopts := r.guardOptions()
+	coord, leave, err := r.joinFleet(ctx, &gopts, progress)
+	if err != nil {
+		return err
+	}
+	defer leave()
 	rt, err := newRunRuntime(r.cfg, storage, r.runID, r.resume, factories.RuntimeOptions{
-		Guard:    r.guardOptions(),
+		Guard:    gopts,
 		Executor: executor.Options{Observers: observers},
 		LogLevel: r.level,
 		Logger:   logger,
@@ -275,6 +283,9 @@ func (r *runner) execute(ctx context.Context) error {
 		},
 	}
 	g, err := buildGraph(spec)
+	if err == nil && coord != nil {
+		g, err = remoteGraph(g, coord, f.remoteAnswerTimeout())
+	}
 	if err != nil {
 		return err
 	}

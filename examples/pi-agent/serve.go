@@ -72,7 +72,12 @@ func serveCmd(ctx context.Context, args []string, env []string, stdout, stderr i
 		ln.Close()
 		return err
 	}
-	fmt.Fprintf(stderr, "pi-agent serve: listening on http://%s (slots %d, queue %d, at most %s)\n", ln.Addr(), o.slots, o.queue, plural(o.maxConns, "connection"))
+	if err := s.joinFleet(ctx); err != nil {
+		ln.Close()
+		s.rt.Close()
+		return err
+	}
+	fmt.Fprintf(stderr, "pi-agent serve: listening on http://%s (slots %d, queue %d, at most %s)%s\n", ln.Addr(), o.slots, o.queue, plural(o.maxConns, "connection"), s.fleetNote())
 	return s.serve(ctx)
 }
 
@@ -113,6 +118,8 @@ type server struct {
 	// indexLimit is the memory limit the adaptive executor last gave the
 	// runtime's pager (0: the configured one); the index pager follows it.
 	indexLimit int64
+
+	fleet *serveFleet // nil unless serve --nats
 }
 
 // newServer builds the server's Runtime: the resource guard, the CPU and
@@ -161,6 +168,7 @@ func (s *server) serve(ctx context.Context) error {
 	janitorDone := make(chan struct{})
 	stopJanitor := make(chan struct{})
 	go s.janitor(stopJanitor, janitorDone)
+	stopFleet, waitFleet := s.runWorker(ctx)
 
 	var serveErr error
 	select {
@@ -168,6 +176,8 @@ func (s *server) serve(ctx context.Context) error {
 	case serveErr = <-served:
 	}
 	s.draining.Store(true)
+	// Take no more of the fleet's requests; those running finish.
+	stopFleet()
 	s.bodyReads.cutAll() // a client still sending its body will not run
 	s.logger.Info("pi-agent serve: draining", "in_flight", s.inFlight.Load(), "drain_timeout", s.opts.drainTimeout)
 	dctx, cancel := context.WithTimeout(context.Background(), s.opts.drainTimeout)
@@ -187,6 +197,7 @@ func (s *server) serve(ctx context.Context) error {
 	if serveErr == nil {
 		serveErr = <-served
 	}
+	waitFleet() // its runs use the index and the runtime
 	close(stopJanitor)
 	<-janitorDone
 	s.unload("shutdown")
@@ -204,7 +215,7 @@ func (s *server) serve(ctx context.Context) error {
 
 func (s *server) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/runs", s.handleRun)
+	mux.HandleFunc("POST /v1/runs", s.runHandler())
 	mux.HandleFunc("POST /v1/runs/{id}/input", s.handleInput)
 	mux.HandleFunc("GET /healthz", s.handleHealthz)
 	mux.HandleFunc("GET /health/detailed", s.handleDetailed)

@@ -64,6 +64,7 @@ func startServer(t *testing.T, mutate func(*serveOptions)) *testServer {
 	require.NoError(t, err)
 	s, err := newServer(cfg, o, ln, logger, new(slog.LevelVar), factories.GuardOptions{SampleSource: dev, Logger: logger})
 	require.NoError(t, err)
+	require.NoError(t, s.joinFleet(context.Background())) // serve --nats
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.serve(ctx) }()

@@ -42,6 +42,10 @@ type serveOptions struct {
 	// value takes llmModel in every mode.
 	llmProfiles llmSettings
 	storage     string
+	// nats, if set, joins the fleet of services sharing one queue of
+	// runs (fleetserve.go); workerID names this one in it.
+	nats     natsFlags
+	workerID string
 }
 
 // Bounds of serve's settings.
@@ -78,6 +82,8 @@ func newServeFlags(stderr io.Writer) *serveFlags {
 	f.ss.intVar(&f.nofile, "rlimit-nofile", "", 1024, 64, 1<<20, "open files limit (`n`) with --rlimits")
 	f.ss.intVar(&f.fsizeMB, "rlimit-fsize-mb", "", 1024, 1, 1<<30, "largest file with --rlimits, in `MB`")
 	f.ss.intVar(&f.asMB, "rlimit-as-mb", "", 0, 0, 1<<30, "address space limit with --rlimits in `MB` (0: none; Go reserves address space freely)")
+	f.withNATS(&f.o.nats, "share one queue of runs with the fleet's other services; --slots and --queue then count over the fleet")
+	f.fs.StringVar(&f.o.workerID, "fleet-id", "", "this service's `name` in the fleet with --nats (default: host-pid-random)")
 	return f
 }
 

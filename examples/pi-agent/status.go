@@ -43,6 +43,7 @@ type statusFlags struct {
 	*cmdFlags
 	watch    bool
 	interval time.Duration
+	nats     natsFlags
 }
 
 func newStatusFlags(stderr io.Writer) *statusFlags {
@@ -52,6 +53,7 @@ func newStatusFlags(stderr io.Writer) *statusFlags {
 	f.withJSON()
 	f.fs.BoolVar(&f.watch, "watch", false, "refresh every --interval until interrupted")
 	f.ss.durationVar(&f.interval, "interval", "", 2*time.Second, 100*time.Millisecond, time.Hour, "refresh `interval` of --watch")
+	f.withNATS(&f.nats, "report the fleet's workers instead of this device")
 	return f
 }
 
@@ -59,6 +61,9 @@ func statusCmd(ctx context.Context, args []string, env []string, stdout, stderr 
 	c := newStatusFlags(stderr)
 	if err := c.parse(args, env, stderr); err != nil {
 		return err
+	}
+	if c.nats.enabled() {
+		return fleetStatus(ctx, c, stdout, stderr)
 	}
 	watch, interval := &c.watch, &c.interval
 	logger, _, err := c.logger(stderr)
