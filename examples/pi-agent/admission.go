@@ -192,18 +192,28 @@ func (b *bodyReads) cutAll() {
 	}
 }
 
+// takeRunRequest reads the body of a POST /v1/runs, answering it
+// instead (false) while the server shuts down or when the body is refused.
+func (s *server) takeRunRequest(w http.ResponseWriter, r *http.Request) (runRequest, bool) {
+	if s.draining.Load() {
+		s.fail(w, http.StatusServiceUnavailable, 5*time.Second, "shutting down", nil)
+		return runRequest{}, false
+	}
+	req, rerr := s.readRunRequest(w, r)
+	if rerr != nil {
+		s.fail(w, rerr.code, 0, rerr.msg, rerr.lim)
+		return runRequest{}, false
+	}
+	return req, true
+}
+
 // handleRun admits a run, runs it and answers with its result. Admission
 // goes, in order: shutting down (503), body too large (413), body too slow
 // (408), malformed (400), resource pressure (503), every slot and queue
 // place busy (429).
 func (s *server) handleRun(w http.ResponseWriter, r *http.Request) {
-	if s.draining.Load() {
-		s.fail(w, http.StatusServiceUnavailable, 5*time.Second, "shutting down", nil)
-		return
-	}
-	req, rerr := s.readRunRequest(w, r)
-	if rerr != nil {
-		s.fail(w, rerr.code, 0, rerr.msg, rerr.lim)
+	req, ok := s.takeRunRequest(w, r)
+	if !ok {
 		return
 	}
 	s.admitAndRun(w, r, serveRun{question: req.Question, clarify: req.Clarify, stream: req.Stream})

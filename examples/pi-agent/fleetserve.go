@@ -172,13 +172,8 @@ func (s *server) runHandler() http.HandlerFunc {
 // shutting down (503), the body's checks (413, 408, 400), no live service
 // takes requests (503), the fleet's slots and queue full (429).
 func (s *server) handleFleetRun(w http.ResponseWriter, r *http.Request) {
-	if s.draining.Load() {
-		s.fail(w, http.StatusServiceUnavailable, 5*time.Second, "shutting down", nil)
-		return
-	}
-	req, rerr := s.readRunRequest(w, r)
-	if rerr != nil {
-		s.fail(w, rerr.code, 0, rerr.msg, rerr.lim)
+	req, ok := s.takeRunRequest(w, r)
+	if !ok {
 		return
 	}
 	if req.Stream || req.Clarify {
