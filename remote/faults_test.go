@@ -13,11 +13,14 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cemaf-go/cemaf/dag"
@@ -345,6 +348,33 @@ func TestConnectAuth(t *testing.T) {
 
 	_, err = remote.Connect(context.Background(), h.ClientURL(), remote.ConnectOptions{NKeySeedFile: "/nonexistent/seed"})
 	require.ErrorContains(t, err, "/nonexistent/seed")
+
+	// NKeys: the server knows the public key, the client signs with the seed.
+	kp, err := nkeys.CreateUser()
+	require.NoError(t, err)
+	seed, err := kp.Seed()
+	require.NoError(t, err)
+	pub, err := kp.PublicKey()
+	require.NoError(t, err)
+	seedFile := filepath.Join(t.TempDir(), "user.nk")
+	require.NoError(t, os.WriteFile(seedFile, seed, 0o600))
+	hn := startHub(t, hub.Options{NKeys: []string{pub}})
+	_, err = remote.Connect(context.Background(), hn.ClientURL(), remote.ConnectOptions{})
+	require.ErrorContains(t, err, "uthorization")
+	other, err := nkeys.CreateUser()
+	require.NoError(t, err)
+	otherSeed, err := other.Seed()
+	require.NoError(t, err)
+	otherFile := filepath.Join(t.TempDir(), "other.nk")
+	require.NoError(t, os.WriteFile(otherFile, otherSeed, 0o600))
+	_, err = remote.Connect(context.Background(), hn.ClientURL(), remote.ConnectOptions{NKeySeedFile: otherFile})
+	require.ErrorContains(t, err, "uthorization", "a key the server does not list")
+	nc, err = remote.Connect(context.Background(), hn.ClientURL(), remote.ConnectOptions{NKeySeedFile: seedFile})
+	require.NoError(t, err)
+	nc.Close()
+
+	_, err = hub.Start(hub.Options{StoreDir: t.TempDir(), NKeys: []string{"Unot-a-key"}})
+	require.ErrorContains(t, err, "Options.NKeys[0]")
 }
 
 func TestConnectTLS(t *testing.T) {

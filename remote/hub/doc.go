@@ -7,7 +7,7 @@
 //
 // Start configures and starts one server (client port, JetStream file store
 // in StoreDir, a connection limit, max payload, optional user/password,
-// token or TLS, optional leaf-node listener or hub URLs) and returns once it
+// token, NKeys or TLS, optional leaf-node listener or hub URLs) and returns once it
 // accepts clients. The server's goroutines are its own; Close shuts it down
 // and waits for them. Data in StoreDir survives a restart: a hub restarted
 // on the same directory has the same queued tasks and recorded results.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nkeys"
 )
 
 // Defaults of the Options fields.
@@ -44,6 +45,10 @@ type Options struct {
 	MaxPayload int32
 	// User and Password, or Token, require clients to authenticate.
 	User, Password, Token string
+	// NKeys lists the public user NKeys ("U…") allowed to connect; a client
+	// proves it holds one by signing the server's challenge with its seed
+	// (remote.ConnectOptions.NKeySeedFile).
+	NKeys []string
 	// TLS, if set, makes clients connect with TLS (and, with ClientCAs
 	// and ClientAuth set, verifies their certificates).
 	TLS *tls.Config
@@ -91,6 +96,11 @@ func Start(opts Options) (*Hub, error) {
 	if opts.Port < RandomPort || opts.Port > 65535 {
 		return nil, fmt.Errorf("hub: Options.Port = %d: must be in [-1, 65535]", opts.Port)
 	}
+	for i, k := range opts.NKeys {
+		if !nkeys.IsValidPublicUserKey(k) {
+			return nil, fmt.Errorf("hub: Options.NKeys[%d] = %q: not a public user NKey (56 characters starting with U)", i, k)
+		}
+	}
 	so := &server.Options{
 		ServerName:            opts.ServerName,
 		Host:                  cmp.Or(opts.Host, DefaultHost),
@@ -108,6 +118,9 @@ func Start(opts Options) (*Hub, error) {
 		NoSigs:                true,
 		NoLog:                 opts.Logger == nil,
 		DisableShortFirstPing: true,
+	}
+	for _, k := range opts.NKeys {
+		so.Nkeys = append(so.Nkeys, &server.NkeyUser{Nkey: k})
 	}
 	if so.MaxPayload > 8<<20 {
 		so.MaxPending = int64(so.MaxPayload) * 4
