@@ -151,11 +151,15 @@ func (p *Pager) commit(b *batch) error {
 	}
 	return p.st.update(func(tx *bolt.Tx) error {
 		values, pages := tx.Bucket(bucketValues), tx.Bucket(bucketPages)
+		n := 0
 		for i, pg := range b.pages {
 			if err := pages.Put(pageKey(pg.e.blob, pg.idx), b.recs[i]); err != nil {
 				return err
 			}
+			n += len(b.recs[i])
 		}
+		// Inserting reads the neighbouring records through the mapping.
+		p.st.touched(tx, n)
 		for _, h := range b.headers {
 			if err := values.Put(h.key, h.rec); err != nil {
 				return err
