@@ -14,7 +14,8 @@ import (
 )
 
 // writeCorpus writes files of generated prose, about total bytes in all,
-// with one file holding a fact the question asks about.
+// with one file holding a fact the question asks about: log-007.txt, or
+// the last file of a corpus of fewer files.
 func writeCorpus(t *testing.T, dir string, total int) {
 	t.Helper()
 	r := rand.New(rand.NewPCG(3, 4))
@@ -38,7 +39,7 @@ func writeCorpus(t *testing.T, dir string, total int) {
 			}
 			b.WriteString("\n\n")
 		}
-		if f == 7 {
+		if f == 7 || f < 7 && total <= b.Len() { // file 7, or the last one of a small corpus
 			b.WriteString("The greenhouse irrigation valve opens at dawn for exactly twelve minutes.\n\n")
 		}
 		require.NoError(t, os.WriteFile(filepath.Join(dir, fmt.Sprintf("log-%03d.txt", f)), []byte(b.String()), 0o600))
@@ -50,8 +51,8 @@ func writeCorpus(t *testing.T, dir string, total int) {
 // searched: chunks and postings are paged out to disk and back.
 func TestCorpusLargerThanPagerBudget(t *testing.T) {
 	size := 24 << 20
-	if testing.Short() {
-		size = 8 << 20
+	if testing.Short() || os.Getenv("CEMAF_TEST_UNDER_QEMU") == "1" {
+		size = 8 << 20 // still twice the budget, several blocks of postings per shard
 	}
 	docs := t.TempDir()
 	writeCorpus(t, docs, size)
