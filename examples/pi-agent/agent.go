@@ -53,7 +53,9 @@ type chunkStats struct {
 	Chunks int `json:"chunks"`
 	// Cut counts sentences longer than a chunk, cut into pieces.
 	Cut int `json:"cut,omitempty"`
-	// Shards and PerBlock are how the chunks are stored (chunkstore.go).
+	// Size is the chunk size; Shards and PerBlock are how the chunks are
+	// stored (chunkstore.go).
+	Size     int `json:"size"`
 	Shards   int `json:"shards"`
 	PerBlock int `json:"per_block"`
 }

@@ -115,13 +115,19 @@ func (c *countingReader) Read(p []byte) (int, error) {
 
 // chunk splits the documents into chunks of about ChunkSize bytes, each
 // document streaming from the State, and stores them in blocks
-// (chunkstore.go).
+// (chunkstore.go). The documents are then deleted from the State, which
+// needs them no more: the chunks hold their text. A chunk node run again
+// after it did that (it finished, but the run stopped before it was
+// recorded) finds its chunks stored and does nothing.
 func (spec agentSpec) chunk(ctx context.Context, s dag.State) error {
 	docs, err := dag.GetJSON[[]docMeta](s, keyDocs)
 	if err != nil {
 		return err
 	}
-	st := chunkStats{Shards: spec.Shards, PerBlock: chunksPerBlock(spec.ChunkSize)}
+	if spec.chunked(s, docs) {
+		return nil
+	}
+	st := chunkStats{Size: spec.ChunkSize, Shards: spec.Shards, PerBlock: chunksPerBlock(spec.ChunkSize)}
 	w := newChunkWriter(s, st.Shards, st.PerBlock)
 	for _, d := range docs {
 		if d.Skipped != "" {
@@ -146,5 +152,43 @@ func (spec agentSpec) chunk(ctx context.Context, s dag.State) error {
 		return err
 	}
 	st.Chunks = w.n
-	return dag.PutJSON(s, keyChunks, st)
+	if err := dag.PutJSON(s, keyChunks, st); err != nil {
+		return err
+	}
+	// The chunks must be on disk before the documents go (a durable
+	// pager), or a crash between the two would lose both.
+	if c, ok := s.(checkpointer); ok {
+		if err := c.Checkpoint(); err != nil {
+			return err
+		}
+	}
+	for _, d := range docs {
+		if d.Skipped == "" {
+			if err := s.Delete(docKey(d.ID)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// checkpointer is a State that can make what was written durable (the
+// pager).
+type checkpointer interface{ Checkpoint() error }
+
+// chunked says whether the chunks of docs are stored and the documents
+// deleted: the work of a chunk node that finished.
+func (spec agentSpec) chunked(s dag.State, docs []docMeta) bool {
+	cs, err := dag.GetJSON[chunkStats](s, keyChunks)
+	if err != nil || cs.checkLayout(spec.Shards) != nil || cs.Size != spec.ChunkSize {
+		return false
+	}
+	for _, d := range docs {
+		if d.Skipped == "" {
+			if _, ok := s.SizeOf(docKey(d.ID)); ok {
+				return false
+			}
+		}
+	}
+	return true
 }

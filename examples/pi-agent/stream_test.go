@@ -226,3 +226,29 @@ func TestRetrievalIndependentOfShardsAndSpills(t *testing.T) {
 		})
 	}
 }
+
+// The chunk node deletes the documents once their chunks are stored; run
+// again (it finished, but the run stopped before that was recorded), it
+// finds its work done.
+func TestChunkAgainAfterTheDocumentsWereDeleted(t *testing.T) {
+	c, err := openCorpus(context.Background(), "")
+	require.NoError(t, err)
+	spec := agentSpec{Corpus: c, Shards: 3, ChunkSize: 300, TopK: 4}
+	ctx := context.Background()
+	s := dag.NewMemoryState()
+	require.NoError(t, spec.load(ctx, s))
+	assert.NotEmpty(t, slices.DeleteFunc(s.Keys(), func(k string) bool { return !strings.HasPrefix(k, "doc/") }))
+	require.NoError(t, spec.chunk(ctx, s))
+	assert.Empty(t, slices.DeleteFunc(s.Keys(), func(k string) bool { return !strings.HasPrefix(k, "doc/") }), "documents deleted")
+	before, err := dag.GetJSON[chunkStats](s, keyChunks)
+	require.NoError(t, err)
+	require.NoError(t, spec.chunk(ctx, s))
+	after, err := dag.GetJSON[chunkStats](s, keyChunks)
+	require.NoError(t, err)
+	assert.Equal(t, before, after)
+
+	// Another chunk size needs the documents, which are gone: the node
+	// fails rather than store nothing.
+	spec.ChunkSize = 900
+	assert.ErrorIs(t, spec.chunk(ctx, s), dag.ErrNotFound)
+}
