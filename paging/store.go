@@ -347,7 +347,7 @@ func (s *store) readPage(blob uint64, idx int64, dst []byte) error {
 			return corruptf("page record missing")
 		}
 		err := decodePage(v, dst)
-		s.touched(tx, len(v))
+		s.touched(tx, int64(len(v)))
 		return err
 	})
 }
