@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -158,6 +157,3 @@ func (w *writeErr) Write(p []byte) (int, error) {
 	}
 	return n, err
 }
-
-// errStoreFailed marks a failure of the State, not of the document read.
-var errStoreFailed = errors.New("store failed")
