@@ -42,9 +42,9 @@ type childRun struct {
 }
 
 // runChild runs pi-agent with args in a child process (through wrap, when
-// given, a command prefix such as one that joins a cgroup) and returns
-// what it printed and how it ended.
-func runChild(t *testing.T, wrap []string, args ...string) childRun {
+// given, a command prefix such as one that joins a cgroup; with env added
+// to its environment) and returns what it printed and how it ended.
+func runChild(t *testing.T, wrap, env []string, args ...string) childRun {
 	t.Helper()
 	cmd := piAgent(t, args...)
 	if len(wrap) > 0 {
@@ -52,7 +52,7 @@ func runChild(t *testing.T, wrap []string, args ...string) childRun {
 		cmd.Args[len(wrap)] = cmd.Path
 		cmd.Path = wrap[0]
 	}
-	cmd.Env = append(cmd.Env, "TMPDIR="+t.TempDir())
+	cmd.Env = append(append(cmd.Env, "TMPDIR="+t.TempDir()), env...)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	startChild(t, cmd)
@@ -86,7 +86,7 @@ func TestPeakRSSDoesNotGrowWithTheCorpus(t *testing.T) {
 			}
 			docs := t.TempDir()
 			writeCorpus(t, docs, size)
-			r := runChild(t, nil, "run", "--ephemeral", "--json", "--docs", docs, "--memory-limit-mb", strconv.Itoa(budgetMB),
+			r := runChild(t, nil, nil, "run", "--ephemeral", "--json", "--docs", docs, "--memory-limit-mb", strconv.Itoa(budgetMB),
 				"--question", valveQuestion)
 			require.True(t, r.state.Success(), "pi-agent: %s\n%s", r.state, r.stderr)
 			require.NotNil(t, r.summary.Answer)
@@ -201,7 +201,9 @@ func (cg memoryCgroup) oomKills(t *testing.T) int64 {
 // In a memory cgroup of 200 MiB, a 250 MB corpus is indexed and searched:
 // the defaults come from the cgroup's limit (pager budget 200 MiB / 8), the
 // run finishes, never OOM-killed, and changes mode only as the ladders
-// say.
+// say. With the process-memory ladder's adapt level at 30 MB (which the
+// run passes), it goes to low_memory, its pager's budget lowered, and still
+// finishes.
 func TestRunInA200MiBMemoryCgroup(t *testing.T) {
 	if testing.Short() || underQEMU() {
 		t.Skip("a 250 MB corpus: not with -short or under emulation")
@@ -210,33 +212,56 @@ func TestRunInA200MiBMemoryCgroup(t *testing.T) {
 	cg := newMemoryCgroup(t, limit)
 	docs := t.TempDir()
 	writeCorpus(t, docs, 250<<20)
-	r := runChild(t, cg.join(), "run", "--ephemeral", "--json", "--docs", docs, "--question", valveQuestion)
-	if ws, ok := r.state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		t.Fatalf("pi-agent was killed by %v (OOM kills in the cgroup: %d)\n%s", ws.Signal(), cg.oomKills(t), r.stderr)
+	for _, tc := range []struct {
+		name      string
+		env       []string
+		lowMemory bool
+	}{
+		{name: "default ladders"},
+		{name: "soft limit 30 MB", env: []string{"CEMAF_RESOURCE_MEMORY_SOFT_LIMIT_MB=30"}, lowMemory: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			kills := cg.oomKills(t)
+			r := runChild(t, cg.join(), tc.env, "run", "--ephemeral", "--json", "--docs", docs, "--question", valveQuestion)
+			if ws, ok := r.state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+				t.Fatalf("pi-agent was killed by %v (OOM kills in the cgroup: %d)\n%s", ws.Signal(), cg.oomKills(t)-kills, r.stderr)
+			}
+			assert.Equal(t, kills, cg.oomKills(t), "OOM kills in the cgroup")
+			require.True(t, r.state.Success(), "pi-agent: %s\n%s", r.state, r.stderr)
+			checkCgroupRun(t, r, limit, tc.lowMemory)
+			t.Logf("cgroup %s: peak RSS %d MiB (bound %d MiB)", cg.dir, r.peak()>>20, memoryBound(limit/8)>>20)
+		})
 	}
-	assert.Zero(t, cg.oomKills(t), "OOM kills in the cgroup")
-	require.True(t, r.state.Success(), "pi-agent: %s\n%s", r.state, r.stderr)
+}
+
+// checkCgroupRun checks a run in a cgroup of limit bytes: it answered,
+// took its pager budget from the limit, stayed within the memory bound,
+// and changed mode as the ladders say (to low_memory, halving the budget,
+// when lowMemory).
+func checkCgroupRun(t *testing.T, r childRun, limit int64, lowMemory bool) {
+	t.Helper()
 	s := r.summary
 	require.NotNil(t, s.Answer, r.stderr)
 	assert.Contains(t, s.Answer.Text, "opens at dawn for exactly twelve minutes")
 
 	// The effective memory is the cgroup's limit: the pager's budget is an
-	// eighth of it (adapted modes may only have lowered it).
-	budget := int64(limit / 8)
-	configured := s.Pager.MemoryLimitBytes
-	for _, mc := range s.ModeChanges {
-		configured = max(configured, mc.Settings.PagerLimit)
+	// eighth of it, which low_memory lowers and every other mode keeps.
+	budget := limit / 8
+	if s.FinalMode != adaptive.LowMemory {
+		assert.Equal(t, budget, s.Pager.MemoryLimitBytes, "pager budget derived from the cgroup limit")
 	}
-	assert.Equal(t, budget, configured, "pager budget derived from the cgroup limit")
 	assert.LessOrEqual(t, r.peak(), memoryBound(budget), "peak RSS %d MiB", r.peak()>>20)
 
 	// Every mode change follows a ladder: low_memory only on a memory
 	// signal, and a pause only on a rung that pauses.
-	paused := false
+	paused, low := false, false
 	for _, mc := range s.ModeChanges {
+		t.Logf("mode %s -> %s: %s (pager budget %d MiB)", mc.From, mc.To, mc.Reason, mc.Settings.PagerLimit>>20)
 		for _, a := range mc.Active {
 			if a.Mode == adaptive.LowMemory {
 				assert.Contains(t, []string{throttle.SignalMemoryPercent, throttle.SignalProcessMemoryMB, throttle.SignalSwapPercent}, a.Signal, "low_memory on %s", a.Signal)
+				assert.Less(t, mc.Settings.PagerLimit, budget, "low_memory lowers the pager's budget")
+				low = true
 			}
 			paused = paused || a.Rung == throttle.Pause
 		}
@@ -244,9 +269,9 @@ func TestRunInA200MiBMemoryCgroup(t *testing.T) {
 	if s.Pauses > 0 {
 		assert.True(t, paused, "the run paused with no ladder at a pause rung: %+v", s.ModeChanges)
 	}
-	t.Logf("cgroup %s: peak RSS %d MiB (bound %d MiB), budget %d MiB, %d mode changes, final mode %s, %d pauses (%d ms), took %d ms",
-		cg.dir, r.peak()>>20, memoryBound(budget)>>20, budget>>20, len(s.ModeChanges), s.FinalMode, s.Pauses, s.PausedMS, s.DurationMS)
-	for _, mc := range s.ModeChanges {
-		t.Logf("mode %s -> %s: %s", mc.From, mc.To, mc.Reason)
+	if lowMemory {
+		assert.True(t, low, "the memory ladder's adapt level was passed: low_memory")
 	}
+	t.Logf("budget %d MiB, %d mode changes, final mode %s, %d pauses (%d ms), took %d ms",
+		budget>>20, len(s.ModeChanges), s.FinalMode, s.Pauses, s.PausedMS, s.DurationMS)
 }
