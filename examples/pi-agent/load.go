@@ -7,9 +7,8 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/cemaf-go/cemaf/limit"
-
 	"github.com/cemaf-go/cemaf/dag"
+	"github.com/cemaf-go/cemaf/limit"
 )
 
 // load reads the corpus into the State: one value per usable document
@@ -58,7 +57,8 @@ func (spec agentSpec) load(ctx context.Context, s dag.State) error {
 
 // loadDoc streams the document meta.Name into the State under its key,
 // filling in its size and notes. It returns why the document was skipped
-// ("" when it was not), or the error of the State, which ends the load.
+// ("" when it was not), or the error of the State or of ctx, which ends
+// the load.
 func (spec agentSpec) loadDoc(ctx context.Context, s dag.State, meta *docMeta, maxBytes int64) (string, error) {
 	f, _, err := spec.Corpus.openDoc(meta.Name, maxBytes)
 	if err != nil {
