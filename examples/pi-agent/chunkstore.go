@@ -57,7 +57,7 @@ func newChunkWriter(s dag.State, shards, perBlock int) *chunkWriter {
 	return &chunkWriter{s: s, shards: shards, perBlock: perBlock, blocks: make([][]chunk, shards), next: make([]int, shards)}
 }
 
-// add stores c as chunk number w.n.
+// add stores the next chunk: text, of document doc named name.
 func (w *chunkWriter) add(doc int, name, text string) error {
 	k := w.n % w.shards
 	w.blocks[k] = append(w.blocks[k], chunk{N: w.n, Doc: doc, Name: name, Text: text})

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 
 	"github.com/cemaf-go/cemaf/dag"
@@ -121,9 +122,10 @@ func (b *postingBuilder) spill() error {
 	if err != nil {
 		return err
 	}
+	// w keeps the first error of vw, which Flush returns.
 	w := bufio.NewWriterSize(vw, 64<<10)
 	var hdr []byte
-	for _, t := range slices.Sorted(mapKeys(b.buf)) {
+	for _, t := range slices.Sorted(maps.Keys(b.buf)) {
 		p := b.buf[t]
 		hdr = binary.AppendUvarint(hdr[:0], uint64(len(t)))
 		hdr = append(hdr, t...)
@@ -141,16 +143,6 @@ func (b *postingBuilder) spill() error {
 	b.runs++
 	b.buf, b.bytes = map[string][]byte{}, 0
 	return nil
-}
-
-func mapKeys(m map[string][]byte) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 // finish stores the postings of every term and returns how many terms
