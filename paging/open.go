@@ -89,6 +89,7 @@ func newPager(cfg config, st *store) *Pager {
 		wake:       make(chan struct{}, 1),
 		stop:       make(chan struct{}),
 	}
+	st.dropEvery = dropAfter(cfg.limit)
 	p.encs = make([]encoder, cfg.workers)
 	p.cond = sync.NewCond(&p.mu)
 	p.hot = newHotTable(cfg.limit)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -61,6 +62,11 @@ type store struct {
 	// release the handle.
 	mu sync.RWMutex
 	db *bolt.DB
+
+	// dropEvery and sinceDrop pace the drops of the mapped file pages
+	// (mapdrop.go); dropEvery 0 never drops.
+	dropEvery int64
+	sinceDrop atomic.Int64
 }
 
 func (s *store) boltOptions() *bolt.Options {
@@ -340,7 +346,9 @@ func (s *store) readPage(blob uint64, idx int64, dst []byte) error {
 		if v == nil {
 			return corruptf("page record missing")
 		}
-		return decodePage(v, dst)
+		err := decodePage(v, dst)
+		s.touched(tx, int64(len(v)))
+		return err
 	})
 }
 

@@ -141,21 +141,28 @@ func (p *Pager) commit(b *batch) error {
 		}
 	}
 	deletes := b.deletes
-	if len(deletes) > 0 && len(b.pages) > 0 {
-		// Space freed by a transaction is reusable only by later ones:
-		// delete first, so that a full file can take the new pages.
-		if err := p.st.update(func(tx *bolt.Tx) error { return applyDeletes(tx, deletes) }); err != nil {
+	// Space freed by a transaction is reusable only by later ones: delete
+	// first, so that a full file can take the new pages. Many deletes are
+	// applied in several transactions (see deleteGroup).
+	for len(deletes) > 0 && (len(b.pages) > 0 || p.st.deleteGroup(deletes) < len(deletes)) {
+		group := deletes[:p.st.deleteGroup(deletes)]
+		if err := p.st.update(func(tx *bolt.Tx) error { return p.st.applyDeletes(tx, group) }); err != nil {
 			return err
 		}
-		deletes = nil
+		p.st.dropNow()
+		deletes = deletes[len(group):]
 	}
 	return p.st.update(func(tx *bolt.Tx) error {
 		values, pages := tx.Bucket(bucketValues), tx.Bucket(bucketPages)
+		var n int64
 		for i, pg := range b.pages {
 			if err := pages.Put(pageKey(pg.e.blob, pg.idx), b.recs[i]); err != nil {
 				return err
 			}
+			n += int64(len(b.recs[i]))
 		}
+		// Inserting reads the neighbouring records through the mapping.
+		p.st.touched(tx, n)
 		for _, h := range b.headers {
 			if err := values.Put(h.key, h.rec); err != nil {
 				return err
@@ -164,15 +171,19 @@ func (p *Pager) commit(b *batch) error {
 				if err := deleteBlob(pages, ref.id); err != nil {
 					return err
 				}
+				p.st.touched(tx, ref.stored)
 			}
 		}
-		return applyDeletes(tx, deletes)
+		return p.st.applyDeletes(tx, deletes)
 	})
 }
 
 // applyDeletes removes the blobs of deletes, and each key's header when it
-// still points at one of them.
-func applyDeletes(tx *bolt.Tx, deletes []delRec) error {
+// still points at one of them. Deleting a record maps about all of its file
+// pages (bbolt reads its key, the kernel maps the pages around it): they
+// are counted as touched, so that deleting many values does not fill the
+// resident set with the file.
+func (s *store) applyDeletes(tx *bolt.Tx, deletes []delRec) error {
 	values, pages := tx.Bucket(bucketValues), tx.Bucket(bucketPages)
 	for _, d := range deletes {
 		vk := valueKey(d.key)
@@ -187,6 +198,8 @@ func applyDeletes(tx *bolt.Tx, deletes []delRec) error {
 			if err := deleteBlob(pages, ref.id); err != nil {
 				return err
 			}
+			// And the commit maps the file around each record's header.
+			s.touched(tx, ref.stored+ref.pages*faultAround)
 		}
 	}
 	return nil

@@ -20,7 +20,6 @@ const (
 )
 
 func docKey(id int) string      { return "doc/" + strconv.Itoa(id) }
-func chunkKey(n int) string     { return "chunk/" + strconv.Itoa(n) }
 func statsKey(shard int) string { return "index/" + strconv.Itoa(shard) + "/stats" }
 func postingKey(shard int, term string) string {
 	return "postings/" + strconv.Itoa(shard) + "/" + term
@@ -58,6 +57,11 @@ type chunkStats struct {
 	Chunks int `json:"chunks"`
 	// Cut counts sentences longer than a chunk, cut into pieces.
 	Cut int `json:"cut,omitempty"`
+	// Size is the chunk size; Shards and PerBlock are how the chunks are
+	// stored (chunkstore.go).
+	Size     int `json:"size"`
+	Shards   int `json:"shards"`
+	PerBlock int `json:"per_block"`
 }
 
 type chunk struct {

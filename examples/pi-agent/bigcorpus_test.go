@@ -14,7 +14,8 @@ import (
 )
 
 // writeCorpus writes files of generated prose, about total bytes in all,
-// with one file holding a fact the question asks about.
+// with one file holding a fact the question asks about: log-007.txt, or
+// the last file of a corpus of fewer files.
 func writeCorpus(t *testing.T, dir string, total int) {
 	t.Helper()
 	r := rand.New(rand.NewPCG(3, 4))
@@ -38,7 +39,7 @@ func writeCorpus(t *testing.T, dir string, total int) {
 			}
 			b.WriteString("\n\n")
 		}
-		if f == 7 {
+		if f == 7 || f < 7 && total <= b.Len() { // file 7, or the last one of a small corpus
 			b.WriteString("The greenhouse irrigation valve opens at dawn for exactly twelve minutes.\n\n")
 		}
 		require.NoError(t, os.WriteFile(filepath.Join(dir, fmt.Sprintf("log-%03d.txt", f)), []byte(b.String()), 0o600))
@@ -50,8 +51,8 @@ func writeCorpus(t *testing.T, dir string, total int) {
 // searched: chunks and postings are paged out to disk and back.
 func TestCorpusLargerThanPagerBudget(t *testing.T) {
 	size := 24 << 20
-	if testing.Short() {
-		size = 8 << 20
+	if testing.Short() || os.Getenv("CEMAF_TEST_UNDER_QEMU") == "1" {
+		size = 8 << 20 // still twice the budget, several blocks of postings per shard
 	}
 	docs := t.TempDir()
 	writeCorpus(t, docs, size)
@@ -63,7 +64,7 @@ func TestCorpusLargerThanPagerBudget(t *testing.T) {
 	require.NotNil(t, s.Answer)
 	assert.Contains(t, s.Answer.Text, "opens at dawn for exactly twelve minutes")
 	assert.Contains(t, strings.Join(s.Answer.Sources, " "), "log-007.txt")
-	assert.Greater(t, s.Pager.ValueBytes, int64(2*size), "documents, chunks and postings are all in the State")
+	assert.Greater(t, s.Pager.ValueBytes, int64(size), "chunks and postings are in the State")
 	assert.LessOrEqual(t, s.Pager.BytesInMemory, int64(4<<20), "resident values stay within the budget")
 	assert.Positive(t, s.Pager.PageOuts, "values were paged out")
 	assert.Positive(t, s.Pager.PageIns, "and paged back in")

@@ -92,7 +92,7 @@ func effectiveValues(cfg factories.ResourceConfig, storage storageDir, env []str
 	} else {
 		add("page size", mib(int64(paging.DefaultPageSizeMB*(1<<20))), "default: the pager's")
 	}
-	add("largest document", mib(maxDocFor(cfg)), fmt.Sprintf("default: %s, at most a quarter of the pager's budget", mib(maxDocBytes)))
+	add("largest document", mib(maxDocBytes), "default: documents stream through the pager, whatever its budget")
 	if u := getenv(env, "CEMAF_LLM_URL"); u != "" {
 		add("LLM endpoint", endpointURL(u), "CEMAF_LLM_URL")
 		model, ok := lookupEnv(env, "CEMAF_LLM_MODEL")

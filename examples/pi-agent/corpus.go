@@ -28,7 +28,7 @@ const maxDocBytes = 64 << 20
 // corpus built into the binary. The directory is a place the user
 // controls: it may hold FIFOs, devices, sockets, symlinks to any of them,
 // huge or sparse files, binary files with a text name. Every document is
-// read through readDoc, which never blocks and never reads past its bound.
+// opened through openDoc, which never blocks, and read within its bound.
 type corpus struct {
 	Label string // how messages name it: the absolute directory, or "built-in corpus"
 	Dir   string // the absolute directory; "" for the built-in corpus
@@ -82,7 +82,7 @@ func openCorpus(ctx context.Context, dir string) (corpus, error) {
 // corpus) of every candidate document, in lexical order: the files with a
 // text extension, outside hidden files and directories. Symlinks to
 // directories are not followed; symlinks to files are candidates like
-// files (readDoc judges their target). A directory that cannot be listed
+// files (openDoc judges their target). A directory that cannot be listed
 // is reported to skip and walked past. fn may return fs.SkipAll.
 func (c corpus) walk(ctx context.Context, fn func(name string) error, skip func(name, reason string)) error {
 	return fs.WalkDir(c.fsys, ".", func(p string, d fs.DirEntry, err error) error {
@@ -154,36 +154,6 @@ func (c corpus) openDoc(name string, max int64) (io.ReadCloser, int64, error) {
 		return nil, 0, &limit.Error{Kind: limit.FileSize, Subject: name, Current: float64(fi.Size()), Limit: float64(max), Unit: "bytes"}
 	}
 	return f, fi.Size(), nil
-}
-
-// readDoc returns the content of the document name, at most max bytes;
-// see openDoc for what it refuses.
-func (c corpus) readDoc(name string, max int64) ([]byte, error) {
-	f, size, err := c.openDoc(name, max)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	// One byte more than the bound tells a file that grew past it.
-	buf := make([]byte, 0, min(size, max)+1)
-	for int64(len(buf)) <= max {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := f.Read(buf[len(buf):min(cap(buf), int(max)+1)])
-		buf = buf[:len(buf)+n]
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, err
-		}
-	}
-	if int64(len(buf)) > max {
-		return nil, &limit.Error{Kind: limit.FileSize, Subject: name, Current: float64(len(buf)), Limit: float64(max), Unit: "bytes",
-			Detail: "the file grew while it was read"}
-	}
-	return buf, nil
 }
 
 // skipReason words why the document name was not used, for the report.

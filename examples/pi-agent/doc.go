@@ -28,7 +28,12 @@
 // input and --resume ID --input TEXT answers it). The
 // corpus is read through one bounded, non-blocking open (corpus.go): files
 // that are not regular, too large or binary are skipped and reported, text
-// is decoded and repaired (textdecode.go). After the run, the pages of
+// is decoded and repaired (textdecode.go). Every step streams through the
+// paged State: a document from its file through the decoder into the
+// State, and back through the chunker; chunks are stored in blocks
+// (chunkstore.go); an index node spills its postings in sorted runs past a
+// bound and merges them (index.go); retrieval reads the postings of the
+// question's terms only, in chunk order, keeping the best K (retrieve.go). After the run, the pages of
 // finished runs and the reports of runs the checkpoint store forgot are
 // removed (prune.go).
 //
@@ -61,8 +66,13 @@
 //
 //   - A read of a regular file on a hung network file system blocks in the
 //     kernel; no deadline reaches it.
-//   - A document is held whole in memory while it is loaded and chunked (at
-//     most 64 MiB, or a quarter of the pager's budget).
+//   - Memory does not grow with the corpus, except by what the pager keeps
+//     per key (about 250 bytes): a key per document, per block of chunks
+//     and per term of each shard. A corpus with a vocabulary of millions
+//     of distinct terms grows the key index accordingly.
+//   - A paragraph over 1 MiB is chunked line by line as it streams, with
+//     its white space trimmed at its ends only; a line over 1 MiB is cut at
+//     a space first.
 //   - When every open connection is busy sending a request, serve refuses new
 //     ones (503) until a read timeout frees one: /healthz is then refused too.
 //   - serve keeps its runs waiting for input in memory only: a restart

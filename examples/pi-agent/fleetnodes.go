@@ -120,15 +120,18 @@ func deleteIfPresent(s dag.State, key string) error {
 }
 
 // packShard packs what index shard k of shards reads: the chunk
-// statistics and the chunks n with n % shards == k.
+// statistics and the blocks of the chunks n with n % shards == k.
 func packShard(s dag.State, k, shards int) ([]byte, error) {
 	cs, err := dag.GetJSON[chunkStats](s, keyChunks)
 	if err != nil {
 		return nil, err
 	}
+	if err := cs.checkLayout(shards); err != nil {
+		return nil, err
+	}
 	keys := []string{keyChunks}
-	for n := k; n < cs.Chunks; n += shards {
-		keys = append(keys, chunkKey(n))
+	for b, count := 0, shardChunks(cs.Chunks, cs.Shards, k); b*cs.PerBlock < count; b++ {
+		keys = append(keys, chunkBlockKey(k, b))
 	}
 	p := pack{shard: k, shards: shards}
 	for _, key := range keys {

@@ -137,7 +137,7 @@ func runCmd(ctx context.Context, args []string, env []string, stdout, stderr io.
 	if err := os.MkdirAll(storage.Path, 0o700); err != nil {
 		return fmt.Errorf("storage %s: %w", storage.Path, err)
 	}
-	in, given := f.givenInputs(env, maxDocFor(cfg), models)
+	in, given := f.givenInputs(env, maxDocBytes, models)
 	r := &runner{f: f, env: env, cfg: cfg, storage: storage, logger: logger, level: level, stdout: stdout, stderr: stderr, runID: f.resume}
 	if r.runID == "" {
 		r.runID = executor.NewRunID(time.Now())
@@ -380,12 +380,6 @@ func newRunRuntime(cfg factories.ResourceConfig, storage storageDir, runID strin
 		return nil, checkpointHint(err, storage)
 	}
 	return rt, nil
-}
-
-// maxDocFor bounds a document by the pager's budget too: a document is
-// stored whole, and chunking reads it back whole.
-func maxDocFor(cfg factories.ResourceConfig) int64 {
-	return min(maxDocBytes, max(int64(cfg.PagerMemoryLimitMB*(1<<20))/4, 1<<20))
 }
 
 // resumeCommand is the command that resumes runID, with --storage when the

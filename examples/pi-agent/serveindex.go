@@ -88,7 +88,7 @@ func (s *server) buildIndex(ctx context.Context) (*builtIndex, error) {
 		pager.SetMemoryLimit(s.indexLimit)
 	}
 	s.mu.Unlock()
-	spec := agentSpec{Corpus: s.opts.corpus, Shards: s.opts.shards, ChunkSize: s.opts.chunkSize, MaxDocBytes: maxDocFor(s.cfg)}
+	spec := agentSpec{Corpus: s.opts.corpus, Shards: s.opts.shards, ChunkSize: s.opts.chunkSize, MaxDocBytes: maxDocBytes}
 	nodes, _ := indexNodes(spec)
 	g, err := dag.New(nodes...)
 	if err == nil {

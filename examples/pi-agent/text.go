@@ -1,6 +1,9 @@
 package main
 
 import (
+	"bytes"
+	"errors"
+	"io"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -72,68 +75,195 @@ func stem(w string) string {
 	return w
 }
 
-// chunkText splits a document (LF line ends) into chunks of at most size
-// bytes (twice that with a heading): on paragraph boundaries where possible, then on line and sentence
-// boundaries inside long paragraphs, and a sentence longer than size (a
-// minified file, a long hex string) into pieces at spaces or, failing
-// those, anywhere on a rune boundary. Headings stay with the paragraph
-// that follows them. It returns the chunks and how many sentences it had
-// to cut.
+// chunkText splits a document (LF line ends) into chunks, as chunkStream
+// does, in memory.
 func chunkText(text string, size int) (chunks []string, cut int) {
-	var cur strings.Builder
-	flush := func() {
-		if s := strings.TrimSpace(cur.String()); s != "" {
-			chunks = append(chunks, s)
+	cut, _ = chunkStream(strings.NewReader(text), size, func(c string) error {
+		chunks = append(chunks, c)
+		return nil
+	})
+	return chunks, cut
+}
+
+// maxParagraph is the longest paragraph chunkStream holds whole; it is at
+// least 4 chunks.
+func maxParagraph(size int) int { return max(1<<20, 4*size) }
+
+// chunkStream splits a document (LF line ends) read from r into chunks of
+// at most size bytes (twice that with a heading), passing each to emit as
+// it is made: on paragraph boundaries where possible, then on line and
+// sentence boundaries inside long paragraphs, and a sentence longer than
+// size (a minified file, a long hex string) into pieces at spaces or,
+// failing those, anywhere on a rune boundary. Headings stay with the
+// paragraph that follows them. It returns how many sentences it had to
+// cut, and the first error of r or emit.
+//
+// It holds one paragraph at a time, at most maxParagraph bytes: a longer
+// one is chunked line by line as it streams (its white space is trimmed
+// from its first and last line only), and a line longer than that is cut
+// at a space (or a rune boundary) into lines of at most maxParagraph bytes
+// first.
+func chunkStream(r io.Reader, size int, emit func(string) error) (cut int, err error) {
+	c := chunker{size: size, emit: emit}
+	limit := maxParagraph(size)
+	buf := make([]byte, 0, limit+decodeBlock)
+	search := 0   // where "\n\n" may start in buf
+	long := false // buf is the rest of a paragraph of more than limit bytes
+	for eof := false; !eof; {
+		// Here len(buf) <= limit < cap(buf).
+		n, rerr := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		switch {
+		case errors.Is(rerr, io.EOF):
+			eof = true
+		case rerr != nil:
+			return c.cut, rerr
 		}
-		cur.Reset()
-	}
-	add := func(piece, sep string) {
-		if cur.Len() > 0 && cur.Len()+len(sep)+len(piece) > size {
-			flush()
-		}
-		if cur.Len() > 0 {
-			cur.WriteString(sep)
-		}
-		cur.WriteString(piece)
-	}
-	for para := range strings.SplitSeq(text, "\n\n") {
-		para = strings.TrimSpace(para)
-		if para == "" {
-			continue
-		}
-		if cur.Len() > 0 && cur.Len()+len(para) > size && !strings.HasPrefix(strings.TrimSpace(cur.String()), "#") {
-			flush()
-		}
-		if len(para) <= size {
-			// Not add: a heading keeps the paragraph that follows it, so
-			// a chunk may reach twice size.
-			if cur.Len() > 0 {
-				cur.WriteString("\n\n")
+		start := 0
+		for {
+			i := bytes.Index(buf[search:], []byte("\n\n"))
+			if i < 0 {
+				break
 			}
-			cur.WriteString(para)
+			end := search + i
+			if long {
+				c.longTail(string(buf[start:end]))
+				long = false
+			} else {
+				c.paragraph(string(buf[start:end]))
+			}
+			start, search = end+2, end+2
+			if c.err != nil {
+				return c.cut, c.err
+			}
+		}
+		buf = buf[:copy(buf, buf[start:])]
+		search = max(len(buf)-1, 0)
+		if eof {
+			break
+		}
+		if !long && len(buf) > limit {
+			buf = buf[:copy(buf, bytes.TrimLeftFunc(buf, unicode.IsSpace))]
+			if len(buf) > limit {
+				long = true
+				c.startLong()
+			}
+		}
+		for long && len(buf) > limit {
+			// Hand over whole lines; the last '\n' of buf may start a
+			// paragraph break. A line longer than limit is cut first.
+			if j := bytes.LastIndexByte(buf[:len(buf)-1], '\n'); j >= 0 {
+				c.longLines(string(buf[:j]))
+				buf = buf[:copy(buf, buf[j+1:])]
+			} else {
+				j = len(splitAt(string(buf[:limit]), limit-1))
+				if j == 0 {
+					j = limit
+				}
+				c.longLines(string(buf[:j]))
+				buf = buf[:copy(buf, buf[j:])]
+			}
+			search = max(len(buf)-1, 0)
+			if c.err != nil {
+				return c.cut, c.err
+			}
+		}
+	}
+	if long {
+		c.longTail(string(buf))
+	} else {
+		c.paragraph(string(buf))
+	}
+	c.flush()
+	return c.cut, c.err
+}
+
+// chunker builds chunks from paragraphs and lines.
+type chunker struct {
+	size int
+	cur  strings.Builder
+	cut  int
+	emit func(string) error
+	err  error
+}
+
+func (c *chunker) flush() {
+	if s := strings.TrimSpace(c.cur.String()); s != "" && c.err == nil {
+		c.err = c.emit(s)
+	}
+	c.cur.Reset()
+}
+
+func (c *chunker) add(piece, sep string) {
+	if c.cur.Len() > 0 && c.cur.Len()+len(sep)+len(piece) > c.size {
+		c.flush()
+	}
+	if c.cur.Len() > 0 {
+		c.cur.WriteString(sep)
+	}
+	c.cur.WriteString(piece)
+}
+
+// heading says whether the chunk being built starts with a heading.
+func (c *chunker) heading() bool {
+	return strings.HasPrefix(strings.TrimSpace(c.cur.String()), "#")
+}
+
+// paragraph adds one whole paragraph.
+func (c *chunker) paragraph(para string) {
+	para = strings.TrimSpace(para)
+	if para == "" {
+		return
+	}
+	if c.cur.Len() > 0 && c.cur.Len()+len(para) > c.size && !c.heading() {
+		c.flush()
+	}
+	if len(para) <= c.size {
+		// Not add: a heading keeps the paragraph that follows it, so
+		// a chunk may reach twice size.
+		if c.cur.Len() > 0 {
+			c.cur.WriteString("\n\n")
+		}
+		c.cur.WriteString(para)
+		return
+	}
+	c.longLines(para)
+}
+
+// startLong begins a paragraph longer than a chunk whose lines follow.
+func (c *chunker) startLong() {
+	if c.cur.Len() > 0 && !c.heading() {
+		c.flush()
+	}
+}
+
+// longTail adds the last lines of a long paragraph.
+func (c *chunker) longTail(lines string) {
+	if lines = strings.TrimRightFunc(lines, unicode.IsSpace); lines != "" {
+		c.longLines(lines)
+	}
+}
+
+// longLines adds the lines of a paragraph longer than a chunk.
+func (c *chunker) longLines(lines string) {
+	for line := range strings.SplitSeq(lines, "\n") {
+		if len(line) <= c.size {
+			c.add(line, "\n")
 			continue
 		}
-		for line := range strings.SplitSeq(para, "\n") {
-			if len(line) <= size {
-				add(line, "\n")
+		for _, s := range sentences(line) {
+			if len(s) <= c.size {
+				c.add(s, " ")
 				continue
 			}
-			for _, s := range sentences(line) {
-				if len(s) <= size {
-					add(s, " ")
-					continue
-				}
-				cut++
-				for len(s) > 0 {
-					piece := splitAt(s, size)
-					add(piece, " ")
-					s = strings.TrimLeft(s[len(piece):], " ")
-				}
+			c.cut++
+			for len(s) > 0 {
+				piece := splitAt(s, c.size)
+				c.add(piece, " ")
+				s = strings.TrimLeft(s[len(piece):], " ")
 			}
 		}
 	}
-	flush()
-	return chunks, cut
 }
 
 // splitAt returns the longest prefix of s of at most size bytes that ends
