@@ -80,6 +80,9 @@ func (r childRun) peak() int64 { return max(r.summary.PeakRSSBytes, r.maxRSS) }
 // bytes, comma-separated) and CEMAF_TEST_PAGER_MB (the budget) change the
 // corpora and the budget: BENCHMARKS.md's figures come from them.
 func TestPeakRSSDoesNotGrowWithTheCorpus(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector's shadow memory is in every resident set: run without -race")
+	}
 	budgetMB, sizes := 32, []int{1, 30, 250}
 	if v := os.Getenv("CEMAF_TEST_PAGER_MB"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -220,6 +223,9 @@ func (cg memoryCgroup) oomKills(t *testing.T) int64 {
 // run passes), it goes to low_memory, its pager's budget lowered, and still
 // finishes.
 func TestRunInA200MiBMemoryCgroup(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector's shadow memory is in every resident set: run without -race")
+	}
 	if testing.Short() || underQEMU() {
 		t.Skip("a 250 MB corpus: not with -short or under emulation")
 	}
