@@ -128,19 +128,13 @@ func isTextName(name string) bool {
 // *limit.Error of kind file_size, before a byte is read. The caller bounds
 // its reads by max too (the file may grow) and closes the file.
 func (c corpus) openDoc(name string, max int64) (io.ReadCloser, int64, error) {
+	var f fs.File
+	var err error
 	if c.Dir == "" {
-		f, err := c.fsys.Open(name)
-		if err != nil {
-			return nil, 0, err
-		}
-		fi, err := f.Stat()
-		if err != nil {
-			f.Close()
-			return nil, 0, err
-		}
-		return f, fi.Size(), nil
+		f, err = c.fsys.Open(name)
+	} else {
+		f, err = boundedread.Open(filepath.Join(c.Dir, filepath.FromSlash(name)))
 	}
-	f, err := boundedread.Open(filepath.Join(c.Dir, filepath.FromSlash(name)))
 	if err != nil {
 		return nil, 0, err
 	}
@@ -162,11 +156,11 @@ func skipReason(c corpus, name string, err error) string {
 	var le *limit.Error
 	switch {
 	case errors.As(err, &nr):
-		return describeType(nr.Mode) + ", not a regular file"
+		return boundedread.DescribeMode(nr.Mode) + ", not a regular file"
 	case errors.Is(err, syscall.ENXIO) && c.Dir != "":
 		// Opening a socket fails with ENXIO.
 		if fi, serr := os.Stat(filepath.Join(c.Dir, filepath.FromSlash(name))); serr == nil && !fi.Mode().IsRegular() {
-			return describeType(fi.Mode()) + ", not a regular file"
+			return boundedread.DescribeMode(fi.Mode()) + ", not a regular file"
 		}
 	case errors.As(err, &le) && le.Kind == limit.FileSize:
 		return fmt.Sprintf("%s, over the %s limit of a document", mib(int64(le.Current)), mib(int64(le.Limit)))
@@ -183,21 +177,4 @@ func skipReason(c corpus, name string, err error) string {
 		return "permission denied"
 	}
 	return err.Error()
-}
-
-// describeType names a file type the loader refuses.
-func describeType(m fs.FileMode) string {
-	switch {
-	case m&fs.ModeNamedPipe != 0:
-		return "a named pipe (FIFO)"
-	case m&fs.ModeCharDevice != 0:
-		return "a character device"
-	case m&fs.ModeDevice != 0:
-		return "a block device"
-	case m&fs.ModeSocket != 0:
-		return "a socket"
-	case m.IsDir():
-		return "a directory"
-	}
-	return "an irregular file"
 }

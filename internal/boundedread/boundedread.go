@@ -44,13 +44,15 @@ type NotRegularError struct {
 // Error says what the file is: "/sys/.../temp is a named pipe (FIFO), not a
 // regular file".
 func (e *NotRegularError) Error() string {
-	return fmt.Sprintf("%s is %s, not a regular file", e.Path, describeMode(e.Mode))
+	return fmt.Sprintf("%s is %s, not a regular file", e.Path, DescribeMode(e.Mode))
 }
 
 // Is matches ErrNotRegular.
 func (e *NotRegularError) Is(target error) bool { return target == ErrNotRegular }
 
-func describeMode(m fs.FileMode) string {
+// DescribeMode names the type of a file that is not regular, for messages:
+// "a named pipe (FIFO)", "a character device", "a socket"…
+func DescribeMode(m fs.FileMode) string {
 	switch {
 	case m&fs.ModeNamedPipe != 0:
 		return "a named pipe (FIFO)"
