@@ -144,8 +144,11 @@ func (p *Pager) commit(b *batch) error {
 	// Space freed by a transaction is reusable only by later ones: delete
 	// first, so that a full file can take the new pages. Many deletes are
 	// applied in several transactions (see deleteGroup).
-	for len(deletes) > 0 && (len(b.pages) > 0 || p.st.deleteGroup(deletes) < len(deletes)) {
+	for len(deletes) > 0 {
 		group := deletes[:p.st.deleteGroup(deletes)]
+		if len(group) == len(deletes) && len(b.pages) == 0 {
+			break // the last group goes with the headers, below
+		}
 		if err := p.st.update(func(tx *bolt.Tx) error { return p.st.applyDeletes(tx, group) }); err != nil {
 			return err
 		}
