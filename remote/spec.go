@@ -3,6 +3,7 @@ package remote
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 
@@ -161,10 +162,5 @@ func (r *Registry) lookup(capability, name string) (dag.Func, bool) {
 func (r *Registry) Capabilities() []string {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	out := make([]string, 0, len(r.funcs))
-	for c := range r.funcs {
-		out = append(out, c)
-	}
-	slices.Sort(out)
-	return out
+	return slices.Sorted(maps.Keys(r.funcs))
 }

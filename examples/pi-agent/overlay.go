@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -59,12 +60,7 @@ func (n *namespace) Delete(key string) error {
 func (n *namespace) Keys() []string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	keys := make([]string, 0, len(n.keys))
-	for k := range n.keys {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
+	return slices.Sorted(maps.Keys(n.keys))
 }
 
 func (n *namespace) Size() int64 {
