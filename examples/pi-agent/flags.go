@@ -106,7 +106,19 @@ func (f *cmdFlags) withAgent(a *agentFlags) {
 	f.withShards(&a.shards)
 	f.ss.intVar(&a.topK, "top-k", "", 4, 1, maxTopK, "`n` passages to retrieve")
 	f.ss.intVar(&a.chunkSize, "chunk-size", "", 900, minChunkSize, maxChunkSize, "chunk size in `bytes`")
-	f.ss.durationVar(&a.llmTimeout, "llm-timeout", "", 2*time.Minute, time.Millisecond, 24*time.Hour, "timeout of the answer's LLM call, its retries and the waits between them included, as a `duration` (30s, 2m, or seconds)")
+	f.withLLMTimeout(&a.llmTimeout)
+}
+
+// withLLMTimeout registers --llm-timeout: the bound of an answer's LLM call.
+func (f *cmdFlags) withLLMTimeout(p *time.Duration) {
+	f.ss.durationVar(p, "llm-timeout", "", 2*time.Minute, time.Millisecond, 24*time.Hour, "timeout of the answer's LLM call, its retries and the waits between them included, as a `duration` (30s, 2m, or seconds)")
+}
+
+// withLLMRetries registers --llm-attempts and --llm-backoff: the LLM
+// client's retries.
+func (f *cmdFlags) withLLMRetries(tries *int, backoff *time.Duration) {
+	f.ss.intVar(tries, "llm-attempts", "", 3, 1, 20, "`n` LLM call attempts before giving up")
+	f.ss.durationVar(backoff, "llm-backoff", "", 500*time.Millisecond, 0, time.Minute, "`delay` before the second LLM attempt, doubling after")
 }
 
 func (f *cmdFlags) withShards(p *int) {

@@ -63,8 +63,7 @@ func newRunFlags(stderr io.Writer) *runFlags {
 		}, "the `question` to answer")
 	f.fs.StringVar(&f.resume, "resume", "", "resume the unfinished run `ID` (see pi-agent runs)")
 	f.fs.BoolVar(&f.ephemeral, "ephemeral", false, "keep nothing: storage in a temporary directory removed at exit")
-	f.ss.intVar(&f.llmTries, "llm-attempts", "", 3, 1, 20, "`n` LLM call attempts before giving up")
-	f.ss.durationVar(&f.llmBackoff, "llm-backoff", "", 500*time.Millisecond, 0, time.Minute, "`delay` before the second LLM attempt, doubling after")
+	f.withLLMRetries(&f.llmTries, &f.llmBackoff)
 	f.ss.stringVar(&f.ifChanged, "if-changed", "", "refuse", "refuse or new-run", func(v string) error {
 		if v != "refuse" && v != "new-run" {
 			return errors.New("unknown choice")

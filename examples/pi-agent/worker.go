@@ -47,9 +47,8 @@ func newWorkerFlags(stderr io.Writer) *workerFlags {
 	f.ss.intVar(&f.slots, "slots", "", 0, 0, 1024, "`n` tasks at once (0: CPUs × 2 in [8, 64])")
 	f.ss.durationVar(&f.drain, "drain-timeout", "", remote.DefaultDrainTimeout, time.Millisecond, time.Hour,
 		"on SIGINT or SIGTERM, how long (a `duration`) the tasks in progress may finish before they go back to the queue")
-	f.ss.durationVar(&f.llmTimeout, "llm-timeout", "", 2*time.Minute, time.Millisecond, 24*time.Hour, "timeout of one LLM call, as a `duration`")
-	f.ss.intVar(&f.llmTries, "llm-attempts", "", 3, 1, 20, "`n` LLM call attempts before giving up")
-	f.ss.durationVar(&f.llmBackoff, "llm-backoff", "", 500*time.Millisecond, 0, time.Minute, "`delay` before the second LLM attempt, doubling after")
+	f.withLLMTimeout(&f.llmTimeout)
+	f.withLLMRetries(&f.llmTries, &f.llmBackoff)
 	return f
 }
 
