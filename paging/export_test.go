@@ -246,3 +246,7 @@ func (p *Pager) WaitReadAhead() {
 		p.cond.Wait()
 	}
 }
+
+// DropEvery is how many bytes the store moves between two drops of its
+// mapped pages.
+func (p *Pager) DropEvery() int64 { return p.st.dropEvery.Load() }

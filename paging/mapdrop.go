@@ -15,7 +15,8 @@ import (
 // (deleteGroup), since its commit maps them too.
 
 // dropAfter is how many bytes the store reads (writes, frees) between two
-// drops of its mapped pages: an eighth of the budget, at least 1 MiB.
+// drops of its mapped pages: an eighth of the budget in force (it follows
+// SetMemoryLimit), at least 1 MiB.
 func dropAfter(budget int64) int64 { return max(budget/8, 1<<20) }
 
 // touched counts n bytes read (or written) through the mapping and drops
@@ -24,7 +25,8 @@ func dropAfter(budget int64) int64 { return max(budget/8, 1<<20) }
 // transaction is open, or a write transaction has not begun to commit,
 // bbolt does not remap the file.
 func (s *store) touched(tx *bolt.Tx, n int64) {
-	if s.dropEvery <= 0 || s.sinceDrop.Add(n) < s.dropEvery {
+	every := s.dropEvery.Load()
+	if every <= 0 || s.sinceDrop.Add(n) < every {
 		return
 	}
 	s.sinceDrop.Store(0)
@@ -33,7 +35,7 @@ func (s *store) touched(tx *bolt.Tx, n int64) {
 
 // dropNow drops the mapped pages at once.
 func (s *store) dropNow() {
-	if s.dropEvery <= 0 {
+	if s.dropEvery.Load() <= 0 {
 		return
 	}
 	s.view(func(tx *bolt.Tx) error {
@@ -54,7 +56,8 @@ const faultAround = 64 << 10
 // ends: a transaction frees about dropEvery / faultAround records, at
 // least one delete's.
 func (s *store) deleteGroup(deletes []delRec) int {
-	if s.dropEvery <= 0 {
+	every := s.dropEvery.Load()
+	if every <= 0 {
 		return len(deletes)
 	}
 	var mapped int64
@@ -62,7 +65,7 @@ func (s *store) deleteGroup(deletes []delRec) int {
 		for _, ref := range d.blobs {
 			mapped += ref.pages * faultAround
 		}
-		if mapped > s.dropEvery && i > 0 {
+		if mapped > every && i > 0 {
 			return i
 		}
 	}

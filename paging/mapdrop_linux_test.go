@@ -69,3 +69,16 @@ func TestMappedPagesDoNotGrowTheResidentSet(t *testing.T) {
 	require.Less(t, peak-base, int64(budget), "file pages mapped: %d MiB over %d MiB at the start", (peak-base)>>20, base>>20)
 	t.Logf("file pages mapped: at most %d KiB over the start", (peak-base)>>10)
 }
+
+// TestDropIntervalFollowsTheBudget: the drops are paced by the budget in
+// force, so a budget lowered by SetMemoryLimit (low_memory) drops sooner.
+func TestDropIntervalFollowsTheBudget(t *testing.T) {
+	p, err := paging.Wrap(dag.NewMemoryState(), paging.Options{StoragePath: t.TempDir(), MemoryLimitMB: 64, LeaveGoMemoryLimit: true})
+	require.NoError(t, err)
+	defer p.Close()
+	require.Equal(t, int64(8<<20), p.DropEvery())
+	require.NoError(t, p.SetMemoryLimit(16<<20))
+	require.Equal(t, int64(2<<20), p.DropEvery())
+	require.NoError(t, p.SetMemoryLimit(4<<20))
+	require.Equal(t, int64(1<<20), p.DropEvery(), "at least 1 MiB")
+}

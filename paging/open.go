@@ -89,7 +89,6 @@ func newPager(cfg config, st *store) *Pager {
 		wake:       make(chan struct{}, 1),
 		stop:       make(chan struct{}),
 	}
-	st.dropEvery = dropAfter(cfg.limit)
 	p.encs = make([]encoder, cfg.workers)
 	p.cond = sync.NewCond(&p.mu)
 	p.hot = newHotTable(cfg.limit)
@@ -121,6 +120,7 @@ func (p *Pager) setLimitLocked(limit int64) {
 	p.low = min(p.low, limit-p.cfg.pageSize)
 	p.mid = p.low + (limit-p.low)/2
 	p.batchBytes = max(p.cfg.pageSize, min(4<<20, limit/16))
+	p.st.dropEvery.Store(dropAfter(limit))
 }
 
 // logRecovery reports what Wrap found in a file not closed cleanly.

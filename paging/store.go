@@ -64,8 +64,9 @@ type store struct {
 	db *bolt.DB
 
 	// dropEvery and sinceDrop pace the drops of the mapped file pages
-	// (mapdrop.go); dropEvery 0 never drops.
-	dropEvery int64
+	// (mapdrop.go); dropEvery 0 never drops. The pager sets dropEvery
+	// with its budget.
+	dropEvery atomic.Int64
 	sinceDrop atomic.Int64
 }
 
