@@ -125,6 +125,7 @@ func TestSpecAndLayoutValidation(t *testing.T) {
 		{"ack wait", func() error { _, err := Layout{AckWait: -1}.withDefaults(); return err }(), "Layout.AckWait = -1ns"},
 		{"max deliver", func() error { _, err := Layout{MaxDeliver: 5000}.withDefaults(); return err }(), "Layout.MaxDeliver = 5000"},
 		{"duplicates", func() error { _, err := Layout{Duplicates: 48 * 3600e9, ResultTTL: 3600e9}.withDefaults(); return err }(), "Layout.Duplicates"},
+		{"api timeout", func() error { _, err := Layout{APITimeout: -1}.withDefaults(); return err }(), "Layout.APITimeout = -1ns: must be ≥ 0 (0 = 15s)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { require.ErrorContains(t, tt.err, tt.want) })
@@ -132,7 +133,7 @@ func TestSpecAndLayoutValidation(t *testing.T) {
 	l, err := Layout{}.withDefaults()
 	require.NoError(t, err)
 	require.Equal(t, Layout{Prefix: "cemaf", AckWait: DefaultAckWait, MaxDeliver: DefaultMaxDeliver, MaxAckPending: DefaultMaxAckPending,
-		ResultTTL: DefaultResultTTL, StaleAfter: DefaultStaleAfter, Duplicates: DefaultDuplicates, Replicas: 1}, l)
+		ResultTTL: DefaultResultTTL, StaleAfter: DefaultStaleAfter, Duplicates: DefaultDuplicates, APITimeout: DefaultAPITimeout, Replicas: 1}, l)
 
 	var r Registry
 	require.ErrorContains(t, r.Register("llm", "", nil), "name")

@@ -25,6 +25,7 @@ const (
 	DefaultResultTTL     = 24 * time.Hour
 	DefaultStaleAfter    = 10 * time.Second
 	DefaultDuplicates    = 2 * time.Minute
+	DefaultAPITimeout    = 15 * time.Second
 )
 
 // Layout names and configures the JetStream resources a fleet shares: the
@@ -63,6 +64,13 @@ type Layout struct {
 	// Replicas is the number of copies of every stream in a clustered
 	// server (1 to 5). Default 1.
 	Replicas int
+	// APITimeout bounds each JetStream API request (creating the stream,
+	// the buckets and the consumers, reading a stored message) whose
+	// context has no deadline of its own. A server writing its store to an
+	// SD card that is busy with other writes can take seconds to create a
+	// stream. It is the client's own: members of a fleet may differ in it.
+	// Default 15s.
+	APITimeout time.Duration
 	// Domain is the JetStream domain that holds the fleet's streams, for
 	// clients connected to a leaf node whose own JetStream has another
 	// domain (see docs/scale-out.md). Empty means the server's own.
@@ -79,7 +87,8 @@ func (l Layout) withDefaults() (Layout, error) {
 		v    *time.Duration
 		def  time.Duration
 	}{{"AckWait", &l.AckWait, DefaultAckWait}, {"ResultTTL", &l.ResultTTL, DefaultResultTTL},
-		{"StaleAfter", &l.StaleAfter, DefaultStaleAfter}, {"Duplicates", &l.Duplicates, DefaultDuplicates}} {
+		{"StaleAfter", &l.StaleAfter, DefaultStaleAfter}, {"Duplicates", &l.Duplicates, DefaultDuplicates},
+		{"APITimeout", &l.APITimeout, DefaultAPITimeout}} {
 		if *d.v < 0 {
 			return l, fmt.Errorf("remote: Layout.%s = %v: must be ≥ 0 (0 = %v)", d.name, *d.v, d.def)
 		}
@@ -191,10 +200,11 @@ func openResources(ctx context.Context, nc *nats.Conn, lay Layout) (*resources, 
 	}
 	var js jetstream.JetStream
 	var err error
+	timeout := jetstream.WithDefaultTimeout(lay.APITimeout)
 	if lay.Domain != "" {
-		js, err = jetstream.NewWithDomain(nc, lay.Domain)
+		js, err = jetstream.NewWithDomain(nc, lay.Domain, timeout)
 	} else {
-		js, err = jetstream.New(nc)
+		js, err = jetstream.New(nc, timeout)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("remote: JetStream on %s: %w", nc.ConnectedUrlRedacted(), err)
