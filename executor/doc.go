@@ -26,7 +26,11 @@
 // as nodes in flight and no hand-off per node. The goroutine that called
 // Run coordinates what needs waiting: retry and timeout timers, the gate,
 // cancellation, and event delivery. Observers are called from that goroutine,
-// in order, never while the executor holds a lock.
+// in order, never while the executor holds a lock. When that goroutine has
+// nothing to wait for (a context that cannot be cancelled, no gate,
+// checkpoint store or observer, and one node in flight with no timeout, so
+// nothing could ever have to abandon it), it runs the node itself: a node
+// must not assume which goroutine it runs on.
 //
 // Conditional edges: a branch node (dag.Node.Branch) calls Choose from
 // its Run to name the dependents that run once it succeeds. A node runs

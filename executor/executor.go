@@ -120,6 +120,9 @@ type Executor struct {
 
 	// runs pools the state of finished runs (*run, see runBufs).
 	runs sync.Pool
+	// idSecond is the time part of the run IDs of the latest second a run
+	// started in (newRunID).
+	idSecond atomic.Pointer[runIDSecond]
 }
 
 // New returns an Executor. It fails, naming the field, when an option is out
@@ -326,7 +329,7 @@ func (e *Executor) RunWith(ctx context.Context, g *dag.Graph, s dag.State, ro Ru
 	start := time.Now()
 	id := ro.ID
 	if id == "" {
-		id = NewRunID(start)
+		id = e.newRunID(start)
 	}
 	observers := e.opts.Observers
 	if len(ro.Observers) > 0 {
@@ -346,6 +349,14 @@ func (e *Executor) RunWith(ctx context.Context, g *dag.Graph, s dag.State, ro Ru
 			ctx = tctx
 		}
 	}
+	return e.run(ctx, g, s, ro, id, observers, endRun, start)
+}
+
+// run is RunWith once its arguments are checked. It is a function of its
+// own so that its two defers are open-coded (few returns), which saves
+// their cost on every run.
+func (e *Executor) run(ctx context.Context, g *dag.Graph, s dag.State, ro RunOptions, id string, observers []Observer,
+	endRun func(RunOutcome), start time.Time) (*Result, error) {
 	runCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	r := newRun(runCtx, e, g, s, id, observers, cancel, ro.Reuse, start)
@@ -391,11 +402,21 @@ func (r *run) outcome(status string, err error) RunOutcome {
 // (from math/rand/v2's generator, which the runtime seeds from the system's
 // entropy). Cost: one allocation, no system call.
 func NewRunID(now time.Time) string {
+	return runIDSecondOf(now).id()
+}
+
+// runIDSecond is the time part of the run IDs of one second.
+type runIDSecond struct {
+	unix   int64
+	prefix [len("20060102T150405Z-")]byte
+}
+
+func runIDSecondOf(now time.Time) *runIDSecond {
 	now = now.UTC()
+	s := &runIDSecond{unix: now.Unix()}
 	y, mo, d := now.Date()
 	h, mi, sec := now.Clock()
-	var buf [len("20060102T150405Z-") + 8]byte
-	b := strconv.AppendInt(buf[:0], int64(y), 10)
+	b := strconv.AppendInt(s.prefix[:0], int64(y), 10)
 	for _, v := range [...]int{int(mo), d, -1, h, mi, sec} {
 		if v < 0 {
 			b = append(b, 'T')
@@ -403,8 +424,25 @@ func NewRunID(now time.Time) string {
 		}
 		b = append(b, byte('0'+v/10), byte('0'+v%10))
 	}
-	b = append(b, 'Z', '-')
+	_ = append(b, 'Z', '-')
+	return s
+}
+
+// id returns a run ID of this second, with fresh random bits.
+func (s *runIDSecond) id() string {
+	var buf [len(s.prefix) + 8]byte
 	var r [4]byte
 	binary.LittleEndian.PutUint32(r[:], rand.Uint32())
-	return string(hex.AppendEncode(b, r[:]))
+	return string(hex.AppendEncode(append(buf[:0], s.prefix[:]...), r[:]))
+}
+
+// newRunID is NewRunID with the time part kept from one run to the next
+// of the same second: a calendar conversion saved per run.
+func (e *Executor) newRunID(now time.Time) string {
+	s := e.idSecond.Load()
+	if s == nil || s.unix != now.Unix() {
+		s = runIDSecondOf(now)
+		e.idSecond.Store(s)
+	}
+	return s.id()
 }

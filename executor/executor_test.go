@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -772,4 +773,60 @@ func (s *syncBuffer) Reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.b.Reset()
+}
+
+// goroutineID is the number runtime.Stack prints for the calling goroutine.
+func goroutineID() string {
+	var buf [64]byte
+	f := strings.Fields(string(buf[:runtime.Stack(buf[:], false)]))
+	return f[1]
+}
+
+// When nothing but its own nodes can stop a run (a context that cannot be
+// cancelled, no gate, store or observer) and a node is all there is to do,
+// the goroutine that called Run runs it. Anything that may have to abandon
+// a node (a cancellable context, a timeout, a sibling that fails fast)
+// keeps nodes on goroutines of their own.
+func TestSoloNodeRunsOnTheCallersGoroutineOnlyWhenNothingCanAbandonIt(t *testing.T) {
+	caller := goroutineID()
+	var ids []string
+	node := func(id string, deps ...string) dag.Node {
+		return dag.Node{ID: id, DependsOn: deps, Run: func(context.Context, dag.State) error { ids = append(ids, goroutineID()); return nil }}
+	}
+	e := mustExec(t, executor.Options{})
+	_, err := e.Run(context.Background(), mustGraph(t, node("a"), node("b", "a"), node("c", "b")), dag.NewMemoryState())
+	require.NoError(t, err)
+	assert.Equal(t, []string{caller, caller, caller}, ids, "a chain with nothing to wait for runs on the caller")
+
+	ids = nil
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, err = e.Run(ctx, mustGraph(t, node("a")), dag.NewMemoryState())
+	require.NoError(t, err)
+	assert.NotEqual(t, caller, ids[0], "a cancellable run must be able to abandon its node")
+
+	ids = nil
+	timed := node("a")
+	timed.Timeout = time.Minute
+	_, err = e.Run(context.Background(), mustGraph(t, timed), dag.NewMemoryState())
+	require.NoError(t, err)
+	assert.NotEqual(t, caller, ids[0], "a node with a timeout may have to be abandoned")
+}
+
+func TestFailFastAbandonsAStubbornSiblingOfAnUncancellableRun(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		g := mustGraph(t,
+			dag.Node{ID: "deaf", Run: func(context.Context, dag.State) error { <-release; return nil }},
+			dag.Node{ID: "fails", Run: func(context.Context, dag.State) error { return errors.New("broken") }},
+		)
+		e := mustExec(t, executor.Options{AbandonAfter: 2 * time.Second})
+		start := time.Now()
+		res, err := e.Run(context.Background(), g, dag.NewMemoryState())
+		assert.Equal(t, 2*time.Second, time.Since(start))
+		require.ErrorContains(t, err, "broken")
+		deaf, _ := res.Node("deaf")
+		assert.True(t, deaf.Abandoned)
+		close(release)
+	})
 }

@@ -379,6 +379,11 @@ func (r *run) loop(parent context.Context, first time.Time) {
 	var gateCancel context.CancelFunc
 	var gateStart time.Time
 	spare := r.spare
+	// solo: nothing but the run's own nodes can stop it (no cancellable
+	// parent, gate or checkpoint store) and no observer waits for events
+	// while a node runs, so the coordinator may run a node itself when
+	// that node is all there is to do (soloNext).
+	solo := parent.Done() == nil && r.gate == nil && r.store == nil && len(r.observers) == 0
 	for {
 		var reason, fault error
 		if r.gate != nil {
@@ -398,7 +403,17 @@ func (r *run) loop(parent context.Context, first time.Time) {
 		if fault != nil {
 			r.gateFailed(fault)
 		}
-		r.dispatch(now, reason, false)
+		var mine attempt
+		inline := false
+		if solo && r.inflight == 0 {
+			if mine, inline = r.dispatch(now, reason, true); inline && !r.soloNext(mine) {
+				r.wg.Add(1)
+				go r.worker(mine, false)
+				inline = false
+			}
+		} else {
+			r.dispatch(now, reason, false)
+		}
 		finished := r.inflight == 0 && !r.gs.waiting() && len(r.pending) == 0 && !r.committing &&
 			(r.remaining == 0 || r.stopping || (r.readyLen() == 0 && r.retries == 0))
 		commitKick := len(r.pending) > 0
@@ -422,6 +437,15 @@ func (r *run) loop(parent context.Context, first time.Time) {
 		spare = evs
 		if finished {
 			break
+		}
+		if inline {
+			// The coordinator has nothing to wait for while this node
+			// runs: it runs it itself, saving a goroutine and two
+			// hand-offs; the worker does not signal it, the loop looks
+			// again when it returns.
+			r.wg.Add(1)
+			r.worker(mine, true)
+			continue
 		}
 		if commitKick {
 			r.signalCommitter()
@@ -496,6 +520,15 @@ func (r *run) loop(parent context.Context, first time.Time) {
 	r.deliver(evs)
 	clear(evs)
 	r.spare = evs
+}
+
+// soloNext reports whether the attempt a, just started, may run on the
+// coordinator's goroutine: it is the only attempt in flight, no other node
+// is ready, and it has no timeout and no timer is pending, so no timer,
+// limit change or abandonment needs the coordinator until it returns. It
+// applies only to a solo run (loop). Called with mu held.
+func (r *run) soloNext(a attempt) bool {
+	return r.inflight == 1 && a.timeout == 0 && r.readyLen() == 0 && len(r.timers) == 0 && r.delayUntil.IsZero()
 }
 
 // err is the error RunWith returns.

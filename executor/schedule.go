@@ -39,7 +39,7 @@ func (r *run) dispatch(now time.Time, reason error, cont bool) (next attempt, ok
 			next, ok = a, true
 		} else {
 			r.wg.Add(1) // one per worker goroutine, not per attempt
-			go r.worker(a)
+			go r.worker(a, false)
 		}
 	}
 	return next, ok
@@ -122,8 +122,10 @@ func (r *run) start(now time.Time, i int32) attempt {
 
 // worker runs node attempts: a, then, as long as finishing one makes
 // another startable, that one too, so a chain of nodes runs on one
-// goroutine without a hand-off. It records each outcome under mu.
-func (r *run) worker(a attempt) {
+// goroutine without a hand-off. It records each outcome under mu. inline
+// is set when the coordinator runs it on its own goroutine (loop): it goes
+// on only while the run needs no coordinator (soloNext).
+func (r *run) worker(a attempt, inline bool) {
 	for {
 		var ctx context.Context = a.nc
 		var endNode func(NodeOutcome)
@@ -173,6 +175,11 @@ func (r *run) worker(a attempt) {
 			r.gateFailed(fault)
 		}
 		next, ok := r.dispatch(end, reason, true)
+		if ok && inline && !r.soloNext(next) {
+			r.wg.Add(1)
+			go r.worker(next, false)
+			ok = false
+		}
 		kick := r.kick || r.inflight == 0
 		commitKick := len(r.pending) > 0
 		r.mu.Unlock()
@@ -188,12 +195,12 @@ func (r *run) worker(a attempt) {
 			// signal touches only the run object's wake channel, which a
 			// later run of the object may take as a spurious wake-up.
 			r.wg.Done()
-			if kick {
+			if kick && !inline {
 				r.signal()
 			}
 			return
 		}
-		if kick {
+		if kick && !inline {
 			r.signal()
 		}
 		a = next
