@@ -91,8 +91,10 @@ func diamondGraph(b *testing.B, layers, width int) *dag.Graph {
 // benchShape runs the cemaf and baseline sub-benchmarks on one graph and
 // reports ns/node and allocs/node. The executor reuses its last Result
 // (RunOptions.Reuse), as a program that runs a graph again and again would.
-func benchShape(b *testing.B, g *dag.Graph) {
-	ctx := context.Background()
+func benchShape(b *testing.B, g *dag.Graph) { benchShapeIn(b, context.Background(), g) }
+
+// benchShapeIn is benchShape with the runs under ctx.
+func benchShapeIn(b *testing.B, ctx context.Context, g *dag.Graph) {
 	maxPar := runtime.GOMAXPROCS(0)
 	run := func(b *testing.B, f func()) {
 		b.ReportAllocs()
@@ -163,10 +165,17 @@ func layersGraph(b *testing.B, layers, width int) *dag.Graph {
 func BenchmarkRunLayered(b *testing.B) { benchShape(b, layersGraph(b, 20, 500)) }
 
 // BenchmarkRunShort measures the fixed cost of a run: a single node, and a
-// chain of 8.
+// chain of 8; and the node under a context that can be cancelled, which
+// keeps it off the coordinator's goroutine (a stubborn node may have to be
+// abandoned).
 func BenchmarkRunShort(b *testing.B) {
 	b.Run("1", func(b *testing.B) { benchShape(b, chainGraph(b, 1)) })
 	b.Run("chain-8", func(b *testing.B) { benchShape(b, chainGraph(b, 8)) })
+	b.Run("1-cancellable", func(b *testing.B) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		benchShapeIn(b, ctx, chainGraph(b, 1))
+	})
 }
 
 // layeredGraph is 10 layers of 100 nodes of work d, each depending on 3 nodes
