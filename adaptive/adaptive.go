@@ -26,7 +26,7 @@ type Adaptation struct {
 	// running at once.
 	IOParallel int `json:"io_parallel,omitempty"`
 	// InterNodeDelay is the least time between two node starts.
-	InterNodeDelay time.Duration `json:"inter_node_delay,omitempty"`
+	InterNodeDelay time.Duration `json:"inter_node_delay_ns,omitempty"`
 	// QuietLogs raises the log level to Warn: logging off but for
 	// warnings and errors (fewer writes to a full disk).
 	QuietLogs bool `json:"quiet_logs,omitempty"`
@@ -118,7 +118,7 @@ type Options struct {
 type Settings struct {
 	CPUParallel      int           `json:"cpu_parallel"`
 	IOParallel       int           `json:"io_parallel"`
-	InterNodeDelay   time.Duration `json:"inter_node_delay"`
+	InterNodeDelay   time.Duration `json:"inter_node_delay_ns"`
 	LogLevel         string        `json:"log_level,omitempty"`
 	PagerLimit       int64         `json:"pager_limit_bytes,omitempty"`
 	CPUTargetPercent float64       `json:"cpu_target_percent,omitempty"`

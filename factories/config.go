@@ -89,9 +89,9 @@ type ResourceConfig struct {
 	MemorySoftLimitMB int64 `json:"memory_soft_limit_mb"`
 	MemoryHardLimitMB int64 `json:"memory_hard_limit_mb"`
 	// Timing of every ladder.
-	Cooldown      time.Duration `json:"cooldown"`
-	Hold          time.Duration `json:"hold"`
-	CheckInterval time.Duration `json:"check_interval"`
+	Cooldown      time.Duration `json:"cooldown_ns"`
+	Hold          time.Duration `json:"hold_ns"`
+	CheckInterval time.Duration `json:"check_interval_ns"`
 	TripAfter     int           `json:"trip_after"` // consecutive samples
 
 	// CPUHelpers names the processes doing the agent's work elsewhere (a

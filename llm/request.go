@@ -74,12 +74,12 @@ type Record struct {
 	Streamed bool `json:"streamed,omitempty"`
 	// Queued is the wait for a slot of the model; Latency the whole call,
 	// queue included.
-	Queued  time.Duration `json:"queued"`
-	Latency time.Duration `json:"latency"`
+	Queued  time.Duration `json:"queued_ns"`
+	Latency time.Duration `json:"latency_ns"`
 	// TimeToFirstToken is, for a streamed answer, the time from the start
 	// of the attempt that answered to its first content or tool-call
 	// piece; for one that was not, to the whole answer.
-	TimeToFirstToken time.Duration `json:"ttft"`
+	TimeToFirstToken time.Duration `json:"ttft_ns"`
 	Usage            Usage         `json:"usage"`
 	IdempotencyKey   string        `json:"idempotency_key"`
 	// Err is the call's error message, "" on success.

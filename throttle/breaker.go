@@ -48,7 +48,7 @@ type Change struct {
 	Level float64 `json:"level"`
 	// Cooldown and Until are set on a change to Pause: the cooldown in
 	// force and the earliest end of the pause.
-	Cooldown time.Duration `json:"cooldown,omitempty"`
+	Cooldown time.Duration `json:"cooldown_ns,omitempty"`
 	Until    time.Time     `json:"until,omitzero"`
 }
 
@@ -82,7 +82,7 @@ type LadderStatus struct {
 	Unit  string  `json:"unit,omitempty"`
 	// Cooldown is the cooldown the current pause uses, or that the next
 	// one would start from; Until is the earliest end of the current pause.
-	Cooldown time.Duration `json:"cooldown"`
+	Cooldown time.Duration `json:"cooldown_ns"`
 	Until    time.Time     `json:"until,omitzero"`
 	// Trips counts the pauses since the cooldown last decayed.
 	Trips int `json:"trips"`

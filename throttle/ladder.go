@@ -95,13 +95,13 @@ type Ladder struct {
 	TripAfter int `json:"trip_after,omitempty"`
 	// Cooldown is the least time the pause lasts after the last sample
 	// above Pause. 0 means DefaultCooldown.
-	Cooldown time.Duration `json:"cooldown,omitempty"`
+	Cooldown time.Duration `json:"cooldown_ns,omitempty"`
 	// MaxCooldown caps the doubled cooldown. 0 means 10 × Cooldown.
-	MaxCooldown time.Duration `json:"max_cooldown,omitempty"`
+	MaxCooldown time.Duration `json:"max_cooldown_ns,omitempty"`
 	// Hold is the least time the Adapt rung is kept after the last sample
 	// at or above Adapt, so that a value wobbling around the level cannot
 	// make the mode flap. 0 means DefaultHold; negative means none.
-	Hold time.Duration `json:"hold,omitempty"`
+	Hold time.Duration `json:"hold_ns,omitempty"`
 }
 
 // withDefaults validates l and fills in the defaults. The error names the
