@@ -402,7 +402,8 @@ func (r *run) outcome(status string, err error) RunOutcome {
 // (from math/rand/v2's generator, which the runtime seeds from the system's
 // entropy). Cost: one allocation, no system call.
 func NewRunID(now time.Time) string {
-	return runIDSecondOf(now).id()
+	s := runIDSecondOf(now)
+	return s.id()
 }
 
 // runIDSecond is the time part of the run IDs of one second.
@@ -411,9 +412,9 @@ type runIDSecond struct {
 	prefix [len("20060102T150405Z-")]byte
 }
 
-func runIDSecondOf(now time.Time) *runIDSecond {
+func runIDSecondOf(now time.Time) runIDSecond {
 	now = now.UTC()
-	s := &runIDSecond{unix: now.Unix()}
+	s := runIDSecond{unix: now.Unix()}
 	y, mo, d := now.Date()
 	h, mi, sec := now.Clock()
 	b := strconv.AppendInt(s.prefix[:0], int64(y), 10)
@@ -441,7 +442,8 @@ func (s *runIDSecond) id() string {
 func (e *Executor) newRunID(now time.Time) string {
 	s := e.idSecond.Load()
 	if s == nil || s.unix != now.Unix() {
-		s = runIDSecondOf(now)
+		v := runIDSecondOf(now)
+		s = &v
 		e.idSecond.Store(s)
 	}
 	return s.id()
