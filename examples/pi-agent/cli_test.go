@@ -25,6 +25,24 @@ func runCLI(t *testing.T, env []string, args ...string) (code int, stdout, stder
 	return code, out.String(), errb.String()
 }
 
+// cliResult is what a command line run in the background gave.
+type cliResult struct {
+	code        int
+	out, errOut string
+}
+
+// goCLI runs the command line in-process on a goroutine of its own, with
+// a clean environment; its result arrives on the channel.
+func goCLI(ctx context.Context, env []string, args ...string) <-chan cliResult {
+	done := make(chan cliResult, 1)
+	go func() {
+		var out, errb bytes.Buffer
+		code := cli(ctx, args, env, &out, &errb)
+		done <- cliResult{code, out.String(), errb.String()}
+	}()
+	return done
+}
+
 func TestDefaultRun(t *testing.T) {
 	storage := t.TempDir()
 	code, out, errOut := runCLI(t, nil, "--storage", storage)

@@ -95,17 +95,8 @@ func TestHostileCorpusIsSkippedNotFatal(t *testing.T) {
 	dir, skipped := hostileCorpus(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	type result struct {
-		code        int
-		out, errOut string
-	}
-	done := make(chan result, 1)
-	go func() {
-		var out, errb bytes.Buffer
-		code := cli(ctx, []string{"run", "--ephemeral", "--json", "--docs", dir, "--question", "When does the irrigation valve open?"}, nil, &out, &errb)
-		done <- result{code, out.String(), errb.String()}
-	}()
-	var res result
+	done := goCLI(ctx, nil, "run", "--ephemeral", "--json", "--docs", dir, "--question", "When does the irrigation valve open?")
+	var res cliResult
 	select {
 	case res = <-done:
 	case <-time.After(2 * time.Minute):

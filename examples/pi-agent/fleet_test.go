@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -124,16 +123,7 @@ func TestWorkerDrainsOnSIGTERM(t *testing.T) {
 	h := startHub(t)
 	llm := newBlockingLLM(t)
 	w := startWorker(t, h.ClientURL(), "w-drain", "index,llm", "CEMAF_LLM_URL="+llm.url)
-	type result struct {
-		code     int
-		out, err string
-	}
-	done := make(chan result, 1)
-	go func() {
-		var out, errb bytes.Buffer
-		code := cli(context.Background(), []string{"run", "--ephemeral", "--json", "--nats", h.ClientURL()}, nil, &out, &errb)
-		done <- result{code, out.String(), errb.String()}
-	}()
+	done := goCLI(context.Background(), nil, "run", "--ephemeral", "--json", "--nats", h.ClientURL())
 	<-llm.entered // the worker runs the answer
 	w.signal(syscall.SIGTERM)
 	w.waitFor("draining") // the log line of the drain
@@ -141,7 +131,7 @@ func TestWorkerDrainsOnSIGTERM(t *testing.T) {
 	require.Equal(t, exitOK, w.exitCode(), w.stderr())
 	assert.Contains(t, w.stderr(), "w-drain stopped: 5 tasks done, 0 failed, 0 handed back")
 	r := <-done
-	require.Equal(t, exitOK, r.code, r.err)
+	require.Equal(t, exitOK, r.code, r.errOut)
 	var sum runSummary
 	require.NoError(t, json.Unmarshal([]byte(r.out), &sum), r.out)
 	require.NotNil(t, sum.Answer)
