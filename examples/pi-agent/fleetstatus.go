@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -86,13 +87,7 @@ func collectFleet(fl *remote.Fleet, now time.Time, staleAfter time.Duration, ser
 			caps[c] = true
 		}
 	}
-	for _, c := range slices.Sorted(func(yield func(string) bool) {
-		for c := range caps {
-			if !yield(c) {
-				return
-			}
-		}
-	}) {
+	for _, c := range slices.Sorted(maps.Keys(caps)) {
 		r.Capacity = append(r.Capacity, fl.Capacity(c, now))
 	}
 	return r

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -197,13 +198,7 @@ func (ss *settings) resolve(env []string) (warnings []string, errs []error) {
 		for _, kv := range env {
 			k, _, _ := strings.Cut(kv, "=")
 			if strings.HasPrefix(k, serveEnvPrefix) && !known[k] {
-				names := slices.Sorted(func(yield func(string) bool) {
-					for n := range known {
-						if !yield(n) {
-							return
-						}
-					}
-				})
+				names := slices.Sorted(maps.Keys(known))
 				warnings = append(warnings, fmt.Sprintf("unknown variable %s (from environment); known: %s", k, strings.Join(names, ", ")))
 			}
 		}
