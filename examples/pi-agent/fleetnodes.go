@@ -86,7 +86,7 @@ func remoteIndexNode(c *remote.Coordinator, n dag.Node, k, shards int) (dag.Node
 		if err := s.Put(in, packed); err != nil {
 			return err
 		}
-		defer func() { err = errors.Join(err, deleteIfPresent(s, in), deleteIfPresent(s, out)) }()
+		defer func() { err = errors.Join(err, s.Delete(in), s.Delete(out)) }()
 		if err := rn.Run(ctx, s); err != nil {
 			return err
 		}
@@ -110,13 +110,6 @@ func remoteIndexNode(c *remote.Coordinator, n dag.Node, k, shards int) (dag.Node
 		return nil
 	}
 	return wrapped, nil
-}
-
-func deleteIfPresent(s dag.State, key string) error {
-	if err := s.Delete(key); err != nil && !errors.Is(err, dag.ErrNotFound) {
-		return err
-	}
-	return nil
 }
 
 // packShard packs what index shard k of shards reads: the chunk
