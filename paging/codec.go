@@ -70,6 +70,19 @@ func (enc *encoder) resetArena() {
 	enc.used = 0
 }
 
+// arenaBytes is the capacity of the arena's chunks.
+func (enc *encoder) arenaBytes() int64 {
+	var n int64
+	for _, c := range enc.chunks {
+		n += int64(cap(c))
+	}
+	return n
+}
+
+// releaseArena drops the arena's chunks; the records of the previous
+// batch must be committed.
+func (enc *encoder) releaseArena() { enc.chunks, enc.used = nil, 0 }
+
 // room returns the arena's current chunk with at least n bytes free after
 // its length, taking the next chunk (or a new one) when needed.
 func (enc *encoder) room(n int) []byte {

@@ -43,7 +43,10 @@
 // (spares, counted in the budget) for its page-ins and for the pages that
 // Put and ValueWriter fill, and moving data through a full budget
 // allocates little beyond bbolt's own transaction buffers (0.4 bytes per
-// byte moved with AppendValue, 0.85 with Get; see "Memory bound").
+// byte moved with AppendValue, 0.85 with Get; see "Memory bound"). The
+// write-back's buffers of compressed records are kept from one batch to
+// the next and count in the budget too (Stats.ScratchBytes); they are let
+// go when room is needed and nothing is left to write back.
 // ReadAt and dag.NewValueReader read
 // only the pages they need; a reader that moves to the next page of a value
 // starts asynchronous read-ahead of the following pages (a window of 2 up

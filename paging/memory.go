@@ -9,15 +9,17 @@ import (
 
 // reserveLocked accounts n more resident bytes, first making room when the
 // budget would be exceeded. The budget bounds resident pages plus spares
-// (spares.go). If spare is not nil and a spare of n bytes exists, it is
-// handed over in *spare and its bytes become the reservation. Otherwise,
-// when there is no room, spares are dropped first, then clean pages at
-// the cold end of the LRU (dropping costs nothing) one at a time, just
-// enough; when the cold end is dirty, pages are written back and dropped,
+// (spares.go) and the write-back scratch (scratchBytes). If spare is not
+// nil and a spare of n bytes exists, it is handed over in *spare and its
+// bytes become the reservation. Otherwise, when there is no room, spares
+// are dropped first, then the scratch when nothing is left to write back,
+// then clean pages at the cold end of the LRU (dropping costs nothing) one
+// at a time, just enough; when the cold end is dirty, pages are written back and dropped,
 // least recently used first, down to the low watermark, so that the next
 // writes do not each wait for a write-back (the zswap hysteresis); their
 // buffers become spares for those writes. Called and returns with p.mu
-// held; it releases p.mu while writing back or waiting.
+// held; it releases p.mu while writing back or waiting. The scratch in use
+// counts against the budget only as far as pages can be evicted for it.
 func (p *Pager) reserveLocked(n int64, spare *[]byte) error {
 	for {
 		if p.closed {
@@ -30,12 +32,16 @@ func (p *Pager) reserveLocked(n int64, spare *[]byte) error {
 				return nil
 			}
 		}
-		if p.resident+p.spareBytes+n <= p.limit {
+		if p.resident+p.spareBytes+p.scratchBytes+n <= p.limit {
 			p.resident += n
 			return nil
 		}
 		if p.spareBytes > 0 {
-			p.dropSparesLocked(max(0, p.limit-p.resident-n))
+			p.dropSparesLocked(max(0, p.limit-p.resident-p.scratchBytes-n))
+			continue
+		}
+		if p.scratchIdleLocked() {
+			p.dropScratchLocked()
 			continue
 		}
 		if pg := p.lruOldest(); pg != nil && pg.flags&fDirty == 0 {
@@ -53,7 +59,13 @@ func (p *Pager) reserveLocked(n int64, spare *[]byte) error {
 			}
 			continue
 		}
-		if p.resident+p.spareBytes+n <= p.limit || p.spareBytes > 0 {
+		if p.resident+p.spareBytes+n <= p.limit {
+			// Only the write-back scratch is in the way: it yields to
+			// pages when nothing else can be evicted.
+			p.resident += n
+			return nil
+		}
+		if p.spareBytes > 0 {
 			continue
 		}
 		if p.evicting > 0 || p.loading > 0 || p.filling > 0 {
@@ -85,12 +97,16 @@ func (p *Pager) reserveCleanLocked(n int64, spare *[]byte) bool {
 				return true
 			}
 		}
-		if p.resident+p.spareBytes+n <= p.limit {
+		if p.resident+p.spareBytes+p.scratchBytes+n <= p.limit {
 			p.resident += n
 			return true
 		}
 		if p.spareBytes > 0 {
-			p.dropSparesLocked(max(0, p.limit-p.resident-n))
+			p.dropSparesLocked(max(0, p.limit-p.resident-p.scratchBytes-n))
+			continue
+		}
+		if p.scratchIdleLocked() {
+			p.dropScratchLocked()
 			continue
 		}
 		pg := p.lruOldest()
@@ -193,10 +209,11 @@ func (p *Pager) Evict(n int64) (freed int64, err error) {
 	if p.closed {
 		return 0, ErrClosed
 	}
-	before := p.resident + p.spareBytes
+	before := p.resident + p.spareBytes + p.scratchBytes
 	err = p.reclaimLocked(max(0, p.resident-n))
 	p.dropSparesLocked(0)
-	return max(0, before-p.resident-p.spareBytes), err
+	p.dropScratchLocked()
+	return max(0, before-p.resident-p.spareBytes-p.scratchBytes), err
 }
 
 // SetMemoryLimit changes the budget to bytes. When it shrinks, it evicts

@@ -80,9 +80,14 @@ type Pager struct {
 	filling         int64 // bytes reserved by Puts copying a page outside the lock
 	// spares are buffers of pages that left RAM, kept for reuse and
 	// counted in the budget (spares.go): spareBytes in spareCount buffers.
-	spares        map[int64][][]byte
-	spareBytes    int64
-	spareCount    int64
+	spares     map[int64][][]byte
+	spareBytes int64
+	spareCount int64
+	// scratchBytes are the encoders' record arenas (codec.go), counted in
+	// the budget; encoding is set while a batch (built, not completed)
+	// uses them.
+	scratchBytes  int64
+	encoding      bool
 	dirtyBytes    int64
 	dirtyPages    int64
 	residentPages int64

@@ -21,10 +21,15 @@ type Stats struct {
 	// SpareBytes are buffers of pages that left RAM, kept for reuse by
 	// the next pages of the same length; they count in the budget:
 	// BytesInMemory + SpareBytes <= MemoryLimitBytes.
-	SpareBytes  int64 `json:"spare_bytes"`
-	DirtyPages  int64 `json:"dirty_pages"`
-	DirtyBytes  int64 `json:"dirty_bytes"`
-	PinnedBytes int64 `json:"pinned_bytes"`
+	SpareBytes int64 `json:"spare_bytes"`
+	// ScratchBytes are the write-back encoders' buffers of compressed
+	// records, kept from one batch to the next. They count in the budget
+	// as far as clean pages can make room for them, and are released when
+	// room is needed and no dirty page is left to write.
+	ScratchBytes int64 `json:"scratch_bytes"`
+	DirtyPages   int64 `json:"dirty_pages"`
+	DirtyBytes   int64 `json:"dirty_bytes"`
+	PinnedBytes  int64 `json:"pinned_bytes"`
 
 	// PagesOnDisk and LogicalBytesOnDisk describe the live page records in
 	// the file; StoredBytesOnDisk is their size in the file.
@@ -83,6 +88,7 @@ func (p *Pager) Stats() Stats {
 		PagesInMemory:       p.residentPages,
 		BytesInMemory:       p.resident,
 		SpareBytes:          p.spareBytes,
+		ScratchBytes:        p.scratchBytes,
 		DirtyPages:          p.dirtyPages,
 		DirtyBytes:          p.dirtyBytes,
 		PinnedBytes:         p.pinned,

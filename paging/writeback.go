@@ -83,6 +83,8 @@ func (p *Pager) buildLocked(claimed []*page) *batch {
 	p.readyHeaders = p.readyHeaders[:0]
 	b.deletes = p.deletes
 	p.deletes = nil
+	// Every non-empty batch is committed, and completed, by the caller.
+	p.encoding = !b.empty()
 	return b
 }
 
@@ -221,6 +223,7 @@ func containsBlob(refs []blobRef, id uint64) bool {
 // batch to the in-memory state.
 func (p *Pager) completeLocked(b *batch, err error) {
 	defer p.cond.Broadcast()
+	defer p.settleScratchLocked()
 	if err != nil {
 		p.c.writeErrors++
 		p.lastErr = err
@@ -292,6 +295,36 @@ func (p *Pager) completeLocked(b *batch, err error) {
 			p.forgetBlobLocked(ref)
 		}
 	}
+}
+
+// settleScratchLocked ends a batch's use of the encoders and accounts
+// their record arenas in the budget. Called with p.wmu and p.mu held.
+func (p *Pager) settleScratchLocked() {
+	p.encoding = false
+	var n int64
+	for i := range p.encs {
+		n += p.encs[i].arenaBytes()
+	}
+	p.scratchBytes = n
+}
+
+// dropScratchLocked releases the encoders' record arenas unless a batch is
+// using them; the next batch allocates new ones. Called with p.mu held.
+func (p *Pager) dropScratchLocked() {
+	if p.encoding {
+		return
+	}
+	for i := range p.encs {
+		p.encs[i].releaseArena()
+	}
+	p.scratchBytes = 0
+}
+
+// scratchIdleLocked reports whether the encoders' arenas may go: they
+// hold bytes, no batch uses them and no dirty page waits to be written.
+// Called with p.mu held.
+func (p *Pager) scratchIdleLocked() bool {
+	return p.scratchBytes > 0 && !p.encoding && p.dirtyPages == 0
 }
 
 // forgetBlobLocked removes a deleted blob from the on-disk figures.
