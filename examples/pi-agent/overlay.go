@@ -29,7 +29,10 @@ type namespace struct {
 	keys map[string]bool
 }
 
-var _ dag.State = (*namespace)(nil)
+var (
+	_ dag.State       = (*namespace)(nil)
+	_ dag.RangeReader = (*namespace)(nil)
+)
 
 func newNamespace(s dag.State, prefix string) *namespace {
 	return &namespace{s: s, prefix: prefix, keys: map[string]bool{}}
@@ -105,7 +108,10 @@ type overlay struct {
 	deleted map[string]bool
 }
 
-var _ dag.State = (*overlay)(nil)
+var (
+	_ dag.State       = (*overlay)(nil)
+	_ dag.RangeReader = (*overlay)(nil)
+)
 
 func newOverlay(base, local dag.State) *overlay {
 	return &overlay{base: base, local: local, deleted: map[string]bool{}}
@@ -157,6 +163,17 @@ func (o *overlay) Size() int64 {
 		n += s
 	}
 	return n
+}
+
+// ReadAt reads part of a value, from the request's own State when it
+// holds key (or hides it), else from the base, each through its
+// RangeReader: a posting list larger than the pager's budget is read page
+// by page, never as a whole.
+func (o *overlay) ReadAt(key string, p []byte, off int64) (int, error) {
+	if _, ok := o.local.SizeOf(key); ok || o.hidden(key) {
+		return dag.ReadAt(o.local, key, p, off)
+	}
+	return dag.ReadAt(o.base, key, p, off)
 }
 
 func (o *overlay) SizeOf(key string) (int64, bool) {
