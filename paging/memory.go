@@ -7,6 +7,17 @@ import (
 	"github.com/cemaf-go/cemaf/limit"
 )
 
+// garbageAllowance is the part of a budget that the pager leaves free of
+// pages, spares and scratch: room for what the garbage collector has not
+// reclaimed yet (the buffers of pages that left RAM, the copies Put makes)
+// and for what it counts as live while it marks (what is allocated
+// meanwhile), so that the budget bounds the live heap and not only the
+// cache: an eighth of the budget, at most 4 MiB, in whole pages (none for
+// a budget of fewer than 8 pages).
+func garbageAllowance(limit, pageSize int64) int64 {
+	return min(limit/8, 4<<20) / pageSize * pageSize
+}
+
 // reserveLocked accounts n more resident bytes, first making room when the
 // budget would be exceeded. The budget bounds resident pages plus spares
 // (spares.go) and the write-back scratch (scratchBytes). If spare is not
@@ -18,8 +29,9 @@ import (
 // least recently used first, down to the low watermark, so that the next
 // writes do not each wait for a write-back (the zswap hysteresis); their
 // buffers become spares for those writes. Called and returns with p.mu
-// held; it releases p.mu while writing back or waiting. The scratch in use
-// counts against the budget only as far as pages can be evicted for it.
+// held; it releases p.mu while writing back or waiting. All of them fill
+// the budget less its garbage allowance (p.fill); the scratch in use and
+// the allowance give way only when no page can be evicted.
 func (p *Pager) reserveLocked(n int64, spare *[]byte) error {
 	for {
 		if p.closed {
@@ -32,12 +44,12 @@ func (p *Pager) reserveLocked(n int64, spare *[]byte) error {
 				return nil
 			}
 		}
-		if p.resident+p.spareBytes+p.scratchBytes+n <= p.limit {
+		if p.resident+p.spareBytes+p.scratchBytes+n <= p.fill {
 			p.resident += n
 			return nil
 		}
 		if p.spareBytes > 0 {
-			p.dropSparesLocked(max(0, p.limit-p.resident-p.scratchBytes-n))
+			p.dropSparesLocked(max(0, p.fill-p.resident-p.scratchBytes-n))
 			continue
 		}
 		if p.scratchIdleLocked() {
@@ -60,8 +72,9 @@ func (p *Pager) reserveLocked(n int64, spare *[]byte) error {
 			continue
 		}
 		if p.resident+p.spareBytes+n <= p.limit {
-			// Only the write-back scratch is in the way: it yields to
-			// pages when nothing else can be evicted.
+			// Only the write-back scratch or the garbage allowance is in
+			// the way: they yield to pages when nothing else can be
+			// evicted.
 			p.resident += n
 			return nil
 		}
@@ -97,12 +110,12 @@ func (p *Pager) reserveCleanLocked(n int64, spare *[]byte) bool {
 				return true
 			}
 		}
-		if p.resident+p.spareBytes+p.scratchBytes+n <= p.limit {
+		if p.resident+p.spareBytes+p.scratchBytes+n <= p.fill {
 			p.resident += n
 			return true
 		}
 		if p.spareBytes > 0 {
-			p.dropSparesLocked(max(0, p.limit-p.resident-p.scratchBytes-n))
+			p.dropSparesLocked(max(0, p.fill-p.resident-p.scratchBytes-n))
 			continue
 		}
 		if p.scratchIdleLocked() {
@@ -195,7 +208,9 @@ func (p *Pager) reclaimLocked(target int64) error {
 
 // Evict pages out about n bytes, least recently used first, writing dirty
 // pages back, and returns how many bytes were freed (resident pages and
-// the spare buffers kept for reuse, which it drops all). It does not
+// the spare buffers kept for reuse, which it drops all; it also lets go
+// of the write-back's record buffers unless a write-back uses them, which
+// freed does not count). It does not
 // change the memory limit: later writes may fill the budget again. Pinned
 // values are never evicted, so freed may be less than n. Evict blocks for
 // the write-back; the error is a write failure (then freed counts what was
@@ -209,11 +224,11 @@ func (p *Pager) Evict(n int64) (freed int64, err error) {
 	if p.closed {
 		return 0, ErrClosed
 	}
-	before := p.resident + p.spareBytes + p.scratchBytes
+	before := p.resident + p.spareBytes
 	err = p.reclaimLocked(max(0, p.resident-n))
 	p.dropSparesLocked(0)
 	p.dropScratchLocked()
-	return max(0, before-p.resident-p.spareBytes-p.scratchBytes), err
+	return max(0, before-p.resident-p.spareBytes), err
 }
 
 // SetMemoryLimit changes the budget to bytes. When it shrinks, it evicts
@@ -252,7 +267,7 @@ func (p *Pager) setMemoryLimit(bytes int64) error {
 	// Spares are dropped too: a smaller budget is a request for memory.
 	p.dropSparesLocked(0)
 	defer p.dropSparesLocked(0)
-	if p.resident <= p.limit {
+	if p.resident <= p.fill {
 		return nil
 	}
 	if err := p.reclaimLocked(p.low); err != nil {

@@ -116,9 +116,10 @@ func (p *Pager) adviseGoLimit() {
 // setLimitLocked sets the budget and the values derived from it.
 func (p *Pager) setLimitLocked(limit int64) {
 	p.limit = limit
-	p.low = int64(float64(limit) * p.cfg.lowPercent / 100)
-	p.low = min(p.low, limit-p.cfg.pageSize)
-	p.mid = p.low + (limit-p.low)/2
+	p.fill = limit - garbageAllowance(limit, p.cfg.pageSize)
+	p.low = int64(float64(p.fill) * p.cfg.lowPercent / 100)
+	p.low = min(p.low, p.fill-p.cfg.pageSize)
+	p.mid = p.low + (p.fill-p.low)/2
 	p.batchBytes = max(p.cfg.pageSize, min(4<<20, limit/16))
 	p.st.dropEvery.Store(dropAfter(limit))
 }

@@ -73,11 +73,14 @@ type Pager struct {
 	deletes []delRec
 
 	limit, low, mid int64 // bytes: budget, low watermark, reclaim trigger
-	batchBytes      int64 // target size of one write-back batch
-	resident        int64 // bytes of resident pages plus page-in reservations
-	evicting        int64 // resident bytes claimed for eviction, not yet dropped
-	loading         int64 // bytes reserved by page-ins in progress
-	filling         int64 // bytes reserved by Puts copying a page outside the lock
+	// fill is the budget less its garbage allowance (garbageAllowance):
+	// what resident pages, spares and scratch fill.
+	fill       int64
+	batchBytes int64 // target size of one write-back batch
+	resident   int64 // bytes of resident pages plus page-in reservations
+	evicting   int64 // resident bytes claimed for eviction, not yet dropped
+	loading    int64 // bytes reserved by page-ins in progress
+	filling    int64 // bytes reserved by Puts copying a page outside the lock
 	// spares are buffers of pages that left RAM, kept for reuse and
 	// counted in the budget (spares.go): spareBytes in spareCount buffers.
 	spares     map[int64][][]byte
