@@ -18,17 +18,51 @@ func garbageAllowance(limit, pageSize int64) int64 {
 	return min(limit/8, 4<<20) / pageSize * pageSize
 }
 
+// usedLocked is what fills the budget: resident pages, spares and the
+// write-back scratch. Called with p.mu held.
+func (p *Pager) usedLocked() int64 { return p.resident + p.spareBytes + p.scratchBytes }
+
+// reserveCheapLocked reserves n bytes if that takes no eviction: a spare
+// of n bytes (handed over in *spare when spare is not nil), room left
+// within p.fill, or room made by dropping spares and an idle scratch. It
+// is the first step of reserveLocked and reserveCleanLocked. Called with
+// p.mu held.
+func (p *Pager) reserveCheapLocked(n int64, spare *[]byte) bool {
+	for {
+		if spare != nil && *spare == nil {
+			if buf := p.takeSpareLocked(n); buf != nil {
+				*spare = buf
+				p.resident += n
+				return true
+			}
+		}
+		if p.usedLocked()+n <= p.fill {
+			p.resident += n
+			return true
+		}
+		switch {
+		case p.spareBytes > 0:
+			p.dropSparesLocked(max(0, p.fill-p.resident-p.scratchBytes-n))
+		case p.scratchIdleLocked():
+			p.dropScratchLocked()
+		default:
+			return false
+		}
+	}
+}
+
 // reserveLocked accounts n more resident bytes, first making room when the
 // budget would be exceeded. The budget bounds resident pages plus spares
 // (spares.go) and the write-back scratch (scratchBytes). If spare is not
 // nil and a spare of n bytes exists, it is handed over in *spare and its
 // bytes become the reservation. Otherwise, when there is no room, spares
-// are dropped first, then the scratch when nothing is left to write back,
-// then clean pages at the cold end of the LRU (dropping costs nothing) one
-// at a time, just enough; when the cold end is dirty, pages are written back and dropped,
-// least recently used first, down to the low watermark, so that the next
-// writes do not each wait for a write-back (the zswap hysteresis); their
-// buffers become spares for those writes. Called and returns with p.mu
+// are dropped first, then the scratch when nothing is left to write back
+// (reserveCheapLocked), then clean pages at the cold end of the LRU
+// (dropping costs nothing) one at a time, just enough; when the cold end
+// is dirty, pages are written back and dropped, least recently used
+// first, down to the low watermark, so that the next writes do not each
+// wait for a write-back (the zswap hysteresis); their buffers become
+// spares for those writes. Called and returns with p.mu
 // held; it releases p.mu while writing back or waiting. All of them fill
 // the budget less its garbage allowance (p.fill); the scratch in use and
 // the allowance give way only when no page can be evicted.
@@ -37,24 +71,8 @@ func (p *Pager) reserveLocked(n int64, spare *[]byte) error {
 		if p.closed {
 			return ErrClosed
 		}
-		if spare != nil && *spare == nil {
-			if buf := p.takeSpareLocked(n); buf != nil {
-				*spare = buf
-				p.resident += n
-				return nil
-			}
-		}
-		if p.resident+p.spareBytes+p.scratchBytes+n <= p.fill {
-			p.resident += n
+		if p.reserveCheapLocked(n, spare) {
 			return nil
-		}
-		if p.spareBytes > 0 {
-			p.dropSparesLocked(max(0, p.fill-p.resident-p.scratchBytes-n))
-			continue
-		}
-		if p.scratchIdleLocked() {
-			p.dropScratchLocked()
-			continue
 		}
 		if pg := p.lruOldest(); pg != nil && pg.flags&fDirty == 0 {
 			// Dropping a clean page costs nothing: drop just enough.
@@ -103,24 +121,8 @@ func (p *Pager) unreserveLocked(n int64) {
 // rule for read-ahead and prefetch. spare is as for reserveLocked.
 func (p *Pager) reserveCleanLocked(n int64, spare *[]byte) bool {
 	for {
-		if spare != nil && *spare == nil {
-			if buf := p.takeSpareLocked(n); buf != nil {
-				*spare = buf
-				p.resident += n
-				return true
-			}
-		}
-		if p.resident+p.spareBytes+p.scratchBytes+n <= p.fill {
-			p.resident += n
+		if p.reserveCheapLocked(n, spare) {
 			return true
-		}
-		if p.spareBytes > 0 {
-			p.dropSparesLocked(max(0, p.fill-p.resident-p.scratchBytes-n))
-			continue
-		}
-		if p.scratchIdleLocked() {
-			p.dropScratchLocked()
-			continue
 		}
 		pg := p.lruOldest()
 		if pg == nil || pg.flags&fDirty != 0 {
@@ -210,8 +212,7 @@ func (p *Pager) reclaimLocked(target int64) error {
 // pages back, and returns how many bytes were freed (resident pages and
 // the spare buffers kept for reuse, which it drops all; it also lets go
 // of the write-back's record buffers unless a write-back uses them, which
-// freed does not count). It does not
-// change the memory limit: later writes may fill the budget again. Pinned
+// freed does not count). It does not change the memory limit: later writes may fill the budget again. Pinned
 // values are never evicted, so freed may be less than n. Evict blocks for
 // the write-back; the error is a write failure (then freed counts what was
 // freed before it). This is the method a memory guard calls under pressure.

@@ -20,7 +20,7 @@ func (p *Pager) recycleLocked(buf []byte, fl pageFlags, readers int32) {
 	if n == 0 || int64(cap(buf)) != n || fl&(fExposed|fInflight) != 0 || readers != 0 {
 		return
 	}
-	if p.resident+p.spareBytes+p.scratchBytes+n > p.fill {
+	if p.usedLocked()+n > p.fill {
 		return
 	}
 	if p.spares == nil {
