@@ -357,9 +357,7 @@ func (e *Executor) RunWith(ctx context.Context, g *dag.Graph, s dag.State, ro Ru
 // their cost on every run.
 func (e *Executor) run(ctx context.Context, g *dag.Graph, s dag.State, ro RunOptions, id string, observers []Observer,
 	endRun func(RunOutcome), start time.Time) (*Result, error) {
-	runCtx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	r := newRun(runCtx, e, g, s, id, observers, cancel, ro.Reuse, start)
+	r := newRun(ctx, e, g, s, id, observers, ro.Reuse, start)
 	defer r.releaseBufs()
 	r.resume = ro.Resume
 	r.inputs, r.ignoreInputs = ro.Inputs, ro.IgnoreInputs

@@ -160,7 +160,7 @@ func (r *run) waitPlainGate() {
 		return
 	}
 	start := r.now()
-	err := r.waitGate(r.ctx)
+	err := r.waitGate(r.runCtx())
 	d := time.Since(start)
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -173,7 +173,7 @@ func (r *run) waitPlainGate() {
 	switch {
 	case err == nil:
 		r.gs.endWait(true)
-	case r.ctx.Err() != nil:
+	case r.runCtx().Err() != nil:
 		// Cancellation: the coordinator sees it next.
 	default:
 		r.gateFailed(err)

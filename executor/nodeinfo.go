@@ -45,17 +45,17 @@ type nodeCtx struct {
 func (c *nodeCtx) Deadline() (time.Time, bool) { return c.ref.ctx.Deadline() }
 
 // Done is the run's.
-func (c *nodeCtx) Done() <-chan struct{} { return c.ref.ctx.Done() }
+func (c *nodeCtx) Done() <-chan struct{} { return c.ref.ctx.get().Done() }
 
 // Err is the run's.
-func (c *nodeCtx) Err() error { return c.ref.ctx.Err() }
+func (c *nodeCtx) Err() error { return c.ref.ctx.get().Err() }
 
 // Value returns the node's identity for nodeInfoKey, else the run's value.
 func (c *nodeCtx) Value(key any) any {
 	if _, ok := key.(nodeInfoKey); ok {
 		return c
 	}
-	return c.ref.ctx.Value(key)
+	return c.ref.ctx.get().Value(key)
 }
 
 // String names the node, for debugging.

@@ -76,9 +76,6 @@ type runVars struct {
 	ignoreInputs bool
 	// answers: RunOptions.Answers.
 	answers map[string]string
-	// ctx is the run's context (per call, never retained after RunWith).
-	ctx    context.Context
-	cancel context.CancelCauseFunc
 	// ref is what the node contexts of this run point to; a new one is
 	// made for every run.
 	ref *runRef
@@ -133,8 +130,9 @@ type runVars struct {
 // node left behind keeps its context, which must keep describing (and
 // ending with) its own run.
 type runRef struct {
-	r        *run // the run object, which may serve a later run once ended
-	ctx      context.Context
+	r *run // the run object, which may serve a later run once ended
+	// ctx is the run's context, made on first use.
+	ctx      runContext
 	t0       time.Time // the run's start, with its monotonic clock reading
 	id       string
 	g        *dag.Graph
@@ -161,6 +159,12 @@ const smallGraph = 4
 // during the run does not show in them (their differences stay exact).
 func (f *runRef) now() time.Time { return f.t0.Add(time.Since(f.t0)) }
 
+// runCtx is the run's context (made on first use).
+func (r *run) runCtx() context.Context { return r.ref.ctx.get() }
+
+// cancel cancels the run's context with cause.
+func (r *run) cancel(cause error) { r.ref.ctx.cancel(cause) }
+
 // now is the run's clock (runRef.now).
 func (r *run) now() time.Time { return r.ref.now() }
 
@@ -170,7 +174,7 @@ func (r *run) tok(attempt int32) uint64 { return r.ref.tok(attempt) }
 // tok is the token of a running attempt of the run.
 func (f *runRef) tok(attempt int32) uint64 { return f.tokBase | uint64(attempt)<<1 }
 
-func newRun(ctx context.Context, e *Executor, g *dag.Graph, s dag.State, id string, observers []Observer, cancel context.CancelCauseFunc, reuse *Result, start time.Time) *run {
+func newRun(ctx context.Context, e *Executor, g *dag.Graph, s dag.State, id string, observers []Observer, reuse *Result, start time.Time) *run {
 	n := g.Len()
 	r, _ := e.runs.Get().(*run)
 	if r == nil {
@@ -178,7 +182,7 @@ func newRun(ctx context.Context, e *Executor, g *dag.Graph, s dag.State, id stri
 	}
 	b := &r.runBufs
 	b.reset(g, &e.opts)
-	ref := &runRef{r: r, ctx: ctx, t0: start, id: id, g: g, slots: b.slots, tokBase: uint64(b.gen) << 32, observed: len(observers) > 0}
+	ref := &runRef{r: r, ctx: runContext{parent: ctx}, t0: start, id: id, g: g, slots: b.slots, tokBase: uint64(b.gen) << 32, observed: len(observers) > 0}
 	var nctx []nodeCtx
 	if n <= smallGraph {
 		nctx = ref.small[:n:n]
@@ -186,7 +190,7 @@ func newRun(ctx context.Context, e *Executor, g *dag.Graph, s dag.State, id stri
 		nctx = make([]nodeCtx, n)
 	}
 	r.runVars = runVars{
-		e: e, g: g, state: s, id: id, observers: observers, ctx: ctx, cancel: cancel,
+		e: e, g: g, state: s, id: id, observers: observers,
 		gate: e.opts.Gate, abandonAfter: e.opts.AbandonAfter,
 		ref:        ref,
 		res:        newResult(reuse, id, g),
@@ -225,10 +229,12 @@ func newResult(reuse *Result, id string, g *dag.Graph) *Result {
 	return res
 }
 
-// releaseBufs ends the run: its node contexts no longer reach the run
-// object, which goes back to the executor's pool with its buffers, unless
-// a goroutine of the run is still running a node (abandoned).
+// releaseBufs ends the run: its context is cancelled, its node contexts
+// no longer reach the run object, which goes back to the executor's pool
+// with its buffers, unless a goroutine of the run is still running a node
+// (abandoned).
 func (r *run) releaseBufs() {
+	r.ref.ctx.cancel(nil)
 	r.mu.Lock()
 	r.ref.ended = true
 	b := &r.runBufs
@@ -451,7 +457,7 @@ func (r *run) loop(parent context.Context, first time.Time) {
 			r.signalCommitter()
 		}
 		if startGate {
-			gctx, cancel := context.WithCancel(r.ctx)
+			gctx, cancel := context.WithCancel(r.runCtx())
 			gateCancel = cancel
 			if gateDone == nil {
 				gateDone = make(chan error, 1)

@@ -255,7 +255,7 @@ func (r *run) complete(i int32, err error, timedOut, runDone bool, end time.Time
 		// and gate failures record the stop before cancelling).
 		if !r.stopping {
 			r.cancelled = true
-			r.stop(context.Cause(r.ctx))
+			r.stop(context.Cause(r.runCtx()))
 		}
 		r.cancelNode(i, err)
 		return Cancelled, err
