@@ -123,7 +123,9 @@
 // the Result (RunOptions.Reuse recycles one) and 16 bytes per node for the
 // node contexts, which are never reused: a goroutine a node left behind
 // keeps a context that stays its own run's, ended. A run with an abandoned
-// node does not return its state to the pool.
+// node does not return its state to the pool. The run's own context (the
+// caller's, cancellable by the run) is made when a node first looks at
+// its context: a run of nodes that never do skips it.
 //
 // Goroutines: no goroutine started by a run outlives it, except abandoned
 // node goroutines. With checkpoints, a committer goroutine per run makes

@@ -374,8 +374,9 @@ func (e *Executor) run(ctx context.Context, g *dag.Graph, s dag.State, ro RunOpt
 		return r.res, err
 	}
 	r.notify(Event{Kind: RunStarted, Time: r.res.Start})
-	r.loop(ctx, start)
-	r.res.End = r.now()
+	if r.res.End = r.loop(ctx, start); r.res.End.IsZero() {
+		r.res.End = r.now()
+	}
 	err := r.err(ctx)
 	if r.store != nil {
 		if ferr := r.store.finish(id, r.runStatus(err), err, r.res.Questions, r.res.End); ferr != nil {

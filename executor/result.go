@@ -80,7 +80,10 @@ func (r *NodeResult) Duration() time.Duration {
 // Result is the record of a run. It is returned by Run even when Run also
 // returns an error.
 type Result struct {
-	RunID string       `json:"run_id"`
+	RunID string `json:"run_id"`
+	// Start is when Run was called; End when the run was over: when its
+	// last node ended, or when it stopped waiting (cancellation, a
+	// checkpoint, abandonment).
 	Start time.Time    `json:"start"`
 	End   time.Time    `json:"end"`
 	Nodes []NodeResult `json:"nodes"` // in the order the graph's nodes were given

@@ -374,8 +374,11 @@ func (r *run) signal() {
 
 // loop is the coordinator. It returns when every node has a final status,
 // or when the run has stopped and nothing is in flight. first is the time
-// the run started, the start time of the nodes it starts first.
-func (r *run) loop(parent context.Context, first time.Time) {
+// the run started, the start time of the nodes it starts first. It returns
+// the end of the last attempt when it ran that attempt itself and found
+// the run over right after (nothing waited since: the run's end, read
+// without another clock read), else the zero time.
+func (r *run) loop(parent context.Context, first time.Time) (end time.Time) {
 	if r.store != nil {
 		go r.committer()
 	}
@@ -444,13 +447,14 @@ func (r *run) loop(parent context.Context, first time.Time) {
 		if finished {
 			break
 		}
+		end = time.Time{}
 		if inline {
 			// The coordinator has nothing to wait for while this node
 			// runs: it runs it itself, saving a goroutine and two
 			// hand-offs; the worker does not signal it, the loop looks
 			// again when it returns.
 			r.wg.Add(1)
-			r.worker(mine, true)
+			end = r.worker(mine, true)
 			continue
 		}
 		if commitKick {
@@ -526,6 +530,7 @@ func (r *run) loop(parent context.Context, first time.Time) {
 	r.deliver(evs)
 	clear(evs)
 	r.spare = evs
+	return end
 }
 
 // soloNext reports whether the attempt a, just started, may run on the

@@ -124,8 +124,9 @@ func (r *run) start(now time.Time, i int32) attempt {
 // another startable, that one too, so a chain of nodes runs on one
 // goroutine without a hand-off. It records each outcome under mu. inline
 // is set when the coordinator runs it on its own goroutine (loop): it goes
-// on only while the run needs no coordinator (soloNext).
-func (r *run) worker(a attempt, inline bool) {
+// on only while the run needs no coordinator (soloNext). It returns when
+// its last attempt ended.
+func (r *run) worker(a attempt, inline bool) time.Time {
 	for {
 		var ctx context.Context = a.nc
 		var endNode func(NodeOutcome)
@@ -163,7 +164,7 @@ func (r *run) worker(a attempt, inline bool) {
 		if !r.slots[a.idx].token.CompareAndSwap(a.tok, a.tok|1) {
 			// Abandoned: the coordinator has reported this attempt.
 			endTrace(r, endNode, NodeOutcome{Err: err, End: end, Abandoned: true})
-			return
+			return end
 		}
 		var reason, fault error
 		if r.gate != nil {
@@ -198,7 +199,7 @@ func (r *run) worker(a attempt, inline bool) {
 			if kick && !inline {
 				r.signal()
 			}
-			return
+			return end
 		}
 		if kick && !inline {
 			r.signal()
