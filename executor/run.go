@@ -58,8 +58,9 @@ type run struct {
 	runVars
 }
 
-// runVars is the state of one run, reset as a whole when a pooled run
-// object starts a new run.
+// runVars is the state of one run, zeroed as a whole when a run ends
+// (releaseBufs), so that a pooled run object starts the next with zero
+// values.
 type runVars struct {
 	e            *Executor
 	g            *dag.Graph
@@ -189,15 +190,18 @@ func newRun(ctx context.Context, e *Executor, g *dag.Graph, s dag.State, id stri
 	} else {
 		nctx = make([]nodeCtx, n)
 	}
-	r.runVars = runVars{
-		e: e, g: g, state: s, id: id, observers: observers,
-		gate: e.opts.Gate, abandonAfter: e.opts.AbandonAfter,
-		ref:        ref,
-		res:        newResult(reuse, id, g),
-		unreleased: b.unreleased0,
-		nctx:       nctx,
-		remaining:  n,
-	}
+	// runVars is zero here (a new run object, or one reset by
+	// releaseBufs): setting the fields one by one writes a dozen pointers
+	// where assigning the struct would write all of them, each a write
+	// barrier while the collector marks.
+	v := &r.runVars
+	v.e, v.g, v.state, v.id, v.observers = e, g, s, id, observers
+	v.gate, v.abandonAfter = e.opts.Gate, e.opts.AbandonAfter
+	v.ref = ref
+	v.res = newResult(reuse, id, g)
+	v.unreleased = b.unreleased0
+	v.nctx = nctx
+	v.remaining = n
 	if ck, ok := r.gate.(Checker); ok {
 		r.checker = ck
 	}
