@@ -143,7 +143,7 @@ func (g *Graph) sort() []string {
 		indeg[i] = g.depOff[i+1] - g.depOff[i]
 		prio[i] = g.nodes[i].Priority
 	}
-	q := readyq.New(prio, n)
+	q := readyq.New(readyq.Uniform(prio), n)
 	for i := range n {
 		if indeg[i] == 0 {
 			q.Push(int32(i))

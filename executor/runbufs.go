@@ -25,8 +25,11 @@ import (
 // buffers' generation and so cannot match an attempt of a later run.
 type runBufs struct {
 	// Computed for graph filledFor (and the executor's defaults).
-	filledFor   *dag.Graph
-	prio        []int
+	filledFor *dag.Graph
+	prio      []int
+	// queuePrio is prio for the ready queues: nil when every node has
+	// the same priority (readyq.Uniform).
+	queuePrio   []int
 	indeg0      []int32
 	unreleased0 [nClasses]int     // nodes per class
 	roots       [nClasses][]int32 // the roots of each class, in queue order
@@ -84,7 +87,7 @@ func (b *runBufs) reset(g *dag.Graph, opts *Options) {
 		}
 	}
 	for c := range b.ready {
-		b.ready[c].Reset(b.prio, b.unreleased0[c])
+		b.ready[c].Reset(b.queuePrio, b.unreleased0[c])
 	}
 	if b.out != nil && len(b.out) != g.Len() {
 		b.out = nil
@@ -141,6 +144,7 @@ func (b *runBufs) fill(g *dag.Graph, opts *Options) {
 	} else {
 		b.choices, b.taken = nil, nil
 	}
+	b.queuePrio = readyq.Uniform(b.prio)
 	for c := range b.roots {
 		b.roots[c] = b.roots[c][:0]
 	}

@@ -11,10 +11,14 @@ func TestPopsByPriorityThenIndex(t *testing.T) {
 	for trial := range 300 {
 		n := 1 + r.IntN(64)
 		prio := make([]int, n)
-		for i := range prio {
-			prio[i] = r.IntN(4) - 2
+		spread := 4
+		if trial%3 == 0 {
+			spread = 1 // all the same: the queue runs without prio
 		}
-		q := New(prio, 0)
+		for i := range prio {
+			prio[i] = r.IntN(spread) - 2
+		}
+		q := New(Uniform(prio), 0)
 		perm := r.Perm(n)
 		// A random share of the indices forms a sorted base run; the rest
 		// is pushed, some before and some after the base is set.
@@ -86,5 +90,18 @@ func TestResetReusesStorage(t *testing.T) {
 	}
 	if got := q.Pop(); got != 0 {
 		t.Fatalf("Pop = %d, want 0 (new priorities)", got)
+	}
+}
+
+func TestUniform(t *testing.T) {
+	if got := Uniform([]int{2, 2, 2}); got != nil {
+		t.Fatalf("Uniform(same) = %v, want nil", got)
+	}
+	if got := Uniform(nil); got != nil {
+		t.Fatalf("Uniform(nil) = %v, want nil", got)
+	}
+	prio := []int{2, 2, 3}
+	if got := Uniform(prio); !slices.Equal(got, prio) {
+		t.Fatalf("Uniform(%v) = %v, want it back", prio, got)
 	}
 }
