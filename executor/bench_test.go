@@ -370,3 +370,33 @@ func BenchmarkTracer(b *testing.B) {
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*g.Len()), "ns/node")
 	})
 }
+
+// BenchmarkHandoff measures what a run under a cancellable context adds to
+// the fixed cost: a worker goroutine that wakes the coordinator parked in a
+// select on its wake channel, the executor's limit changes and the caller's
+// context; against a goroutine that a WaitGroup waits for (the baseline's
+// hand-off).
+func BenchmarkHandoff(b *testing.B) {
+	b.Run("select", func(b *testing.B) {
+		wake := make(chan struct{}, 1)
+		changed := make(chan struct{})
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		for b.Loop() {
+			go func() { wake <- struct{}{} }()
+			select {
+			case <-wake:
+			case <-changed:
+			case <-ctx.Done():
+			}
+		}
+	})
+	b.Run("waitgroup", func(b *testing.B) {
+		for b.Loop() {
+			var wg sync.WaitGroup
+			wg.Add(1)
+			go func() { wg.Done() }()
+			wg.Wait()
+		}
+	})
+}
