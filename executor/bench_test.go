@@ -176,6 +176,15 @@ func BenchmarkRunShort(b *testing.B) {
 		defer cancel()
 		benchShapeIn(b, ctx, chainGraph(b, 1))
 	})
+	// A node that looks at its context, as an LLM or tool call does: the
+	// run's context is then made (it is made on first use).
+	looks := mustGraph(b, dag.Node{ID: "0", Run: func(ctx context.Context, _ dag.State) error { return ctx.Err() }})
+	b.Run("1-looks-at-ctx", func(b *testing.B) { benchShape(b, looks) })
+	b.Run("1-looks-at-ctx-cancellable", func(b *testing.B) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		benchShapeIn(b, ctx, looks)
+	})
 }
 
 // layeredGraph is 10 layers of 100 nodes of work d, each depending on 3 nodes
