@@ -238,7 +238,7 @@ func newResult(reuse *Result, id string, g *dag.Graph) *Result {
 // with its buffers, unless a goroutine of the run is still running a node
 // (abandoned).
 func (r *run) releaseBufs() {
-	r.ref.ctx.cancel(nil)
+	r.cancel(nil)
 	r.mu.Lock()
 	r.ref.ended = true
 	b := &r.runBufs

@@ -3,6 +3,7 @@ package executor_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"sync"
 	"testing"
@@ -66,13 +67,7 @@ func TestNodeContextFirstLookedAtAfterTheCallerCancelled(t *testing.T) {
 		stop := errors.New("operator pressed ctrl-c")
 		ctx, cancel := context.WithCancelCause(context.Background())
 		defer cancel(nil)
-		g := mustGraph(t, dag.Node{ID: "late", Run: func(ctx context.Context, _ dag.State) error {
-			time.Sleep(1500 * time.Millisecond)
-			if !errors.Is(ctx.Err(), context.Canceled) {
-				return errors.New("context not cancelled: " + errString(ctx.Err()))
-			}
-			return context.Cause(ctx)
-		}})
+		g := mustGraph(t, dag.Node{ID: "late", Run: looksLate})
 		go func() { time.Sleep(time.Second); cancel(stop) }()
 		res, err := mustExec(t, executor.Options{AbandonAfter: time.Second}).Run(ctx, g, dag.NewMemoryState())
 		require.ErrorIs(t, err, stop)
@@ -87,13 +82,7 @@ func TestNodeContextFirstLookedAtAfterFailFast(t *testing.T) {
 		g := mustGraph(t,
 			dag.Node{ID: "fails", Run: func(context.Context, dag.State) error { time.Sleep(time.Second); return boom }},
 			// Looks at its context only after the run was stopped.
-			dag.Node{ID: "late", Run: func(ctx context.Context, _ dag.State) error {
-				time.Sleep(1500 * time.Millisecond)
-				if !errors.Is(ctx.Err(), context.Canceled) {
-					return errors.New("context not cancelled: " + errString(ctx.Err()))
-				}
-				return context.Cause(ctx)
-			}},
+			dag.Node{ID: "late", Run: looksLate},
 		)
 		res, err := mustExec(t, executor.Options{Limits: executor.Limits{CPU: 2}, AbandonAfter: time.Second}).
 			Run(context.Background(), g, dag.NewMemoryState())
@@ -149,9 +138,12 @@ func TestNodeContextsRaceTheCancellation(t *testing.T) {
 	}
 }
 
-func errString(err error) string {
-	if err == nil {
-		return "<nil>"
+// looksLate ignores its context for 1.5 s, then returns its cause, or an
+// error if the context is not cancelled by then.
+func looksLate(ctx context.Context, _ dag.State) error {
+	time.Sleep(1500 * time.Millisecond)
+	if !errors.Is(ctx.Err(), context.Canceled) {
+		return fmt.Errorf("context not cancelled: %v", ctx.Err())
 	}
-	return err.Error()
+	return context.Cause(ctx)
 }
