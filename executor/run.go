@@ -398,6 +398,9 @@ func (r *run) loop(parent context.Context, first time.Time) (end time.Time) {
 	// that node is all there is to do (soloNext).
 	solo := parent.Done() == nil && r.gate == nil && r.store == nil && len(r.observers) == 0
 	for {
+		// Loaded before dispatch reads the limits: a change after that
+		// read closes this channel.
+		changed := *r.e.changed.Load()
 		var reason, fault error
 		if r.gate != nil {
 			if r.checker == nil {
@@ -429,6 +432,11 @@ func (r *run) loop(parent context.Context, first time.Time) (end time.Time) {
 		}
 		finished := r.inflight == 0 && !r.gs.waiting() && len(r.pending) == 0 && !r.committing &&
 			(r.remaining == 0 || r.stopping || (r.readyLen() == 0 && r.retries == 0))
+		if finished && r.store == nil {
+			// Nothing is left to commit: the last statuses go out with
+			// this round's events, without taking mu again.
+			r.finishRemaining()
+		}
 		commitKick := len(r.pending) > 0
 		startGate := r.gs.blocked() && !r.stopping && !finished
 		if startGate {
@@ -508,7 +516,7 @@ func (r *run) loop(parent context.Context, first time.Time) (end time.Time) {
 		case err := <-gateC:
 			gateCancel()
 			r.gateReturned(parent, time.Since(gateStart), err)
-		case <-*r.e.changed.Load():
+		case <-changed:
 		case <-parentDone:
 			r.mu.Lock()
 			r.cancelled = true
@@ -526,14 +534,15 @@ func (r *run) loop(parent context.Context, first time.Time) (end time.Time) {
 		r.mu.Unlock()
 		r.signalCommitter()
 		<-r.commitDone
+		r.mu.Lock()
+		r.finishRemaining()
+		evs := r.takeEvents(spare)
+		r.mu.Unlock()
+		r.deliver(evs)
+		clear(evs)
+		spare = evs
 	}
-	r.mu.Lock()
-	r.finishRemaining()
-	evs := r.takeEvents(spare)
-	r.mu.Unlock()
-	r.deliver(evs)
-	clear(evs)
-	r.spare = evs
+	r.spare = spare
 	return end
 }
 
