@@ -75,6 +75,5 @@
 // helper server run by another user is found only by name or cgroup, since
 // its sockets cannot be read: declare it in CPU_HELPERS. LLM calls reach
 // the metrics only through ObserveLLM: a call whose Record is not passed
-// there is not counted. The cemaf_mode gauge has no series until the first
-// mode change.
+// there is not counted.
 package factories

@@ -119,6 +119,7 @@ func TestMetricsHandlerScrapesEverything(t *testing.T) {
 		"cemaf_llm_calls_total":           "counter",
 		"cemaf_llm_tokens_total":          "counter",
 		"cemaf_llm_call_duration_seconds": "histogram",
+		"cemaf_mode":                      "gauge", // set from the start
 	} {
 		assert.Equal(t, typ, types[name], "family %s", name)
 	}
@@ -135,6 +136,7 @@ func TestMetricsHandlerScrapesEverything(t *testing.T) {
 		`cemaf_llm_tokens_total{kind="prompt",model="qwen2.5:3b"} 10`,
 		`cemaf_llm_tokens_total{kind="completion",model="qwen2.5:3b"} 8`,
 		`cemaf_llm_call_duration_seconds_count{model="qwen2.5:3b"} 1`,
+		`cemaf_mode{mode="normal"} 1`, // no change yet
 	} {
 		assert.Contains(t, page, want+"\n")
 	}

@@ -239,6 +239,7 @@ func CreateAdaptiveExecutor(cfg ResourceConfig, deps AdaptiveDeps) (*adaptive.Ex
 		return nil, nil, fmt.Errorf("factories: adaptive executor: %w", err)
 	}
 	if m := deps.Metrics; m != nil {
+		m.SetMode(string(ae.CurrentMode())) // before any change, which Attach may make
 		ae.OnModeChange(func(c adaptive.ModeChange) { m.ModeChanged(string(c.From), string(c.To)) })
 	}
 	if deps.Guard != nil {

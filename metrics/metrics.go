@@ -181,11 +181,29 @@ func (m *Metrics) ModeChanged(from, to string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.modeChange.get(nil, "from", from, "to", to).value++
+	m.setModeLocked(to)
+}
+
+// SetMode makes mode the mode in force without counting a change: for the
+// mode a program starts in, so that cemaf_mode has a series before the
+// first change. An empty mode is ignored.
+func (m *Metrics) SetMode(mode string) {
+	if mode == "" {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.setModeLocked(mode)
+}
+
+// setModeLocked sets the cemaf_mode gauge: 1 for mode, 0 for the mode in
+// force before. Called with mu held.
+func (m *Metrics) setModeLocked(mode string) {
 	if m.curMode != "" {
 		m.mode.get(nil, "mode", m.curMode).value = 0
 	}
-	m.mode.get(nil, "mode", to).value = 1
-	m.curMode = to
+	m.mode.get(nil, "mode", mode).value = 1
+	m.curMode = mode
 }
 
 // ObserveLLMCall counts an LLM call, its tokens and its latency (LLMSink).

@@ -234,3 +234,29 @@ func TestMetricsHTTP(t *testing.T) {
 	require.NoError(t, err)
 	assert.Contains(t, string(body), `cemaf_mode{mode="low_memory"} 1`)
 }
+
+// SetMode gives cemaf_mode its series before any change and counts none;
+// a later change zeroes it.
+func TestSetMode(t *testing.T) {
+	m, err := metrics.New(metrics.Options{})
+	require.NoError(t, err)
+	page := func() string {
+		var buf bytes.Buffer
+		require.NoError(t, m.WritePrometheus(&buf))
+		if buf.Len() > 0 {
+			checkExposition(t, buf.String())
+		}
+		return buf.String()
+	}
+	m.SetMode("")
+	assert.NotContains(t, page(), "cemaf_mode{")
+	m.SetMode("normal")
+	p := page()
+	assert.Contains(t, p, `cemaf_mode{mode="normal"} 1`)
+	assert.NotContains(t, p, "cemaf_mode_changes_total{")
+	m.ModeChanged("normal", "low_disk")
+	p = page()
+	assert.Contains(t, p, `cemaf_mode{mode="normal"} 0`)
+	assert.Contains(t, p, `cemaf_mode{mode="low_disk"} 1`)
+	assert.Contains(t, p, `cemaf_mode_changes_total{from="normal",to="low_disk"} 1`)
+}
