@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -18,41 +17,17 @@ import (
 	"github.com/cemaf-go/cemaf/executor"
 	"github.com/cemaf-go/cemaf/factories"
 	"github.com/cemaf-go/cemaf/internal/llmstub"
+	"github.com/cemaf-go/cemaf/internal/promtext"
 	"github.com/cemaf-go/cemaf/llm"
 	"github.com/cemaf-go/cemaf/metrics"
 )
 
-var (
-	sampleLine = regexp.MustCompile(`^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="(\\.|[^"\\])*",?)*\})? (\S+)$`)
-	typeLine   = regexp.MustCompile(`^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram|summary|untyped)$`)
-)
-
 // checkExposition checks that page is one valid Prometheus text
-// exposition: every sample belongs to the family declared just before
-// it, and no family is declared twice. It returns the families' types.
+// exposition (promtext.Families) and returns its families' types.
 func checkExposition(t *testing.T, page string) map[string]string {
 	t.Helper()
-	types := map[string]string{}
-	current := ""
-	for i, line := range strings.Split(strings.TrimSuffix(page, "\n"), "\n") {
-		switch {
-		case strings.HasPrefix(line, "# HELP "):
-		case strings.HasPrefix(line, "# TYPE "):
-			m := typeLine.FindStringSubmatch(line)
-			require.NotNil(t, m, "line %d: %q", i+1, line)
-			_, dup := types[m[1]]
-			require.False(t, dup, "line %d: family %s declared twice", i+1, m[1])
-			types[m[1]], current = m[2], m[1]
-		default:
-			m := sampleLine.FindStringSubmatch(line)
-			require.NotNil(t, m, "line %d: %q is not a sample", i+1, line)
-			name := m[1]
-			if types[current] == "histogram" {
-				name = strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(name, "_bucket"), "_sum"), "_count")
-			}
-			require.Equal(t, current, name, "line %d: a sample of another family than the one declared", i+1)
-		}
-	}
+	types, err := promtext.Families(page)
+	require.NoError(t, err)
 	return types
 }
 

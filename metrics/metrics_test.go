@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/cemaf-go/cemaf/dag"
 	"github.com/cemaf-go/cemaf/executor"
+	"github.com/cemaf-go/cemaf/internal/promtext"
 	"github.com/cemaf-go/cemaf/metrics"
 )
 
@@ -185,16 +185,11 @@ cemaf_llm_call_duration_seconds_count{model="qwen2.5:1.5b"} 2
 	})
 }
 
-// checkExposition checks every line against the text format's grammar.
+// checkExposition checks text against the text format (promtext.Families).
 func checkExposition(t *testing.T, text string) {
 	t.Helper()
-	sample := regexp.MustCompile(`^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*="(\\.|[^"\\])*"(,[a-zA-Z_][a-zA-Z0-9_]*="(\\.|[^"\\])*")*\})? (-?[0-9.e+-]+|\+Inf|-Inf|NaN)$`)
-	meta := regexp.MustCompile(`^# (HELP [a-zA-Z_:][a-zA-Z0-9_:]* .*|TYPE [a-zA-Z_:][a-zA-Z0-9_:]* (counter|gauge|histogram))$`)
-	for _, line := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
-		if !sample.MatchString(line) && !meta.MatchString(line) {
-			t.Errorf("not in the text format: %q", line)
-		}
-	}
+	_, err := promtext.Families(text)
+	require.NoError(t, err)
 }
 
 func TestMetricsNodeLabelAndEscaping(t *testing.T) {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/cemaf-go/cemaf/adaptive"
 	"github.com/cemaf-go/cemaf/factories"
+	"github.com/cemaf-go/cemaf/llm"
+	"github.com/cemaf-go/cemaf/metrics"
 	"github.com/cemaf-go/cemaf/paging"
 	"github.com/cemaf-go/cemaf/throttle"
 )
@@ -114,49 +117,62 @@ func (s *server) handleDetailed(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, d)
 }
 
+// handleMetrics writes one Prometheus page: the runtime's (device signals,
+// ladders, runs and nodes, mode, the LLM calls of serve's client), then
+// serve's own families (requests, slots, connections, the LLM client's
+// gauges, the pager). Family names do not repeat, so the page is one
+// valid exposition.
 func (s *server) handleMetrics(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	g := s.rt.Guard
-	g.Monitor.WritePrometheus(w)
-	g.Breaker.WritePrometheus(w)
+	var buf bytes.Buffer
+	if err := s.rt.WritePrometheus(&buf); err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
 	gauge := func(name, help string, v float64) {
-		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s gauge\n%s %g\n", name, help, name, name, v)
+		fmt.Fprintf(&buf, "# HELP %s %s\n# TYPE %s gauge\n%s %g\n", name, help, name, name, v)
 	}
 	counter := func(name, help string, v int64) {
-		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n%s %d\n", name, help, name, name, v)
+		fmt.Fprintf(&buf, "# HELP %s %s\n# TYPE %s counter\n%s %d\n", name, help, name, name, v)
 	}
-	fmt.Fprintf(w, "# HELP cemaf_http_requests_total Run requests answered, by status code.\n# TYPE cemaf_http_requests_total counter\n")
+	fmt.Fprintf(&buf, "# HELP cemaf_http_requests_total Run requests answered, by status code.\n# TYPE cemaf_http_requests_total counter\n")
 	s.codes.Range(func(k, v any) bool {
-		fmt.Fprintf(w, "cemaf_http_requests_total{code=\"%d\"} %d\n", k.(int), v.(*atomic.Int64).Load())
+		fmt.Fprintf(&buf, "cemaf_http_requests_total{code=\"%d\"} %d\n", k.(int), v.(*atomic.Int64).Load())
 		return true
 	})
-	fmt.Fprintf(w, "# HELP cemaf_runs_total Runs finished, by outcome.\n# TYPE cemaf_runs_total counter\ncemaf_runs_total{outcome=\"ok\"} %d\ncemaf_runs_total{outcome=\"failed\"} %d\n", s.runsOK.Load(), s.runsFail.Load())
+	fmt.Fprintf(&buf, "# HELP cemaf_serve_runs_total Run requests that ran, by outcome (ok: answered).\n# TYPE cemaf_serve_runs_total counter\ncemaf_serve_runs_total{outcome=\"ok\"} %d\ncemaf_serve_runs_total{outcome=\"failed\"} %d\n", s.runsOK.Load(), s.runsFail.Load())
 	gauge("cemaf_run_slots", "Run slots.", float64(s.opts.slots))
 	gauge("cemaf_runs_in_flight", "Runs holding a slot.", float64(s.inFlight.Load()))
 	gauge("cemaf_runs_queued", "Runs waiting for a slot.", float64(s.queued.Load()))
+	gauge("cemaf_runs_waiting_input", "Runs waiting for input (POST /v1/runs/{id}/input).", float64(s.waiting.len()))
 	gauge("cemaf_http_connections_open", "Connections open.", float64(s.conns.Open()))
 	gauge("cemaf_http_connections_limit", "Most connections open at once.", float64(s.opts.maxConns))
 	counter("cemaf_http_connections_refused_total", "Connections refused at the limit, every open one being busy.", s.conns.refused.Load())
 	counter("cemaf_http_connections_evicted_total", "Idle connections closed to make room for a new one.", s.conns.evicted.Load())
-	fmt.Fprintf(w, "# HELP cemaf_mode Current adaptive mode (1 for the mode in effect).\n# TYPE cemaf_mode gauge\n")
-	cur := s.rt.Executor.CurrentMode()
-	for _, m := range append([]adaptive.Mode{adaptive.Normal}, adaptive.DefaultPriority()...) {
-		v := 0
-		if m == cur {
-			v = 1
-		}
-		fmt.Fprintf(w, "cemaf_mode{mode=%q} %d\n", m, v)
-	}
 	s.mu.Lock()
-	idx := s.index
+	idx, client := s.index, s.llm
 	s.mu.Unlock()
-	loaded := 0.0
+	var ls llm.Stats
+	if client != nil {
+		ls = client.Stats()
+	}
+	gauge("cemaf_llm_client_loaded", "Whether the LLM client is loaded (idle unloading drops it).", b2f(client != nil))
+	gauge("cemaf_llm_calls_in_flight", "LLM calls holding one of the client's slots.", float64(ls.InFlight))
+	gauge("cemaf_llm_calls_waiting", "LLM calls waiting for one of the client's slots.", float64(ls.Waiting))
 	if idx != nil {
-		loaded = 1
 		ps := idx.pager.Stats()
 		gauge("cemaf_pager_bytes_in_memory", "Value bytes resident in RAM.", float64(ps.BytesInMemory))
 		gauge("cemaf_pager_pages_on_disk", "Pages in the page file.", float64(ps.PagesOnDisk))
 		gauge("cemaf_pager_hit_rate", "Page hit rate.", ps.HitRate)
 	}
-	gauge("cemaf_index_loaded", "Whether the corpus index is loaded.", loaded)
+	gauge("cemaf_index_loaded", "Whether the corpus index is loaded.", b2f(idx != nil))
+	w.Header().Set("Content-Type", metrics.ContentType)
+	_, _ = w.Write(buf.Bytes())
+}
+
+// b2f is 1 for true, 0 for false: a Prometheus boolean.
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cemaf-go/cemaf/internal/promtext"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -279,6 +280,22 @@ func TestServeStreams(t *testing.T) {
 	require.Equal(t, http.StatusOK, code, string(body))
 	assert.Equal(t, "application/json", hdr.Get("Content-Type"))
 	assert.False(t, llm.calls()[1].Stream)
+
+	// Both calls are on /metrics, with the client's gauges.
+	resp, err := http.Get(ts.url + "/metrics")
+	require.NoError(t, err)
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	_, err = promtext.Families(string(page))
+	require.NoError(t, err)
+	for _, want := range []string{
+		`cemaf_llm_calls_total{model="tiny",result="ok"} 2`,
+		`cemaf_llm_call_duration_seconds_count{model="tiny"} 2`,
+		"cemaf_llm_client_loaded 1",
+		"cemaf_llm_calls_in_flight 0",
+	} {
+		assert.Contains(t, string(page), want+"\n")
+	}
 	require.NoError(t, ts.stop())
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cemaf-go/cemaf/factories"
+	"github.com/cemaf-go/cemaf/internal/promtext"
 	"github.com/cemaf-go/cemaf/throttle"
 )
 
@@ -156,9 +157,25 @@ func TestServeRunHealthMetrics(t *testing.T) {
 	require.NoError(t, err)
 	m, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
+	assert.Equal(t, "text/plain; version=0.0.4; charset=utf-8", resp.Header.Get("Content-Type"))
+	types, err := promtext.Families(string(m)) // one valid page: no family twice
+	require.NoError(t, err)
+	for name, typ := range map[string]string{
+		"cemaf_memory_used_percent":   "gauge",   // the device signals
+		"cemaf_ladder_rung":           "gauge",   // the ladders
+		"cemaf_runs_total":            "counter", // the runtime's run metrics
+		"cemaf_node_duration_seconds": "histogram",
+		"cemaf_mode":                  "gauge",
+		"cemaf_serve_runs_total":      "counter", // serve's own
+		"cemaf_llm_calls_in_flight":   "gauge",
+	} {
+		assert.Equal(t, typ, types[name], "family %s", name)
+	}
 	assert.Contains(t, string(m), `cemaf_http_requests_total{code="200"} 1`)
+	assert.Contains(t, string(m), `cemaf_serve_runs_total{outcome="ok"} 1`)
+	assert.Contains(t, string(m), `cemaf_runs_total{status="succeeded"} 2`) // the index's build and the question
 	assert.Contains(t, string(m), "cemaf_index_loaded 1")
-	assert.Contains(t, string(m), "# TYPE cemaf_memory_used_percent gauge")
+	assert.Contains(t, string(m), "cemaf_llm_client_loaded 0") // no endpoint: extractive answers
 	require.NoError(t, ts.stop())
 }
 
