@@ -113,8 +113,9 @@ type server struct {
 	building chan struct{}
 	buildErr error
 	llm      *llm.Client
-	// waiting are the runs waiting for input.
-	waiting waitingRuns
+	// waiting are the runs waiting for input, kept in the storage
+	// directory too (serve/waiting).
+	waiting *waitingRuns
 	// indexLimit is the memory limit the adaptive executor last gave the
 	// runtime's pager (0: the configured one); the index pager follows it.
 	indexLimit int64
@@ -143,9 +144,26 @@ func newServer(cfg factories.ResourceConfig, o serveOptions, ln net.Listener, lo
 		return nil, err
 	}
 	s := &server{cfg: cfg, opts: o, logger: logger, rt: rt, slots: make(chan struct{}, o.slots), conns: newConnLimiter(ln, o.maxConns)}
+	s.waiting = &waitingRuns{}
+	if o.storage != "" {
+		s.waiting = newWaitingRuns(s.waitingDir(), func(name string, data []byte) error {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			return rt.Disk.WriteFile(ctx, name, data, 0o600)
+		}, logger)
+		switch n, err := s.waiting.load(time.Now(), o.idleTimeout); {
+		case err != nil:
+			logger.Warn("pi-agent serve: runs waiting for input from before this start are not answered", "error", err)
+		case n > 0:
+			logger.Info("pi-agent serve: runs waiting for input from before this start", "runs", n, "dir", s.waitingDir())
+		}
+	}
 	rt.Executor.OnModeChange(func(c adaptive.ModeChange) { s.setIndexLimit(c.Settings.PagerLimit) })
 	return s, nil
 }
+
+// waitingDir is where the runs waiting for input are kept.
+func (s *server) waitingDir() string { return filepath.Join(s.opts.storage, "serve", "waiting") }
 
 // serve serves until ctx ends, then stops accepting and lets in-flight
 // runs finish within the drain timeout. Runs still in flight after it are

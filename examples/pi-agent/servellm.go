@@ -67,68 +67,6 @@ func (s *server) answererFor(stream bool) (answerer, error) {
 	return llmAnswerer{client: c, timeout: s.opts.llmTimeout, stream: stream, observe: s.rt.ObserveLLM}, nil
 }
 
-// maxWaitingRuns bounds the runs serve keeps waiting for input; past it the
-// oldest is forgotten.
-const maxWaitingRuns = 256
-
-// waitingRun is a serve run waiting for input: what a POST to its input
-// needs to run it again.
-type waitingRun struct {
-	question  string
-	questions []executor.Question
-	since     time.Time
-}
-
-// waitingRuns are the runs waiting for input, each for at most the idle
-// timeout. They hold no resource: answering one runs its query graph again
-// with the answer (the index is shared).
-type waitingRuns struct {
-	// mu guards m.
-	mu sync.Mutex
-	m  map[string]waitingRun
-}
-
-// add records run id as waiting, forgetting those older than ttl and, past
-// maxWaitingRuns, the oldest.
-func (w *waitingRuns) add(id string, run waitingRun, ttl time.Duration) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.m == nil {
-		w.m = map[string]waitingRun{}
-	}
-	oldest := ""
-	for k, r := range w.m {
-		if run.since.Sub(r.since) > ttl {
-			delete(w.m, k)
-		} else if oldest == "" || r.since.Before(w.m[oldest].since) {
-			oldest = k
-		}
-	}
-	if len(w.m) >= maxWaitingRuns {
-		delete(w.m, oldest)
-	}
-	w.m[id] = run
-}
-
-// take removes and returns run id, if it waits and is not older than ttl.
-func (w *waitingRuns) take(id string, now time.Time, ttl time.Duration) (waitingRun, bool) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	r, ok := w.m[id]
-	delete(w.m, id)
-	if ok && now.Sub(r.since) > ttl {
-		return waitingRun{}, false
-	}
-	return r, ok
-}
-
-// len counts the waiting runs.
-func (w *waitingRuns) len() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return len(w.m)
-}
-
 // inputRequest is the body of POST /v1/runs/{id}/input.
 type inputRequest struct {
 	Input  string `json:"input"`
