@@ -78,7 +78,7 @@
 //   - Options.LeaveGoMemoryLimit opts a pager out.
 //
 // Within the budget, resident pages, spares and the write-back's record
-// buffers leave an allowance free: an eighth of the budget, at most 4 MiB,
+// buffers leave an allowance free: a quarter of the budget, at most 8 MiB,
 // in whole pages (none below 8 pages). It is room for what the collector
 // has not reclaimed yet and for what it counts as live while it marks
 // (the pages allocated meanwhile, which a reader through Get causes at
