@@ -75,8 +75,10 @@
 //     a space first.
 //   - When every open connection is busy sending a request, serve refuses new
 //     ones (503) until a read timeout frees one: /healthz is then refused too.
-//   - serve keeps its runs waiting for input in memory only: a restart
-//     forgets them (run's waiting runs are checkpointed).
+//   - serve keeps its runs waiting for input in the storage directory
+//     (serve/waiting, a small JSON file each): a restart answers them, for
+//     what is left of their --idle-timeout. A run asked again is run from
+//     its question with the answer, not resumed from a checkpoint.
 //   - --stream prints what the model sends as it comes: a stream cut and
 //     retried is printed again after a note, not taken back.
 //   - With --nats, an answer is made by a worker's answerer (its own

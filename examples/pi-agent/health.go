@@ -112,7 +112,7 @@ func (s *server) handleDetailed(w http.ResponseWriter, r *http.Request) {
 		"run_timeout_seconds": s.opts.runTimeout.Seconds(), "drain_timeout_seconds": s.opts.drainTimeout.Seconds(),
 		"read_header_timeout_seconds": s.opts.readHeaderTimeout.Seconds(), "read_body_timeout_seconds": s.opts.readBodyTimeout.Seconds(),
 		"write_timeout_seconds": s.opts.writeTimeout.Seconds(), "conn_idle_timeout_seconds": s.opts.connIdleTimeout.Seconds()}
-	d.Storage = map[string]string{"dir": s.opts.storage, "index_pages": s.indexDir(), "run_pages": filepath.Join(s.opts.storage, "serve", "runs")}
+	d.Storage = map[string]string{"dir": s.opts.storage, "index_pages": s.indexDir(), "run_pages": filepath.Join(s.opts.storage, "serve", "runs"), "waiting_runs": s.waitingDir()}
 	w.Header().Set("Content-Type", "application/json")
 	writeJSON(w, d)
 }
