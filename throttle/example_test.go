@@ -38,7 +38,7 @@ func ExampleNewSampler() {
 	psi, _ := sample.Value(throttle.SignalPSIMemorySome)
 	fmt.Printf("memory pressure: %.2f%% of the last 10 s\n", psi)
 	// Output:
-	// memory: 24.4% of 1024 MB (limited by cgroup: true)
+	// memory: 23.0% of 1024 MB (limited by cgroup: true)
 	// memory pressure: 2.00% of the last 10 s
 }
 

@@ -361,3 +361,26 @@ func FuzzCgroupPathStaysUnderRoot(f *testing.F) {
 		}
 	})
 }
+
+// The page cache a cgroup can drop: both file lists, less what is mapped,
+// dirty or under writeback; never more than the lists hold.
+func TestReclaimableCache(t *testing.T) {
+	for _, tt := range []struct {
+		stat string
+		keys cacheKeys
+		want uint64
+	}{
+		// A corpus read twice sits on the active list: still cache.
+		{"inactive_file 100\nactive_file 400\nfile_mapped 0\n", cacheKeysV2, 500},
+		{"inactive_file 100\nactive_file 400\nfile_mapped 50\nfile_dirty 20\nfile_writeback 10\n", cacheKeysV2, 420},
+		// tmpfs (shmem) is not on the file lists: nothing to drop.
+		{"shmem 300\ninactive_file 0\nactive_file 0\n", cacheKeysV2, 0},
+		{"inactive_file 10\nactive_file 10\nfile_mapped 15\nfile_dirty 15\n", cacheKeysV2, 0},
+		{"total_inactive_file 30\ntotal_active_file 70\ntotal_mapped_file 5\ntotal_dirty 5\ntotal_writeback 0\ninactive_file 1\n", cacheKeysV1, 90},
+		{"", cacheKeysV2, 0},
+	} {
+		if got := reclaimableCache([]byte(tt.stat), tt.keys); got != tt.want {
+			t.Errorf("reclaimableCache(%q) = %d, want %d", tt.stat, got, tt.want)
+		}
+	}
+}

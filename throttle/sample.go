@@ -87,8 +87,10 @@ type Sample struct {
 	// MemTotal and the cgroup memory limit.
 	MemoryTotalBytes int64 `json:"memory_total_bytes"`
 	// MemoryLimitedByCgroup reports that MemoryTotalBytes is the cgroup
-	// limit, and that usage is the cgroup's working set (usage minus
-	// inactive file cache) rather than the host's.
+	// limit, and that usage is the cgroup's working set rather than the
+	// host's: its usage less the page cache the kernel can drop (file
+	// pages, active or inactive, that are not mapped, dirty or under
+	// writeback).
 	MemoryLimitedByCgroup bool `json:"memory_limited_by_cgroup"`
 
 	// SwapUsedPercent is swap in use; 0 when SwapTotalBytes is 0.

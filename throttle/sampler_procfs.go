@@ -195,7 +195,7 @@ type cgroupLoc struct {
 // cgroupMem is the memory limit and usage of the process's cgroup.
 type cgroupMem struct {
 	limit    uint64 // 0: none
-	usage    uint64 // working set: usage minus inactive file cache
+	usage    uint64 // working set: usage minus reclaimable page cache
 	hasUsage bool
 }
 
@@ -273,7 +273,8 @@ func (r *procfsReader) resolveCgroup() (*cgroupLoc, error) {
 func (r *procfsReader) readCgroupMem(loc *cgroupLoc) (cgroupMem, error) {
 	var m cgroupMem
 	limit := uint64(math.MaxUint64)
-	var usageFile, inactiveKey string
+	var usageFile string
+	keys := cacheKeysV2
 	if loc.v2 {
 		for _, d := range loc.up {
 			b, err := r.read(filepath.Join(d, "memory.max"), 256)
@@ -289,7 +290,7 @@ func (r *procfsReader) readCgroupMem(loc *cgroupLoc) (cgroupMem, error) {
 			}
 			limit = min(limit, v)
 		}
-		usageFile, inactiveKey = "memory.current", "inactive_file"
+		usageFile = "memory.current"
 	} else {
 		b, err := r.read(filepath.Join(loc.dir, "memory.limit_in_bytes"), 256)
 		if err != nil {
@@ -300,30 +301,55 @@ func (r *procfsReader) readCgroupMem(loc *cgroupLoc) (cgroupMem, error) {
 			return cgroupMem{}, fmt.Errorf("memory.limit_in_bytes: %w", err)
 		}
 		limit = v
-		usageFile, inactiveKey = "memory.usage_in_bytes", "total_inactive_file"
+		usageFile, keys = "memory.usage_in_bytes", cacheKeysV1
 	}
 
-	// memory.stat: the hierarchical limit (v1) and the inactive file
-	// cache, which the kernel reclaims before it OOM-kills.
-	var inactive uint64
+	// memory.stat: the hierarchical limit (v1) and the page cache the
+	// kernel reclaims before it OOM-kills.
+	var reclaimable uint64
 	if b, err := r.read(filepath.Join(loc.dir, "memory.stat"), maxFileBytes); err == nil {
 		if !loc.v2 {
 			if h, ok := parseKeyed(b, "hierarchical_memory_limit"); ok {
 				limit = min(limit, h)
 			}
 		}
-		inactive, _ = parseKeyed(b, inactiveKey)
+		reclaimable = reclaimableCache(b, keys)
 	}
 	if limit != math.MaxUint64 {
 		m.limit = limit
 	}
 	if b, err := r.read(filepath.Join(loc.dir, usageFile), 256); err == nil {
 		if u, err := parseCgroupValue(b); err == nil && u != math.MaxUint64 {
-			m.usage = u - min(u, inactive)
+			m.usage = u - min(u, reclaimable)
 			m.hasUsage = true
 		}
 	}
 	return m, nil
+}
+
+// cacheKeys name the memory.stat fields reclaimableCache reads.
+type cacheKeys struct{ inactive, active, mapped, dirty, writeback string }
+
+var (
+	cacheKeysV2 = cacheKeys{"inactive_file", "active_file", "file_mapped", "file_dirty", "file_writeback"}
+	cacheKeysV1 = cacheKeys{"total_inactive_file", "total_active_file", "total_mapped_file", "total_dirty", "total_writeback"}
+)
+
+// reclaimableCache is the page cache of a cgroup that the kernel can drop
+// without writing anything or taking a page a process has mapped: the
+// file pages on both LRU lists (active ones included: a corpus read twice
+// is active, and still only cache) less those mapped, dirty or under
+// writeback. tmpfs and shared memory are not on the file lists, so they
+// stay in use, as MemAvailable counts them on the host.
+func reclaimableCache(stat []byte, k cacheKeys) uint64 {
+	inactive, _ := parseKeyed(stat, k.inactive)
+	active, _ := parseKeyed(stat, k.active)
+	mapped, _ := parseKeyed(stat, k.mapped)
+	dirty, _ := parseKeyed(stat, k.dirty)
+	writeback, _ := parseKeyed(stat, k.writeback)
+	file := addSat(inactive, active)
+	held := addSat(addSat(mapped, dirty), writeback)
+	return file - min(file, held)
 }
 
 func isDir(p string) bool {

@@ -52,10 +52,11 @@ func TestSamplerFixtures(t *testing.T) {
 		{
 			// memory.limit_in_bytes 512 MiB, hierarchical_memory_limit
 			// 384 MiB: the smaller wins. Working set = usage 220 MiB -
-			// total_inactive_file 20 MiB = 200 MiB.
+			// (total_inactive_file 20 + total_active_file 20 -
+			// total_mapped_file 8 MiB) = 188 MiB.
 			name: "cgroupv1",
 			want: want{
-				memTotal: 384 << 20, memAvail: (384 - 200) << 20, memPct: 200.0 / 384 * 100, limited: true,
+				memTotal: 384 << 20, memAvail: (384 - 188) << 20, memPct: 188.0 / 384 * 100, limited: true,
 				swapTotal: 102396 * kB, swapPct: 50,
 				rss: 24567 * page, anon: (24567 - 6123) * page,
 				load: [3]float64{0.52, 0.58, 0.59},
@@ -65,10 +66,11 @@ func TestSamplerFixtures(t *testing.T) {
 		{
 			// memory.max: max / max / 1 GiB / max from the root down:
 			// the pod slice's 1 GiB applies. Working set = memory.current
-			// 300 MiB - inactive_file 50 MiB = 250 MiB.
+			// 300 MiB - (inactive_file 50 + active_file 30 - file_mapped
+			// 16 MiB) = 236 MiB.
 			name: "cgroupv2",
 			want: want{
-				memTotal: 1 << 30, memAvail: (1024 - 250) << 20, memPct: 250.0 / 1024 * 100, limited: true,
+				memTotal: 1 << 30, memAvail: (1024 - 236) << 20, memPct: 236.0 / 1024 * 100, limited: true,
 				swapTotal: 3810000 * kB, swapPct: 0,
 				rss: 40960 * page, anon: (40960 - 10240) * page,
 				load: [3]float64{1.07, 0.95, 0.81},
