@@ -105,3 +105,66 @@ func TestUniform(t *testing.T) {
 		t.Fatalf("Uniform(%v) = %v, want it back", prio, got)
 	}
 }
+
+// With uniform priorities (the bitmap), pushes and pops interleave in any
+// order, lower indices pushed after higher ones were popped included,
+// over a base run, across Resets; against a sorted reference.
+func TestUniformInterleaved(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	var q Queue
+	for trial := range 200 {
+		n := 1 + r.IntN(10_000)
+		q.Reset(nil, n)
+		var ref []int32
+		queued := make([]bool, n)
+		if trial%4 == 0 { // a sorted base run of some indices
+			var base []int32
+			for i := range n {
+				if r.IntN(8) == 0 {
+					base = append(base, int32(i))
+					queued[i] = true
+				}
+			}
+			q.SetBase(base)
+			ref = append(ref, base...)
+		}
+		for range 3 * n {
+			if r.IntN(3) > 0 || len(ref) == 0 {
+				i := int32(r.IntN(n))
+				if queued[i] {
+					continue
+				}
+				queued[i] = true
+				q.Push(i)
+				j, _ := slices.BinarySearch(ref, i)
+				ref = slices.Insert(ref, j, i)
+				continue
+			}
+			if got := q.Peek(); got != ref[0] {
+				t.Fatalf("trial %d: Peek = %d, want %d", trial, got, ref[0])
+			}
+			if got := q.Pop(); got != ref[0] {
+				t.Fatalf("trial %d: Pop = %d, want %d", trial, got, ref[0])
+			}
+			queued[ref[0]] = false
+			ref = ref[1:]
+			if q.Len() != len(ref) {
+				t.Fatalf("trial %d: Len = %d, want %d", trial, q.Len(), len(ref))
+			}
+		}
+	}
+	q.Reset(nil, 0)
+	q.Push(5)
+	q.Push(5) // queued once
+	if q.Len() != 1 {
+		t.Fatalf("Len after pushing 5 twice = %d, want 1", q.Len())
+	}
+	if allocs := testing.AllocsPerRun(100, func() {
+		q.Reset(nil, 0)
+		q.Push(9_999)
+		q.Push(3)
+		q.Pop()
+	}); allocs != 0 {
+		t.Fatalf("Reset, Push and Pop allocate %v times once grown, want 0", allocs)
+	}
+}
