@@ -47,8 +47,8 @@ func (c *nodeCtx) Deadline() (time.Time, bool) { return c.ref.ctx.Deadline() }
 // Done is the run's.
 func (c *nodeCtx) Done() <-chan struct{} { return c.ref.ctx.get().Done() }
 
-// Err is the run's.
-func (c *nodeCtx) Err() error { return c.ref.ctx.get().Err() }
+// Err is the run's (it does not make the run's context: runContext.err).
+func (c *nodeCtx) Err() error { return c.ref.ctx.err() }
 
 // Value returns the node's identity for nodeInfoKey, else the run's value.
 func (c *nodeCtx) Value(key any) any {

@@ -59,6 +59,24 @@ func (c *runContext) make() context.Context {
 	return c.ctx
 }
 
+// err is what the run's context's Err returns, making the context only
+// once the run or the caller's context has ended: a node that only checks
+// Err (a loop that stops when the run does) costs no context while the run
+// goes on. Once ended, the context is made so that Err returns one error
+// from then on, the one a context made at the start would give.
+func (c *runContext) err() error {
+	if c.made.Load() {
+		return c.ctx.Err()
+	}
+	c.mu.Lock()
+	ended := c.ended
+	c.mu.Unlock()
+	if ended || c.parent.Err() != nil {
+		return c.get().Err()
+	}
+	return nil
+}
+
 // cancel cancels the run's context with cause (nil: context.Canceled);
 // only the first call counts, as with a context.CancelCauseFunc.
 func (c *runContext) cancel(cause error) {

@@ -147,3 +147,42 @@ func looksLate(ctx context.Context, _ dag.State) error {
 	}
 	return context.Cause(ctx)
 }
+
+// Err alone does not make the run's context while the run goes on, and
+// once it reports an error it keeps reporting that one: a node context
+// checked only with Err after its run ended stays context.Canceled when
+// the caller's context later ends with another error.
+func TestNodeContextErrFirst(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		parent, cancel := context.WithTimeout(context.Background(), time.Hour)
+		defer cancel()
+		var kept context.Context
+		var during error
+		_, err := mustExec(t, executor.Options{}).Run(parent, mustGraph(t,
+			dag.Node{ID: "checks", Run: func(ctx context.Context, _ dag.State) error { kept, during = ctx, ctx.Err(); return nil }},
+		), dag.NewMemoryState())
+		require.NoError(t, err)
+		assert.NoError(t, during)
+		assert.ErrorIs(t, kept.Err(), context.Canceled, "after the run's end")
+		time.Sleep(2 * time.Hour) // the caller's deadline passes
+		assert.ErrorIs(t, kept.Err(), context.Canceled, "still the first error")
+		assert.ErrorIs(t, context.Cause(kept), context.Canceled)
+
+		// A node polling Err sees a fail-fast stop, with its cause.
+		boom := errors.New("boom")
+		g := mustGraph(t,
+			dag.Node{ID: "fails", Run: func(context.Context, dag.State) error { time.Sleep(time.Second); return boom }},
+			dag.Node{ID: "polls", Run: func(ctx context.Context, _ dag.State) error {
+				for ctx.Err() == nil {
+					time.Sleep(10 * time.Millisecond)
+				}
+				return context.Cause(ctx)
+			}},
+		)
+		res, err := mustExec(t, executor.Options{Limits: executor.Limits{CPU: 2}}).Run(context.Background(), g, dag.NewMemoryState())
+		require.ErrorIs(t, err, boom)
+		polls, _ := res.Node("polls")
+		assert.ErrorIs(t, polls.Err, boom)
+		assert.False(t, polls.Abandoned)
+	})
+}
