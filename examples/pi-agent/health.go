@@ -149,15 +149,20 @@ func (s *server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	counter("cemaf_http_connections_refused_total", "Connections refused at the limit, every open one being busy.", s.conns.refused.Load())
 	counter("cemaf_http_connections_evicted_total", "Idle connections closed to make room for a new one.", s.conns.evicted.Load())
 	s.mu.Lock()
-	idx, client := s.index, s.llm
+	idx, client, ls := s.index, s.llm, s.llmDropped
 	s.mu.Unlock()
-	var ls llm.Stats
 	if client != nil {
-		ls = client.Stats()
+		cur := client.Stats()
+		ls = addLLMCounters(ls, cur)
+		ls.InFlight, ls.Waiting = cur.InFlight, cur.Waiting
 	}
 	gauge("cemaf_llm_client_loaded", "Whether the LLM client is loaded (idle unloading drops it).", b2f(client != nil))
 	gauge("cemaf_llm_calls_in_flight", "LLM calls holding one of the client's slots.", float64(ls.InFlight))
 	gauge("cemaf_llm_calls_waiting", "LLM calls waiting for one of the client's slots.", float64(ls.Waiting))
+	counter("cemaf_llm_attempts_total", "HTTP requests sent to the LLM endpoint, retries included.", int64(ls.Attempts))
+	counter("cemaf_llm_retries_total", "LLM requests sent again after a failed attempt.", int64(ls.Retries))
+	counter("cemaf_llm_tool_calls_total", "Tool calls run by tool loops.", int64(ls.ToolCalls))
+	counter("cemaf_llm_tool_errors_total", "Tool calls that failed (error, panic, unknown tool, bad arguments).", int64(ls.ToolErrors))
 	if idx != nil {
 		ps := idx.pager.Stats()
 		gauge("cemaf_pager_bytes_in_memory", "Value bytes resident in RAM.", float64(ps.BytesInMemory))
@@ -167,6 +172,22 @@ func (s *server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	gauge("cemaf_index_loaded", "Whether the corpus index is loaded.", b2f(idx != nil))
 	w.Header().Set("Content-Type", metrics.ContentType)
 	_, _ = w.Write(buf.Bytes())
+}
+
+// addLLMCounters adds b's counters (not its gauges) to a's.
+func addLLMCounters(a, b llm.Stats) llm.Stats {
+	a.Calls += b.Calls
+	a.Failed += b.Failed
+	a.Attempts += b.Attempts
+	a.Retries += b.Retries
+	a.PromptTokens += b.PromptTokens
+	a.CompletionTokens += b.CompletionTokens
+	a.StreamedPieces += b.StreamedPieces
+	a.ToolCalls += b.ToolCalls
+	a.ToolErrors += b.ToolErrors
+	a.Latency += b.Latency
+	a.Queued += b.Queued
+	return a
 }
 
 // b2f is 1 for true, 0 for false: a Prometheus boolean.

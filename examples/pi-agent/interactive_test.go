@@ -293,7 +293,18 @@ func TestServeStreams(t *testing.T) {
 		`cemaf_llm_call_duration_seconds_count{model="tiny"} 2`,
 		"cemaf_llm_client_loaded 1",
 		"cemaf_llm_calls_in_flight 0",
+		"cemaf_llm_attempts_total 2",
+		"cemaf_llm_retries_total 0",
 	} {
+		assert.Contains(t, string(page), want+"\n")
+	}
+	// Idle unloading drops the client; its counters stay.
+	require.True(t, ts.s.unload("idle"))
+	resp, err = http.Get(ts.url + "/metrics")
+	require.NoError(t, err)
+	page, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"cemaf_llm_client_loaded 0", "cemaf_llm_attempts_total 2", `cemaf_llm_calls_total{model="tiny",result="ok"} 2`} {
 		assert.Contains(t, string(page), want+"\n")
 	}
 	require.NoError(t, ts.stop())

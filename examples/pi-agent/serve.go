@@ -113,6 +113,9 @@ type server struct {
 	building chan struct{}
 	buildErr error
 	llm      *llm.Client
+	// llmDropped adds up the counters of the LLM clients idle unloading
+	// dropped, so that /metrics' counters do not fall back.
+	llmDropped llm.Stats
 	// waiting are the runs waiting for input, kept in the storage
 	// directory too (serve/waiting).
 	waiting *waitingRuns

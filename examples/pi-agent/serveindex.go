@@ -175,6 +175,9 @@ func (s *server) unload(why string) bool {
 		s.mu.Unlock()
 		return false
 	}
+	if llm != nil {
+		s.llmDropped = addLLMCounters(s.llmDropped, llm.Stats())
+	}
 	s.index, s.llm = nil, nil
 	s.mu.Unlock()
 	if llm != nil {
