@@ -432,11 +432,6 @@ func (r *run) loop(parent context.Context, first time.Time) (end time.Time) {
 		}
 		finished := r.inflight == 0 && !r.gs.waiting() && len(r.pending) == 0 && !r.committing &&
 			(r.remaining == 0 || r.stopping || (r.readyLen() == 0 && r.retries == 0))
-		if finished && r.store == nil {
-			// Nothing is left to commit: the last statuses go out with
-			// this round's events, without taking mu again.
-			r.finishRemaining()
-		}
 		commitKick := len(r.pending) > 0
 		startGate := r.gs.blocked() && !r.stopping && !finished
 		if startGate {
@@ -534,15 +529,14 @@ func (r *run) loop(parent context.Context, first time.Time) (end time.Time) {
 		r.mu.Unlock()
 		r.signalCommitter()
 		<-r.commitDone
-		r.mu.Lock()
-		r.finishRemaining()
-		evs := r.takeEvents(spare)
-		r.mu.Unlock()
-		r.deliver(evs)
-		clear(evs)
-		spare = evs
 	}
-	r.spare = spare
+	r.mu.Lock()
+	r.finishRemaining()
+	evs := r.takeEvents(spare)
+	r.mu.Unlock()
+	r.deliver(evs)
+	clear(evs)
+	r.spare = evs
 	return end
 }
 
