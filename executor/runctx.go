@@ -62,8 +62,8 @@ func (c *runContext) make() context.Context {
 // err is what the run's context's Err returns, making the context only
 // once the run or the caller's context has ended: a node that only checks
 // Err (a loop that stops when the run does) costs no context while the run
-// goes on. Once ended, the context is made so that Err returns one error
-// from then on, the one a context made at the start would give.
+// goes on. Once ended, the context is made, so that Err returns one error
+// from then on: the one a context made at that moment has (runContext).
 func (c *runContext) err() error {
 	if c.made.Load() {
 		return c.ctx.Err()

@@ -19,7 +19,7 @@ import (
 // miss, and on a busy machine a collection's mark phase lasts long enough
 // for those pages to count live (a 32 MiB budget read back with Get beside
 // stress-ng or other tests: peak live heap 38.5–40.9 MiB with an eighth,
-// 34.4–37.8 with a quarter, against the 40 MiB bound).
+// 29.8–37.8 with a quarter, against the 40 MiB bound).
 func garbageAllowance(limit, pageSize int64) int64 {
 	if limit < 8*pageSize {
 		return 0
