@@ -244,3 +244,16 @@ func TestMergeToolDeltasWithoutIndex(t *testing.T) {
 	calls = mergeToolDelta(nil, piece("", "ping", `{}`))
 	assert.Equal(t, ToolCall{ID: "call_1", Name: "ping", Arguments: `{}`}, calls[0].call(0), "a call with no ID gets one")
 }
+
+// Add sums every counter and keeps the receiver's gauges.
+func TestStatsAdd(t *testing.T) {
+	a := Stats{Calls: 1, Failed: 2, Attempts: 3, Retries: 4, PromptTokens: 5, CompletionTokens: 6, StreamedPieces: 7,
+		ToolCalls: 8, ToolErrors: 9, Latency: 10, Queued: 11, InFlight: 1, Waiting: 2}
+	b := Stats{Calls: 10, Failed: 20, Attempts: 30, Retries: 40, PromptTokens: 50, CompletionTokens: 60, StreamedPieces: 70,
+		ToolCalls: 80, ToolErrors: 90, Latency: 100, Queued: 110, InFlight: 5, Waiting: 6}
+	want := Stats{Calls: 11, Failed: 22, Attempts: 33, Retries: 44, PromptTokens: 55, CompletionTokens: 66, StreamedPieces: 77,
+		ToolCalls: 88, ToolErrors: 99, Latency: 110, Queued: 121, InFlight: 1, Waiting: 2}
+	if got := a.Add(b); got != want {
+		t.Errorf("Add = %+v, want %+v", got, want)
+	}
+}

@@ -37,6 +37,24 @@ type Stats struct {
 	Waiting  int64 `json:"waiting"`
 }
 
+// Add returns s with o's counters added; its gauges (InFlight, Waiting)
+// stay s's. It sums the Stats of several clients, or of a client that was
+// replaced, so that the counters an exporter shows never fall back.
+func (s Stats) Add(o Stats) Stats {
+	s.Calls += o.Calls
+	s.Failed += o.Failed
+	s.Attempts += o.Attempts
+	s.Retries += o.Retries
+	s.PromptTokens += o.PromptTokens
+	s.CompletionTokens += o.CompletionTokens
+	s.StreamedPieces += o.StreamedPieces
+	s.ToolCalls += o.ToolCalls
+	s.ToolErrors += o.ToolErrors
+	s.Latency += o.Latency
+	s.Queued += o.Queued
+	return s
+}
+
 // counters are the atomics behind Stats.
 type counters struct {
 	calls, failed, attempts, retries atomic.Uint64

@@ -12,7 +12,6 @@ import (
 
 	"github.com/cemaf-go/cemaf/adaptive"
 	"github.com/cemaf-go/cemaf/factories"
-	"github.com/cemaf-go/cemaf/llm"
 	"github.com/cemaf-go/cemaf/metrics"
 	"github.com/cemaf-go/cemaf/paging"
 	"github.com/cemaf-go/cemaf/throttle"
@@ -152,9 +151,7 @@ func (s *server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	idx, client, ls := s.index, s.llm, s.llmDropped
 	s.mu.Unlock()
 	if client != nil {
-		cur := client.Stats()
-		ls = addLLMCounters(ls, cur)
-		ls.InFlight, ls.Waiting = cur.InFlight, cur.Waiting
+		ls = client.Stats().Add(ls) // the live client's gauges
 	}
 	gauge("cemaf_llm_client_loaded", "Whether the LLM client is loaded (idle unloading drops it).", b2f(client != nil))
 	gauge("cemaf_llm_calls_in_flight", "LLM calls holding one of the client's slots.", float64(ls.InFlight))
@@ -172,22 +169,6 @@ func (s *server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	gauge("cemaf_index_loaded", "Whether the corpus index is loaded.", b2f(idx != nil))
 	w.Header().Set("Content-Type", metrics.ContentType)
 	_, _ = w.Write(buf.Bytes())
-}
-
-// addLLMCounters adds b's counters (not its gauges) to a's.
-func addLLMCounters(a, b llm.Stats) llm.Stats {
-	a.Calls += b.Calls
-	a.Failed += b.Failed
-	a.Attempts += b.Attempts
-	a.Retries += b.Retries
-	a.PromptTokens += b.PromptTokens
-	a.CompletionTokens += b.CompletionTokens
-	a.StreamedPieces += b.StreamedPieces
-	a.ToolCalls += b.ToolCalls
-	a.ToolErrors += b.ToolErrors
-	a.Latency += b.Latency
-	a.Queued += b.Queued
-	return a
 }
 
 // b2f is 1 for true, 0 for false: a Prometheus boolean.

@@ -176,7 +176,7 @@ func (s *server) unload(why string) bool {
 		return false
 	}
 	if llm != nil {
-		s.llmDropped = addLLMCounters(s.llmDropped, llm.Stats())
+		s.llmDropped = s.llmDropped.Add(llm.Stats())
 	}
 	s.index, s.llm = nil, nil
 	s.mu.Unlock()
