@@ -24,7 +24,10 @@
 //
 // State is the key/value store nodes share: []byte values with exact
 // accounting of value bytes, typed JSON helpers (PutJSON, GetJSON), and
-// RangeReader for reading part of a large value. MemoryState keeps it all in
+// RangeReader for reading part of a large value (NewValueReader), and
+// ValueCreator for writing one in parts (NewValueWriter: a State that
+// spools to files, or a wrapper that decodes the value as it arrives, need
+// not hold it whole in memory). MemoryState keeps it all in
 // memory; package paging provides a State that keeps a RAM budget and spills
 // cold values to an LZ4-compressed bbolt file, and can stand in wherever a
 // State is expected.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/cemaf-go/cemaf/dag"
@@ -71,4 +72,22 @@ func ExampleGetJSON() {
 	fmt.Println(c.Source, err, s.Size())
 	// Output:
 	// faq.md <nil> 52
+}
+
+func ExampleNewValueWriter() {
+	s := dag.NewMemoryState()
+	_ = s.Put("report", []byte("draft"))
+	w, _ := dag.NewValueWriter(s, "report")
+	for _, line := range []string{"cpu 71 °C\n", "disk 12 % free\n"} {
+		_, _ = io.WriteString(w, line)
+	}
+	old, _ := s.Get("report") // unchanged until Commit
+	fmt.Printf("%q\n", old)
+	fmt.Println(w.Commit())
+	v, _ := s.Get("report")
+	fmt.Printf("%q\n", v)
+	// Output:
+	// "draft"
+	// <nil>
+	// "cpu 71 °C\ndisk 12 % free\n"
 }

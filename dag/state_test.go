@@ -172,3 +172,65 @@ func TestRetryBackoff(t *testing.T) {
 	assert.ErrorIs(t, err, io.ErrUnexpectedEOF)
 	assert.False(t, dag.IsPermanent(io.ErrUnexpectedEOF))
 }
+
+func TestNewValueWriterBuffered(t *testing.T) {
+	s := dag.NewMemoryState()
+	require.NoError(t, s.Put("k", []byte("old")))
+
+	w, err := dag.NewValueWriter(s, "k")
+	require.NoError(t, err)
+	_, err = io.WriteString(w, "new ")
+	require.NoError(t, err)
+	_, err = io.WriteString(w, "value")
+	require.NoError(t, err)
+	v, err := s.Get("k")
+	require.NoError(t, err)
+	assert.Equal(t, "old", string(v), "the key keeps its value until Commit")
+	require.NoError(t, w.Commit())
+	v, err = s.Get("k")
+	require.NoError(t, err)
+	assert.Equal(t, "new value", string(v))
+	_, err = w.Write([]byte("x"))
+	require.ErrorIs(t, err, dag.ErrValueEnded)
+	require.ErrorIs(t, w.Commit(), dag.ErrValueEnded)
+
+	w, err = dag.NewValueWriter(s, "k")
+	require.NoError(t, err)
+	_, _ = io.WriteString(w, "discarded")
+	w.Abort()
+	w.Abort()
+	require.ErrorIs(t, w.Commit(), dag.ErrValueEnded)
+	v, err = s.Get("k")
+	require.NoError(t, err)
+	assert.Equal(t, "new value", string(v), "Abort keeps the earlier value")
+
+	w, err = dag.NewValueWriter(s, "fresh")
+	require.NoError(t, err)
+	require.NoError(t, w.Commit())
+	n, ok := s.SizeOf("fresh")
+	assert.True(t, ok, "an empty value is a value")
+	assert.Zero(t, n)
+}
+
+// creatorState is a State with its own ValueWriter.
+type creatorState struct {
+	*dag.MemoryState
+	created []string
+}
+
+func (c *creatorState) CreateValue(key string) (dag.ValueWriter, error) {
+	c.created = append(c.created, key)
+	return dag.NewValueWriter(c.MemoryState, key)
+}
+
+func TestNewValueWriterUsesTheStates(t *testing.T) {
+	s := &creatorState{MemoryState: dag.NewMemoryState()}
+	w, err := dag.NewValueWriter(s, "k")
+	require.NoError(t, err)
+	_, _ = io.WriteString(w, "v")
+	require.NoError(t, w.Commit())
+	assert.Equal(t, []string{"k"}, s.created)
+	v, err := s.Get("k")
+	require.NoError(t, err)
+	assert.Equal(t, "v", string(v))
+}
