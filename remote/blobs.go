@@ -3,6 +3,7 @@ package remote
 import (
 	"context"
 	"fmt"
+	"io"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -26,12 +27,70 @@ func (r *resources) putBlob(ctx context.Context, name string, s dag.State, key s
 	return int64(info.Size), nil
 }
 
+// spoolBlob stores the object name, of size bytes, as input key of st, in
+// a file: it is never held whole in memory.
+func (r *resources) spoolBlob(ctx context.Context, st *taskState, key, name string, size, maxBytes int64) error {
+	if err := r.checkBlobSize(name, size, maxBytes); err != nil {
+		return err
+	}
+	obj, err := r.blobs.Get(ctx, name)
+	if err != nil {
+		return fmt.Errorf("read %q from object store %s: %w", name, r.lay.blobsName(), err)
+	}
+	defer obj.Close()
+	if err := st.spool(key, obj, size); err != nil {
+		return fmt.Errorf("read %q from object store %s: %w", name, r.lay.blobsName(), err)
+	}
+	return nil
+}
+
+// copyBlob writes the object name, of size bytes, as key's value in s: in
+// parts when s takes a value so (dag.ValueCreator), else whole.
+func (r *resources) copyBlob(ctx context.Context, s dag.State, key, name string, size, maxBytes int64) error {
+	vc, ok := s.(dag.ValueCreator)
+	if !ok {
+		v, err := r.getBlob(ctx, name, size, maxBytes)
+		if err != nil {
+			return err
+		}
+		return s.Put(key, v)
+	}
+	if err := r.checkBlobSize(name, size, maxBytes); err != nil {
+		return err
+	}
+	obj, err := r.blobs.Get(ctx, name)
+	if err != nil {
+		return fmt.Errorf("read %q from object store %s: %w", name, r.lay.blobsName(), err)
+	}
+	defer obj.Close()
+	w, err := vc.CreateValue(key)
+	if err != nil {
+		return err
+	}
+	n, err := io.Copy(w, io.LimitReader(obj, size+1))
+	if err == nil && n != size {
+		err = fmt.Errorf("read %q from object store %s: %d bytes, want %d", name, r.lay.blobsName(), n, size)
+	}
+	if err != nil {
+		w.Abort()
+		return err
+	}
+	return w.Commit()
+}
+
+func (r *resources) checkBlobSize(name string, size, maxBytes int64) error {
+	if size > maxBytes {
+		return &limit.Error{Kind: limit.MessageSize, Subject: name, Current: float64(size), Limit: float64(maxBytes), Unit: "bytes",
+			Detail: "MaxValueBytes"}
+	}
+	return nil
+}
+
 // getBlob reads a value from the object store, refusing one larger than
 // maxBytes.
 func (r *resources) getBlob(ctx context.Context, name string, size, maxBytes int64) ([]byte, error) {
-	if size > maxBytes {
-		return nil, &limit.Error{Kind: limit.MessageSize, Subject: name, Current: float64(size), Limit: float64(maxBytes), Unit: "bytes",
-			Detail: "MaxValueBytes"}
+	if err := r.checkBlobSize(name, size, maxBytes); err != nil {
+		return nil, err
 	}
 	v, err := r.blobs.GetBytes(ctx, name)
 	if err != nil {

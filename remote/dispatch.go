@@ -325,10 +325,7 @@ func (rn *remoteNode) finish(ctx context.Context, s dag.State, r *result, attemp
 		case valueAbsent:
 			err = s.Delete(o.Key)
 		case valueBlob:
-			var v []byte
-			if v, err = rn.c.res.getBlob(ctx, o.Blob, o.Size, rn.c.opts.MaxValueBytes); err == nil {
-				err = s.Put(o.Key, v)
-			}
+			err = rn.c.res.copyBlob(ctx, s, o.Key, o.Blob, o.Size, rn.c.opts.MaxValueBytes)
 		}
 		if err != nil {
 			return fmt.Errorf("remote: node %q: write output %q: %w", r.Node, o.Key, err)

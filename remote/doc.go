@@ -67,7 +67,12 @@
 // (raw value bytes, no base64); values that would make a message larger than
 // the server's max payload go through the object store, largest first
 // (InlineOnly makes that a *limit.Error of Kind limit.MessageSize naming the
-// key instead).
+// key instead). Such values are streamed, never held whole in memory by
+// this package: the coordinator reads them from its State in parts
+// (dag.NewValueReader) and writes a result's back in parts when its State
+// takes values so (dag.ValueCreator); a worker keeps them, and the values
+// its function writes with dag.NewValueWriter, in unlinked files in
+// WorkerOptions.SpoolDir while the task runs. MaxValueBytes bounds each one.
 //
 // Priority is honest but coarse: JetStream has no priority queue, so each
 // band has its own subject and consumer, and a worker with free slots pulls

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -156,7 +157,8 @@ func (w *Worker) ackThenReply(ctx context.Context, res *resources, m jetstream.M
 // go to the object store; their names are returned for cleanup if the
 // result loses the first write).
 func (w *Worker) execute(ctx context.Context, res *resources, t *task, delivery int, fn dag.Func, r *result) ([]string, error) {
-	st := &taskState{node: t.Node, writes: t.Writes, reads: make([]string, 0, len(t.Inputs))}
+	st := &taskState{dir: w.opts.SpoolDir, node: t.Node, writes: t.Writes, reads: make([]string, 0, len(t.Inputs))}
+	defer st.release()
 	for _, in := range t.Inputs {
 		st.reads = append(st.reads, in.Key)
 		switch in.Kind {
@@ -165,12 +167,8 @@ func (w *Worker) execute(ctx context.Context, res *resources, t *task, delivery 
 				return nil, err
 			}
 		case valueBlob:
-			v, err := res.getBlob(ctx, in.Blob, in.Size, w.opts.MaxValueBytes)
-			if err != nil {
+			if err := res.spoolBlob(ctx, st, in.Key, in.Blob, in.Size, w.opts.MaxValueBytes); err != nil {
 				return nil, fmt.Errorf("remote: node %q: input %q: %w", t.Node, in.Key, err)
-			}
-			if err := st.mem.Put(in.Key, v); err != nil {
-				return nil, err
 			}
 		}
 	}
@@ -181,13 +179,8 @@ func (w *Worker) execute(ctx context.Context, res *resources, t *task, delivery 
 	if err := ctx.Err(); err != nil {
 		return nil, context.Cause(ctx) // returned nil after its context ended: not a result
 	}
-	outs := st.outputs()
-	sizes := make([]int64, len(outs))
+	outs, sizes := st.outputs()
 	for i, o := range outs {
-		sizes[i] = int64(len(o.Data))
-		if o.Kind == valueAbsent {
-			sizes[i] = -1
-		}
 		if sizes[i] > w.opts.MaxValueBytes {
 			return nil, dag.Permanent(fmt.Errorf("remote: node %q: output %w", t.Node, &limit.Error{Kind: limit.MessageSize,
 				Subject: o.Key, Current: float64(sizes[i]), Limit: float64(w.opts.MaxValueBytes), Unit: "bytes", Detail: "WorkerOptions.MaxValueBytes"}))
@@ -202,12 +195,24 @@ func (w *Worker) execute(ctx context.Context, res *resources, t *task, delivery 
 		}
 		return nil, dag.Permanent(fmt.Errorf("remote: node %q: output %w", t.Node, err))
 	}
+	for i := range outs {
+		o := &outs[i]
+		if o.Kind != valueInline || slices.Contains(blobbed, i) {
+			continue
+		}
+		if o.Data == nil && o.Size > 0 { // in a file, and small enough to go inline
+			if o.Data, err = st.Get(o.Key); err != nil {
+				return nil, fmt.Errorf("remote: node %q: output %q: %w", t.Node, o.Key, err)
+			}
+		}
+		o.Size = 0
+	}
 	var blobs []string
 	nonce := fmt.Sprintf("%s/%d", w.id, delivery)
 	for _, i := range blobbed {
 		o := &outs[i]
 		name := "out/" + t.ID + "/" + nonce + "/" + o.Key
-		size, err := res.putBlob(ctx, name, &st.mem, o.Key)
+		size, err := res.putBlob(ctx, name, st, o.Key)
 		if err != nil {
 			res.deleteBlobs(blobs)
 			return nil, fmt.Errorf("remote: node %q: output %q: %w", t.Node, o.Key, err)

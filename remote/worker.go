@@ -75,6 +75,13 @@ type WorkerOptions struct {
 	// CoordinatorOptions fields of the same name bound those of tasks.
 	MaxValueBytes int64
 	InlineOnly    bool
+	// SpoolDir is where a task's values too large for a message (those
+	// from the object store, and those its function writes in parts with
+	// dag.NewValueWriter) are kept while it runs, in files that are
+	// unlinked at once: such a value is never held whole in memory. Empty
+	// means os.TempDir(); on a board whose /tmp is a tmpfs that is RAM, so
+	// give a directory on the storage device.
+	SpoolDir string
 	// Logger receives the worker's diagnostics; nil discards them.
 	Logger *slog.Logger
 }
