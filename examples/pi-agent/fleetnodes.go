@@ -1,13 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -70,199 +67,109 @@ func remoteGraph(g *dag.Graph, c *remote.Coordinator, answerTimeout time.Duratio
 	return dag.New(nodes...)
 }
 
-// remoteIndexNode is index node n (shard k of shards) run by a worker.
+// fleetMaxValueBytes bounds a value sent to or from a worker (an index
+// shard's pack): both sides stream such values, so it bounds the object
+// store's disk, not memory.
+const fleetMaxValueBytes = 1 << 30
+
+// remoteIndexNode is index node n (shard k of shards) run by a worker: the
+// remote node runs on a shardView of the node's State, which sends the
+// shard's chunks and takes the worker's postings in parts.
 func remoteIndexNode(c *remote.Coordinator, n dag.Node, k, shards int) (dag.Node, error) {
-	in, out := fleetInKey(n.ID), fleetOutKey(n.ID)
-	rn, err := c.Node(n, remote.Spec{Capability: capIndex, Func: "index", Reads: []string{in}, Writes: []string{out}})
+	rn, err := c.Node(n, remote.Spec{Capability: capIndex, Func: "index", Reads: []string{fleetInKey(n.ID)}, Writes: []string{fleetOutKey(n.ID)}})
 	if err != nil {
 		return dag.Node{}, err
 	}
 	wrapped := rn
-	wrapped.Run = func(ctx context.Context, s dag.State) (err error) {
-		packed, err := packShard(s, k, shards)
+	wrapped.Run = func(ctx context.Context, s dag.State) error {
+		v, err := newShardView(s, n.ID, k, shards, fleetMaxValueBytes)
 		if err != nil {
 			return err
 		}
-		if err := s.Put(in, packed); err != nil {
+		if err := rn.Run(ctx, v); err != nil {
 			return err
 		}
-		defer func() { err = errors.Join(err, s.Delete(in), s.Delete(out)) }()
-		if err := rn.Run(ctx, s); err != nil {
-			return err
-		}
-		r, err := dag.NewValueReader(s, out)
-		if err != nil {
-			return fmt.Errorf("node %s: the worker wrote no %s: %w", n.ID, out, err)
-		}
-		raw, err := io.ReadAll(r)
-		if err != nil {
-			return err
-		}
-		p, err := decodePack(raw)
-		if err != nil {
-			return dag.Permanent(fmt.Errorf("node %s: the worker's %s: %w", n.ID, out, err))
-		}
-		for _, e := range p.entries {
-			if err := s.Put(e.key, e.value); err != nil {
-				return err
-			}
+		if !v.received() {
+			return dag.Permanent(fmt.Errorf("node %s: the worker wrote no %s", n.ID, v.out))
 		}
 		return nil
 	}
 	return wrapped, nil
 }
 
-// packShard packs what index shard k of shards reads: the chunk
-// statistics and the blocks of the chunks n with n % shards == k.
-func packShard(s dag.State, k, shards int) ([]byte, error) {
-	cs, err := dag.GetJSON[chunkStats](s, keyChunks)
-	if err != nil {
-		return nil, err
-	}
-	if err := cs.checkLayout(shards); err != nil {
-		return nil, err
-	}
-	keys := []string{keyChunks}
-	for b, count := 0, shardChunks(cs.Chunks, cs.Shards, k); b*cs.PerBlock < count; b++ {
-		keys = append(keys, chunkBlockKey(k, b))
-	}
-	p := pack{shard: k, shards: shards}
-	for _, key := range keys {
-		v, err := s.Get(key)
-		if err != nil {
-			return nil, err
+// indexTask is the worker's side of a remote index node: it reads the
+// shard's pack in parts into a namespace of scratch (the worker's pager),
+// runs the index function of a local run there, and writes the keys the
+// function wrote, as a pack, in parts. The namespace is cleared when it
+// ends.
+func indexTask(scratch dag.State) dag.Func {
+	return func(ctx context.Context, s dag.State) (err error) {
+		info, ok := remote.TaskInfoFrom(ctx)
+		if !ok {
+			return dag.Permanent(errors.New("index task: no remote.TaskInfo in the context: it runs on a pi-agent worker"))
 		}
-		p.entries = append(p.entries, packEntry{key, v})
+		in := fleetInKey(info.Node)
+		r, err := dag.NewValueReader(s, in)
+		if err != nil {
+			return dag.Permanent(fmt.Errorf("index task %s: %w", info.Node, err))
+		}
+		ns := newNamespace(scratch, "tasks/"+strings.ReplaceAll(info.RunID, "/", "_")+"/"+info.Node+"/"+strconv.Itoa(info.Delivery)+"/")
+		defer func() { err = errors.Join(err, ns.Clear()) }()
+		given := map[string]bool{}
+		shard, shards, err := readPack(r, fleetMaxValueBytes, func(key string, value []byte) error {
+			given[key] = true
+			return ns.Put(key, value)
+		})
+		if errors.Is(err, errBadPack) {
+			return dag.Permanent(fmt.Errorf("index task %s: %s: %w", info.Node, in, err))
+		}
+		if err != nil {
+			return err
+		}
+		if shards < 1 || shard >= shards {
+			return dag.Permanent(fmt.Errorf("index task %s: shard %d of %d: want 0 ≤ shard < shards ≤ %d", info.Node, shard, shards, maxShards))
+		}
+		if err := (agentSpec{Shards: shards}).index(ctx, ns, shard); err != nil {
+			return err
+		}
+		var keys []string
+		for _, k := range ns.Keys() {
+			if !given[k] {
+				keys = append(keys, k)
+			}
+		}
+		w, err := dag.NewValueWriter(s, fleetOutKey(info.Node))
+		if err != nil {
+			return err
+		}
+		if err := writePack(w, ns, shard, shards, keys); err != nil {
+			w.Abort()
+			return err
+		}
+		return w.Commit()
 	}
-	return p.encode(), nil
 }
 
-// indexTask is the worker's side of a remote index node.
-func indexTask(ctx context.Context, s dag.State) error {
-	info, ok := remote.TaskInfoFrom(ctx)
-	if !ok {
-		return dag.Permanent(errors.New("index task: no remote.TaskInfo in the context: it runs on a pi-agent worker"))
-	}
-	in := fleetInKey(info.Node)
-	raw, err := s.Get(in)
+// writePack writes the values of keys in s to w, as a pack.
+func writePack(w io.Writer, s dag.State, shard, shards int, keys []string) error {
+	p, err := newPackWriter(w, shard, shards, len(keys))
 	if err != nil {
-		return dag.Permanent(fmt.Errorf("index task %s: %w", info.Node, err))
-	}
-	p, err := decodePack(raw)
-	if err != nil {
-		return dag.Permanent(fmt.Errorf("index task %s: %s: %w", info.Node, in, err))
-	}
-	if p.shards < 1 || p.shards > maxShards || p.shard >= p.shards {
-		return dag.Permanent(fmt.Errorf("index task %s: shard %d of %d: want 0 ≤ shard < shards ≤ %d", info.Node, p.shard, p.shards, maxShards))
-	}
-	scratch := dag.NewMemoryState()
-	given := map[string]bool{}
-	for _, e := range p.entries {
-		given[e.key] = true
-		if err := scratch.Put(e.key, e.value); err != nil {
-			return err
-		}
-	}
-	if err := (agentSpec{Shards: p.shards}).index(ctx, scratch, p.shard); err != nil {
 		return err
 	}
-	res := pack{shard: p.shard, shards: p.shards}
-	keys := scratch.Keys()
-	slices.Sort(keys)
 	for _, k := range keys {
-		if given[k] {
-			continue
-		}
-		v, err := scratch.Get(k)
+		v, err := s.Get(k)
 		if err != nil {
 			return err
 		}
-		res.entries = append(res.entries, packEntry{k, v})
+		if err := p.add(k, v); err != nil {
+			return err
+		}
 	}
-	return s.Put(fleetOutKey(info.Node), res.encode())
+	return p.flush()
 }
 
 // answerTask is the worker's side of the remote answer node: the answer
 // node's function with the worker's answerer.
 func answerTask(ans answerer) dag.Func {
 	return func(ctx context.Context, s dag.State) error { return agentSpec{Answerer: ans}.answer(ctx, s) }
-}
-
-// pack is the values an index shard reads or writes, in one value:
-//
-//	"PIF1" uvarint(shard) uvarint(shards) uvarint(count)
-//	count × (uvarint(len key) key uvarint(len value) value)
-type pack struct {
-	shard, shards int
-	entries       []packEntry
-}
-
-type packEntry struct {
-	key   string
-	value []byte
-}
-
-const packMagic = "PIF1"
-
-func (p pack) encode() []byte {
-	var b bytes.Buffer
-	b.WriteString(packMagic)
-	var tmp [binary.MaxVarintLen64]byte
-	uv := func(v int) { b.Write(tmp[:binary.PutUvarint(tmp[:], uint64(v))]) }
-	uv(p.shard)
-	uv(p.shards)
-	uv(len(p.entries))
-	for _, e := range p.entries {
-		uv(len(e.key))
-		b.WriteString(e.key)
-		uv(len(e.value))
-		b.Write(e.value)
-	}
-	return b.Bytes()
-}
-
-var errBadPack = errors.New("not a packed shard (corrupt or from another version)")
-
-func decodePack(b []byte) (pack, error) {
-	var p pack
-	rest, ok := bytes.CutPrefix(b, []byte(packMagic))
-	if !ok {
-		return p, errBadPack
-	}
-	uv := func() (int, bool) {
-		v, n := binary.Uvarint(rest)
-		if n <= 0 || v > uint64(len(b))+maxShards { // no count or length is larger
-			return 0, false
-		}
-		rest = rest[n:]
-		return int(v), true
-	}
-	var count int
-	if p.shard, ok = uv(); !ok {
-		return p, errBadPack
-	}
-	if p.shards, ok = uv(); !ok {
-		return p, errBadPack
-	}
-	if count, ok = uv(); !ok || count > len(rest) {
-		return p, errBadPack
-	}
-	for range count {
-		kl, ok := uv()
-		if !ok || kl > len(rest) {
-			return p, errBadPack
-		}
-		key := string(rest[:kl])
-		rest = rest[kl:]
-		vl, ok := uv()
-		if !ok || vl > len(rest) {
-			return p, errBadPack
-		}
-		p.entries = append(p.entries, packEntry{key, rest[:vl:vl]})
-		rest = rest[vl:]
-	}
-	if len(rest) != 0 {
-		return p, errBadPack
-	}
-	return p, nil
 }

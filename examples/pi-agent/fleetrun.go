@@ -24,7 +24,7 @@ func (r *runner) joinFleet(ctx context.Context, gopts *factories.GuardOptions, p
 	if err != nil {
 		return nil, nil, err
 	}
-	c, err = remote.NewCoordinator(ctx, nc, remote.CoordinatorOptions{Layout: r.f.nats.layout, Logger: r.logger,
+	c, err = remote.NewCoordinator(ctx, nc, remote.CoordinatorOptions{Layout: r.f.nats.layout, Logger: r.logger, MaxValueBytes: fleetMaxValueBytes,
 		OnWaiting: func(_ context.Context, node, reason string) { p.waiting(node, reason) }})
 	if err != nil {
 		nc.Close()

@@ -185,3 +185,13 @@ func (o *overlay) SizeOf(key string) (int64, bool) {
 	}
 	return o.base.SizeOf(key)
 }
+
+// MemoryLimit is the RAM budget of the State the namespace is part of (0:
+// none known), so that an index built in a namespace sizes its buffers as
+// one built in the State itself.
+func (n *namespace) MemoryLimit() int64 {
+	if m, ok := n.s.(memoryLimited); ok {
+		return m.MemoryLimit()
+	}
+	return 0
+}

@@ -97,7 +97,8 @@ func workerCmd(ctx context.Context, args []string, env []string, _, stderr io.Wr
 		defer c.CloseIdleConnections()
 		ans = llmAnswerer{client: c, timeout: f.llmTimeout, observe: rt.ObserveLLM}
 	}
-	w, err := newFleetWorker(nc, rt, ans, f.caps, remote.WorkerOptions{Layout: f.nats.layout, ID: f.id, Slots: f.slots, DrainTimeout: f.drain, Logger: logger})
+	w, err := newFleetWorker(nc, rt, ans, f.caps, remote.WorkerOptions{Layout: f.nats.layout, ID: f.id, Slots: f.slots, DrainTimeout: f.drain, Logger: logger,
+		SpoolDir: filepath.Join(storage.Path, "worker")})
 	if err != nil {
 		return err
 	}
@@ -128,13 +129,14 @@ func workerCmd(ctx context.Context, args []string, env []string, _, stderr io.Wr
 // board's temperature in its heartbeats.
 func newFleetWorker(nc *nats.Conn, rt *factories.Runtime, ans answerer, caps []string, opts remote.WorkerOptions) (*remote.Worker, error) {
 	reg := remote.NewRegistry()
-	if err := reg.Register(capIndex, "index", indexTask); err != nil {
+	if err := reg.Register(capIndex, "index", indexTask(rt.Pager)); err != nil {
 		return nil, err
 	}
 	if err := reg.Register(capLLM, "answer", answerTask(ans)); err != nil {
 		return nil, err
 	}
 	opts.Capabilities = caps
+	opts.MaxValueBytes = fleetMaxValueBytes
 	opts.Guard = rt.Guard
 	opts.Status = runtimeStatus(rt)
 	if opts.Logger == nil {
