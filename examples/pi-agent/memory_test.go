@@ -38,7 +38,7 @@ type childRun struct {
 	summary runSummary
 	stderr  string
 	state   *os.ProcessState
-	maxRSS  int64 // the child's peak resident set (getrusage), bytes
+	maxRSS  int64 // getrusage's peak resident set, bytes: see peak
 }
 
 // runChild runs pi-agent with args in a child process (through wrap, when
@@ -71,8 +71,18 @@ func runChild(t *testing.T, wrap, env []string, args ...string) childRun {
 	return r
 }
 
-// peak is the larger of the child's own VmHWM and its rusage.
-func (r childRun) peak() int64 { return max(r.summary.PeakRSSBytes, r.maxRSS) }
+// peak is the child's peak resident set: the VmHWM it reported at the end
+// of its run. getrusage's figure is only the fallback for a child that
+// printed nothing, because Linux carries the resident set the process had
+// before exec into it, and os/exec runs the child in the test process's
+// memory until then: once a test has grown this process (an embedded hub
+// holding a corpus), every later child would report its size.
+func (r childRun) peak() int64 {
+	if r.summary.PeakRSSBytes > 0 {
+		return r.summary.PeakRSSBytes
+	}
+	return r.maxRSS
+}
 
 // The peak resident set stays within twice the pager's budget plus 64 MiB
 // whatever the size of the corpus: documents, chunks and postings stream

@@ -424,8 +424,12 @@ func printAnswer(w io.Writer, s runSummary) {
 }
 
 // peakRSS reads the process's peak resident set (VmHWM) from procfs.
-func peakRSS(procfs string) int64 {
-	raw, err := boundedread.ReadFile(filepath.Join(procfs, "self", "status"), 64<<10)
+func peakRSS(procfs string) int64 { return processPeakRSS(procfs, "self") }
+
+// processPeakRSS is the peak resident set (VmHWM) of the process pid ("self"
+// for this one) in bytes, 0 when procfs does not say.
+func processPeakRSS(procfs, pid string) int64 {
+	raw, err := boundedread.ReadFile(filepath.Join(procfs, pid, "status"), 64<<10)
 	if err != nil {
 		return 0
 	}
