@@ -30,18 +30,28 @@ func (r *resources) putBlob(ctx context.Context, name string, s dag.State, key s
 // spoolBlob stores the object name, of size bytes, as input key of st, in
 // a file: it is never held whole in memory.
 func (r *resources) spoolBlob(ctx context.Context, st *taskState, key, name string, size, maxBytes int64) error {
-	if err := r.checkBlobSize(name, size, maxBytes); err != nil {
-		return err
-	}
-	obj, err := r.blobs.Get(ctx, name)
+	obj, err := r.openBlob(ctx, name, size, maxBytes)
 	if err != nil {
-		return fmt.Errorf("read %q from object store %s: %w", name, r.lay.blobsName(), err)
+		return err
 	}
 	defer obj.Close()
 	if err := st.spool(key, obj, size); err != nil {
 		return fmt.Errorf("read %q from object store %s: %w", name, r.lay.blobsName(), err)
 	}
 	return nil
+}
+
+// openBlob opens the object name, of size bytes, to read it: size is
+// checked against maxBytes first. The caller closes it.
+func (r *resources) openBlob(ctx context.Context, name string, size, maxBytes int64) (jetstream.ObjectResult, error) {
+	if err := r.checkBlobSize(name, size, maxBytes); err != nil {
+		return nil, err
+	}
+	obj, err := r.blobs.Get(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("read %q from object store %s: %w", name, r.lay.blobsName(), err)
+	}
+	return obj, nil
 }
 
 // copyBlob writes the object name, of size bytes, as key's value in s: in
@@ -55,12 +65,9 @@ func (r *resources) copyBlob(ctx context.Context, s dag.State, key, name string,
 		}
 		return s.Put(key, v)
 	}
-	if err := r.checkBlobSize(name, size, maxBytes); err != nil {
-		return err
-	}
-	obj, err := r.blobs.Get(ctx, name)
+	obj, err := r.openBlob(ctx, name, size, maxBytes)
 	if err != nil {
-		return fmt.Errorf("read %q from object store %s: %w", name, r.lay.blobsName(), err)
+		return err
 	}
 	defer obj.Close()
 	w, err := vc.CreateValue(key)
