@@ -1,9 +1,12 @@
 package remote
 
 import (
+	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"strconv"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -11,20 +14,130 @@ import (
 	"github.com/cemaf-go/cemaf/limit"
 )
 
-// putBlob stores the value of key in s in the object store under name,
-// reading it incrementally when s can (a pager does not materialise it),
-// and returns its size.
-func (r *resources) putBlob(ctx context.Context, name string, s dag.State, key string) (int64, error) {
+// blobPartBytes is the most one object of the object store holds: a larger
+// value is stored as several objects (blobParts), each written before the
+// next is read. The object store publishes an object's chunks without
+// waiting for the server (up to 4,000 in flight), and a JetStream server
+// refuses messages ("too many requests") once a stream's queue holds
+// 128 MiB it has not yet written: parts keep what one value has in flight
+// far below that, whatever its size.
+const blobPartBytes = 16 << 20
+
+// blobParts is how many objects a value of size bytes is stored in.
+func blobParts(size int64) int {
+	if size <= blobPartBytes {
+		return 1
+	}
+	return int((size + blobPartBytes - 1) / blobPartBytes)
+}
+
+// partName is the name of part i of the blob name: the blob's own name for
+// the first part. Blob names begin with "in/" or "out/", so a part's never
+// equals another blob's.
+func partName(name string, i int) string {
+	if i == 0 {
+		return name
+	}
+	return "part/" + strconv.Itoa(i) + "/" + name
+}
+
+// putBlob stores the value of key in s in the object store under name, in
+// parts of blobPartBytes, reading it incrementally when s can (a pager does
+// not materialise it). It returns the value's size and the names of the
+// objects it wrote, for deleteBlobs; on error it deletes them itself.
+func (r *resources) putBlob(ctx context.Context, name string, s dag.State, key string) (int64, []string, error) {
 	rd, err := dag.NewValueReader(s, key)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
+	br := bufio.NewReaderSize(rd, 32<<10)
 	chunk := uint32(min(128<<10, r.maxPayload-msgHeadroom))
-	info, err := r.blobs.Put(ctx, jetstream.ObjectMeta{Name: name, Opts: &jetstream.ObjectMetaOptions{ChunkSize: chunk}}, rd)
-	if err != nil {
-		return 0, fmt.Errorf("store in object store %s as %q: %w", r.lay.blobsName(), name, err)
+	var names []string
+	var size int64
+	for i := 0; ; i++ {
+		part := partName(name, i)
+		info, err := r.blobs.Put(ctx, jetstream.ObjectMeta{Name: part, Opts: &jetstream.ObjectMetaOptions{ChunkSize: chunk}},
+			io.LimitReader(br, blobPartBytes))
+		if err != nil {
+			r.deleteBlobs(names)
+			return 0, nil, fmt.Errorf("store in object store %s as %q: %w", r.lay.blobsName(), part, err)
+		}
+		names = append(names, part)
+		size += int64(info.Size)
+		if info.Size < blobPartBytes {
+			return size, names, nil
+		}
+		if _, err := br.Peek(1); errors.Is(err, io.EOF) {
+			return size, names, nil
+		} else if err != nil {
+			r.deleteBlobs(names)
+			return 0, nil, fmt.Errorf("store in object store %s as %q: read %q: %w", r.lay.blobsName(), name, key, err)
+		}
 	}
-	return int64(info.Size), nil
+}
+
+// partsReader reads a blob of size bytes part after part, opening each
+// when the one before has been read; a part of the wrong length is an
+// error that names it.
+type partsReader struct {
+	ctx  context.Context // the reader's calls are within it: see openBlob
+	r    *resources
+	name string
+	size int64
+	i    int                    // the part being read
+	cur  jetstream.ObjectResult // part i, nil before it is opened
+	n    int64                  // bytes read of part i
+}
+
+func (p *partsReader) want(i int) int64 {
+	if i < blobParts(p.size)-1 {
+		return blobPartBytes
+	}
+	return p.size - int64(i)*blobPartBytes
+}
+
+func (p *partsReader) Read(b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	for {
+		if p.i >= blobParts(p.size) {
+			return 0, io.EOF
+		}
+		if p.cur == nil {
+			obj, err := p.r.blobs.Get(p.ctx, partName(p.name, p.i))
+			if err != nil {
+				return 0, fmt.Errorf("read %q from object store %s: %w", partName(p.name, p.i), p.r.lay.blobsName(), err)
+			}
+			p.cur, p.n = obj, 0
+		}
+		n, err := p.cur.Read(b[:min(int64(len(b)), p.want(p.i)-p.n+1)])
+		p.n += int64(n)
+		if p.n > p.want(p.i) || (errors.Is(err, io.EOF) && p.n != p.want(p.i)) {
+			return 0, fmt.Errorf("read %q from object store %s: more or fewer bytes than the %d of a value of %d",
+				partName(p.name, p.i), p.r.lay.blobsName(), p.want(p.i), p.size)
+		}
+		if errors.Is(err, io.EOF) {
+			p.cur.Close()
+			p.cur = nil
+			p.i++
+			err = nil
+		}
+		if n > 0 || err != nil {
+			if err != nil {
+				err = fmt.Errorf("read %q from object store %s: %w", partName(p.name, p.i), p.r.lay.blobsName(), err)
+			}
+			return n, err
+		}
+	}
+}
+
+func (p *partsReader) Close() error {
+	if p.cur != nil {
+		p.cur.Close()
+		p.cur = nil
+	}
+	return nil
 }
 
 // spoolBlob stores the object name, of size bytes, as input key of st, in
@@ -36,22 +149,18 @@ func (r *resources) spoolBlob(ctx context.Context, st *taskState, key, name stri
 	}
 	defer obj.Close()
 	if err := st.spool(key, obj, size); err != nil {
-		return fmt.Errorf("read %q from object store %s: %w", name, r.lay.blobsName(), err)
+		return fmt.Errorf("spool %q: %w", name, err)
 	}
 	return nil
 }
 
-// openBlob opens the object name, of size bytes, to read it: size is
-// checked against maxBytes first. The caller closes it.
-func (r *resources) openBlob(ctx context.Context, name string, size, maxBytes int64) (jetstream.ObjectResult, error) {
+// openBlob opens the blob name, of size bytes, to read it: size is checked
+// against maxBytes first. ctx bounds the reads; the caller closes it.
+func (r *resources) openBlob(ctx context.Context, name string, size, maxBytes int64) (io.ReadCloser, error) {
 	if err := r.checkBlobSize(name, size, maxBytes); err != nil {
 		return nil, err
 	}
-	obj, err := r.blobs.Get(ctx, name)
-	if err != nil {
-		return nil, fmt.Errorf("read %q from object store %s: %w", name, r.lay.blobsName(), err)
-	}
-	return obj, nil
+	return &partsReader{ctx: ctx, r: r, name: name, size: size}, nil
 }
 
 // copyBlob writes the object name, of size bytes, as key's value in s: in
@@ -74,11 +183,7 @@ func (r *resources) copyBlob(ctx context.Context, s dag.State, key, name string,
 	if err != nil {
 		return err
 	}
-	n, err := io.Copy(w, io.LimitReader(obj, size+1))
-	if err == nil && n != size {
-		err = fmt.Errorf("read %q from object store %s: %d bytes, want %d", name, r.lay.blobsName(), n, size)
-	}
-	if err != nil {
+	if _, err := io.Copy(w, obj); err != nil {
 		w.Abort()
 		return err
 	}
@@ -96,15 +201,18 @@ func (r *resources) checkBlobSize(name string, size, maxBytes int64) error {
 // getBlob reads a value from the object store, refusing one larger than
 // maxBytes.
 func (r *resources) getBlob(ctx context.Context, name string, size, maxBytes int64) ([]byte, error) {
-	if err := r.checkBlobSize(name, size, maxBytes); err != nil {
+	obj, err := r.openBlob(ctx, name, size, maxBytes)
+	if err != nil {
 		return nil, err
 	}
-	v, err := r.blobs.GetBytes(ctx, name)
-	if err != nil {
-		return nil, fmt.Errorf("read %q from object store %s: %w", name, r.lay.blobsName(), err)
+	defer obj.Close()
+	v := make([]byte, size)
+	if _, err := io.ReadFull(obj, v); err != nil {
+		return nil, err
 	}
-	if int64(len(v)) != size {
-		return nil, fmt.Errorf("read %q from object store %s: %d bytes, want %d", name, r.lay.blobsName(), len(v), size)
+	// The end, or the error of a part longer than its share.
+	if _, err := obj.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		return nil, err
 	}
 	return v, nil
 }

@@ -129,12 +129,12 @@ func (rn *remoteNode) build(ctx context.Context, s dag.State, info executor.Node
 		}
 		if slices.Contains(blobbed, i) {
 			name := "in/" + t.ID + "/" + k
-			size, err := c.res.putBlob(ctx, name, s, k)
+			size, parts, err := c.res.putBlob(ctx, name, s, k)
 			if err != nil {
 				c.res.deleteBlobs(blobs)
 				return nil, nil, fmt.Errorf("remote: node %q: input %q: %w", info.Node, k, err)
 			}
-			blobs = append(blobs, name)
+			blobs = append(blobs, parts...)
 			t.Inputs[i] = entry{Key: k, Kind: valueBlob, Blob: name, Size: size}
 			continue
 		}

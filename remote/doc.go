@@ -54,7 +54,8 @@
 //	                           last.<run>.<node>.<attempt> why a delivery ended unanswered
 //	                           bad.<stream seq>            a rejected (malformed) task
 //	KV CEMAF_FLEET             w.<worker>                  heartbeats (memory storage, TTL 2×StaleAfter)
-//	object store CEMAF_BLOBS   in/<task>/<key>, out/<task>/<worker>/<delivery>/<key>
+//	object store CEMAF_BLOBS   in/<task>/<key>, out/<task>/<worker>/<delivery>/<key>;
+//	                           part/<i>/<name> for part i ≥ 1 of a value over 16 MiB
 //	cemaf.bell.<cap>           core doorbell rung after each publish (wakes idle workers)
 //	cemaf.cancel.<cap>         core: a coordinator withdrew a task (timeout, cancellation)
 //	cemaf.reply.<coordinator>  core: a worker's result, also kept in CEMAF_RESULTS
@@ -73,6 +74,10 @@
 // takes values so (dag.ValueCreator); a worker keeps them, and the values
 // its function writes with dag.NewValueWriter, in unlinked files in
 // WorkerOptions.SpoolDir while the task runs. MaxValueBytes bounds each one.
+// A value over 16 MiB is stored as objects of 16 MiB, each written before
+// the next is read: the object store sends an object's chunks without
+// waiting for the server, and a server refuses a stream's messages ("too
+// many requests") once it holds 128 MiB of them it has not yet written.
 //
 // Priority is honest but coarse: JetStream has no priority queue, so each
 // band has its own subject and consumer, and a worker with free slots pulls

@@ -212,12 +212,12 @@ func (w *Worker) execute(ctx context.Context, res *resources, t *task, delivery 
 	for _, i := range blobbed {
 		o := &outs[i]
 		name := "out/" + t.ID + "/" + nonce + "/" + o.Key
-		size, err := res.putBlob(ctx, name, st, o.Key)
+		size, parts, err := res.putBlob(ctx, name, st, o.Key)
 		if err != nil {
 			res.deleteBlobs(blobs)
 			return nil, fmt.Errorf("remote: node %q: output %q: %w", t.Node, o.Key, err)
 		}
-		blobs = append(blobs, name)
+		blobs = append(blobs, parts...)
 		*o = entry{Key: o.Key, Kind: valueBlob, Blob: name, Size: size}
 	}
 	return blobs, nil
