@@ -274,3 +274,77 @@ func TestDependentsStartAfterDurableCommit(t *testing.T) {
 		})
 	}
 }
+
+// creator is a MemoryState that takes values in parts, counting the
+// writers it made.
+type creator struct {
+	*dag.MemoryState
+	made atomic.Int32
+}
+
+func (c *creator) CreateValue(key string) (dag.ValueWriter, error) {
+	c.made.Add(1)
+	return dag.NewValueWriter(c.MemoryState, key)
+}
+
+// A value a node writes in parts (dag.NewValueWriter) goes through the
+// run's State's own writer, and is in the node's checkpoint once
+// committed; an aborted one is not.
+func TestCheckpointKeepsValuesWrittenInParts(t *testing.T) {
+	store := openStore(t, filepath.Join(t.TempDir(), "ckpt.db"), executor.CheckpointOptions{})
+	var fail atomic.Bool
+	fail.Store(true)
+	var runsA atomic.Int32
+	g := mustGraph(t,
+		dag.Node{ID: "a", Run: func(_ context.Context, s dag.State) error {
+			runsA.Add(1)
+			w, err := dag.NewValueWriter(s, "big")
+			if err != nil {
+				return err
+			}
+			for range 3 {
+				if _, err := w.Write([]byte("part;")); err != nil {
+					return err
+				}
+			}
+			if err := w.Commit(); err != nil {
+				return err
+			}
+			w, err = dag.NewValueWriter(s, "dropped")
+			if err != nil {
+				return err
+			}
+			_, _ = w.Write([]byte("never"))
+			w.Abort()
+			return nil
+		}},
+		dag.Node{ID: "b", DependsOn: []string{"a"}, Run: func(_ context.Context, s dag.State) error {
+			if fail.Load() {
+				return errors.New("down")
+			}
+			v, err := s.Get("big")
+			if err != nil {
+				return err
+			}
+			return s.Put("b", v)
+		}},
+	)
+	e := mustExec(t, executor.Options{Checkpoints: store})
+	first := &creator{MemoryState: dag.NewMemoryState()}
+	_, err := e.RunWith(context.Background(), g, first, executor.RunOptions{ID: "parts"})
+	require.Error(t, err)
+	assert.EqualValues(t, 2, first.made.Load(), "the State's own writer was used")
+
+	fail.Store(false)
+	second := dag.NewMemoryState()
+	res, err := e.RunWith(context.Background(), g, second, executor.RunOptions{ID: "parts"})
+	require.NoError(t, err)
+	nr, _ := res.Node("a")
+	assert.True(t, nr.Restored)
+	assert.EqualValues(t, 1, runsA.Load(), "a must not run again")
+	v, err := second.Get("b")
+	require.NoError(t, err)
+	assert.Equal(t, "part;part;part;", string(v), "the value written in parts was restored")
+	_, ok := second.SizeOf("dropped")
+	assert.False(t, ok, "an aborted value is not in the checkpoint")
+}

@@ -64,6 +64,32 @@ func (t *trackedState) ReadAt(key string, p []byte, off int64) (int, error) {
 	return dag.ReadAt(t.State, key, p, off)
 }
 
+// CreateValue keeps the wrapped State's writer of values in parts (if it
+// has one; dag.NewValueWriter's otherwise): the key counts as changed once
+// the value is committed.
+func (t *trackedState) CreateValue(key string) (dag.ValueWriter, error) {
+	w, err := dag.NewValueWriter(t.State, key)
+	if err != nil {
+		return nil, err
+	}
+	return &trackedWriter{ValueWriter: w, t: t, key: key}, nil
+}
+
+// trackedWriter marks its key changed when its value is committed.
+type trackedWriter struct {
+	dag.ValueWriter
+	t   *trackedState
+	key string
+}
+
+func (w *trackedWriter) Commit() error {
+	err := w.ValueWriter.Commit()
+	if err == nil {
+		w.t.mark(w.key, false)
+	}
+	return err
+}
+
 // changes reads the current value of every key the attempt changed.
 func (t *trackedState) changes() ([]change, error) {
 	t.mu.Lock()

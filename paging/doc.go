@@ -52,7 +52,8 @@
 // starts asynchronous read-ahead of the following pages (a window of 2 up
 // to Options.ReadAheadPages pages, bounded by a quarter of the budget and
 // using only room that needs no write-back). Create returns a ValueWriter
-// that stores a value of any size page by page.
+// that stores a value of any size page by page; the Pager is a
+// dag.ValueCreator, so dag.NewValueWriter writes into it so too.
 //
 // # Memory bound
 //

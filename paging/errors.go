@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/cemaf-go/cemaf/dag"
 	"github.com/cemaf-go/cemaf/limit"
 )
 
@@ -22,7 +23,8 @@ var (
 	// ErrLocked reports a page file held open by another Pager or process.
 	ErrLocked = errors.New("paging: page file in use")
 	// ErrWriterDone is returned by a ValueWriter used after Close or Abort.
-	ErrWriterDone = errors.New("paging: value writer already closed")
+	// It matches dag.ErrValueEnded too.
+	ErrWriterDone = fmt.Errorf("paging: value writer already closed: %w", dag.ErrValueEnded)
 )
 
 // maxKeyLen is the longest key the page file can hold: bbolt keys are at

@@ -142,8 +142,9 @@ type delRec struct {
 }
 
 var (
-	_ dag.State       = (*Pager)(nil)
-	_ dag.RangeReader = (*Pager)(nil)
+	_ dag.State        = (*Pager)(nil)
+	_ dag.RangeReader  = (*Pager)(nil)
+	_ dag.ValueCreator = (*Pager)(nil)
 )
 
 // errGone is returned internally when the entry being read was replaced or

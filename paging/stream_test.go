@@ -146,3 +146,47 @@ func TestValueWriter(t *testing.T) {
 		t.Fatalf("writer Close after Pager.Close = %v", err)
 	}
 }
+
+// dag.NewValueWriter on a Pager writes through the Pager's own writer:
+// page by page within the budget, visible on Commit, and ended with
+// dag.ErrValueEnded.
+func TestNewValueWriterOnAPager(t *testing.T) {
+	leakCheck(t)
+	p := open(t, small(""))
+	if err := p.Put("doc", []byte("previous")); err != nil {
+		t.Fatal(err)
+	}
+	want := corpus(5, 700*kib) // ten times the budget
+	w, err := dag.NewValueWriter(p, "doc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := w.(*paging.ValueWriter); !ok {
+		t.Fatalf("dag.NewValueWriter(pager) = %T, want the pager's *paging.ValueWriter", w)
+	}
+	for rest := want; len(rest) > 0; {
+		n := min(len(rest), 5*kib+3)
+		if _, err := w.Write(rest[:n]); err != nil {
+			t.Fatal(err)
+		}
+		rest = rest[n:]
+		if p.ResidentBytes() > p.MemoryLimit() {
+			t.Fatal("writer exceeded the budget")
+		}
+	}
+	mustGet(t, p, "doc", []byte("previous"))
+	if err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit(); !errors.Is(err, dag.ErrValueEnded) || !errors.Is(err, paging.ErrWriterDone) {
+		t.Fatalf("second Commit = %v, want dag.ErrValueEnded and paging.ErrWriterDone", err)
+	}
+	r, _ := dag.NewValueReader(p, "doc")
+	if got, _ := io.ReadAll(r); !bytes.Equal(got, want) {
+		t.Fatal("value written in parts differs")
+	}
+	var le *limit.Error
+	if _, err := dag.NewValueWriter(p, string(make([]byte, 40000))); !errors.As(err, &le) {
+		t.Fatalf("a key of 40,000 bytes: %v, want a *limit.Error", err)
+	}
+}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"slices"
+
+	"github.com/cemaf-go/cemaf/dag"
 )
 
 // ValueWriter streams a value into a Pager page by page, so that a value
@@ -196,6 +198,20 @@ func (w *ValueWriter) Close() error {
 	p.c.accesses++
 	p.publishLocked(w.e)
 	return nil
+}
+
+// Commit is Close, under the name dag.ValueWriter gives it.
+func (w *ValueWriter) Commit() error { return w.Close() }
+
+// CreateValue is Create for dag.ValueCreator: dag.NewValueWriter on a
+// Pager, and so a remote coordinator writing a large result into one,
+// store the value page by page instead of gathering it first.
+func (p *Pager) CreateValue(key string) (dag.ValueWriter, error) {
+	w, err := p.Create(key)
+	if err != nil {
+		return nil, err
+	}
+	return w, nil
 }
 
 // Abort discards what was written; the key keeps its previous value. It is
