@@ -157,7 +157,7 @@ func (w *Worker) ackThenReply(ctx context.Context, res *resources, m jetstream.M
 // go to the object store; their names are returned for cleanup if the
 // result loses the first write).
 func (w *Worker) execute(ctx context.Context, res *resources, t *task, delivery int, fn dag.Func, r *result) ([]string, error) {
-	st := &taskState{dir: w.opts.SpoolDir, node: t.Node, writes: t.Writes, reads: make([]string, 0, len(t.Inputs))}
+	st := &taskState{dir: w.opts.SpoolDir, node: t.Node, writes: t.Writes, maxValue: w.opts.MaxValueBytes, reads: make([]string, 0, len(t.Inputs))}
 	defer st.release()
 	for _, in := range t.Inputs {
 		st.reads = append(st.reads, in.Key)

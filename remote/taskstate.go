@@ -2,6 +2,7 @@ package remote
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/cemaf-go/cemaf/dag"
+	"github.com/cemaf-go/cemaf/limit"
 )
 
 // taskState is the State a worker runs a task's function on: the task's
@@ -19,20 +21,30 @@ import (
 // Values from the object store, and values the function writes in parts
 // (dag.NewValueWriter), are kept in files in dir, not in memory: each file
 // is unlinked as soon as it is made, so nothing is left behind even by a
-// killed worker, and is closed by release.
+// killed worker, and is closed by release, with the files of writers the
+// function left open. A key's value is either in mem or in files; mu is
+// held across every change that moves it, so that a reader never finds it
+// in neither.
 type taskState struct {
-	mem    dag.MemoryState
-	dir    string
-	node   string
-	reads  []string
-	writes []string
+	mem      dag.MemoryState
+	dir      string
+	node     string
+	reads    []string
+	writes   []string
+	maxValue int64 // the largest value a writer takes, in bytes (0: no bound)
 
-	// mu guards changed, files and spent.
-	mu      sync.Mutex
-	changed map[string]bool // key → deleted
-	files   map[string]spoolFile
-	spent   []*os.File // files replaced while the task runs, closed by release
+	// mu guards the changes of mem and the fields below.
+	mu       sync.Mutex
+	changed  map[string]bool // key → deleted
+	files    map[string]spoolFile
+	spent    []*os.File            // files replaced while the task runs, closed by release
+	open     map[*spoolWriter]bool // writers neither committed nor aborted
+	released bool                  // release ran: writers and spools are refused
 }
+
+// errReleased is returned to a goroutine the task's function left running
+// that writes after the task ended.
+var errReleased = errors.New("the task has ended")
 
 // spoolFile is a value held in a file.
 type spoolFile struct {
@@ -58,56 +70,63 @@ func (t *taskState) undeclaredWrite(key string) error {
 	return fmt.Errorf("remote: node %q writes %q: %w (Writes %q)", t.node, key, ErrUndeclaredKey, t.writes)
 }
 
-// file returns key's file, if its value is in one.
-func (t *taskState) file(key string) (spoolFile, bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	sf, ok := t.files[key]
-	return sf, ok
-}
-
 func (t *taskState) Get(key string) ([]byte, error) {
 	if !t.declared(key) {
 		return nil, t.undeclaredRead(key)
 	}
-	if sf, ok := t.file(key); ok {
-		v := make([]byte, sf.size)
-		if _, err := sf.f.ReadAt(v, 0); err != nil {
-			return nil, fmt.Errorf("remote: node %q: read %q from its file: %w", t.node, key, err)
-		}
-		return v, nil
+	t.mu.Lock()
+	sf, ok := t.files[key]
+	if !ok {
+		defer t.mu.Unlock()
+		return t.mem.Get(key)
 	}
-	return t.mem.Get(key)
+	t.mu.Unlock()
+	// A file stays open until release, even once replaced: read it
+	// without mu.
+	v := make([]byte, sf.size)
+	if _, err := sf.f.ReadAt(v, 0); err != nil {
+		return nil, fmt.Errorf("remote: node %q: read %q from its file: %w", t.node, key, err)
+	}
+	return v, nil
 }
 
 func (t *taskState) ReadAt(key string, p []byte, off int64) (int, error) {
 	if !t.declared(key) {
 		return 0, t.undeclaredRead(key)
 	}
-	if sf, ok := t.file(key); ok {
-		if off < 0 {
-			return 0, fmt.Errorf("remote: node %q: read %q at negative offset %d", t.node, key, off)
-		}
-		if off >= sf.size {
-			return 0, io.EOF
-		}
-		n, err := sf.f.ReadAt(p[:min(int64(len(p)), sf.size-off)], off)
-		if err == nil && n < len(p) {
-			err = io.EOF
-		}
-		return n, err
+	t.mu.Lock()
+	sf, ok := t.files[key]
+	if !ok {
+		defer t.mu.Unlock()
+		return dag.ReadAt(&t.mem, key, p, off)
 	}
-	return dag.ReadAt(&t.mem, key, p, off)
+	t.mu.Unlock()
+	if off < 0 {
+		return 0, fmt.Errorf("remote: node %q: read %q at negative offset %d", t.node, key, off)
+	}
+	if off >= sf.size {
+		return 0, io.EOF
+	}
+	n, err := sf.f.ReadAt(p[:min(int64(len(p)), sf.size-off)], off)
+	if err != nil && err != io.EOF {
+		return n, fmt.Errorf("remote: node %q: read %q from its file: %w", t.node, key, err)
+	}
+	if n < len(p) {
+		err = io.EOF
+	}
+	return n, err
 }
 
 func (t *taskState) Put(key string, value []byte) error {
 	if !slices.Contains(t.writes, key) {
 		return t.undeclaredWrite(key)
 	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	if err := t.mem.Put(key, value); err != nil {
 		return err
 	}
-	t.mark(key, false, nil)
+	t.markLocked(key, false)
 	return nil
 }
 
@@ -115,16 +134,18 @@ func (t *taskState) Delete(key string) error {
 	if !slices.Contains(t.writes, key) {
 		return fmt.Errorf("remote: node %q deletes %q: %w (Writes %q)", t.node, key, ErrUndeclaredKey, t.writes)
 	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	if err := t.mem.Delete(key); err != nil {
 		return err
 	}
-	t.mark(key, true, nil)
+	t.markLocked(key, true)
 	return nil
 }
 
 func (t *taskState) Keys() []string {
-	keys := t.mem.Keys()
 	t.mu.Lock()
+	keys := t.mem.Keys()
 	for k := range t.files {
 		keys = append(keys, k)
 	}
@@ -134,8 +155,8 @@ func (t *taskState) Keys() []string {
 }
 
 func (t *taskState) Size() int64 {
-	n := t.mem.Size()
 	t.mu.Lock()
+	n := t.mem.Size()
 	for _, sf := range t.files {
 		n += sf.size
 	}
@@ -144,7 +165,9 @@ func (t *taskState) Size() int64 {
 }
 
 func (t *taskState) SizeOf(key string) (int64, bool) {
-	if sf, ok := t.file(key); ok {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if sf, ok := t.files[key]; ok {
 		return sf.size, true
 	}
 	return t.mem.SizeOf(key)
@@ -159,7 +182,18 @@ func (t *taskState) CreateValue(key string) (dag.ValueWriter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("remote: node %q writes %q: %w", t.node, key, err)
 	}
-	return &spoolWriter{t: t, key: key, f: f}, nil
+	w := &spoolWriter{t: t, key: key, f: f}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.released {
+		f.Close()
+		return nil, fmt.Errorf("remote: node %q writes %q: %w", t.node, key, errReleased)
+	}
+	if t.open == nil {
+		t.open = make(map[*spoolWriter]bool)
+	}
+	t.open[w] = true
+	return w, nil
 }
 
 // createFile makes an unlinked file in dir.
@@ -190,8 +224,12 @@ func (t *taskState) spool(key string, r io.Reader, size int64) error {
 		return err
 	}
 	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.released {
+		f.Close()
+		return errReleased
+	}
 	t.setFileLocked(key, spoolFile{f: f, size: size})
-	t.mu.Unlock()
 	return nil
 }
 
@@ -206,23 +244,22 @@ func (t *taskState) setFileLocked(key string, sf spoolFile) {
 	t.files[key] = sf
 }
 
-// mark records a change of key: to the file sf when it is set, else to
-// key's value in mem (or its deletion). A file it replaces stays open
-// until release, for readers that still have it.
-func (t *taskState) mark(key string, deleted bool, sf *os.File) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
+// markLocked records a change of key to its value in mem (or its
+// deletion). A file it replaces stays open until release, for readers that
+// still have it. Called with mu held.
+func (t *taskState) markLocked(key string, deleted bool) {
 	if t.changed == nil {
 		t.changed = make(map[string]bool)
 	}
 	t.changed[key] = deleted
-	if old, ok := t.files[key]; ok && (sf == nil || old.f != sf) {
+	if old, ok := t.files[key]; ok {
 		t.spent = append(t.spent, old.f)
 		delete(t.files, key)
 	}
 }
 
-// release closes the task's files.
+// release closes the task's files, those of writers left open included,
+// and refuses the writes of goroutines the function left running.
 func (t *taskState) release() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -232,7 +269,11 @@ func (t *taskState) release() {
 	for _, f := range t.spent {
 		f.Close()
 	}
-	t.files, t.spent = nil, nil
+	for w := range t.open {
+		w.f.Close()
+	}
+	t.files, t.spent, t.open = nil, nil, nil
+	t.released = true
 }
 
 // outputs returns the changed keys, sorted, with their sizes (-1 for a
@@ -267,6 +308,7 @@ func (t *taskState) outputs() ([]entry, []int64) {
 }
 
 // spoolWriter is a value a task's function writes in parts, into a file.
+// Its fields other than t are the writing goroutine's.
 type spoolWriter struct {
 	t     *taskState
 	key   string
@@ -279,9 +321,17 @@ func (w *spoolWriter) Write(p []byte) (int, error) {
 	if w.ended {
 		return 0, dag.ErrValueEnded
 	}
+	t := w.t
+	if t.maxValue > 0 && w.size+int64(len(p)) > t.maxValue {
+		return 0, dag.Permanent(fmt.Errorf("remote: node %q: output %w", t.node, &limit.Error{Kind: limit.MessageSize,
+			Subject: w.key, Current: float64(w.size + int64(len(p))), Limit: float64(t.maxValue), Unit: "bytes", Detail: "WorkerOptions.MaxValueBytes"}))
+	}
 	n, err := w.f.Write(p)
 	w.size += int64(n)
-	return n, err
+	if err != nil {
+		return n, fmt.Errorf("remote: node %q: write %q to its file: %w", t.node, w.key, err)
+	}
+	return n, nil
 }
 
 func (w *spoolWriter) Commit() error {
@@ -290,20 +340,35 @@ func (w *spoolWriter) Commit() error {
 	}
 	w.ended = true
 	t := w.t
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.released {
+		// release closed the file.
+		return fmt.Errorf("remote: node %q writes %q: %w", t.node, w.key, errReleased)
+	}
+	delete(t.open, w)
 	if err := t.mem.Delete(w.key); err != nil {
 		w.f.Close()
 		return err
 	}
-	t.mu.Lock()
 	t.setFileLocked(w.key, spoolFile{f: w.f, size: w.size})
-	t.mu.Unlock()
-	t.mark(w.key, false, w.f)
+	if t.changed == nil {
+		t.changed = make(map[string]bool)
+	}
+	t.changed[w.key] = false
 	return nil
 }
 
 func (w *spoolWriter) Abort() {
-	if !w.ended {
-		w.ended = true
+	if w.ended {
+		return
+	}
+	w.ended = true
+	t := w.t
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.released { // else release closed the file
+		delete(t.open, w)
 		w.f.Close()
 	}
 }

@@ -72,7 +72,10 @@ type WorkerOptions struct {
 	// handed back to the queue for another worker. Default 10s.
 	DrainTimeout time.Duration
 	// MaxValueBytes and InlineOnly bound the values of results as the
-	// CoordinatorOptions fields of the same name bound those of tasks.
+	// CoordinatorOptions fields of the same name bound those of tasks. A
+	// value the function writes in parts is refused by the Write that
+	// takes it past MaxValueBytes (a permanent *limit.Error), before it
+	// fills SpoolDir.
 	MaxValueBytes int64
 	InlineOnly    bool
 	// SpoolDir is where a task's values too large for a message (those
