@@ -59,7 +59,10 @@ func (r *resources) putBlob(ctx context.Context, name string, s dag.State, key s
 		info, err := r.blobs.Put(ctx, jetstream.ObjectMeta{Name: part, Opts: &jetstream.ObjectMetaOptions{ChunkSize: chunk}},
 			io.LimitReader(br, blobPartBytes))
 		if err != nil {
-			r.deleteBlobs(names)
+			// The failed part too: a Put whose context ended while it
+			// waited for acknowledgements may have stored its chunks and
+			// its description.
+			r.deleteBlobs(append(names, part))
 			return 0, nil, fmt.Errorf("store in object store %s as %q: %w", r.lay.blobsName(), part, err)
 		}
 		names = append(names, part)
