@@ -116,7 +116,13 @@ func indexTask(scratch dag.State) dag.Func {
 		ns := newNamespace(scratch, "tasks/"+strings.ReplaceAll(info.RunID, "/", "_")+"/"+info.Node+"/"+strconv.Itoa(info.Delivery)+"/")
 		defer func() { err = errors.Join(err, ns.Clear()) }()
 		given := map[string]bool{}
-		shard, shards, err := readPack(r, fleetMaxValueBytes, func(key string, value []byte) error {
+		head := func(shard, shards int) error {
+			if shards < 1 || shard >= shards {
+				return dag.Permanent(fmt.Errorf("index task %s: shard %d of %d: want 0 ≤ shard < shards ≤ %d", info.Node, shard, shards, maxShards))
+			}
+			return nil
+		}
+		shard, shards, err := readPack(r, fleetMaxValueBytes, head, func(key string, value []byte) error {
 			given[key] = true
 			return ns.Put(key, value)
 		})
@@ -125,9 +131,6 @@ func indexTask(scratch dag.State) dag.Func {
 		}
 		if err != nil {
 			return err
-		}
-		if shards < 1 || shard >= shards {
-			return dag.Permanent(fmt.Errorf("index task %s: shard %d of %d: want 0 ≤ shard < shards ≤ %d", info.Node, shard, shards, maxShards))
 		}
 		if err := (agentSpec{Shards: shards}).index(ctx, ns, shard); err != nil {
 			return err

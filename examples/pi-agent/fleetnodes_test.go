@@ -35,7 +35,7 @@ func encodePack(t testing.TB, shard, shards int, entries []packEntry) []byte {
 
 // decodePack reads a pack whole, copying its values.
 func decodePack(b []byte) (shard, shards int, entries []packEntry, err error) {
-	shard, shards, err = readPack(bytes.NewReader(b), 1<<20, func(key string, value []byte) error {
+	shard, shards, err = readPack(bytes.NewReader(b), 1<<20, nil, func(key string, value []byte) error {
 		entries = append(entries, packEntry{key, bytes.Clone(value)})
 		return nil
 	})
@@ -67,6 +67,7 @@ func TestPackRoundTripAndCorruption(t *testing.T) {
 		packMagic + "\x00\x01\x01\x01k\xff\xff\x3f", // a value of 1 MiB - 1 claimed: only its bytes count
 		packMagic + "\x00\x01\x01\x01k\x81\x80\x40", // a value over the 1 MiB bound
 		packMagic + "\x00\x41\x00",                  // 65 shards
+		packMagic + "\x00\x01\x80\x80\x80\x80\x08",  // 2^31 entries: a negative int on a 32-bit board
 	} {
 		_, _, _, err = decodePack([]byte(bad))
 		assert.ErrorIs(t, err, errBadPack, "%q", bad)
@@ -80,13 +81,39 @@ func TestPackRoundTripAndCorruption(t *testing.T) {
 	require.Error(t, p.add("k2", nil), "one entry over")
 }
 
+// A pack for another shard is refused by its header, before any of its
+// entries is applied.
+func TestPackHeadBeforeEntries(t *testing.T) {
+	b := encodePack(t, 1, 2, []packEntry{{"postings/1", []byte("x")}})
+	wrong := errors.New("another shard")
+	var seen []string
+	_, _, err := readPack(bytes.NewReader(b), 1<<20, func(shard, shards int) error {
+		assert.Equal(t, []int{1, 2}, []int{shard, shards})
+		return wrong
+	}, func(key string, _ []byte) error {
+		seen = append(seen, key)
+		return nil
+	})
+	require.ErrorIs(t, err, wrong)
+	assert.Empty(t, seen)
+
+	// Through the device's view: a worker's pack for shard 1 of 2 leaves
+	// the State of shard 0 untouched.
+	s := dag.NewMemoryState()
+	v := &shardView{State: s, node: "index-0", out: fleetOutKey("index-0"), shard: 0, shards: 2, maxValue: 1 << 20}
+	err = v.Put(v.out, b)
+	require.ErrorIs(t, err, errBadPack)
+	assert.True(t, dag.IsPermanent(err))
+	assert.Empty(t, s.Keys())
+}
+
 // A pack that claims a huge value allocates for the bytes it has, not for
 // the length it claims.
 func TestPackClaimedLengthAllocatesNothing(t *testing.T) {
 	claim := append([]byte(packMagic+"\x00\x01\x01\x01k"), 0x80, 0x80, 0x80, 0x80, 0x02) // 512 MiB
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	_, _, err := readPack(bytes.NewReader(append(claim, "short"...)), 1<<30, func(string, []byte) error { return nil })
+	_, _, err := readPack(bytes.NewReader(append(claim, "short"...)), 1<<30, nil, func(string, []byte) error { return nil })
 	runtime.ReadMemStats(&after)
 	require.ErrorIs(t, err, errBadPack)
 	assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(1<<20))

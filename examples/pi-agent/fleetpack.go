@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 )
 
 // A pack is the values an index shard reads or writes, in one value:
@@ -75,12 +76,14 @@ func (p *packWriter) flush() error {
 	return p.w.Flush()
 }
 
-// readPack reads a pack from r, calling fn with each entry in order; value
-// is valid only during the call. A value longer than maxValue, a
-// truncated pack or bytes after its last entry fail with errBadPack. Memory
-// grows with the largest value actually read, not with a length the pack
-// claims.
-func readPack(r io.Reader, maxValue int64, fn func(key string, value []byte) error) (shard, shards int, err error) {
+// readPack reads a pack from r: it calls head (if not nil) with the pack's
+// shard and shard count before any entry, so that a pack meant for another
+// shard is refused before fn sees an entry of it, then fn with each entry
+// in order; value is valid only during the call. A value longer than
+// maxValue, a truncated pack or bytes after its last entry fail with
+// errBadPack, after fn has seen the entries before the fault. Memory grows
+// with the largest value actually read, not with a length the pack claims.
+func readPack(r io.Reader, maxValue int64, head func(shard, shards int) error, fn func(key string, value []byte) error) (shard, shards int, err error) {
 	br := bufio.NewReaderSize(r, 64<<10)
 	var magic [len(packMagic)]byte
 	if _, err := io.ReadFull(br, magic[:]); err != nil || string(magic[:]) != packMagic {
@@ -99,7 +102,13 @@ func readPack(r io.Reader, maxValue int64, fn func(key string, value []byte) err
 	if shards, err = uv(maxShards); err != nil {
 		return 0, 0, err
 	}
-	count, err := uv(1 << 31)
+	if head != nil {
+		if err := head(shard, shards); err != nil {
+			return 0, 0, err
+		}
+	}
+	// Within an int on a 32-bit board too.
+	count, err := uv(math.MaxInt32)
 	if err != nil {
 		return 0, 0, err
 	}

@@ -171,10 +171,13 @@ func cmpErr(err, otherwise error) error {
 
 // unpack decodes the worker's pack from r into the State, entry by entry.
 func (v *shardView) unpack(r io.Reader) error {
-	shard, shards, err := readPack(r, v.maxValue, v.State.Put)
-	if err == nil && (shard != v.shard || shards != v.shards) {
-		err = fmt.Errorf("%w: shard %d of %d, want %d of %d", errBadPack, shard, shards, v.shard, v.shards)
+	head := func(shard, shards int) error {
+		if shard != v.shard || shards != v.shards {
+			return fmt.Errorf("%w: shard %d of %d, want %d of %d", errBadPack, shard, shards, v.shard, v.shards)
+		}
+		return nil
 	}
+	_, _, err := readPack(r, v.maxValue, head, v.State.Put)
 	if errors.Is(err, errBadPack) {
 		return dag.Permanent(fmt.Errorf("node %s: the worker's %s: %w", v.node, v.out, err))
 	}
