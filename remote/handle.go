@@ -182,8 +182,7 @@ func (w *Worker) execute(ctx context.Context, res *resources, t *task, delivery 
 	outs, sizes := st.outputs()
 	for i, o := range outs {
 		if sizes[i] > w.opts.MaxValueBytes {
-			return nil, dag.Permanent(fmt.Errorf("remote: node %q: output %w", t.Node, &limit.Error{Kind: limit.MessageSize,
-				Subject: o.Key, Current: float64(sizes[i]), Limit: float64(w.opts.MaxValueBytes), Unit: "bytes", Detail: "WorkerOptions.MaxValueBytes"}))
+			return nil, outputTooLarge(t.Node, o.Key, sizes[i], w.opts.MaxValueBytes)
 		}
 	}
 	r.Outputs = outs
@@ -221,6 +220,13 @@ func (w *Worker) execute(ctx context.Context, res *resources, t *task, delivery 
 		*o = entry{Key: o.Key, Kind: valueBlob, Blob: name, Size: size}
 	}
 	return blobs, nil
+}
+
+// outputTooLarge is the permanent error of an output value of size bytes
+// over WorkerOptions.MaxValueBytes.
+func outputTooLarge(node, key string, size, maxBytes int64) error {
+	return dag.Permanent(fmt.Errorf("remote: node %q: output %w", node, &limit.Error{Kind: limit.MessageSize,
+		Subject: key, Current: float64(size), Limit: float64(maxBytes), Unit: "bytes", Detail: "WorkerOptions.MaxValueBytes"}))
 }
 
 // call runs fn, turning a panic into an *executor.PanicError.

@@ -11,7 +11,6 @@ import (
 	"sync"
 
 	"github.com/cemaf-go/cemaf/dag"
-	"github.com/cemaf-go/cemaf/limit"
 )
 
 // taskState is the State a worker runs a task's function on: the task's
@@ -39,7 +38,7 @@ type taskState struct {
 	files    map[string]spoolFile
 	spent    []*os.File            // files replaced while the task runs, closed by release
 	open     map[*spoolWriter]bool // writers neither committed nor aborted
-	released bool                  // release ran: writers and spools are refused
+	released bool                  // release ran: writers are refused
 }
 
 // errReleased is returned to a goroutine the task's function left running
@@ -209,7 +208,9 @@ func (t *taskState) createFile() (*os.File, error) {
 	return f, nil
 }
 
-// spool stores the size bytes of r as input key's value, in a file.
+// spool stores the size bytes of r as input key's value, in a file. It is
+// called before the function runs, by the goroutine that later calls
+// release.
 func (t *taskState) spool(key string, r io.Reader, size int64) error {
 	f, err := t.createFile()
 	if err != nil {
@@ -224,12 +225,8 @@ func (t *taskState) spool(key string, r io.Reader, size int64) error {
 		return err
 	}
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.released {
-		f.Close()
-		return errReleased
-	}
 	t.setFileLocked(key, spoolFile{f: f, size: size})
+	t.mu.Unlock()
 	return nil
 }
 
@@ -248,14 +245,20 @@ func (t *taskState) setFileLocked(key string, sf spoolFile) {
 // deletion). A file it replaces stays open until release, for readers that
 // still have it. Called with mu held.
 func (t *taskState) markLocked(key string, deleted bool) {
-	if t.changed == nil {
-		t.changed = make(map[string]bool)
-	}
-	t.changed[key] = deleted
+	t.changedLocked(key, deleted)
 	if old, ok := t.files[key]; ok {
 		t.spent = append(t.spent, old.f)
 		delete(t.files, key)
 	}
+}
+
+// changedLocked records that the function changed key. Called with mu
+// held.
+func (t *taskState) changedLocked(key string, deleted bool) {
+	if t.changed == nil {
+		t.changed = make(map[string]bool)
+	}
+	t.changed[key] = deleted
 }
 
 // release closes the task's files, those of writers left open included,
@@ -323,8 +326,7 @@ func (w *spoolWriter) Write(p []byte) (int, error) {
 	}
 	t := w.t
 	if t.maxValue > 0 && w.size+int64(len(p)) > t.maxValue {
-		return 0, dag.Permanent(fmt.Errorf("remote: node %q: output %w", t.node, &limit.Error{Kind: limit.MessageSize,
-			Subject: w.key, Current: float64(w.size + int64(len(p))), Limit: float64(t.maxValue), Unit: "bytes", Detail: "WorkerOptions.MaxValueBytes"}))
+		return 0, outputTooLarge(t.node, w.key, w.size+int64(len(p)), t.maxValue)
 	}
 	n, err := w.f.Write(p)
 	w.size += int64(n)
@@ -352,10 +354,7 @@ func (w *spoolWriter) Commit() error {
 		return err
 	}
 	t.setFileLocked(w.key, spoolFile{f: w.f, size: w.size})
-	if t.changed == nil {
-		t.changed = make(map[string]bool)
-	}
-	t.changed[w.key] = false
+	t.changedLocked(w.key, false)
 	return nil
 }
 

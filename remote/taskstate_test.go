@@ -41,49 +41,45 @@ func TestTaskStateConcurrentWritesOfAKey(t *testing.T) {
 	defer st.release()
 	inMem, inFile := []byte("in memory"), []byte("in a file")
 	require.NoError(t, st.Put("k", inMem))
-	var wg sync.WaitGroup
 	stop := make(chan struct{})
-	var readErr error
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if _, err := st.Get("k"); err != nil {
-				readErr = err
-				return
-			}
-		}
-	}()
-	// Goroutines that Put the key as fast as they can, beside one that
-	// commits values written in parts.
-	var writers sync.WaitGroup
-	done := make(chan struct{})
-	for range 3 {
-		writers.Add(1)
+	var wg sync.WaitGroup
+	// spin calls f in a goroutine of its own until stop is closed or f
+	// returns false.
+	spin := func(f func() bool) {
+		wg.Add(1)
 		go func() {
-			defer writers.Done()
+			defer wg.Done()
 			for {
 				select {
-				case <-done:
+				case <-stop:
 					return
 				default:
 				}
-				assert.NoError(t, st.Put("k", inMem))
+				if !f() {
+					return
+				}
 			}
 		}()
 	}
-	for range 300 {
-		require.NoError(t, commitValue(st, inFile))
+	var readErr error
+	spin(func() bool {
+		_, readErr = st.Get("k")
+		return readErr == nil
+	})
+	// Goroutines that Put the key as fast as they can, beside one that
+	// commits values written in parts.
+	for range 3 {
+		spin(func() bool { return assert.NoError(t, st.Put("k", inMem)) })
 	}
-	close(done)
-	writers.Wait()
+	var commitErr error
+	for range 300 {
+		if commitErr = commitValue(st, inFile); commitErr != nil {
+			break
+		}
+	}
 	close(stop)
 	wg.Wait()
+	require.NoError(t, commitErr)
 	require.NoError(t, readErr, "a reader found the key missing while it was being written")
 	outs, sizes := st.outputs()
 	require.Len(t, outs, 1)
