@@ -130,6 +130,42 @@ func TestSetLimitsDuringRun(t *testing.T) {
 	})
 }
 
+// A node's end that leaves a node waiting for a slot, while the
+// coordinator waited with nothing ready: a limit raised afterwards still
+// starts the waiting node at once, not when the running one ends. The
+// run's context can be cancelled, so the coordinator does not run the
+// nodes itself.
+func TestSetLimitsAfterAFanOut(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		var e *executor.Executor
+		var cStart time.Duration
+		start := time.Now()
+		g := mustGraph(t,
+			dag.Node{ID: "a", Class: dag.IO, Run: noop},
+			dag.Node{ID: "b", Class: dag.IO, Priority: 1, DependsOn: []string{"a"}, Run: func(context.Context, dag.State) error {
+				go func() {
+					time.Sleep(500 * time.Millisecond)
+					e.SetLimits(executor.Limits{CPU: 1, IO: 2})
+				}()
+				time.Sleep(time.Second)
+				return nil
+			}},
+			dag.Node{ID: "c", Class: dag.IO, DependsOn: []string{"a"}, Run: func(context.Context, dag.State) error {
+				cStart = time.Since(start)
+				time.Sleep(500 * time.Millisecond)
+				return nil
+			}},
+		)
+		e = mustExec(t, executor.Options{Limits: executor.Limits{CPU: 1, IO: 1}})
+		_, err := e.Run(ctx, g, dag.NewMemoryState())
+		require.NoError(t, err)
+		assert.Equal(t, 500*time.Millisecond, cStart, "c starts when the limit is raised")
+		assert.Equal(t, time.Second, time.Since(start))
+	})
+}
+
 func TestDefaultLimitsAreHostDerived(t *testing.T) {
 	host := hostlimits.Detect()
 	assert.Equal(t, executor.Limits{CPU: host.CPU, IO: host.IO}, mustExec(t, executor.Options{}).Limits())

@@ -108,6 +108,9 @@ type runVars struct {
 	gateErr    error
 	gs         gateState
 	kick       bool
+	// unwatched: the coordinator waits without watching for limit
+	// changes (loop); a worker that leaves ready nodes then kicks it.
+	unwatched bool
 	// epoch counts takes of events, for the coalescing of node output
 	// (output.go).
 	epoch uint32
@@ -447,6 +450,15 @@ func (r *run) loop(parent context.Context, first time.Time) (end time.Time) {
 		// Only the coordinator begins and ends gate waits: this holds until
 		// the select below.
 		gateWaiting, cancelled := r.gs.waiting(), r.cancelled
+		// With nothing ready and at most one attempt in flight, a change
+		// of the limits has nothing to start: the wait leaves out its
+		// channel (one channel fewer for the select to lock and queue
+		// on), and a worker that leaves ready nodes behind kicks
+		// (unwatched).
+		r.unwatched = r.readyLen() == 0 && r.inflight <= 1
+		if r.unwatched {
+			changed = nil
+		}
 		r.mu.Unlock()
 		r.deliver(evs)
 		clear(evs) // let delivered chunks' Text go

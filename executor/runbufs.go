@@ -92,9 +92,11 @@ func (b *runBufs) reset(g *dag.Graph, opts *Options) {
 	if b.out != nil && len(b.out) != g.Len() {
 		b.out = nil
 	}
-	select {
-	case <-b.wake: // a signal left by the last run
-	default:
+	if len(b.wake) > 0 { // a signal left by the last run
+		select {
+		case <-b.wake:
+		default:
+		}
 	}
 }
 

@@ -181,7 +181,7 @@ func (r *run) worker(a attempt, inline bool) time.Time {
 			go r.worker(next, false)
 			ok = false
 		}
-		kick := r.kick || r.inflight == 0
+		kick := r.kick || r.inflight == 0 || (r.unwatched && r.readyLen() > 0)
 		commitKick := len(r.pending) > 0
 		r.mu.Unlock()
 		if commitKick {
