@@ -92,11 +92,10 @@ func (b *runBufs) reset(g *dag.Graph, opts *Options) {
 	if b.out != nil && len(b.out) != g.Len() {
 		b.out = nil
 	}
-	if len(b.wake) > 0 { // a signal left by the last run
-		select {
-		case <-b.wake:
-		default:
-		}
+	if len(b.wake) > 0 {
+		// A signal left by the last run. Only the run's coordinator
+		// receives, so the receive cannot block.
+		<-b.wake
 	}
 }
 
