@@ -193,6 +193,51 @@ func TestPeakConcurrencyReachesLimit(t *testing.T) {
 	})
 }
 
+// The run's End is its last node's end when every node ended on its own,
+// under a context that cannot be cancelled and one that can (the nodes then
+// run off the caller's goroutine); it is when the run stopped waiting when
+// a node is abandoned.
+func TestRunEnd(t *testing.T) {
+	sleep := func(d time.Duration) func(context.Context, dag.State) error {
+		return func(context.Context, dag.State) error { time.Sleep(d); return nil }
+	}
+	g := mustGraph(t, dag.Node{ID: "a", Run: sleep(time.Second)}, dag.Node{ID: "b", Run: sleep(2 * time.Second)},
+		dag.Node{ID: "c", DependsOn: []string{"a"}, Run: sleep(500 * time.Millisecond)})
+	for _, cancellable := range []bool{false, true} {
+		t.Run("cancellable="+strconv.FormatBool(cancellable), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				ctx := context.Background()
+				if cancellable {
+					var cancel context.CancelFunc
+					ctx, cancel = context.WithCancel(ctx)
+					defer cancel()
+				}
+				e := mustExec(t, executor.Options{Limits: executor.Limits{CPU: 2}})
+				res, err := e.Run(ctx, g, dag.NewMemoryState())
+				require.NoError(t, err)
+				assert.Equal(t, 2*time.Second, res.End.Sub(res.Start))
+				nb, _ := res.Node("b")
+				assert.True(t, res.End.Equal(nb.End), "the run ends with its last node")
+			})
+		})
+	}
+	t.Run("abandoned", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			release := make(chan struct{})
+			stubborn := mustGraph(t, dag.Node{ID: "s", Timeout: time.Second, Run: func(context.Context, dag.State) error {
+				<-release
+				return nil
+			}})
+			e := mustExec(t, executor.Options{AbandonAfter: 3 * time.Second})
+			res, err := e.Run(context.Background(), stubborn, dag.NewMemoryState())
+			require.Error(t, err)
+			assert.Equal(t, 1, res.Abandoned)
+			assert.Equal(t, 4*time.Second, res.End.Sub(res.Start), "the timeout, then AbandonAfter")
+			close(release)
+		})
+	})
+}
+
 func TestTimeouts(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		release := make(chan struct{})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -111,6 +112,9 @@ type runVars struct {
 	// unwatched: the coordinator waits without watching for limit
 	// changes (loop); a worker that leaves ready nodes then kicks it.
 	unwatched bool
+	// lastEnd is the latest end of an attempt a worker goroutine
+	// reported: the run's end when its last node ended that way (loop).
+	lastEnd time.Time
 	// epoch counts takes of events, for the coalescing of node output
 	// (output.go).
 	epoch uint32
@@ -382,9 +386,9 @@ func (r *run) signal() {
 // loop is the coordinator. It returns when every node has a final status,
 // or when the run has stopped and nothing is in flight. first is the time
 // the run started, the start time of the nodes it starts first. It returns
-// the end of the last attempt when it ran that attempt itself and found
-// the run over right after (nothing waited since: the run's end, read
-// without another clock read), else the zero time.
+// the run's end when that is the end of its last attempt (every node ended
+// on a worker, nothing abandoned and no checkpoint to make durable), read
+// without another clock read; else the zero time.
 func (r *run) loop(parent context.Context, first time.Time) (end time.Time) {
 	if r.store != nil {
 		go r.committer()
@@ -423,7 +427,7 @@ func (r *run) loop(parent context.Context, first time.Time) (end time.Time) {
 			r.gateFailed(fault)
 		}
 		var mine attempt
-		inline := false
+		inline, started := false, false
 		if solo && r.inflight == 0 {
 			if mine, inline = r.dispatch(now, reason, true); inline && !r.soloNext(mine) {
 				r.wg.Add(1)
@@ -431,7 +435,9 @@ func (r *run) loop(parent context.Context, first time.Time) (end time.Time) {
 				inline = false
 			}
 		} else {
+			before := r.inflight
 			r.dispatch(now, reason, false)
+			started = r.inflight > before
 		}
 		finished := r.inflight == 0 && !r.gs.waiting() && len(r.pending) == 0 && !r.committing &&
 			(r.remaining == 0 || r.stopping || (r.readyLen() == 0 && r.retries == 0))
@@ -459,6 +465,7 @@ func (r *run) loop(parent context.Context, first time.Time) (end time.Time) {
 		if r.unwatched {
 			changed = nil
 		}
+		yield := started && r.unwatched && next.IsZero() && !startGate && !commitKick
 		r.mu.Unlock()
 		r.deliver(evs)
 		clear(evs) // let delivered chunks' Text go
@@ -513,6 +520,13 @@ func (r *run) loop(parent context.Context, first time.Time) (end time.Time) {
 		if gateWaiting {
 			gateC = gateDone
 		}
+		if yield {
+			runtime.Gosched()
+			if len(r.wake) > 0 {
+				<-r.wake
+				continue
+			}
+		}
 		select {
 		case <-r.wake:
 		case now := <-timerC:
@@ -543,6 +557,11 @@ func (r *run) loop(parent context.Context, first time.Time) (end time.Time) {
 		<-r.commitDone
 	}
 	r.mu.Lock()
+	if end.IsZero() && r.remaining == 0 && r.store == nil && r.res.Abandoned == 0 {
+		// Every node ended on a worker: the run was over when the last
+		// one did (Result.End), read without another clock read.
+		end = r.lastEnd
+	}
 	r.finishRemaining()
 	evs := r.takeEvents(spare)
 	r.mu.Unlock()

@@ -172,6 +172,9 @@ func (r *run) worker(a attempt, inline bool) time.Time {
 		}
 		r.mu.Lock()
 		status, recorded := r.complete(a.idx, err, timedOut, runDone, end, changes)
+		if end.After(r.lastEnd) {
+			r.lastEnd = end
+		}
 		if fault != nil {
 			r.gateFailed(fault)
 		}
