@@ -160,6 +160,9 @@ type runRef struct {
 // runRef.
 const smallGraph = 4
 
+// refChunk is how many runRefs are allocated at once (runBufs.refs).
+const refChunk = 8
+
 // now is the time: the run's start plus the monotonic time elapsed since,
 // one clock read instead of time.Now's two (wall and monotonic), which
 // costs about 50 ns on some VMs and is read once per node. The times of a
@@ -190,7 +193,13 @@ func newRun(ctx context.Context, e *Executor, g *dag.Graph, s dag.State, id stri
 	}
 	b := &r.runBufs
 	b.reset(g, &e.opts)
-	ref := &runRef{r: r, ctx: runContext{parent: ctx}, t0: start, id: id, g: g, slots: b.slots, tokBase: uint64(b.gen) << 32, observed: len(observers) > 0}
+	if len(b.refs) == 0 {
+		b.refs = make([]runRef, refChunk)
+	}
+	ref := &b.refs[0]
+	b.refs = b.refs[1:]
+	ref.r, ref.ctx.parent, ref.t0, ref.id, ref.g, ref.slots = r, ctx, start, id, g, b.slots
+	ref.tokBase, ref.observed = uint64(b.gen)<<32, len(observers) > 0
 	var nctx []nodeCtx
 	if n <= smallGraph {
 		nctx = ref.small[:n:n]

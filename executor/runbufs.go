@@ -57,6 +57,10 @@ type runBufs struct {
 	pending    []completionRecord
 	pendingIdx []int32
 	wake       chan struct{} // capacity 1: the coordinator has work
+	// refs are runRefs not handed out yet, allocated refChunk at a time
+	// (one allocation for several runs): each serves one run only and is
+	// never reused, so a node context a run left behind keeps its own.
+	refs []runRef
 	// For a graph with branch nodes (else nil): their choices, and the
 	// incoming edges taken per node.
 	choices []choice
