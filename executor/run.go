@@ -474,6 +474,11 @@ func (r *run) loop(parent context.Context, first time.Time) (end time.Time) {
 		if r.unwatched {
 			changed = nil
 		}
+		// yield: this pass started the only attempt in flight and there
+		// is nothing else to wait for. The coordinator gives up its
+		// processor once before it waits: a short node may end
+		// meanwhile, and its wake-up is then found without a park and a
+		// wake of this goroutine. A long node costs one yield more.
 		yield := started && r.unwatched && next.IsZero() && !startGate && !commitKick
 		r.mu.Unlock()
 		r.deliver(evs)

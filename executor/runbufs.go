@@ -60,6 +60,8 @@ type runBufs struct {
 	// refs are runRefs not handed out yet, allocated refChunk at a time
 	// (one allocation for several runs): each serves one run only and is
 	// never reused, so a node context a run left behind keeps its own.
+	// The chunk keeps the used ones (their parent contexts and graphs)
+	// reachable until its last is handed out.
 	refs []runRef
 	// For a graph with branch nodes (else nil): their choices, and the
 	// incoming edges taken per node.
