@@ -222,12 +222,13 @@ func (rn *remoteNode) await(ctx context.Context, s dag.State, t *task, w *waiter
 	}
 	poll := time.NewTimer(c.opts.PollInterval)
 	defer poll.Stop()
+	msgID := t.ID
 	for {
 		if seq == 0 {
 			if err := c.Wait(ctx); err != nil {
 				return err
 			}
-			ack, err := c.res.js.PublishMsg(ctx, &nats.Msg{Subject: subject, Data: data}, jetstream.WithMsgID(t.ID))
+			ack, err := c.res.js.PublishMsg(ctx, &nats.Msg{Subject: subject, Data: data}, jetstream.WithMsgID(msgID))
 			switch {
 			case err == nil:
 				seq = ack.Sequence
@@ -235,9 +236,26 @@ func (rn *remoteNode) await(ctx context.Context, s dag.State, t *task, w *waiter
 				if ack.Duplicate {
 					// Published before, by this run's previous coordinator
 					// or before a reconnection: it may have failed already.
-					if r, err := c.recorded(ctx, t.Run, t.Node, t.Attempt); err != nil {
+					r, err := c.recorded(ctx, t.Run, t.Node, t.Attempt)
+					if err != nil {
 						return err
-					} else if r != nil {
+					}
+					if r == nil && !c.queued(ctx, seq) {
+						// The earlier task left the queue and no result
+						// is recorded for it (a worker records before it
+						// acknowledges: read again, for one that did so
+						// meanwhile): it ran and its run was forgotten
+						// (Forget). This one is published afresh, or it
+						// would never run.
+						if r, err = c.recorded(ctx, t.Run, t.Node, t.Attempt); err != nil {
+							return err
+						}
+						if r == nil {
+							seq, msgID = 0, t.ID+"/"+randomID()
+							continue
+						}
+					}
+					if r != nil {
 						seq = 0
 						return rn.finish(ctx, s, r, t.Attempt)
 					}
@@ -281,6 +299,13 @@ func (rn *remoteNode) await(ctx context.Context, s dag.State, t *task, w *waiter
 			return rn.finish(ctx, s, r, t.Attempt)
 		}
 	}
+}
+
+// queued reports whether the task stream still holds the message seq (a
+// task not yet done); when that cannot be read, it reports true.
+func (c *Coordinator) queued(ctx context.Context, seq uint64) bool {
+	_, err := c.res.stream.GetMsg(ctx, seq)
+	return !errors.Is(err, jetstream.ErrMsgNotFound)
 }
 
 // withdraw removes an unanswered task from the queue (the attempt ended:

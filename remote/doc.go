@@ -130,8 +130,9 @@
 // timeout measured from when the worker receives it, not an absolute time
 // (devices' clocks differ). Replies are plain NATS messages: one lost in a
 // reconnection is made up by reading the results bucket every PollInterval.
-// Results, failure records and large values expire after ResultTTL; tasks
-// older than that are dropped from the queue. The max-deliveries advisory is
+// Results, failure records and large values expire after ResultTTL, unless
+// Coordinator.Forget deletes those of a run that is over first; tasks older
+// than ResultTTL are dropped from the queue. The max-deliveries advisory is
 // a plain message: a task that reaches MaxDeliver while no coordinator is
 // connected stays in the queue until ResultTTL. The first heartbeats loaded
 // at start are judged fresh, so a peer killed just before can linger up to

@@ -60,12 +60,20 @@ func Example() {
 	)
 	e, _ := executor.New(executor.Options{Gate: c})
 	s := dag.NewMemoryState()
-	if _, err := e.Run(ctx, g, s); err != nil {
+	res, err := e.Run(ctx, g, s)
+	if err != nil {
 		fmt.Println(err)
+		return
 	}
 	v, _ := s.Get("summary")
 	fmt.Println(string(v))
+	// The run is over and will not be resumed: the hub need not keep
+	// its result until ResultTTL.
+	st, err := c.Forget(ctx, res.RunID)
+	fmt.Println("forgot", st.Records, "result", err)
 	stop()
 	<-done
-	// Output: HELLO
+	// Output:
+	// HELLO
+	// forgot 1 result <nil>
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"regexp"
@@ -12,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -83,9 +86,13 @@ func TestRunOnTheFleet(t *testing.T) {
 	assert.Equal(t, *local.Answer, *fleet.Answer)
 	assert.Equal(t, local.CorpusReport, fleet.CorpusReport)
 
-	// Four shards and one answer, all done by the workers.
+	// Four shards and one answer, all done by the workers; the run, over,
+	// left no results or values on the hub.
 	done := stopWorker(t, indexOnly) + stopWorker(t, both)
 	assert.Equal(t, 5, done)
+	records, objects := fleetLeftovers(t, h.ClientURL())
+	assert.Empty(t, records, "results of a finished run left on the hub")
+	assert.Zero(t, objects, "values of a finished run left on the hub")
 
 	// The same with text output: the same answer lines.
 	_, localText, _ := runCLI(t, nil, "run", "--ephemeral", "--question", q)
@@ -94,6 +101,32 @@ func TestRunOnTheFleet(t *testing.T) {
 	require.Equal(t, exitOK, code, errOut)
 	assert.Equal(t, localText, fleetText)
 	assert.Equal(t, 5, stopWorker(t, both))
+}
+
+// fleetLeftovers lists the result records (ok, fail and last keys) in the
+// fleet's results bucket and counts the objects in its object store.
+func fleetLeftovers(t *testing.T, url string) (records []string, objects int) {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	ctx := context.Background()
+	kv, err := js.KeyValue(ctx, "CEMAF_RESULTS")
+	require.NoError(t, err)
+	keys, err := kv.ListKeysFiltered(ctx, "ok.>", "fail.>", "last.>")
+	require.NoError(t, err)
+	for k := range keys.Keys() {
+		records = append(records, k)
+	}
+	store, err := js.ObjectStore(ctx, "CEMAF_BLOBS")
+	require.NoError(t, err)
+	infos, err := store.List(ctx)
+	if !errors.Is(err, jetstream.ErrNoObjectsFound) {
+		require.NoError(t, err)
+	}
+	return records, len(infos)
 }
 
 // TestUnreachableNATS: every command with --nats names the URL when no

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/cemaf-go/cemaf/factories"
@@ -59,3 +60,25 @@ func (p *progress) waiting(node, reason string) {
 func (f *runFlags) remoteAnswerTimeout() time.Duration {
 	return f.llmTimeout*time.Duration(f.llmTries) + f.llmBackoff<<min(f.llmTries, 20)
 }
+
+// forgetFleetRun deletes what the fleet recorded for run, which is over
+// and will not be resumed, within fleetForgetTimeout. A failure, or a
+// connection that is down, only leaves the records on the hub until they
+// expire (Layout.ResultTTL), so it is logged, not returned.
+func forgetFleetRun(ctx context.Context, c *remote.Coordinator, run string, logger *slog.Logger) {
+	if err := c.Check(); err != nil {
+		logger.Warn("the fleet's records of the run stay on the hub until they expire", "run", run, "error", err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, fleetForgetTimeout)
+	defer cancel()
+	st, err := c.Forget(ctx, run)
+	if err != nil {
+		logger.Warn("the fleet's records of the run stay on the hub until they expire", "run", run, "error", err)
+		return
+	}
+	logger.Debug("forgot the run's records on the fleet", "run", run, "records", st.Records, "values", st.Values, "bytes", st.Bytes)
+}
+
+// fleetForgetTimeout bounds forgetFleetRun: a few requests to the hub.
+const fleetForgetTimeout = 5 * time.Second

@@ -197,6 +197,8 @@ func (s *server) handleFleetRun(w http.ResponseWriter, r *http.Request) {
 	s.queued.Add(1)
 	res, runErr := s.fleet.exec.RunWith(ctx, s.fleet.graph, st, executor.RunOptions{ID: id})
 	s.queued.Add(-1)
+	// A request's run is never resumed.
+	forgetFleetRun(context.WithoutCancel(r.Context()), s.fleet.coord, id, s.logger)
 	if reply, err := dag.GetJSON[fleetReply](st, keyFleetResponse); err == nil {
 		s.respond(w, reply.Code, reply.Response)
 		return

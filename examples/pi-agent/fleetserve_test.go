@@ -134,6 +134,10 @@ func TestServeFleetSharesAQueue(t *testing.T) {
 	require.Equal(t, http.StatusOK, code, body)
 	assert.Equal(t, "serve-b", rr.RanBy)
 
+	// The requests' runs, answered, left no results on the hub.
+	records, _ := fleetLeftovers(t, h.ClientURL())
+	assert.Empty(t, records)
+
 	require.NoError(t, a.stop())
 	require.NoError(t, b.stop())
 }
