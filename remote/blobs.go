@@ -3,6 +3,7 @@ package remote
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -77,6 +78,24 @@ func (r *resources) putBlob(ctx context.Context, name string, s dag.State, key s
 			return 0, nil, fmt.Errorf("store in object store %s as %q: read %q: %w", r.lay.blobsName(), name, key, err)
 		}
 	}
+}
+
+// deleteObject deletes the object name, then the marker that says so. The
+// object store keeps a deleted object's marker until ResultTTL, and a
+// file-store block of the server stays on disk while it holds one live
+// message: each marker would keep the block it was written to, with the
+// deleted chunks of every object in it (about 12 MiB of disk per run of the
+// pi-agent over a 30 MB corpus). Without its marker the object reads as
+// missing all the same (jetstream.ErrObjectNotFound).
+func (r *resources) deleteObject(ctx context.Context, name string) error {
+	if err := r.blobs.Delete(ctx, name); err != nil {
+		return err
+	}
+	meta := "$O." + r.lay.blobsName() + ".M." + base64.URLEncoding.EncodeToString([]byte(name))
+	if err := r.blobStream.Purge(ctx, jetstream.WithPurgeSubject(meta)); err != nil {
+		return fmt.Errorf("remove the delete marker of %q: %w", name, err)
+	}
+	return nil
 }
 
 // partsReader reads a blob of size bytes part after part, opening each

@@ -63,7 +63,7 @@ func (c *Coordinator) Forget(ctx context.Context, run string) (ForgetStats, erro
 			}
 			// The record first: a value deleted under a result that
 			// stays would fail the node of a resumed run.
-			if err := c.res.results.Purge(ctx, k); err != nil {
+			if err := c.res.deleteRecord(ctx, k); err != nil {
 				errs = append(errs, fmt.Errorf("delete %s: %w", k, err))
 				continue
 			}
@@ -71,7 +71,7 @@ func (c *Coordinator) Forget(ctx context.Context, run string) (ForgetStats, erro
 			for _, o := range blobs {
 				for i := range blobParts(o.Size) {
 					name := partName(o.Blob, i)
-					err := c.res.blobs.Delete(ctx, name)
+					err := c.res.deleteObject(ctx, name)
 					switch {
 					case err == nil:
 						st.Values++
@@ -87,4 +87,12 @@ func (c *Coordinator) Forget(ctx context.Context, run string) (ForgetStats, erro
 		return st, fmt.Errorf("remote: forget run %s: %w", run, err)
 	}
 	return st, nil
+}
+
+// deleteRecord removes key from the results bucket, leaving no marker: a
+// purge marker of the bucket would stay until ResultTTL, about 150 bytes of
+// the server's disk per record, and a missing key reads the same
+// (jetstream.ErrKeyNotFound; a later Create of it succeeds).
+func (r *resources) deleteRecord(ctx context.Context, key string) error {
+	return r.resStream.Purge(ctx, jetstream.WithPurgeSubject("$KV."+r.lay.resultsName()+"."+key))
 }

@@ -94,4 +94,17 @@ func TestForget(t *testing.T) {
 	st, err = c.Forget(ctx, "keep")
 	require.NoError(t, err)
 	assert.Equal(t, remote.ForgetStats{Records: 1, Values: 1, Bytes: 200 << 10}, st)
+	st, err = c.Forget(ctx, "forget")
+	require.NoError(t, err)
+	assert.Equal(t, remote.ForgetStats{Records: 1, Values: 1, Bytes: 200 << 10}, st)
+
+	// Nothing is left behind, not even a marker: a message left in a
+	// file-store block keeps the whole block on the server's disk.
+	for _, name := range []string{"OBJ_CEMAF_BLOBS", "KV_CEMAF_RESULTS"} {
+		str, err := js.Stream(ctx, name)
+		require.NoError(t, err)
+		info, err := str.Info(ctx)
+		require.NoError(t, err)
+		assert.Zero(t, info.State.Msgs, "messages left in %s", name)
+	}
 }

@@ -272,6 +272,6 @@ func (r *resources) deleteBlobs(names []string) {
 	ctx, cancel := context.WithTimeout(context.Background(), r.lay.AckWait)
 	defer cancel()
 	for _, n := range names {
-		_ = r.blobs.Delete(ctx, n)
+		_ = r.deleteObject(ctx, n)
 	}
 }

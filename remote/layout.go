@@ -189,6 +189,8 @@ type resources struct {
 	results    jetstream.KeyValue
 	fleet      jetstream.KeyValue
 	blobs      jetstream.ObjectStore
+	blobStream jetstream.Stream // the object store's stream (deleteObject)
+	resStream  jetstream.Stream // the results bucket's stream (deleteRecord)
 	maxPayload int64
 	url        string // the server connected to at start, credentials redacted
 }
@@ -268,6 +270,12 @@ func openResources(ctx context.Context, nc *nats.Conn, lay Layout) (*resources, 
 	}
 	if err != nil {
 		return nil, where("object store", lay.blobsName(), err)
+	}
+	if r.blobStream, err = js.Stream(ctx, "OBJ_"+lay.blobsName()); err != nil {
+		return nil, where("object store", lay.blobsName(), err)
+	}
+	if r.resStream, err = js.Stream(ctx, "KV_"+lay.resultsName()); err != nil {
+		return nil, where("key-value bucket", lay.resultsName(), err)
 	}
 	return r, nil
 }
