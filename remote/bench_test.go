@@ -49,7 +49,8 @@ func BenchmarkNodeLatency(b *testing.B) {
 	}}
 	spec := remote.Spec{Capability: "bench", Reads: []string{"in"}, Writes: []string{"out"}}
 	payload := bytes.Repeat([]byte("x"), 1024)
-	run := func(b *testing.B, g *dag.Graph, e *executor.Executor) {
+	// after, if not nil, is called after each run, within the time.
+	run := func(b *testing.B, g *dag.Graph, e *executor.Executor, after func(*executor.Result) error) {
 		durs := make([]time.Duration, 0, b.N)
 		s := dag.NewMemoryState()
 		require.NoError(b, s.Put("in", payload))
@@ -57,7 +58,11 @@ func BenchmarkNodeLatency(b *testing.B) {
 		b.ResetTimer()
 		for b.Loop() {
 			t0 := time.Now()
-			if _, err := e.Run(context.Background(), g, s); err != nil {
+			res, err := e.Run(context.Background(), g, s)
+			if err == nil && after != nil {
+				err = after(res)
+			}
+			if err != nil {
 				b.Fatal(err)
 			}
 			durs = append(durs, time.Since(t0))
@@ -67,17 +72,27 @@ func BenchmarkNodeLatency(b *testing.B) {
 	}
 	b.Run("local", func(b *testing.B) {
 		g, _ := dag.New(copyNode)
-		run(b, g, mustExec(b, executor.Options{}))
+		run(b, g, mustExec(b, executor.Options{}), nil)
 	})
-	b.Run("remote", func(b *testing.B) {
+	remoteRun := func(b *testing.B, forget bool) {
 		reg := remote.NewRegistry()
 		require.NoError(b, reg.RegisterNode(copyNode, spec))
 		c := benchFleet(b, reg, 1, 1)
 		rn, err := c.Node(copyNode, spec)
 		require.NoError(b, err)
 		g, _ := dag.New(rn)
-		run(b, g, mustExec(b, executor.Options{Gate: c}))
-	})
+		var after func(*executor.Result) error
+		if forget {
+			// As serve --nats does after each request.
+			after = func(res *executor.Result) error {
+				_, err := c.Forget(context.Background(), res.RunID)
+				return err
+			}
+		}
+		run(b, g, mustExec(b, executor.Options{Gate: c}), after)
+	}
+	b.Run("remote", func(b *testing.B) { remoteRun(b, false) })
+	b.Run("remote-forget", func(b *testing.B) { remoteRun(b, true) })
 }
 
 // flatBench is n independent small nodes (each writes 16 bytes).

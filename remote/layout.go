@@ -190,7 +190,7 @@ type resources struct {
 	fleet      jetstream.KeyValue
 	blobs      jetstream.ObjectStore
 	blobStream jetstream.Stream // the object store's stream (deleteObject)
-	resStream  jetstream.Stream // the results bucket's stream (deleteRecord)
+	resStream  jetstream.Stream // the results bucket's stream (Forget)
 	maxPayload int64
 	url        string // the server connected to at start, credentials redacted
 }
