@@ -32,9 +32,9 @@ type ForgetStats struct {
 // are deleted by the attempt that put them. Forget fails, deleting
 // nothing, when it cannot list or delete the run's records; it carries on
 // past a value it cannot delete and returns those errors joined, with the
-// counts of what it did delete. It costs three requests to the server
-// plus one per result and per value: about 0.8 ms on a loopback connection
-// for a run of one remote node (BENCHMARKS.md).
+// counts of what it did delete. It costs two requests to the server (the
+// listing and the purge), one per result and four per value: about 0.8 ms
+// on a loopback connection for a run of one remote node (BENCHMARKS.md).
 func (c *Coordinator) Forget(ctx context.Context, run string) (ForgetStats, error) {
 	var st ForgetStats
 	if run == "" {
