@@ -67,7 +67,9 @@ func (f *runFlags) remoteAnswerTimeout() time.Duration {
 // expire (Layout.ResultTTL), so it is logged, not returned.
 func forgetFleetRun(ctx context.Context, c *remote.Coordinator, run string, logger *slog.Logger) {
 	if err := c.Check(); err != nil {
-		logger.Warn("the fleet's records of the run stay on the hub until they expire", "run", run, "error", err)
+		// Not a warning: a service whose hub is away would log one per
+		// request it could not run anyway.
+		logger.Debug("the fleet's records of the run stay on the hub until they expire", "run", run, "error", err)
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, fleetForgetTimeout)
