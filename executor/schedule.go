@@ -172,9 +172,6 @@ func (r *run) worker(a attempt, inline bool) time.Time {
 		}
 		r.mu.Lock()
 		status, recorded := r.complete(a.idx, err, timedOut, runDone, end, changes)
-		if end.After(r.lastEnd) {
-			r.lastEnd = end
-		}
 		if fault != nil {
 			r.gateFailed(fault)
 		}
@@ -228,6 +225,9 @@ func (r *run) complete(i int32, err error, timedOut, runDone bool, end time.Time
 	r.running[r.slots[i].class]--
 	nr := &r.res.Nodes[i]
 	nr.End = end
+	if end.After(r.lastEnd) {
+		r.lastEnd = end
+	}
 	if err == nil && (r.choices != nil || len(r.choiceFaults) > 0) {
 		err = r.choiceError(i, r.slots[i].attempt)
 	}

@@ -32,6 +32,14 @@ func blobParts(size int64) int {
 	return int((size + blobPartBytes - 1) / blobPartBytes)
 }
 
+// partSize is the length of part i of a value of size bytes.
+func partSize(size int64, i int) int64 {
+	if i < blobParts(size)-1 {
+		return blobPartBytes
+	}
+	return size - int64(i)*blobPartBytes
+}
+
 // partName is the name of part i of the blob name: the blob's own name for
 // the first part. Blob names begin with "in/" or "out/", so a part's never
 // equals another blob's.
@@ -111,12 +119,7 @@ type partsReader struct {
 	n    int64                  // bytes read of part i
 }
 
-func (p *partsReader) want(i int) int64 {
-	if i < blobParts(p.size)-1 {
-		return blobPartBytes
-	}
-	return p.size - int64(i)*blobPartBytes
-}
+func (p *partsReader) want(i int) int64 { return partSize(p.size, i) }
 
 func (p *partsReader) Read(b []byte) (int, error) {
 	if len(b) == 0 {

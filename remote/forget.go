@@ -49,6 +49,9 @@ func (c *Coordinator) Forget(ctx context.Context, run string) (ForgetStats, erro
 	if err != nil {
 		return st, fmt.Errorf("remote: forget run %s: list its records in %s: %w", run, c.res.lay.resultsName(), err)
 	}
+	if len(info.State.Subjects) == 0 {
+		return st, nil
+	}
 	var blobs []entry
 	for subj := range info.State.Subjects {
 		k := strings.TrimPrefix(subj, prefix)
@@ -70,9 +73,6 @@ func (c *Coordinator) Forget(ctx context.Context, run string) (ForgetStats, erro
 			}
 		}
 	}
-	if len(info.State.Subjects) == 0 {
-		return st, nil
-	}
 	// The records first, in one purge that leaves no marker (a marker
 	// would keep its file-store block on the server's disk until
 	// ResultTTL): a value deleted under a result that stays would fail
@@ -88,7 +88,7 @@ func (c *Coordinator) Forget(ctx context.Context, run string) (ForgetStats, erro
 			switch {
 			case err == nil:
 				st.Values++
-				st.Bytes += min(o.Size-int64(i)*blobPartBytes, blobPartBytes)
+				st.Bytes += partSize(o.Size, i)
 			case !errors.Is(err, jetstream.ErrObjectNotFound):
 				errs = append(errs, fmt.Errorf("delete %q from object store %s: %w", name, c.res.lay.blobsName(), err))
 			}

@@ -88,20 +88,20 @@ func (c *Coordinator) Rejected(ctx context.Context) ([]Rejected, error) {
 	return out, nil
 }
 
-func (c *Coordinator) listKeys(ctx context.Context, filters ...string) ([]string, error) {
-	l, err := c.res.results.ListKeysFiltered(ctx, filters...)
+func (c *Coordinator) listKeys(ctx context.Context, filter string) ([]string, error) {
+	l, err := c.res.results.ListKeysFiltered(ctx, filter)
 	if err != nil {
 		if errors.Is(err, jetstream.ErrNoKeysFound) {
 			return nil, nil
 		}
-		return nil, fmt.Errorf("remote: list %s in %s: %w", strings.Join(filters, ", "), c.res.lay.resultsName(), err)
+		return nil, fmt.Errorf("remote: list %s in %s: %w", filter, c.res.lay.resultsName(), err)
 	}
 	var keys []string
 	for k := range l.Keys() {
 		keys = append(keys, k)
 	}
 	if err := l.Stop(); err != nil && !errors.Is(err, nats.ErrBadSubscription) {
-		return nil, fmt.Errorf("remote: list %s in %s: %w", strings.Join(filters, ", "), c.res.lay.resultsName(), err)
+		return nil, fmt.Errorf("remote: list %s in %s: %w", filter, c.res.lay.resultsName(), err)
 	}
 	return keys, nil
 }

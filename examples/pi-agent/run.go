@@ -311,11 +311,6 @@ func (r *runner) execute(ctx context.Context) error {
 	if errors.Is(runErr, executor.ErrInputsChanged) {
 		return runErr
 	}
-	if coord != nil && runErr == nil {
-		// Over, and never resumed: the fleet's copies of its results and
-		// large values would otherwise stay on the hub until ResultTTL.
-		forgetFleetRun(ctx, coord, r.runID, logger)
-	}
 	sum := runSummary{RunID: r.runID, Resumed: r.resume, NewRunOf: r.newRunOf, Question: in.Question, Corpus: r.docs.Label,
 		Inputs: in.record(), DurationMS: time.Since(start).Milliseconds(),
 		ModeChanges: rt.Executor.History(), FinalMode: rt.Executor.CurrentMode(), Pager: rt.Pager.Stats(), PeakRSSBytes: peakRSS(r.cfg.ProcfsRoot)}
@@ -342,6 +337,12 @@ func (r *runner) execute(ctx context.Context) error {
 	}
 	if !f.ephemeral {
 		sum.Storage, sum.ReportPath = storage.Path, reportPath
+	}
+	if coord != nil && runErr == nil {
+		// Over, and never resumed: the fleet's copies of its results and
+		// large values would otherwise stay on the hub until ResultTTL.
+		// After the summary took the run's duration, which this is not.
+		forgetFleetRun(ctx, coord, r.runID, logger)
 	}
 	runs, runsErr := rt.Checkpoints.Runs()
 	if err := rt.Close(); err != nil {
