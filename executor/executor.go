@@ -120,9 +120,9 @@ type Executor struct {
 
 	// runs pools the state of finished runs (*run, see runBufs).
 	runs sync.Pool
-	// idSecond is the time part of the run IDs of the latest second a run
-	// started in (newRunID).
-	idSecond atomic.Pointer[runIDSecond]
+	// idBatch holds the run IDs of the latest second a run started in
+	// (newRunID).
+	idBatch atomic.Pointer[runIDBatch]
 }
 
 // New returns an Executor. It fails, naming the field, when an option is out
@@ -411,6 +411,9 @@ type runIDSecond struct {
 	prefix [len("20060102T150405Z-")]byte
 }
 
+// runIDLen is the length of a run ID.
+const runIDLen = len("20060102T150405Z-") + 8
+
 func runIDSecondOf(now time.Time) runIDSecond {
 	now = now.UTC()
 	s := runIDSecond{unix: now.Unix()}
@@ -428,22 +431,51 @@ func runIDSecondOf(now time.Time) runIDSecond {
 	return s
 }
 
-// id returns a run ID of this second, with fresh random bits.
-func (s *runIDSecond) id() string {
-	var buf [len(s.prefix) + 8]byte
+// appendID appends a run ID of this second, with fresh random bits.
+func (s *runIDSecond) appendID(b []byte) []byte {
 	var r [4]byte
 	binary.LittleEndian.PutUint32(r[:], rand.Uint32())
-	return string(hex.AppendEncode(append(buf[:0], s.prefix[:]...), r[:]))
+	return hex.AppendEncode(append(b, s.prefix[:]...), r[:])
 }
 
-// newRunID is NewRunID with the time part kept from one run to the next
-// of the same second: a calendar conversion saved per run.
+// id returns a run ID of this second, with fresh random bits.
+func (s *runIDSecond) id() string {
+	var buf [runIDLen]byte
+	return string(s.appendID(buf[:0]))
+}
+
+// runIDBatch is idBatch run IDs of one second, made at once in one string:
+// the IDs the executor hands out are substrings of it (newRunID), one
+// allocation for idBatch runs. A kept ID keeps the batch's string
+// reachable (idBatch × 25 bytes).
+type runIDBatch struct {
+	unix int64
+	ids  string
+	next atomic.Int32 // the index of the next ID to hand out
+}
+
+// idBatch is how many run IDs a runIDBatch holds.
+const idBatch = 8
+
+// newRunID is NewRunID, the IDs of a second made idBatch at a time (the
+// calendar conversion and the allocation are shared). Concurrent runs
+// that find the batch used up may each make one; the IDs stay distinct
+// in their random bits, as NewRunID's do.
 func (e *Executor) newRunID(now time.Time) string {
-	s := e.idSecond.Load()
-	if s == nil || s.unix != now.Unix() {
-		v := runIDSecondOf(now)
-		s = &v
-		e.idSecond.Store(s)
+	unix := now.Unix()
+	if b := e.idBatch.Load(); b != nil && b.unix == unix {
+		if k := int(b.next.Add(1)) - 1; k < idBatch {
+			return b.ids[k*runIDLen : (k+1)*runIDLen]
+		}
 	}
-	return s.id()
+	s := runIDSecondOf(now)
+	var buf [idBatch * runIDLen]byte
+	out := buf[:0]
+	for range idBatch {
+		out = s.appendID(out)
+	}
+	b := &runIDBatch{unix: unix, ids: string(out)}
+	b.next.Store(1)
+	e.idBatch.Store(b)
+	return b.ids[:runIDLen]
 }

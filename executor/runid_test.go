@@ -24,3 +24,18 @@ func TestNewRunIDKeepsTheSecondNotTheRandomBits(t *testing.T) {
 	assert.Regexp(t, `^20261122T142529Z-[0-9a-f]{8}$`, e.newRunID(t0.Add(-time.Second)))
 	assert.Regexp(t, `^20261122T142530Z-[0-9a-f]{8}$`, NewRunID(t0))
 }
+
+func TestNewRunIDBatchesStayDistinct(t *testing.T) {
+	e, err := New(Options{})
+	require.NoError(t, err)
+	t0 := time.Date(2026, 12, 3, 16, 0, 0, 0, time.UTC)
+	seen := map[string]bool{}
+	for k := range 3*idBatch + 1 {
+		id := e.newRunID(t0.Add(time.Duration(k) * time.Millisecond))
+		require.Regexp(t, `^20261203T160000Z-[0-9a-f]{8}$`, id)
+		require.False(t, seen[id], "ID %d repeats %s", k, id)
+		seen[id] = true
+	}
+	// A new second starts a new batch, even when the last one has IDs left.
+	assert.Regexp(t, `^20261203T160001Z-[0-9a-f]{8}$`, e.newRunID(t0.Add(time.Second)))
+}
