@@ -151,14 +151,15 @@ type runRef struct {
 	// answers are the answers to waiting nodes (InputFrom), set before
 	// any node starts.
 	answers map[string]string
-	// small holds the node contexts of a small graph, saving an
-	// allocation per run.
-	small [smallGraph]nodeCtx
 }
 
-// smallGraph is the size up to which a run's node contexts live in its
-// runRef.
+// smallGraph is the size up to which a run's node contexts come from a
+// chunk shared with later runs (runBufs.nctxs), saving an allocation per
+// run.
 const smallGraph = 4
+
+// nctxChunk is how many node contexts runBufs.nctxs gets at once.
+const nctxChunk = 32
 
 // refChunk is how many runRefs are allocated at once (runBufs.refs).
 const refChunk = 8
@@ -202,7 +203,11 @@ func newRun(ctx context.Context, e *Executor, g *dag.Graph, s dag.State, id stri
 	ref.tokBase, ref.observed = uint64(b.gen)<<32, len(observers) > 0
 	var nctx []nodeCtx
 	if n <= smallGraph {
-		nctx = ref.small[:n:n]
+		if len(b.nctxs) < n {
+			b.nctxs = make([]nodeCtx, nctxChunk)
+		}
+		nctx = b.nctxs[:n:n]
+		b.nctxs = b.nctxs[n:]
 	} else {
 		nctx = make([]nodeCtx, n)
 	}

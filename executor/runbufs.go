@@ -63,6 +63,9 @@ type runBufs struct {
 	// The chunk keeps the used ones (their parent contexts and graphs)
 	// reachable until its last is handed out.
 	refs []runRef
+	// nctxs are node contexts not handed out yet, for graphs of up to
+	// smallGraph nodes, allocated nctxChunk at a time on the same terms.
+	nctxs []nodeCtx
 	// For a graph with branch nodes (else nil): their choices, and the
 	// incoming edges taken per node.
 	choices []choice

@@ -24,17 +24,18 @@ import (
 // left behind sees its own run's context.
 type runContext struct {
 	parent context.Context
-	// made is set, after ctx and cancelFn, once the context exists;
-	// those two are never written again.
-	made     atomic.Bool
+	// ctx and cancelFn are set before made, once the context exists, and
+	// never written again.
 	ctx      context.Context
 	cancelFn context.CancelCauseFunc
+	// cause records a cancel that came before the context was made.
+	cause error
 
 	mu sync.Mutex // guards the making and ended, cause
-	// ended and cause record a cancel that came before the context was
-	// made.
+	// made is set once the context exists.
+	made atomic.Bool
+	// ended records a cancel that came before the context was made.
 	ended bool
-	cause error
 }
 
 // get returns the run's context, making it if it does not exist yet.
