@@ -407,7 +407,6 @@ func NewRunID(now time.Time) string {
 
 // runIDSecond is the time part of the run IDs of one second.
 type runIDSecond struct {
-	unix   int64
 	prefix [len("20060102T150405Z-")]byte
 }
 
@@ -416,7 +415,7 @@ const runIDLen = len("20060102T150405Z-") + 8
 
 func runIDSecondOf(now time.Time) runIDSecond {
 	now = now.UTC()
-	s := runIDSecond{unix: now.Unix()}
+	var s runIDSecond
 	y, mo, d := now.Date()
 	h, mi, sec := now.Clock()
 	b := strconv.AppendInt(s.prefix[:0], int64(y), 10)

@@ -164,6 +164,19 @@ const nctxChunk = 32
 // refChunk is how many runRefs are allocated at once (runBufs.refs).
 const refChunk = 8
 
+// takeFresh hands out the next n elements of *chunk, never handed out
+// before, allocating a new chunk of size (≥ n) when fewer are left: one
+// allocation for several runs of what a run must not share with a later
+// one. The elements handed out keep the chunk reachable.
+func takeFresh[T any](chunk *[]T, n, size int) []T {
+	if len(*chunk) < n {
+		*chunk = make([]T, size)
+	}
+	s := (*chunk)[:n:n]
+	*chunk = (*chunk)[n:]
+	return s
+}
+
 // now is the time: the run's start plus the monotonic time elapsed since,
 // one clock read instead of time.Now's two (wall and monotonic), which
 // costs about 50 ns on some VMs and is read once per node. The times of a
@@ -194,20 +207,12 @@ func newRun(ctx context.Context, e *Executor, g *dag.Graph, s dag.State, id stri
 	}
 	b := &r.runBufs
 	b.reset(g, &e.opts)
-	if len(b.refs) == 0 {
-		b.refs = make([]runRef, refChunk)
-	}
-	ref := &b.refs[0]
-	b.refs = b.refs[1:]
+	ref := &takeFresh(&b.refs, 1, refChunk)[0]
 	ref.r, ref.ctx.parent, ref.t0, ref.id, ref.g, ref.slots = r, ctx, start, id, g, b.slots
 	ref.tokBase, ref.observed = uint64(b.gen)<<32, len(observers) > 0
 	var nctx []nodeCtx
 	if n <= smallGraph {
-		if len(b.nctxs) < n {
-			b.nctxs = make([]nodeCtx, nctxChunk)
-		}
-		nctx = b.nctxs[:n:n]
-		b.nctxs = b.nctxs[n:]
+		nctx = takeFresh(&b.nctxs, n, nctxChunk)
 	} else {
 		nctx = make([]nodeCtx, n)
 	}
