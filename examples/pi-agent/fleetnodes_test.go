@@ -107,6 +107,28 @@ func TestPackHeadBeforeEntries(t *testing.T) {
 	assert.Empty(t, s.Keys())
 }
 
+// A worker's pack writes the keys of its shard's index and no other: a
+// pack that holds the corpus's, another shard's or the answer's key fails
+// permanently, naming the key, and that key's value is left as it was.
+func TestShardViewOutputOnlyItsShard(t *testing.T) {
+	for _, key := range []string{keyChunks, chunkBlockKey(0, 0), statsKey(0), postingKey(0, "valve"), keyAnswer, "postings/1/", "postings/10/x", "index/1/stats/x"} {
+		t.Run(key, func(t *testing.T) {
+			s, _ := shardState(t)
+			before, _ := s.Get(key)
+			v, err := newShardView(s, "index-1", 1, 2, 1<<20)
+			require.NoError(t, err)
+			err = v.Put(v.out, encodePack(t, 1, 2, []packEntry{{postingKey(1, "dawn"), []byte{1}}, {key, []byte("forged")}}))
+			require.ErrorIs(t, err, errBadPack)
+			assert.True(t, dag.IsPermanent(err))
+			assert.Contains(t, err.Error(), strconv.Quote(key))
+			assert.Contains(t, err.Error(), "index-1")
+			assert.False(t, v.received())
+			after, _ := s.Get(key)
+			assert.Equal(t, before, after, "the forged value is not stored")
+		})
+	}
+}
+
 // A pack that claims a huge value allocates for the bytes it has, not for
 // the length it claims.
 func TestPackClaimedLengthAllocatesNothing(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"sync/atomic"
 
 	"github.com/cemaf-go/cemaf/dag"
@@ -170,6 +171,8 @@ func cmpErr(err, otherwise error) error {
 }
 
 // unpack decodes the worker's pack from r into the State, entry by entry.
+// Only the shard's own index keys are accepted; a pack that holds another
+// key fails, as a corrupt one does, at that key.
 func (v *shardView) unpack(r io.Reader) error {
 	head := func(shard, shards int) error {
 		if shard != v.shard || shards != v.shards {
@@ -177,7 +180,16 @@ func (v *shardView) unpack(r io.Reader) error {
 		}
 		return nil
 	}
-	_, _, err := readPack(r, v.maxValue, head, v.State.Put)
+	postings := postingKey(v.shard, "")
+	put := func(key string, value []byte) error {
+		// The worker writes the keys of its shard's index and no other:
+		// a pack cannot reach the corpus, another shard or the answer.
+		if key != statsKey(v.shard) && (len(key) == len(postings) || !strings.HasPrefix(key, postings)) {
+			return fmt.Errorf("%w: key %q is not of shard %d (want %q or %s<term>)", errBadPack, key, v.shard, statsKey(v.shard), postings)
+		}
+		return v.State.Put(key, value)
+	}
+	_, _, err := readPack(r, v.maxValue, head, put)
 	if errors.Is(err, errBadPack) {
 		return dag.Permanent(fmt.Errorf("node %s: the worker's %s: %w", v.node, v.out, err))
 	}
