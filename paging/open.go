@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/golang-lru/v2/simplelru"
 
 	"github.com/cemaf-go/cemaf/dag"
+	"github.com/cemaf-go/cemaf/internal/memfs"
 	"github.com/cemaf-go/cemaf/limit"
 )
 
@@ -45,6 +46,9 @@ func Wrap(state dag.State, opts Options) (*Pager, error) {
 			return nil, fmt.Errorf("paging: temporary storage: %w", err)
 		}
 		cfg.dir = dir
+		if inRAM, err := memfs.InRAM(dir); err == nil && inRAM {
+			cfg.logger.Warn("paging: no StoragePath, and the temporary directory is in RAM (tmpfs): paged-out values still take memory; set StoragePath to a directory on the storage device", "dir", dir)
+		}
 	}
 	st, rec, err := openStore(&cfg)
 	if err != nil {

@@ -93,7 +93,9 @@ type Options struct {
 	PageSizeMB float64
 	// StoragePath is the directory that holds the page file (pages.db). It
 	// is created (mode 0700) if missing. Empty means a fresh temporary
-	// directory that Close removes; that is only allowed in ModeCache.
+	// directory that Close removes; that is only allowed in ModeCache. On
+	// a board whose /tmp is a tmpfs that directory is RAM, and paged-out
+	// values still take memory: Wrap logs a warning then.
 	StoragePath string
 	// Compression is CompressionLZ4 (the default when empty) or
 	// CompressionNone.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"io"
+	"log/slog"
 	"os"
 	"sync"
 	"testing"
@@ -14,7 +15,9 @@ import (
 
 	"github.com/cemaf-go/cemaf/dag"
 	"github.com/cemaf-go/cemaf/executor"
+	"github.com/cemaf-go/cemaf/internal/memfs"
 	"github.com/cemaf-go/cemaf/remote"
+	"github.com/cemaf-go/cemaf/remote/hub"
 )
 
 // creatingState is a State that takes values in parts (dag.ValueCreator)
@@ -190,4 +193,27 @@ func TestSpoolDirMissing(t *testing.T) {
 	require.Error(t, err)
 	require.Error(t, res.Nodes[0].Err)
 	assert.Contains(t, res.Nodes[0].Err.Error(), "WorkerOptions.SpoolDir")
+}
+
+// A worker whose spool would be the temporary directory, in RAM, says so
+// when it is made; one given a SpoolDir does not.
+func TestWorkerWarnsOfASpoolInRAM(t *testing.T) {
+	shm := "/dev/shm"
+	if inRAM, err := memfs.InRAM(shm); err != nil || !inRAM {
+		t.Skip("no tmpfs at /dev/shm")
+	}
+	nc := connect(t, startHub(t, hub.Options{}).ClientURL())
+	reg := remote.NewRegistry()
+	require.NoError(t, reg.Register("cpu", "noop", func(context.Context, dag.State) error { return nil }))
+	t.Setenv("TMPDIR", shm)
+	for _, spool := range []string{"", t.TempDir()} {
+		var logs bytes.Buffer
+		newWorker(t, nc, reg, remote.WorkerOptions{SpoolDir: spool, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		if spool == "" {
+			assert.Contains(t, logs.String(), "SpoolDir is empty and the temporary directory is in RAM")
+			assert.Contains(t, logs.String(), "dir="+shm)
+		} else {
+			assert.NotContains(t, logs.String(), "SpoolDir", "SpoolDir %s was given", spool)
+		}
+	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cemaf-go/cemaf/internal/hostlimits"
+	"github.com/cemaf-go/cemaf/internal/memfs"
 )
 
 // Guard is what a worker consults before pulling tasks: while Check reports
@@ -83,10 +84,18 @@ type WorkerOptions struct {
 	// dag.NewValueWriter) are kept while it runs, in files that are
 	// unlinked at once: such a value is never held whole in memory. Empty
 	// means os.TempDir(); on a board whose /tmp is a tmpfs that is RAM, so
-	// give a directory on the storage device.
+	// give a directory on the storage device (NewWorker logs a warning
+	// when it is empty and os.TempDir() is in RAM).
 	SpoolDir string
 	// Logger receives the worker's diagnostics; nil discards them.
 	Logger *slog.Logger
+}
+
+// inRAM reports whether dir is on a file system in memory (tmpfs); false
+// when that cannot be told.
+func inRAM(dir string) bool {
+	ok, err := memfs.InRAM(dir)
+	return err == nil && ok
 }
 
 // WorkerStats counts what a worker did since it started.
@@ -175,6 +184,11 @@ func NewWorker(nc *nats.Conn, reg *Registry, opts WorkerOptions) (*Worker, error
 	}
 	if w.logger == nil {
 		w.logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.SpoolDir == "" {
+		if dir := os.TempDir(); inRAM(dir) {
+			w.logger.Warn("remote: WorkerOptions.SpoolDir is empty and the temporary directory is in RAM (tmpfs): a large value a task spools takes memory; set SpoolDir to a directory on the storage device", "dir", dir)
+		}
 	}
 	have := reg.Capabilities()
 	w.caps = slices.Clone(opts.Capabilities)
