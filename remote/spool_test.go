@@ -205,8 +205,9 @@ func TestWorkerWarnsOfASpoolInRAM(t *testing.T) {
 	nc := connect(t, startHub(t, hub.Options{}).ClientURL())
 	reg := remote.NewRegistry()
 	require.NoError(t, reg.Register("cpu", "noop", func(context.Context, dag.State) error { return nil }))
+	given := t.TempDir()
 	t.Setenv("TMPDIR", shm)
-	for _, spool := range []string{"", t.TempDir()} {
+	for _, spool := range []string{"", given} {
 		var logs bytes.Buffer
 		newWorker(t, nc, reg, remote.WorkerOptions{SpoolDir: spool, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 		if spool == "" {
