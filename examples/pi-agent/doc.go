@@ -84,9 +84,11 @@
 //   - With --nats, an answer is made by a worker's answerer (its own
 //     CEMAF_LLM_URL, or the extractive one); run's --llm-timeout,
 //     --llm-attempts and --llm-backoff only bound how long the run waits
-//     for it. An index shard travels to its worker as one value, its
-//     chunks and its postings held whole in RAM on both sides: the memory
-//     bound of a local run does not hold for --nats over a large corpus.
+//     for it. An index shard travels to its worker as one value (its
+//     chunks there, its postings back), streamed in parts on both sides
+//     through the object store: a worker's disk, not its RAM, grows with
+//     the shard. The postings a worker sends back may only be its shard's
+//     keys; a pack with any other key fails the node.
 //   - serve --nats: every service builds its own index of its own --docs,
 //     so the services of a fleet should serve the same corpus. A service
 //     under pressure still accepts requests for the others; one stopping
