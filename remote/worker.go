@@ -91,13 +91,6 @@ type WorkerOptions struct {
 	Logger *slog.Logger
 }
 
-// inRAM reports whether dir is on a file system in memory (tmpfs); false
-// when that cannot be told.
-func inRAM(dir string) bool {
-	ok, err := memfs.InRAM(dir)
-	return err == nil && ok
-}
-
 // WorkerStats counts what a worker did since it started.
 type WorkerStats struct {
 	Taken      uint64 // deliveries pulled
@@ -185,8 +178,8 @@ func NewWorker(nc *nats.Conn, reg *Registry, opts WorkerOptions) (*Worker, error
 	if w.logger == nil {
 		w.logger = slog.New(slog.DiscardHandler)
 	}
-	if opts.SpoolDir == "" {
-		if dir := os.TempDir(); inRAM(dir) {
+	if dir := os.TempDir(); opts.SpoolDir == "" {
+		if inRAM, err := memfs.InRAM(dir); err == nil && inRAM {
 			w.logger.Warn("remote: WorkerOptions.SpoolDir is empty and the temporary directory is in RAM (tmpfs): a large value a task spools takes memory; set SpoolDir to a directory on the storage device", "dir", dir)
 		}
 	}

@@ -180,12 +180,12 @@ func (v *shardView) unpack(r io.Reader) error {
 		}
 		return nil
 	}
-	postings := postingKey(v.shard, "")
+	stats, postings := statsKey(v.shard), postingKey(v.shard, "")
 	put := func(key string, value []byte) error {
 		// The worker writes the keys of its shard's index and no other:
 		// a pack cannot reach the corpus, another shard or the answer.
-		if key != statsKey(v.shard) && (len(key) == len(postings) || !strings.HasPrefix(key, postings)) {
-			return fmt.Errorf("%w: key %q is not of shard %d (want %q or %s<term>)", errBadPack, key, v.shard, statsKey(v.shard), postings)
+		if term, ok := strings.CutPrefix(key, postings); key != stats && (!ok || term == "") {
+			return fmt.Errorf("%w: key %q is not of shard %d (want %q or %s<term>)", errBadPack, key, v.shard, stats, postings)
 		}
 		return v.State.Put(key, value)
 	}
