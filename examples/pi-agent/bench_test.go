@@ -6,9 +6,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/cemaf-go/cemaf/dag"
 )
 
 // benchText is 4 MiB of markdown-like prose.
@@ -90,6 +93,37 @@ func BenchmarkCorpusDigest(b *testing.B) {
 		b.SetBytes(size)
 		for b.Loop() {
 			if _, err := c.digest(context.Background(), maxDocBytes); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkShardViewUnpack decodes a worker's pack of 10,000 postings (32
+// bytes each) into a State through the device's view, which checks every
+// key against the shard's; the baseline is readPack putting the same
+// entries into the State without the check.
+func BenchmarkShardViewUnpack(b *testing.B) {
+	entries := []packEntry{{statsKey(1), []byte(`{"chunks":5}`)}}
+	for i := range 10_000 {
+		entries = append(entries, packEntry{postingKey(1, "term"+strconv.Itoa(i)), bytes.Repeat([]byte{byte(i)}, 32)})
+	}
+	packed := encodePack(b, 1, 2, entries)
+	b.Run("view", func(b *testing.B) {
+		b.ReportAllocs()
+		s := dag.NewMemoryState()
+		v := &shardView{State: s, node: "index-1", out: fleetOutKey("index-1"), shard: 1, shards: 2, maxValue: 1 << 20}
+		for b.Loop() {
+			if err := v.Put(v.out, packed); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("baseline", func(b *testing.B) {
+		b.ReportAllocs()
+		s := dag.NewMemoryState()
+		for b.Loop() {
+			if _, _, err := readPack(bytes.NewReader(packed), 1<<20, nil, s.Put); err != nil {
 				b.Fatal(err)
 			}
 		}
