@@ -96,31 +96,11 @@ func benchShape(b *testing.B, g *dag.Graph) { benchShapeIn(b, context.Background
 // benchShapeIn is benchShape with the runs under ctx.
 func benchShapeIn(b *testing.B, ctx context.Context, g *dag.Graph) {
 	maxPar := runtime.GOMAXPROCS(0)
-	run := func(b *testing.B, f func()) {
-		b.ReportAllocs()
-		var before, after runtime.MemStats
-		runtime.ReadMemStats(&before)
-		cpu0 := processCPU()
-		for b.Loop() {
-			f()
-		}
-		cpu := processCPU() - cpu0
-		runtime.ReadMemStats(&after)
-		nodes := float64(b.N) * float64(g.Len())
-		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/nodes, "ns/node")
-		b.ReportMetric(float64(after.Mallocs-before.Mallocs)/nodes, "allocs/node")
-		if cpu >= 0 {
-			// CPU time of the whole process (every thread, the GC's
-			// included): less sensitive than wall time to other
-			// processes sharing the machine.
-			b.ReportMetric(float64(cpu.Nanoseconds())/nodes, "cpu-ns/node")
-		}
-	}
 	b.Run("cemaf", func(b *testing.B) {
 		e := mustExec(b, executor.Options{Limits: executor.Limits{CPU: maxPar}})
 		s := dag.NewMemoryState()
 		var res *executor.Result
-		run(b, func() {
+		measure(b, g, func() {
 			var err error
 			if res, err = e.RunWith(ctx, g, s, executor.RunOptions{Reuse: res}); err != nil {
 				b.Fatal(err)
@@ -129,7 +109,84 @@ func benchShapeIn(b *testing.B, ctx context.Context, g *dag.Graph) {
 	})
 	b.Run("baseline", func(b *testing.B) {
 		s := dag.NewMemoryState()
-		run(b, func() { baselineRun(ctx, g, s, maxPar) })
+		measure(b, g, func() { baselineRun(ctx, g, s, maxPar) })
+	})
+}
+
+// measure runs f in b's loop and reports, beside ns/op, ns/node,
+// allocs/node and cpu-ns/node for the graph g.
+func measure(b *testing.B, g *dag.Graph, f func()) {
+	b.ReportAllocs()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	cpu0 := processCPU()
+	for b.Loop() {
+		f()
+	}
+	cpu := processCPU() - cpu0
+	runtime.ReadMemStats(&after)
+	nodes := float64(b.N) * float64(g.Len())
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/nodes, "ns/node")
+	b.ReportMetric(float64(after.Mallocs-before.Mallocs)/nodes, "allocs/node")
+	if cpu >= 0 {
+		// CPU time of the whole process (every thread, the GC's
+		// included): less sensitive than wall time to other processes
+		// sharing the machine.
+		b.ReportMetric(float64(cpu.Nanoseconds())/nodes, "cpu-ns/node")
+	}
+}
+
+// baselineReturnsRun is baselineRun that, like the executor, returns when
+// ctx is cancelled instead of waiting for nodes that ignore it: the bare
+// scheduler with the one feature that keeps a node off the caller's
+// goroutine under a cancellable context.
+func baselineReturnsRun(ctx context.Context, g *dag.Graph, s dag.State, maxParallel int) {
+	n := g.Len()
+	indeg := make([]atomic.Int32, n)
+	for i := range n {
+		indeg[i].Store(int32(len(g.Dependencies(i))))
+	}
+	var left atomic.Int32
+	left.Store(int32(n))
+	done := make(chan struct{})
+	sem := make(chan struct{}, maxParallel)
+	var launch func(i int32)
+	launch = func(i int32) {
+		go func() {
+			sem <- struct{}{}
+			_ = g.At(int(i)).Run(ctx, s)
+			<-sem
+			for _, c := range g.Dependents(int(i)) {
+				if indeg[c].Add(-1) == 0 {
+					launch(c)
+				}
+			}
+			if left.Add(-1) == 0 {
+				close(done)
+			}
+		}()
+	}
+	for i := range n {
+		if indeg[i].Load() == 0 {
+			launch(int32(i))
+		}
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
+// benchCancellable is benchShapeIn under a context that can be cancelled,
+// with a second baseline that returns on cancellation as the executor
+// does (baselineReturnsRun).
+func benchCancellable(b *testing.B, g *dag.Graph) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	benchShapeIn(b, ctx, g)
+	b.Run("baseline-returns", func(b *testing.B) {
+		s := dag.NewMemoryState()
+		measure(b, g, func() { baselineReturnsRun(ctx, g, s, runtime.GOMAXPROCS(0)) })
 	})
 }
 
@@ -171,20 +228,12 @@ func BenchmarkRunLayered(b *testing.B) { benchShape(b, layersGraph(b, 20, 500)) 
 func BenchmarkRunShort(b *testing.B) {
 	b.Run("1", func(b *testing.B) { benchShape(b, chainGraph(b, 1)) })
 	b.Run("chain-8", func(b *testing.B) { benchShape(b, chainGraph(b, 8)) })
-	b.Run("1-cancellable", func(b *testing.B) {
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		benchShapeIn(b, ctx, chainGraph(b, 1))
-	})
+	b.Run("1-cancellable", func(b *testing.B) { benchCancellable(b, chainGraph(b, 1)) })
 	// A node that looks at its context, as an LLM or tool call does: the
 	// run's context is then made (it is made on first use).
 	looks := mustGraph(b, dag.Node{ID: "0", Run: func(ctx context.Context, _ dag.State) error { return ctx.Err() }})
 	b.Run("1-looks-at-ctx", func(b *testing.B) { benchShape(b, looks) })
-	b.Run("1-looks-at-ctx-cancellable", func(b *testing.B) {
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		benchShapeIn(b, ctx, looks)
-	})
+	b.Run("1-looks-at-ctx-cancellable", func(b *testing.B) { benchCancellable(b, looks) })
 }
 
 // layeredGraph is 10 layers of 100 nodes of work d, each depending on 3 nodes
