@@ -22,11 +22,7 @@ import (
 // gate, results). A goroutine per ready node, a channel semaphore for the
 // parallelism bound, atomic in-degree counters and a WaitGroup.
 func baselineRun(ctx context.Context, g *dag.Graph, s dag.State, maxParallel int) {
-	n := g.Len()
-	indeg := make([]atomic.Int32, n)
-	for i := range n {
-		indeg[i].Store(int32(len(g.Dependencies(i))))
-	}
+	indeg := inDegrees(g)
 	sem := make(chan struct{}, maxParallel)
 	var wg sync.WaitGroup
 	var launch func(i int32)
@@ -34,22 +30,42 @@ func baselineRun(ctx context.Context, g *dag.Graph, s dag.State, maxParallel int
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			sem <- struct{}{}
-			_ = g.At(int(i)).Run(ctx, s)
-			<-sem
-			for _, c := range g.Dependents(int(i)) {
-				if indeg[c].Add(-1) == 0 {
-					launch(c)
-				}
-			}
+			runBare(ctx, g, s, sem, indeg, i, launch)
 		}()
 	}
-	for i := range n {
+	launchRoots(indeg, launch)
+	wg.Wait()
+}
+
+// inDegrees returns the number of dependencies of each node of g.
+func inDegrees(g *dag.Graph) []atomic.Int32 {
+	indeg := make([]atomic.Int32, g.Len())
+	for i := range indeg {
+		indeg[i].Store(int32(len(g.Dependencies(i))))
+	}
+	return indeg
+}
+
+// runBare runs node i under the semaphore and launches the dependents it
+// leaves with no dependency to wait for.
+func runBare(ctx context.Context, g *dag.Graph, s dag.State, sem chan struct{}, indeg []atomic.Int32, i int32, launch func(int32)) {
+	sem <- struct{}{}
+	_ = g.At(int(i)).Run(ctx, s)
+	<-sem
+	for _, c := range g.Dependents(int(i)) {
+		if indeg[c].Add(-1) == 0 {
+			launch(c)
+		}
+	}
+}
+
+// launchRoots launches the nodes that depend on none.
+func launchRoots(indeg []atomic.Int32, launch func(int32)) {
+	for i := range indeg {
 		if indeg[i].Load() == 0 {
 			launch(int32(i))
 		}
 	}
-	wg.Wait()
 }
 
 func wideGraph(b testing.TB, n int) *dag.Graph {
@@ -141,36 +157,21 @@ func measure(b *testing.B, g *dag.Graph, f func()) {
 // scheduler with the one feature that keeps a node off the caller's
 // goroutine under a cancellable context.
 func baselineReturnsRun(ctx context.Context, g *dag.Graph, s dag.State, maxParallel int) {
-	n := g.Len()
-	indeg := make([]atomic.Int32, n)
-	for i := range n {
-		indeg[i].Store(int32(len(g.Dependencies(i))))
-	}
+	indeg := inDegrees(g)
 	var left atomic.Int32
-	left.Store(int32(n))
+	left.Store(int32(g.Len()))
 	done := make(chan struct{})
 	sem := make(chan struct{}, maxParallel)
 	var launch func(i int32)
 	launch = func(i int32) {
 		go func() {
-			sem <- struct{}{}
-			_ = g.At(int(i)).Run(ctx, s)
-			<-sem
-			for _, c := range g.Dependents(int(i)) {
-				if indeg[c].Add(-1) == 0 {
-					launch(c)
-				}
-			}
+			runBare(ctx, g, s, sem, indeg, i, launch)
 			if left.Add(-1) == 0 {
 				close(done)
 			}
 		}()
 	}
-	for i := range n {
-		if indeg[i].Load() == 0 {
-			launch(int32(i))
-		}
-	}
+	launchRoots(indeg, launch)
 	select {
 	case <-done:
 	case <-ctx.Done():
