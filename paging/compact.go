@@ -31,7 +31,7 @@ func (s *store) compact() error {
 		os.Remove(tmp)
 		return ErrClosed
 	}
-	err = bolt.Compact(dst, s.db, compactTxBytes)
+	err = s.copyTo(dst)
 	s.mu.RUnlock()
 	if err == nil {
 		err = dst.Sync()
@@ -66,6 +66,14 @@ func (s *store) compact() error {
 		return fmt.Errorf("paging: compact: %w", renameErr)
 	}
 	return nil
+}
+
+// copyTo copies the live data into dst (bolt.Compact), a panic on a page
+// that bbolt cannot read being ErrCorrupt (store.safeView). Called with
+// s.mu read-locked.
+func (s *store) copyTo(dst *bolt.DB) (err error) {
+	defer s.recoverCorrupt(&err)
+	return bolt.Compact(dst, s.db, compactTxBytes)
 }
 
 // Compact rewrites the page file without its dead space (see

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -477,4 +478,230 @@ func TestUncleanCorruptFile(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCleanFileWithABadPageType gives the root page of the pages bucket,
+// in a file closed cleanly, extra bits beside its type: bbolt would panic
+// reading it, so Wrap must refuse the file with ErrCorrupt in both modes,
+// leave it as it is, and not panic.
+func TestCleanFileWithABadPageType(t *testing.T) {
+	for _, mode := range []paging.Mode{paging.ModeCache, paging.ModeDurable} {
+		t.Run(mode.String(), func(t *testing.T) {
+			opts := small(t.TempDir())
+			opts.Mode = mode
+			p, err := paging.Wrap(nil, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range 50 {
+				p.Put(key(i), randomBytes(uint64(i), 6*kib))
+			}
+			path := p.Path()
+			if err := p.Close(); err != nil {
+				t.Fatal(err)
+			}
+			db, err := bolt.Open(path, 0o600, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var root int64
+			var pageSize int
+			db.View(func(tx *bolt.Tx) error {
+				root = int64(tx.Bucket([]byte("pages")).Root())
+				pageSize = tx.DB().Info().PageSize
+				return nil
+			})
+			db.Close()
+			f, err := os.OpenFile(path, os.O_RDWR, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var flags [2]byte
+			f.ReadAt(flags[:], root*int64(pageSize)+8)
+			flags[1] |= 0x40 // the type byte keeps its branch or leaf bit
+			f.WriteAt(flags[:], root*int64(pageSize)+8)
+			f.Close()
+			before, _ := os.ReadFile(path)
+
+			p, err = paging.Wrap(nil, opts)
+			if !errors.Is(err, paging.ErrCorrupt) {
+				if err == nil {
+					p.Close()
+				}
+				t.Fatalf("Wrap of a file with a bad page type = %v, want ErrCorrupt", err)
+			}
+			if !strings.Contains(err.Error(), path) {
+				t.Errorf("error %q does not name the file", err)
+			}
+			if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
+				t.Fatal("Wrap modified the damaged file")
+			}
+		})
+	}
+}
+
+// TestDamageWhileOpenIsAnError damages the page file under an open Pager,
+// as a failing SD card may: the root page of the pages bucket gets extra
+// type bits, which make bbolt panic when it reads the page. Reads of
+// values that are not resident, the next checkpoint and Close must return
+// errors (reads: ErrCorrupt naming the file), not panic.
+func TestDamageWhileOpenIsAnError(t *testing.T) {
+	opts := small(t.TempDir())
+	p, err := paging.Wrap(nil, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		p.Put(key(i), randomBytes(uint64(i), 6*kib))
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	p, err = paging.Wrap(nil, opts) // nothing resident
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := p.Path()
+	// The file is open: read its layout without bbolt's lock.
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, pageSize := pagesRoot(t, raw)
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte{raw[root*pageSize+8], raw[root*pageSize+9] | 0x40}, root*pageSize+8)
+	f.Close()
+
+	_, err = p.Get(key(7))
+	if !errors.Is(err, paging.ErrCorrupt) || !strings.Contains(err.Error(), path) {
+		t.Errorf("Get after the damage = %v, want ErrCorrupt naming %s", err, path)
+	}
+	p.Put("new", []byte("value"))
+	t.Logf("Checkpoint: %v", p.Checkpoint()) // may fail: the tree it writes to is damaged
+	if err := p.Compact(); !errors.Is(err, paging.ErrCorrupt) {
+		t.Errorf("Compact after the damage = %v, want ErrCorrupt", err)
+	}
+	t.Logf("Close: %v", p.Close())
+}
+
+// pagesRoot returns the root page ID of the pages bucket and the page size
+// of the bbolt file raw, read from a copy so that no lock is needed.
+func pagesRoot(t *testing.T, raw []byte) (root, pageSize int64) {
+	t.Helper()
+	cp := filepath.Join(t.TempDir(), "copy.db")
+	if err := os.WriteFile(cp, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bolt.Open(cp, 0o600, &bolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	db.View(func(tx *bolt.Tx) error {
+		root = int64(tx.Bucket([]byte("pages")).Root())
+		pageSize = int64(tx.DB().Info().PageSize)
+		return nil
+	})
+	return root, pageSize
+}
+
+// TestDamagedFileNeverPanics writes a page file, closes it (cleanly, or as
+// a crash would leave it), damages a copy with random bytes and opens the
+// copy, many times. Wrap either refuses it with ErrCorrupt or
+// ErrForeignFile, or opens it; then every read returns the value as
+// written or ErrCorrupt, and writing, checkpointing and closing go on.
+// Nothing may panic.
+func TestDamagedFileNeverPanics(t *testing.T) {
+	trials := 60
+	if testing.Short() {
+		trials = 15
+	}
+	for _, mode := range []paging.Mode{paging.ModeCache, paging.ModeDurable} {
+		for _, clean := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s/clean=%v", mode, clean), func(t *testing.T) {
+				opts := small(t.TempDir())
+				opts.Mode = mode
+				p, err := paging.Wrap(nil, opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := map[string][]byte{}
+				for i := range 80 {
+					want[key(i)] = randomBytes(uint64(i), 3*kib+i*37)
+					p.Put(key(i), want[key(i)])
+				}
+				if err := p.Checkpoint(); err != nil {
+					t.Fatal(err)
+				}
+				path := p.Path()
+				if clean {
+					err = p.Close()
+				} else {
+					p.Crash()
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				orig, err := os.ReadFile(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				seed := uint64(0)
+				if clean {
+					seed = 1
+				}
+				r := rand.New(rand.NewPCG(uint64(mode), seed))
+				opened := 0
+				for trial := range trials {
+					b := bytes.Clone(orig)
+					start, stride := r.IntN(len(b)), 1+r.IntN(97)
+					for k := range 1 + r.IntN(64) {
+						b[(start+k*stride)%len(b)] = byte(r.Uint32())
+					}
+					o := opts
+					o.StoragePath = t.TempDir()
+					if err := os.WriteFile(filepath.Join(o.StoragePath, filepath.Base(path)), b, 0o600); err != nil {
+						t.Fatal(err)
+					}
+					if openDamaged(t, trial, o, want) {
+						opened++
+					}
+				}
+				t.Logf("%d of %d damaged files opened (damage in values, free pages or unused bytes; or a cache file discarded after a crash)", opened, trials)
+			})
+		}
+	}
+}
+
+// openDamaged opens a damaged page file with opts and uses it (see
+// TestDamagedFileNeverPanics); it reports whether Wrap took the file.
+func openDamaged(t *testing.T, trial int, opts paging.Options, want map[string][]byte) (opened bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			t.Fatalf("trial %d: panic: %v", trial, v)
+		}
+	}()
+	p, err := paging.Wrap(nil, opts)
+	if err != nil {
+		if !errors.Is(err, paging.ErrCorrupt) && !errors.Is(err, paging.ErrForeignFile) {
+			t.Fatalf("trial %d: Wrap = %v, want ErrCorrupt or ErrForeignFile", trial, err)
+		}
+		return false
+	}
+	for _, k := range p.Keys() {
+		got, err := p.Get(k)
+		switch {
+		case err == nil && !bytes.Equal(got, want[k]):
+			t.Fatalf("trial %d: %s read back changed, without an error", trial, k)
+		case err != nil && !errors.Is(err, paging.ErrCorrupt):
+			t.Fatalf("trial %d: Get(%s) = %v, want ErrCorrupt", trial, k, err)
+		}
+	}
+	p.Put("after", []byte("damage"))
+	_ = p.Checkpoint()
+	_ = p.Close()
+	return true
 }

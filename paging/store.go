@@ -299,7 +299,7 @@ type loadedValue struct {
 
 // load reads every header and the stored size of every page.
 func (s *store) load() (vals []loadedValue, maxBlob uint64, err error) {
-	err = s.db.View(func(tx *bolt.Tx) error {
+	err = s.safeView(func(tx *bolt.Tx) error {
 		byBlob := map[uint64]int{}
 		if err := tx.Bucket(bucketValues).ForEach(func(k, v []byte) error {
 			h, err := decodeHeader(v)
@@ -337,7 +337,24 @@ func (s *store) view(fn func(tx *bolt.Tx) error) error {
 	if s.db == nil {
 		return ErrClosed
 	}
+	return s.safeView(fn)
+}
+
+// safeView runs fn in a read transaction of s.db. A panic in it, which is
+// how bbolt meets a page that does not hold what it expects (a file
+// damaged past what the check at open finds, or while open), is returned
+// as ErrCorrupt naming the file: the transaction is rolled back as it
+// unwinds, and the process goes on.
+func (s *store) safeView(fn func(tx *bolt.Tx) error) (err error) {
+	defer s.recoverCorrupt(&err)
 	return s.db.View(fn)
+}
+
+// recoverCorrupt, deferred, turns a panic into ErrCorrupt in *err.
+func (s *store) recoverCorrupt(err *error) {
+	if v := recover(); v != nil {
+		*err = fmt.Errorf("paging: page file %s: %w: bbolt: %v", s.path, ErrCorrupt, v)
+	}
 }
 
 // readPage decodes page idx of blob into dst (exactly the page's length).
@@ -355,14 +372,16 @@ func (s *store) readPage(blob uint64, idx int64, dst []byte) error {
 
 // update runs fn in a write transaction. The caller serialises writers.
 // Failures are mapped to the module's limit error: a full page file is
-// Kind limit.FileSize, a full disk Kind limit.Disk.
-func (s *store) update(fn func(tx *bolt.Tx) error) error {
+// Kind limit.FileSize, a full disk Kind limit.Disk. A panic in the
+// transaction is returned as ErrCorrupt, as in safeView.
+func (s *store) update(fn func(tx *bolt.Tx) error) (err error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.db == nil {
 		return ErrClosed
 	}
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	defer s.recoverCorrupt(&err)
+	err = s.db.Update(func(tx *bolt.Tx) error {
 		if err := fn(tx); err != nil {
 			return err
 		}

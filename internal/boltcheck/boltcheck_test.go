@@ -88,16 +88,17 @@ func TestNotBolt(t *testing.T) {
 // Damage must be reported, never crash the process, and a damaged file
 // that passes Verify must be safe to use: opened read-write, read in full,
 // checked by bbolt and written to without a panic or a fault. Damage covers
-// random byte flips all over the file, scribbled stripes, truncation and
-// corrupted page headers.
+// random byte flips all over the file, scribbled stripes, truncation,
+// corrupted element counts and page types with extra bits set beside their
+// own (bbolt panics on a leaf page whose flags are not exactly a leaf's).
 func TestDamageIsAnErrorNotACrash(t *testing.T) {
 	for _, nfs := range []bool{false, true} {
 		orig := makeFile(t, nfs)
 		r := rand.New(rand.NewPCG(1, uint64(len(orig))))
 		detected, passedAndSafe := 0, 0
-		for trial := range 200 {
+		for trial := range 240 {
 			raw := append([]byte(nil), orig...)
-			class := trial % 5
+			class := trial % 6
 			switch class {
 			case 0: // flip bytes after the meta pages
 				for range 1 + r.IntN(40) {
@@ -119,6 +120,18 @@ func TestDamageIsAnErrorNotACrash(t *testing.T) {
 				for range 1 + r.IntN(10) {
 					raw[r.IntN(len(raw))] ^= byte(1 + r.IntN(255))
 				}
+			case 5: // set other bits beside a branch, leaf or freelist page's type
+				for range 1 + r.IntN(3) {
+					pg := 2 + r.IntN(len(raw)/4096-2)
+					flags := binary.LittleEndian.Uint16(raw[pg*4096+8:])
+					if flags == branchFlag || flags == leafFlag || flags == freelistFlag {
+						extra := uint16(1+r.IntN(255)) << 8
+						if r.IntN(2) == 0 {
+							extra = 0x20 << r.IntN(3) // bits bbolt does not use
+						}
+						binary.LittleEndian.PutUint16(raw[pg*4096+8:], flags|extra)
+					}
+				}
 			}
 			path := write(t, raw)
 			err := Verify(path, time.Second, nil)
@@ -137,7 +150,7 @@ func TestDamageIsAnErrorNotACrash(t *testing.T) {
 			}
 			passedAndSafe++
 		}
-		t.Logf("NoFreelistSync=%v: %d of 200 damaged files reported, %d passed and were used safely (damage in values or free pages)",
+		t.Logf("NoFreelistSync=%v: %d of 240 damaged files reported, %d passed and were used safely (damage in values or free pages)",
 			nfs, detected, passedAndSafe)
 	}
 }

@@ -23,7 +23,7 @@ func checkFreelist(f *os.File, size int64, m meta) (pageSet, error) {
 	}
 	le := binary.LittleEndian
 	flags, count, overflow := le.Uint16(hdr[8:]), uint64(le.Uint16(hdr[10:])), uint64(le.Uint32(hdr[12:]))
-	if flags&freelistFlag == 0 {
+	if flags != freelistFlag { // bbolt panics on any other type
 		return nil, fmt.Errorf("%w: page %d is not a freelist page (flags %#x)", ErrDamaged, m.freelist, flags)
 	}
 	if m.freelist+overflow >= m.pgid {

@@ -125,7 +125,9 @@ func (t *tree) elements(buf []byte, base, total int64, flags uint16, count int64
 	}
 	le := binary.LittleEndian
 	branch := false
-	switch flags & (branchFlag | leafFlag) {
+	// Exactly one type, as bbolt asserts when it reads the page (a leaf
+	// with another bit set makes it panic).
+	switch flags {
 	case branchFlag:
 		branch = true
 	case leafFlag:
@@ -204,7 +206,7 @@ func (t *tree) bucket(v []byte, base int64, depth int, where location) error {
 	}
 	le := binary.LittleEndian
 	flags, count := le.Uint16(inline[8:]), int64(le.Uint16(inline[10:]))
-	if flags&leafFlag == 0 {
+	if flags != leafFlag {
 		return fmt.Errorf("%w: %s: inline page is not a leaf (flags %#x)", ErrDamaged, where, flags)
 	}
 	if pageHeaderSize+count*elemSize > int64(len(inline)) {
