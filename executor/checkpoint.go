@@ -7,8 +7,10 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -136,6 +138,12 @@ type CheckpointStore struct {
 	// mu guards db against use after Close.
 	mu sync.RWMutex
 	db *bolt.DB
+	// wedged is set when a write transaction panicked (tx): bbolt's
+	// rollback reads the file too, and when that faults as well its
+	// writer lock stays held, so every later write and Close would wait
+	// for it forever. Writes then fail at once, and the file is left open
+	// until the process ends.
+	wedged atomic.Bool
 }
 
 // OpenCheckpoints opens (or creates) the checkpoint file at path, verifies
@@ -182,7 +190,7 @@ func OpenCheckpoints(path string, opts CheckpointOptions) (*CheckpointStore, err
 	}
 	s.db = db
 	if _, err := s.GC(time.Now()); err != nil {
-		db.Close()
+		s.Close()
 		return nil, err
 	}
 	return s, nil
@@ -256,9 +264,18 @@ func (s *CheckpointStore) Close() error {
 	if s.db == nil {
 		return nil
 	}
+	if s.wedged.Load() {
+		s.db = nil // bbolt's Close would wait for the writer lock
+		return s.wedgedError()
+	}
 	err := s.db.Close()
 	s.db = nil
 	return err
+}
+
+// wedgedError is the error of a write, or of Close, once wedged is set.
+func (s *CheckpointStore) wedgedError() error {
+	return fmt.Errorf("checkpoint file %s: %w: a write to it failed midway; it stays open, unwritten, until the process ends", s.path, ErrCheckpointCorrupt)
 }
 
 // RunRecord describes a run in the store.
@@ -296,7 +313,9 @@ type RunRecord struct {
 func (r RunRecord) Finished() bool { return r.Status == "succeeded" }
 
 // view runs fn in a read transaction and update in a write transaction;
-// both turn a panic inside bbolt (a damaged page) into ErrCheckpointCorrupt.
+// both turn a panic inside bbolt (a damaged page) or a memory fault on its
+// mapping (a file truncated or unreadable while open) into
+// ErrCheckpointCorrupt. A write that panicked wedges the store (wedged).
 func (s *CheckpointStore) view(fn func(tx *bolt.Tx) error) error {
 	return s.tx(false, fn)
 }
@@ -311,8 +330,17 @@ func (s *CheckpointStore) tx(writable bool, fn func(tx *bolt.Tx) error) (err err
 	if s.db == nil {
 		return ErrStoreClosed
 	}
+	if writable && s.wedged.Load() {
+		return s.wedgedError()
+	}
+	// A memory fault on bbolt's mapping (a file truncated while open, a
+	// read error of the card under a mapped page) is a panic too.
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if v := recover(); v != nil {
+			if writable {
+				s.wedged.Store(true)
+			}
 			err = fmt.Errorf("checkpoint file %s: %w: %v", s.path, ErrCheckpointCorrupt, v)
 		}
 	}()

@@ -348,3 +348,34 @@ func TestCheckpointKeepsValuesWrittenInParts(t *testing.T) {
 	_, ok := second.SizeOf("dropped")
 	assert.False(t, ok, "an aborted value is not in the checkpoint")
 }
+
+// TestCheckpointFileTruncatedWhileOpen truncates the checkpoint file under
+// an open store, as another program, or a failing card whose reads fault,
+// may do: bbolt's mapping then ends before the pages it reads, a memory
+// fault that would end the process. The store's reads and writes must
+// fail with ErrCheckpointCorrupt, and a run and Close must return.
+func TestCheckpointFileTruncatedWhileOpen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ckpt.db")
+	s, err := executor.OpenCheckpoints(path, executor.CheckpointOptions{})
+	require.NoError(t, err)
+	var nodes []dag.Node
+	for i := range 40 {
+		nodes = append(nodes, dag.Node{ID: strconv.Itoa(i), Run: func(_ context.Context, st dag.State) error {
+			return st.Put(strconv.Itoa(i), make([]byte, 2000))
+		}})
+	}
+	g := mustGraph(t, nodes...)
+	e := mustExec(t, executor.Options{Checkpoints: s})
+	for _, id := range []string{"a", "b", "c"} {
+		_, err := e.RunWith(context.Background(), g, dag.NewMemoryState(), executor.RunOptions{ID: id})
+		require.NoError(t, err)
+	}
+	require.NoError(t, os.Truncate(path, 12*1024))
+
+	_, err = s.Runs()
+	require.ErrorIs(t, err, executor.ErrCheckpointCorrupt)
+	_, err = e.RunWith(context.Background(), g, dag.NewMemoryState(), executor.RunOptions{ID: "d"})
+	require.Error(t, err)
+	t.Logf("run: %v", err)
+	t.Logf("Close: %v", s.Close())
+}

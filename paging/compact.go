@@ -31,7 +31,7 @@ func (s *store) compact() error {
 		os.Remove(tmp)
 		return ErrClosed
 	}
-	err = s.copyTo(dst)
+	err = s.guard(func() error { return bolt.Compact(dst, s.db, compactTxBytes) })
 	s.mu.RUnlock()
 	if err == nil {
 		err = dst.Sync()
@@ -66,14 +66,6 @@ func (s *store) compact() error {
 		return fmt.Errorf("paging: compact: %w", renameErr)
 	}
 	return nil
-}
-
-// copyTo copies the live data into dst (bolt.Compact), a panic on a page
-// that bbolt cannot read being ErrCorrupt (store.safeView). Called with
-// s.mu read-locked.
-func (s *store) copyTo(dst *bolt.DB) (err error) {
-	defer s.recoverCorrupt(&err)
-	return bolt.Compact(dst, s.db, compactTxBytes)
 }
 
 // Compact rewrites the page file without its dead space (see

@@ -155,6 +155,12 @@
 // limit.Disk when the device is full; limit.MessageSize for keys over
 // 32767 bytes. A page that fails its checksum gives an error wrapping
 // ErrCorrupt that names the key; the pager never returns unverified bytes.
+// A file damaged or truncated while open (another program, a card whose
+// reads fail under the mapping) makes bbolt panic or fault; the pager
+// turns both into errors wrapping ErrCorrupt that name the file. After a
+// write transaction has failed that way, later write-backs, Checkpoint and
+// Close fail with ErrCorrupt at once, and the file stays open (and locked)
+// until the process ends: bbolt's writer lock may still be held.
 // When write-back fails the values in RAM stay there: writes that need room
 // fail, reads keep working (a page that cannot be cached is read uncached).
 //

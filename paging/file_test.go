@@ -433,23 +433,12 @@ func TestUncleanCorruptFile(t *testing.T) {
 			path := p.Path()
 			p.Crash()
 			// Overwrite the root page of the pages bucket with garbage.
-			db, err := bolt.Open(path, 0o600, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var root uint64
-			var pageSize int
-			db.View(func(tx *bolt.Tx) error {
-				root = uint64(tx.Bucket([]byte("pages")).Root())
-				pageSize = tx.DB().Info().PageSize
-				return nil
-			})
-			db.Close()
+			root, pageSize := pagesRoot(t, path)
 			f, err := os.OpenFile(path, os.O_WRONLY, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
-			f.WriteAt(randomBytes(9, pageSize), int64(root)*int64(pageSize))
+			f.WriteAt(randomBytes(9, int(pageSize)), root*pageSize)
 			f.Close()
 			before, _ := os.ReadFile(path)
 
@@ -500,27 +489,7 @@ func TestCleanFileWithABadPageType(t *testing.T) {
 			if err := p.Close(); err != nil {
 				t.Fatal(err)
 			}
-			db, err := bolt.Open(path, 0o600, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var root int64
-			var pageSize int
-			db.View(func(tx *bolt.Tx) error {
-				root = int64(tx.Bucket([]byte("pages")).Root())
-				pageSize = tx.DB().Info().PageSize
-				return nil
-			})
-			db.Close()
-			f, err := os.OpenFile(path, os.O_RDWR, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var flags [2]byte
-			f.ReadAt(flags[:], root*int64(pageSize)+8)
-			flags[1] |= 0x40 // the type byte keeps its branch or leaf bit
-			f.WriteAt(flags[:], root*int64(pageSize)+8)
-			f.Close()
+			addTypeBits(t, path)
 			before, _ := os.ReadFile(path)
 
 			p, err = paging.Wrap(nil, opts)
@@ -546,36 +515,11 @@ func TestCleanFileWithABadPageType(t *testing.T) {
 // values that are not resident, the next checkpoint and Close must return
 // errors (reads: ErrCorrupt naming the file), not panic.
 func TestDamageWhileOpenIsAnError(t *testing.T) {
-	opts := small(t.TempDir())
-	p, err := paging.Wrap(nil, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range 50 {
-		p.Put(key(i), randomBytes(uint64(i), 6*kib))
-	}
-	if err := p.Close(); err != nil {
-		t.Fatal(err)
-	}
-	p, err = paging.Wrap(nil, opts) // nothing resident
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := reopened(t)
 	path := p.Path()
-	// The file is open: read its layout without bbolt's lock.
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, pageSize := pagesRoot(t, raw)
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.WriteAt([]byte{raw[root*pageSize+8], raw[root*pageSize+9] | 0x40}, root*pageSize+8)
-	f.Close()
+	addTypeBits(t, path)
 
-	_, err = p.Get(key(7))
+	_, err := p.Get(key(7))
 	if !errors.Is(err, paging.ErrCorrupt) || !strings.Contains(err.Error(), path) {
 		t.Errorf("Get after the damage = %v, want ErrCorrupt naming %s", err, path)
 	}
@@ -587,10 +531,56 @@ func TestDamageWhileOpenIsAnError(t *testing.T) {
 	t.Logf("Close: %v", p.Close())
 }
 
-// pagesRoot returns the root page ID of the pages bucket and the page size
-// of the bbolt file raw, read from a copy so that no lock is needed.
-func pagesRoot(t *testing.T, raw []byte) (root, pageSize int64) {
+// reopened returns a Pager on a file of 50 values of 6 KiB written by an
+// earlier one: none is resident.
+func reopened(t *testing.T) *paging.Pager {
 	t.Helper()
+	opts := small(t.TempDir())
+	p, err := paging.Wrap(nil, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		p.Put(key(i), randomBytes(uint64(i), 6*kib))
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if p, err = paging.Wrap(nil, opts); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// addTypeBits sets a bit beside the type of the root page of the pages
+// bucket of the page file at path (which may be open): the page keeps its
+// branch or leaf bit, and bbolt panics reading it.
+func addTypeBits(t *testing.T, path string) {
+	t.Helper()
+	root, pageSize := pagesRoot(t, path)
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var flags [2]byte
+	if _, err := f.ReadAt(flags[:], root*pageSize+8); err != nil {
+		t.Fatal(err)
+	}
+	flags[1] |= 0x40
+	if _, err := f.WriteAt(flags[:], root*pageSize+8); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// pagesRoot returns the root page ID of the pages bucket and the page size
+// of the bbolt file at path, read from a copy so that no lock is needed.
+func pagesRoot(t *testing.T, path string) (root, pageSize int64) {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
 	cp := filepath.Join(t.TempDir(), "copy.db")
 	if err := os.WriteFile(cp, raw, 0o600); err != nil {
 		t.Fatal(err)
@@ -704,4 +694,37 @@ func openDamaged(t *testing.T, trial int, opts paging.Options, want map[string][
 	_ = p.Checkpoint()
 	_ = p.Close()
 	return true
+}
+
+// TestTruncatedWhileOpenIsAnError truncates the page file under an open
+// Pager, as another program, or a failing card whose reads fault, may do:
+// bbolt's mapping then ends before the pages it reads, and a read there
+// is a memory fault (SIGBUS), which would end the process. Reads of
+// values that are not resident must return ErrCorrupt instead.
+func TestTruncatedWhileOpenIsAnError(t *testing.T) {
+	p := reopened(t)
+	st, err := os.Stat(p.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(p.Path(), 16*kib); err != nil {
+		t.Fatal(err)
+	}
+	failed := 0
+	for i := range 50 {
+		if _, err := p.Get(key(i)); err != nil {
+			if !errors.Is(err, paging.ErrCorrupt) {
+				t.Fatalf("Get(%s) from a file truncated from %d to %d bytes = %v, want ErrCorrupt", key(i), st.Size(), 16*kib, err)
+			}
+			failed++
+		}
+	}
+	if failed == 0 {
+		t.Fatal("every value read back from a truncated file")
+	}
+	// Writing, checkpointing and closing return (with errors, which they
+	// may), rather than fault or wait forever for bbolt's writer lock.
+	p.Put("new", []byte("value"))
+	t.Logf("Checkpoint: %v", p.Checkpoint())
+	t.Logf("Close: %v", p.Close())
 }

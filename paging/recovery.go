@@ -57,7 +57,7 @@ func (s *store) recover(rec *recovery) (err error) {
 		_, err := s.open()
 		return err
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
+	fix := func(tx *bolt.Tx) error {
 		values, pages := tx.Bucket(bucketValues), tx.Bucket(bucketPages)
 		type hinfo struct {
 			key   []byte
@@ -127,5 +127,6 @@ func (s *store) recover(rec *recovery) (err error) {
 			}
 		}
 		return nil
-	})
+	}
+	return s.guardWrite(func() error { return s.db.Update(fix) })
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -68,6 +69,13 @@ type store struct {
 	// with its budget.
 	dropEvery atomic.Int64
 	sinceDrop atomic.Int64
+
+	// wedged is set when a write transaction panicked (guard): bbolt's
+	// rollback reads the file too, and when that faults as well its
+	// writer lock stays held, so every later write and Close would wait
+	// for it forever. Writes then fail at once, and the file is left open
+	// until the process ends.
+	wedged atomic.Bool
 }
 
 func (s *store) boltOptions() *bolt.Options {
@@ -256,14 +264,25 @@ func (s *store) closeDB() error {
 	if s.db == nil {
 		return nil
 	}
+	if s.wedged.Load() {
+		s.db = nil // bbolt's Close would wait for the writer lock
+		return s.wedgedError()
+	}
 	err := s.db.Close()
 	s.db = nil
 	return err
 }
 
+// wedgedError is the error of a write, or of closing, once wedged is set.
+func (s *store) wedgedError() error {
+	return fmt.Errorf("paging: page file %s: %w: a write to it failed midway; it stays open, unwritten, until the process ends", s.path, ErrCorrupt)
+}
+
 func (s *store) setState(state string) error {
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketMeta).Put(keyState, []byte(state))
+	err := s.guardWrite(func() error {
+		return s.db.Update(func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketMeta).Put(keyState, []byte(state))
+		})
 	})
 	if err == nil && s.mode == ModeCache {
 		err = s.db.Sync()
@@ -340,21 +359,42 @@ func (s *store) view(fn func(tx *bolt.Tx) error) error {
 	return s.safeView(fn)
 }
 
-// safeView runs fn in a read transaction of s.db. A panic in it, which is
-// how bbolt meets a page that does not hold what it expects (a file
-// damaged past what the check at open finds, or while open), is returned
-// as ErrCorrupt naming the file: the transaction is rolled back as it
-// unwinds, and the process goes on.
-func (s *store) safeView(fn func(tx *bolt.Tx) error) (err error) {
-	defer s.recoverCorrupt(&err)
-	return s.db.View(fn)
+// safeView runs fn in a read transaction of s.db, guarded.
+func (s *store) safeView(fn func(tx *bolt.Tx) error) error {
+	return s.guard(func() error { return s.db.View(fn) })
 }
 
-// recoverCorrupt, deferred, turns a panic into ErrCorrupt in *err.
-func (s *store) recoverCorrupt(err *error) {
-	if v := recover(); v != nil {
-		*err = fmt.Errorf("paging: page file %s: %w: bbolt: %v", s.path, ErrCorrupt, v)
+// guard runs op, a read of the bbolt file. A panic in it, which is how
+// bbolt meets a page that does not hold what it expects (a file damaged
+// past what the check at open finds, or while open), and a memory fault
+// on the mapping (a file truncated while open, a read error of the card
+// under a mapped page) are returned as ErrCorrupt naming the file: bbolt
+// rolls its transaction back as the panic unwinds, and the process goes
+// on.
+func (s *store) guard(op func() error) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("paging: page file %s: %w: bbolt: %v", s.path, ErrCorrupt, v)
+		}
+	}()
+	return op()
+}
+
+// guardWrite is guard for op, a write transaction: once one has panicked
+// the store is wedged, and op is not run.
+func (s *store) guardWrite(op func() error) (err error) {
+	if s.wedged.Load() {
+		return s.wedgedError()
 	}
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if v := recover(); v != nil {
+			s.wedged.Store(true)
+			err = fmt.Errorf("paging: page file %s: %w: bbolt: %v", s.path, ErrCorrupt, v)
+		}
+	}()
+	return op()
 }
 
 // readPage decodes page idx of blob into dst (exactly the page's length).
@@ -372,23 +412,24 @@ func (s *store) readPage(blob uint64, idx int64, dst []byte) error {
 
 // update runs fn in a write transaction. The caller serialises writers.
 // Failures are mapped to the module's limit error: a full page file is
-// Kind limit.FileSize, a full disk Kind limit.Disk. A panic in the
-// transaction is returned as ErrCorrupt, as in safeView.
-func (s *store) update(fn func(tx *bolt.Tx) error) (err error) {
+// Kind limit.FileSize, a full disk Kind limit.Disk. It is guarded
+// (guardWrite).
+func (s *store) update(fn func(tx *bolt.Tx) error) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.db == nil {
 		return ErrClosed
 	}
-	defer s.recoverCorrupt(&err)
-	err = s.db.Update(func(tx *bolt.Tx) error {
-		if err := fn(tx); err != nil {
-			return err
-		}
-		if s.faults.beforeCommit != nil {
-			return s.faults.beforeCommit()
-		}
-		return nil
+	err := s.guardWrite(func() error {
+		return s.db.Update(func(tx *bolt.Tx) error {
+			if err := fn(tx); err != nil {
+				return err
+			}
+			if s.faults.beforeCommit != nil {
+				return s.faults.beforeCommit()
+			}
+			return nil
+		})
 	})
 	return s.writeError(err)
 }
@@ -453,8 +494,10 @@ func (s *store) close(clean bool) error {
 	}
 	var err error
 	if clean {
-		err = db.Update(func(tx *bolt.Tx) error {
-			return tx.Bucket(bucketMeta).Put(keyState, []byte(stateClean))
+		err = s.guardWrite(func() error {
+			return db.Update(func(tx *bolt.Tx) error {
+				return tx.Bucket(bucketMeta).Put(keyState, []byte(stateClean))
+			})
 		})
 		if err == nil {
 			err = db.Sync()
