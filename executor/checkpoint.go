@@ -341,7 +341,7 @@ func (s *CheckpointStore) tx(writable bool, fn func(tx *bolt.Tx) error) (err err
 			if writable {
 				s.wedged.Store(true)
 			}
-			err = fmt.Errorf("checkpoint file %s: %w: %v", s.path, ErrCheckpointCorrupt, v)
+			err = fmt.Errorf("checkpoint file %s: %w: %s", s.path, ErrCheckpointCorrupt, boltcheck.PanicText(v))
 		}
 	}()
 	if writable {

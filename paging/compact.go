@@ -17,6 +17,9 @@ const compactTxBytes = 4 << 20
 // compact copies the live data into a new file and swaps it in. The caller
 // must keep writers out; readers continue until the swap.
 func (s *store) compact() error {
+	if s.wedged.Load() {
+		return fmt.Errorf("paging: compact: %w", s.wedgedError()) // closing the file would wait forever
+	}
 	tmp := s.path + ".compact"
 	_ = os.Remove(tmp)
 	dst, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: lockTimeout, FreelistType: bolt.FreelistMapType,
@@ -31,7 +34,7 @@ func (s *store) compact() error {
 		os.Remove(tmp)
 		return ErrClosed
 	}
-	err = s.guard(func() error { return bolt.Compact(dst, s.db, compactTxBytes) })
+	err = s.guard(false, func() error { return bolt.Compact(dst, s.db, compactTxBytes) })
 	s.mu.RUnlock()
 	if err == nil {
 		err = dst.Sync()

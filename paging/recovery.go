@@ -128,5 +128,5 @@ func (s *store) recover(rec *recovery) (err error) {
 		}
 		return nil
 	}
-	return s.guardWrite(func() error { return s.db.Update(fix) })
+	return s.guard(true, func() error { return s.db.Update(fix) })
 }

@@ -279,7 +279,7 @@ func (s *store) wedgedError() error {
 }
 
 func (s *store) setState(state string) error {
-	err := s.guardWrite(func() error {
+	err := s.guard(true, func() error {
 		return s.db.Update(func(tx *bolt.Tx) error {
 			return tx.Bucket(bucketMeta).Put(keyState, []byte(state))
 		})
@@ -361,37 +361,28 @@ func (s *store) view(fn func(tx *bolt.Tx) error) error {
 
 // safeView runs fn in a read transaction of s.db, guarded.
 func (s *store) safeView(fn func(tx *bolt.Tx) error) error {
-	return s.guard(func() error { return s.db.View(fn) })
+	return s.guard(false, func() error { return s.db.View(fn) })
 }
 
-// guard runs op, a read of the bbolt file. A panic in it, which is how
-// bbolt meets a page that does not hold what it expects (a file damaged
-// past what the check at open finds, or while open), and a memory fault
-// on the mapping (a file truncated while open, a read error of the card
-// under a mapped page) are returned as ErrCorrupt naming the file: bbolt
-// rolls its transaction back as the panic unwinds, and the process goes
-// on.
-func (s *store) guard(op func() error) (err error) {
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	defer func() {
-		if v := recover(); v != nil {
-			err = fmt.Errorf("paging: page file %s: %w: bbolt: %v", s.path, ErrCorrupt, v)
-		}
-	}()
-	return op()
-}
-
-// guardWrite is guard for op, a write transaction: once one has panicked
-// the store is wedged, and op is not run.
-func (s *store) guardWrite(op func() error) (err error) {
-	if s.wedged.Load() {
+// guard runs op, a use of the bbolt file that writes to it when write is
+// set. A panic in it, which is how bbolt meets a page that does not hold
+// what it expects (a file damaged past what the check at open finds, or
+// while open), and a memory fault on the mapping (a file truncated while
+// open, a read error of the card under a mapped page) are returned as
+// ErrCorrupt naming the file: bbolt rolls its transaction back as the
+// panic unwinds, and the process goes on. A write that panicked wedges
+// the store; once wedged, a write is not run.
+func (s *store) guard(write bool, op func() error) (err error) {
+	if write && s.wedged.Load() {
 		return s.wedgedError()
 	}
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if v := recover(); v != nil {
-			s.wedged.Store(true)
-			err = fmt.Errorf("paging: page file %s: %w: bbolt: %v", s.path, ErrCorrupt, v)
+			if write {
+				s.wedged.Store(true)
+			}
+			err = fmt.Errorf("paging: page file %s: %w: %s", s.path, ErrCorrupt, boltcheck.PanicText(v))
 		}
 	}()
 	return op()
@@ -413,14 +404,14 @@ func (s *store) readPage(blob uint64, idx int64, dst []byte) error {
 // update runs fn in a write transaction. The caller serialises writers.
 // Failures are mapped to the module's limit error: a full page file is
 // Kind limit.FileSize, a full disk Kind limit.Disk. It is guarded
-// (guardWrite).
+// (guard).
 func (s *store) update(fn func(tx *bolt.Tx) error) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.db == nil {
 		return ErrClosed
 	}
-	err := s.guardWrite(func() error {
+	err := s.guard(true, func() error {
 		return s.db.Update(func(tx *bolt.Tx) error {
 			if err := fn(tx); err != nil {
 				return err
@@ -494,7 +485,7 @@ func (s *store) close(clean bool) error {
 	}
 	var err error
 	if clean {
-		err = s.guardWrite(func() error {
+		err = s.guard(true, func() error {
 			return db.Update(func(tx *bolt.Tx) error {
 				return tx.Bucket(bucketMeta).Put(keyState, []byte(stateClean))
 			})

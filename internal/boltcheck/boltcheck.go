@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"runtime"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -136,4 +138,20 @@ func inspectRO(db *bolt.DB, inspect func(tx *bolt.Tx) error) error {
 		done <- db.View(inspect)
 	}()
 	return <-done
+}
+
+// PanicText describes v, a value recovered from a panic in a bbolt
+// transaction. A memory fault on bbolt's mapping, which a goroutine that
+// set debug.SetPanicOnFault sees as a panic, is named as one, with its
+// address when the runtime has it: the runtime's own text for it speaks
+// of a nil pointer.
+func PanicText(v any) string {
+	const what = " reading the mapped file (truncated, or unreadable, while open?)"
+	if f, ok := v.(interface{ Addr() uintptr }); ok {
+		return fmt.Sprintf("memory fault at %#x%s", f.Addr(), what)
+	}
+	if re, ok := v.(runtime.Error); ok && strings.Contains(re.Error(), "invalid memory address") {
+		return "memory fault" + what
+	}
+	return fmt.Sprint("bbolt: ", v)
 }

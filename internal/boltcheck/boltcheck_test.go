@@ -7,6 +7,9 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -216,5 +219,39 @@ func TestLocked(t *testing.T) {
 	defer db.Close()
 	if err := Verify(path, 50*time.Millisecond, nil); !errors.Is(err, ErrLocked) || !errors.Is(err, berrors.ErrTimeout) {
 		t.Fatalf("Verify = %v, want ErrLocked wrapping bbolt's timeout", err)
+	}
+}
+
+var faultSink byte
+
+// TestPanicText names a memory fault as one, and gives other panics'
+// values as they are.
+func TestPanicText(t *testing.T) {
+	var fault any
+	func() {
+		defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+		defer func() { fault = recover() }()
+		path := write(t, makeFile(t, false))
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		m, err := syscall.Mmap(int(f.Fd()), 0, 8192, syscall.PROT_READ, syscall.MAP_SHARED)
+		if err != nil {
+			t.Skip("mmap:", err)
+		}
+		defer syscall.Munmap(m)
+		if err := os.Truncate(path, 0); err != nil {
+			t.Fatal(err)
+		}
+		faultSink = m[4096] // past the end of the file: SIGBUS
+	}()
+	// Under qemu-user the fault's address may not reach the runtime.
+	if got := PanicText(fault); !strings.HasPrefix(got, "memory fault") {
+		t.Errorf("PanicText(a fault) = %q", got)
+	}
+	if got := PanicText("page 7: has unexpected type/flags: 4001"); got != "bbolt: page 7: has unexpected type/flags: 4001" {
+		t.Errorf("PanicText(a string) = %q", got)
 	}
 }

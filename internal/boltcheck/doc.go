@@ -27,6 +27,11 @@
 // usable; Open then rewrites the damaged meta page from the good one, so
 // that bbolt's own consistency check passes again, and logs it.
 //
+// A file can still be damaged or truncated after it was opened. Its
+// users run their transactions with debug.SetPanicOnFault, recover, and
+// describe what they recovered with PanicText, which names a memory fault
+// on the mapping as one.
+//
 // Open, Verify and Inspect start one short-lived goroutine each to run the
 // inspect function (a memory fault on it becomes an error) and wait for
 // it. None keeps state between calls; all are safe for concurrent use on
