@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -333,21 +332,20 @@ func (s *CheckpointStore) tx(writable bool, fn func(tx *bolt.Tx) error) (err err
 	if writable && s.wedged.Load() {
 		return s.wedgedError()
 	}
-	// A memory fault on bbolt's mapping (a file truncated while open, a
-	// read error of the card under a mapped page) is a panic too.
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	defer func() {
-		if v := recover(); v != nil {
-			if writable {
-				s.wedged.Store(true)
-			}
-			err = fmt.Errorf("checkpoint file %s: %w: %s", s.path, ErrCheckpointCorrupt, boltcheck.PanicText(v))
+	// boltcheck.Guard: a memory fault on bbolt's mapping (a file truncated
+	// while open, a read error of the card under a mapped page) is a
+	// panic too.
+	return boltcheck.Guard(func() error {
+		if writable {
+			return s.db.Update(fn)
 		}
-	}()
-	if writable {
-		return s.db.Update(fn)
-	}
-	return s.db.View(fn)
+		return s.db.View(fn)
+	}, func(what string) error {
+		if writable {
+			s.wedged.Store(true)
+		}
+		return fmt.Errorf("checkpoint file %s: %w: %s", s.path, ErrCheckpointCorrupt, what)
+	})
 }
 
 // Runs lists the runs in the store, newest first.

@@ -375,7 +375,7 @@ func TestCheckpointFileTruncatedWhileOpen(t *testing.T) {
 	_, err = s.Runs()
 	require.ErrorIs(t, err, executor.ErrCheckpointCorrupt)
 	_, err = e.RunWith(context.Background(), g, dag.NewMemoryState(), executor.RunOptions{ID: "d"})
-	require.Error(t, err)
+	require.ErrorIs(t, err, executor.ErrCheckpointCorrupt)
 	t.Logf("run: %v", err)
 	t.Logf("Close: %v", s.Close())
 }

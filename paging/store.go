@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -365,27 +364,22 @@ func (s *store) safeView(fn func(tx *bolt.Tx) error) error {
 }
 
 // guard runs op, a use of the bbolt file that writes to it when write is
-// set. A panic in it, which is how bbolt meets a page that does not hold
-// what it expects (a file damaged past what the check at open finds, or
-// while open), and a memory fault on the mapping (a file truncated while
-// open, a read error of the card under a mapped page) are returned as
-// ErrCorrupt naming the file: bbolt rolls its transaction back as the
-// panic unwinds, and the process goes on. A write that panicked wedges
-// the store; once wedged, a write is not run.
-func (s *store) guard(write bool, op func() error) (err error) {
+// set (boltcheck.Guard). A panic in it, which is how bbolt meets a page
+// that does not hold what it expects (a file damaged past what the check
+// at open finds, or while open), and a memory fault on the mapping (a file
+// truncated while open, a read error of the card under a mapped page) are
+// returned as ErrCorrupt naming the file, and the process goes on. A
+// write that panicked wedges the store; once wedged, a write is not run.
+func (s *store) guard(write bool, op func() error) error {
 	if write && s.wedged.Load() {
 		return s.wedgedError()
 	}
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	defer func() {
-		if v := recover(); v != nil {
-			if write {
-				s.wedged.Store(true)
-			}
-			err = fmt.Errorf("paging: page file %s: %w: %s", s.path, ErrCorrupt, boltcheck.PanicText(v))
+	return boltcheck.Guard(op, func(what string) error {
+		if write {
+			s.wedged.Store(true)
 		}
-	}()
-	return op()
+		return fmt.Errorf("paging: page file %s: %w: %s", s.path, ErrCorrupt, what)
+	})
 }
 
 // readPage decodes page idx of blob into dst (exactly the page's length).

@@ -140,12 +140,26 @@ func inspectRO(db *bolt.DB, inspect func(tx *bolt.Tx) error) error {
 	return <-done
 }
 
-// PanicText describes v, a value recovered from a panic in a bbolt
-// transaction. A memory fault on bbolt's mapping, which a goroutine that
-// set debug.SetPanicOnFault sees as a panic, is named as one, with its
-// address when the runtime has it: the runtime's own text for it speaks
-// of a nil pointer.
-func PanicText(v any) string {
+// Guard runs op, a use of an open bbolt file, on the calling goroutine
+// with debug.SetPanicOnFault set, so that a memory fault on bbolt's
+// mapping (a file truncated, or unreadable, while open) is a panic as a
+// damaged page is. A panic in op is returned as onPanic makes it of a
+// description of the panic (panicText); bbolt rolls its transaction back
+// as the panic unwinds.
+func Guard(op func() error, onPanic func(what string) error) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if v := recover(); v != nil {
+			err = onPanic(panicText(v))
+		}
+	}()
+	return op()
+}
+
+// panicText describes v, a value recovered from a panic in a bbolt
+// transaction. A memory fault is named as one, with its address when the
+// runtime has it: the runtime's own text for it speaks of a nil pointer.
+func panicText(v any) string {
 	const what = " reading the mapped file (truncated, or unreadable, while open?)"
 	if f, ok := v.(interface{ Addr() uintptr }); ok {
 		return fmt.Sprintf("memory fault at %#x%s", f.Addr(), what)

@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 	"syscall"
 	"testing"
@@ -224,34 +223,37 @@ func TestLocked(t *testing.T) {
 
 var faultSink byte
 
-// TestPanicText names a memory fault as one, and gives other panics'
-// values as they are.
-func TestPanicText(t *testing.T) {
-	var fault any
-	func() {
-		defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-		defer func() { fault = recover() }()
-		path := write(t, makeFile(t, false))
-		f, err := os.Open(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		m, err := syscall.Mmap(int(f.Fd()), 0, 8192, syscall.PROT_READ, syscall.MAP_SHARED)
-		if err != nil {
-			t.Skip("mmap:", err)
-		}
-		defer syscall.Munmap(m)
-		if err := os.Truncate(path, 0); err != nil {
-			t.Fatal(err)
-		}
-		faultSink = m[4096] // past the end of the file: SIGBUS
-	}()
-	// Under qemu-user the fault's address may not reach the runtime.
-	if got := PanicText(fault); !strings.HasPrefix(got, "memory fault") {
-		t.Errorf("PanicText(a fault) = %q", got)
+// TestGuard turns a memory fault into an error that names it as one, and
+// other panics into errors that give their values.
+func TestGuard(t *testing.T) {
+	path := write(t, makeFile(t, false))
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if got := PanicText("page 7: has unexpected type/flags: 4001"); got != "bbolt: page 7: has unexpected type/flags: 4001" {
-		t.Errorf("PanicText(a string) = %q", got)
+	defer f.Close()
+	m, err := syscall.Mmap(int(f.Fd()), 0, 8192, syscall.PROT_READ, syscall.MAP_SHARED)
+	if err != nil {
+		t.Skip("mmap:", err)
+	}
+	defer syscall.Munmap(m)
+	if err := os.Truncate(path, 0); err != nil {
+		t.Fatal(err)
+	}
+	wrap := func(what string) error { return errors.New(what) }
+	err = Guard(func() error {
+		faultSink = m[4096] // past the end of the file: SIGBUS
+		return nil
+	}, wrap)
+	// Under qemu-user the fault's address may not reach the runtime.
+	if err == nil || !strings.HasPrefix(err.Error(), "memory fault") {
+		t.Errorf("Guard(a fault) = %v", err)
+	}
+	err = Guard(func() error { panic("page 7: has unexpected type/flags: 4001") }, wrap)
+	if err == nil || err.Error() != "bbolt: page 7: has unexpected type/flags: 4001" {
+		t.Errorf("Guard(a panic) = %v", err)
+	}
+	if err := Guard(func() error { return nil }, wrap); err != nil {
+		t.Errorf("Guard(no panic) = %v", err)
 	}
 }

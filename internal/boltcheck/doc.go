@@ -27,10 +27,9 @@
 // usable; Open then rewrites the damaged meta page from the good one, so
 // that bbolt's own consistency check passes again, and logs it.
 //
-// A file can still be damaged or truncated after it was opened. Its
-// users run their transactions with debug.SetPanicOnFault, recover, and
-// describe what they recovered with PanicText, which names a memory fault
-// on the mapping as one.
+// A file can still be damaged or truncated after it was opened. Guard
+// runs a use of an open file so that both a panic of bbolt's and a memory
+// fault on its mapping become an error, the fault named as one.
 //
 // Open, Verify and Inspect start one short-lived goroutine each to run the
 // inspect function (a memory fault on it becomes an error) and wait for
