@@ -213,7 +213,7 @@ func openCheckpointDB(path string) (*bolt.DB, error) {
 	case err != nil:
 		return nil, fmt.Errorf("executor: open checkpoint file %s: %w", path, err)
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
+	initialise := func(tx *bolt.Tx) error {
 		m, err := tx.CreateBucketIfNotExists(bucketMeta)
 		if err != nil {
 			return err
@@ -225,9 +225,16 @@ func openCheckpointDB(path string) (*bolt.DB, error) {
 		}
 		_, err = tx.CreateBucketIfNotExists(bucketRuns)
 		return err
+	}
+	wedged := false // the file changed under us since it was verified
+	err = boltcheck.Guard(func() error { return db.Update(initialise) }, func(what string) error {
+		wedged = true
+		return fmt.Errorf("%w: %s", ErrCheckpointCorrupt, what)
 	})
 	if err != nil {
-		db.Close()
+		if !wedged { // else Close would wait for bbolt's writer lock (CheckpointStore.wedged)
+			db.Close()
+		}
 		return nil, fmt.Errorf("executor: initialise checkpoint file %s: %w", path, err)
 	}
 	return db, nil
