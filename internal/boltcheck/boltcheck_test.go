@@ -1,6 +1,7 @@
 package boltcheck
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -18,7 +19,7 @@ import (
 
 // makeFile writes a bbolt file with nested buckets, small and large values
 // and free pages (deletes), and returns its bytes.
-func makeFile(t *testing.T, noFreelistSync bool) []byte {
+func makeFile(t testing.TB, noFreelistSync bool) []byte {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "src.db")
 	db, err := bolt.Open(path, 0o600, &bolt.Options{NoFreelistSync: noFreelistSync})
@@ -57,7 +58,7 @@ func makeFile(t *testing.T, noFreelistSync bool) []byte {
 	return raw
 }
 
-func write(t *testing.T, raw []byte) string {
+func write(t testing.TB, raw []byte) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "f.db")
 	if err := os.WriteFile(path, raw, 0o600); err != nil {
@@ -256,4 +257,36 @@ func TestGuard(t *testing.T) {
 	if err := Guard(func() error { return nil }, wrap); err != nil {
 		t.Errorf("Guard(no panic) = %v", err)
 	}
+}
+
+// FuzzVerify damages a real bbolt file at up to three places (a byte
+// each, or a 16-bit page field) and, optionally, cuts it short. Verify
+// must report the damage, or the file must be safe to use in full
+// (useFully): no panic, no fault.
+func FuzzVerify(f *testing.F) {
+	orig := makeFile(f, false)
+	f.Add(uint32(4096*3+8), uint16(0x4002), uint32(0), uint16(0), uint32(0), uint16(0), uint32(0))
+	f.Add(uint32(4096*5+10), uint16(0xffff), uint32(4096*2+16), uint16(7), uint32(0), uint16(0), uint32(0))
+	f.Add(uint32(100), uint16(1), uint32(5000), uint16(2), uint32(9000), uint16(3), uint32(20000))
+	f.Fuzz(func(t *testing.T, p1 uint32, v1 uint16, p2 uint32, v2 uint16, p3 uint32, v3 uint16, cut uint32) {
+		raw := bytes.Clone(orig)
+		for _, w := range [...]struct {
+			pos uint32
+			v   uint16
+		}{{p1, v1}, {p2, v2}, {p3, v3}} {
+			if at := int(w.pos) % (len(raw) - 1); w.v != 0 {
+				binary.LittleEndian.PutUint16(raw[at:], w.v)
+			}
+		}
+		if cut != 0 {
+			raw = raw[:int(cut)%len(raw)+1]
+		}
+		path := write(t, raw)
+		if Verify(path, time.Second, nil) != nil {
+			return
+		}
+		if err := useFully(path); err != nil {
+			t.Fatalf("passed Verify but is not safe to use: %v", err)
+		}
+	})
 }
