@@ -86,6 +86,15 @@ func runWorker(t testing.TB, w *remote.Worker) (stop func()) {
 		})
 	}
 	t.Cleanup(stop)
+	// A worker that cannot set up (a JetStream request timing out on a
+	// loaded machine, say) fails the test here, with its error, instead
+	// of leaving the test's runs waiting for a worker that never comes.
+	select {
+	case <-w.Ready():
+	case err := <-done:
+		done <- err // for stop
+		t.Fatalf("worker did not start: %v", err)
+	}
 	return stop
 }
 
