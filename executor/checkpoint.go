@@ -9,7 +9,6 @@ import (
 	"os"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -137,12 +136,10 @@ type CheckpointStore struct {
 	// mu guards db against use after Close.
 	mu sync.RWMutex
 	db *bolt.DB
-	// wedged is set when a write transaction panicked (tx): bbolt's
-	// rollback reads the file too, and when that faults as well its
-	// writer lock stays held, so every later write and Close would wait
-	// for it forever. Writes then fail at once, and the file is left open
-	// until the process ends.
-	wedged atomic.Bool
+	// wedge guards db's transactions (tx); once a write has panicked,
+	// writes fail at once and the file is left open until the process
+	// ends (boltcheck.Wedge).
+	wedge boltcheck.Wedge
 }
 
 // OpenCheckpoints opens (or creates) the checkpoint file at path, verifies
@@ -226,13 +223,13 @@ func openCheckpointDB(path string) (*bolt.DB, error) {
 		_, err = tx.CreateBucketIfNotExists(bucketRuns)
 		return err
 	}
-	wedged := false // the file changed under us since it was verified
-	err = boltcheck.Guard(func() error { return db.Update(initialise) }, func(what string) error {
-		wedged = true
+	// A panic here means the file changed under us since it was verified.
+	var wedge boltcheck.Wedge
+	err = wedge.Guard(true, func() error { return db.Update(initialise) }, func(what string) error {
 		return fmt.Errorf("%w: %s", ErrCheckpointCorrupt, what)
 	})
 	if err != nil {
-		if !wedged { // else Close would wait for bbolt's writer lock (CheckpointStore.wedged)
+		if !wedge.Set() { // else Close would wait for bbolt's writer lock
 			db.Close()
 		}
 		return nil, fmt.Errorf("executor: initialise checkpoint file %s: %w", path, err)
@@ -270,18 +267,19 @@ func (s *CheckpointStore) Close() error {
 	if s.db == nil {
 		return nil
 	}
-	if s.wedged.Load() {
+	if s.wedge.Set() {
 		s.db = nil // bbolt's Close would wait for the writer lock
-		return s.wedgedError()
+		return s.corrupt(boltcheck.Wedged)
 	}
 	err := s.db.Close()
 	s.db = nil
 	return err
 }
 
-// wedgedError is the error of a write, or of Close, once wedged is set.
-func (s *CheckpointStore) wedgedError() error {
-	return fmt.Errorf("checkpoint file %s: %w: a write to it failed midway; it stays open, unwritten, until the process ends", s.path, ErrCheckpointCorrupt)
+// corrupt is the error, wrapping ErrCheckpointCorrupt and naming the file,
+// of a panic in a transaction or of a wedged file (tx).
+func (s *CheckpointStore) corrupt(what string) error {
+	return fmt.Errorf("checkpoint file %s: %w: %s", s.path, ErrCheckpointCorrupt, what)
 }
 
 // RunRecord describes a run in the store.
@@ -330,29 +328,21 @@ func (s *CheckpointStore) update(fn func(tx *bolt.Tx) error) error {
 	return s.tx(true, fn)
 }
 
-func (s *CheckpointStore) tx(writable bool, fn func(tx *bolt.Tx) error) (err error) {
+func (s *CheckpointStore) tx(writable bool, fn func(tx *bolt.Tx) error) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.db == nil {
 		return ErrStoreClosed
 	}
-	if writable && s.wedged.Load() {
-		return s.wedgedError()
-	}
-	// boltcheck.Guard: a memory fault on bbolt's mapping (a file truncated
+	// boltcheck.Wedge: a memory fault on bbolt's mapping (a file truncated
 	// while open, a read error of the card under a mapped page) is a
 	// panic too.
-	return boltcheck.Guard(func() error {
+	return s.wedge.Guard(writable, func() error {
 		if writable {
 			return s.db.Update(fn)
 		}
 		return s.db.View(fn)
-	}, func(what string) error {
-		if writable {
-			s.wedged.Store(true)
-		}
-		return fmt.Errorf("checkpoint file %s: %w: %s", s.path, ErrCheckpointCorrupt, what)
-	})
+	}, s.corrupt)
 }
 
 // Runs lists the runs in the store, newest first.

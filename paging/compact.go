@@ -17,8 +17,8 @@ const compactTxBytes = 4 << 20
 // compact copies the live data into a new file and swaps it in. The caller
 // must keep writers out; readers continue until the swap.
 func (s *store) compact() error {
-	if s.wedged.Load() {
-		return fmt.Errorf("paging: compact: %w", s.wedgedError()) // closing the file would wait forever
+	if s.wedge.Set() {
+		return fmt.Errorf("paging: compact: %w", s.corrupt(boltcheck.Wedged)) // closing the file would wait forever
 	}
 	tmp := s.path + ".compact"
 	_ = os.Remove(tmp)

@@ -69,12 +69,10 @@ type store struct {
 	dropEvery atomic.Int64
 	sinceDrop atomic.Int64
 
-	// wedged is set when a write transaction panicked (guard): bbolt's
-	// rollback reads the file too, and when that faults as well its
-	// writer lock stays held, so every later write and Close would wait
-	// for it forever. Writes then fail at once, and the file is left open
-	// until the process ends.
-	wedged atomic.Bool
+	// wedge guards db's transactions (guard); once a write has panicked,
+	// writes fail at once and the file is left open until the process
+	// ends (boltcheck.Wedge).
+	wedge boltcheck.Wedge
 }
 
 func (s *store) boltOptions() *bolt.Options {
@@ -263,18 +261,19 @@ func (s *store) closeDB() error {
 	if s.db == nil {
 		return nil
 	}
-	if s.wedged.Load() {
+	if s.wedge.Set() {
 		s.db = nil // bbolt's Close would wait for the writer lock
-		return s.wedgedError()
+		return s.corrupt(boltcheck.Wedged)
 	}
 	err := s.db.Close()
 	s.db = nil
 	return err
 }
 
-// wedgedError is the error of a write, or of closing, once wedged is set.
-func (s *store) wedgedError() error {
-	return fmt.Errorf("paging: page file %s: %w: a write to it failed midway; it stays open, unwritten, until the process ends", s.path, ErrCorrupt)
+// corrupt is the error, wrapping ErrCorrupt and naming the file, of a
+// panic in a transaction or of a wedged file (guard).
+func (s *store) corrupt(what string) error {
+	return fmt.Errorf("paging: page file %s: %w: %s", s.path, ErrCorrupt, what)
 }
 
 func (s *store) setState(state string) error {
@@ -317,7 +316,7 @@ type loadedValue struct {
 
 // load reads every header and the stored size of every page.
 func (s *store) load() (vals []loadedValue, maxBlob uint64, err error) {
-	err = s.safeView(func(tx *bolt.Tx) error {
+	err = s.view(func(tx *bolt.Tx) error {
 		byBlob := map[uint64]int{}
 		if err := tx.Bucket(bucketValues).ForEach(func(k, v []byte) error {
 			h, err := decodeHeader(v)
@@ -355,31 +354,18 @@ func (s *store) view(fn func(tx *bolt.Tx) error) error {
 	if s.db == nil {
 		return ErrClosed
 	}
-	return s.safeView(fn)
-}
-
-// safeView runs fn in a read transaction of s.db, guarded.
-func (s *store) safeView(fn func(tx *bolt.Tx) error) error {
 	return s.guard(false, func() error { return s.db.View(fn) })
 }
 
 // guard runs op, a use of the bbolt file that writes to it when write is
-// set (boltcheck.Guard). A panic in it, which is how bbolt meets a page
+// set (boltcheck.Wedge). A panic in it, which is how bbolt meets a page
 // that does not hold what it expects (a file damaged past what the check
 // at open finds, or while open), and a memory fault on the mapping (a file
 // truncated while open, a read error of the card under a mapped page) are
 // returned as ErrCorrupt naming the file, and the process goes on. A
 // write that panicked wedges the store; once wedged, a write is not run.
 func (s *store) guard(write bool, op func() error) error {
-	if write && s.wedged.Load() {
-		return s.wedgedError()
-	}
-	return boltcheck.Guard(op, func(what string) error {
-		if write {
-			s.wedged.Store(true)
-		}
-		return fmt.Errorf("paging: page file %s: %w: %s", s.path, ErrCorrupt, what)
-	})
+	return s.wedge.Guard(write, op, s.corrupt)
 }
 
 // readPage decodes page idx of blob into dst (exactly the page's length).

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -155,6 +156,38 @@ func Guard(op func() error, onPanic func(what string) error) (err error) {
 	}()
 	return op()
 }
+
+// Wedge guards the transactions of one open bbolt file (Guard) and
+// remembers when a write among them panicked. bbolt's rollback of that
+// write reads the file too; when it faults as well, bbolt's writer lock
+// stays held, and every later write, and closing the file, would wait for
+// it forever. So once set, Guard refuses writes, and the owner must not
+// close the file (Set): it stays open until the process ends. The zero
+// Wedge is ready; it is safe for concurrent use.
+type Wedge struct{ set atomic.Bool }
+
+// Wedged is the text, for its owner's error, of a write refused, or a
+// close skipped, because the file is wedged.
+const Wedged = "a write to it failed midway; it stays open, unwritten, until the process ends"
+
+// Guard runs op under Guard. With write, a panic in op sets the wedge, and
+// once it is set op is not run: onPanic(Wedged) is returned instead.
+func (w *Wedge) Guard(write bool, op func() error, onPanic func(what string) error) error {
+	if !write {
+		return Guard(op, onPanic)
+	}
+	if w.set.Load() {
+		return onPanic(Wedged)
+	}
+	return Guard(op, func(what string) error {
+		w.set.Store(true)
+		return onPanic(what)
+	})
+}
+
+// Set reports whether a write has panicked: the file must then be left
+// open.
+func (w *Wedge) Set() bool { return w.set.Load() }
 
 // panicText describes v, a value recovered from a panic in a bbolt
 // transaction. A memory fault is named as one, with its address when the

@@ -290,3 +290,23 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+// TestWedge: a write that panics sets the wedge; later writes are refused
+// without running, reads still run.
+func TestWedge(t *testing.T) {
+	var w Wedge
+	wrap := func(what string) error { return errors.New(what) }
+	if err := w.Guard(false, func() error { panic("read") }, wrap); err == nil || w.Set() {
+		t.Fatalf("a read that panics: err %v, wedged %v", err, w.Set())
+	}
+	if err := w.Guard(true, func() error { panic("write") }, wrap); err == nil || err.Error() != "bbolt: write" || !w.Set() {
+		t.Fatalf("a write that panics: err %v, wedged %v", err, w.Set())
+	}
+	ran := false
+	if err := w.Guard(true, func() error { ran = true; return nil }, wrap); err == nil || err.Error() != Wedged || ran {
+		t.Fatalf("a write once wedged: err %v, ran %v", err, ran)
+	}
+	if err := w.Guard(false, func() error { ran = true; return nil }, wrap); err != nil || !ran {
+		t.Fatalf("a read once wedged: err %v, ran %v", err, ran)
+	}
+}
